@@ -1,0 +1,178 @@
+//! An OAuth2 application (authentik's "provider"): the client that token
+//! requests name with `client_id`.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::store::TokenDigest;
+
+/// How the `sub` claim of minted tokens is derived from the service account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubjectMode {
+    /// Hex SHA-256 of `"<account id>-<salt>"` (authentik's default
+    /// `hashed_user_id`): stable, and reveals nothing about the account.
+    #[default]
+    HashedId,
+    /// The account's username.
+    Username,
+    /// The account's UUID.
+    Uuid,
+    /// The account's internal id.
+    Id,
+}
+
+/// An application that clients request tokens for.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_m2m_auth::issuer::Application;
+///
+/// let app = Application::new("my-client-id", "my-app")
+///     .with_allowed_scopes(["read", "write"])
+///     .with_token_lifetime(Duration::from_secs(600));
+/// assert_eq!(app.slug(), "my-app");
+/// ```
+#[derive(Clone)]
+pub struct Application {
+    pub(crate) client_id: String,
+    pub(crate) slug: String,
+    pub(crate) name: String,
+    pub(crate) secret: Option<TokenDigest>,
+    pub(crate) allowed_scopes: Vec<String>,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) subject_mode: SubjectMode,
+    /// Its issuer URL, set when the application is added to an endpoint.
+    pub(crate) issuer: String,
+}
+
+impl Application {
+    /// An application with this `client_id` and URL `slug` (its issuer is
+    /// `<base>/application/o/<slug>/`). Its name defaults to the slug, tokens
+    /// live one hour, no scope is allowed and it has no client secret.
+    pub fn new(client_id: impl Into<String>, slug: impl Into<String>) -> Self {
+        let slug = slug.into();
+        Self {
+            client_id: client_id.into(),
+            name: slug.clone(),
+            slug,
+            secret: None,
+            allowed_scopes: Vec::new(),
+            token_lifetime: Duration::from_secs(3600),
+            subject_mode: SubjectMode::default(),
+            issuer: String::new(),
+        }
+    }
+
+    /// Sets the display name, which also names the automatic service account
+    /// (`ak-<name>-client_credentials`).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the application's own client secret (only its digest is kept).
+    /// A request whose `client_secret` is this secret authenticates as the
+    /// application's automatic service account.
+    pub fn with_client_secret(self, secret: &str) -> Self {
+        self.with_client_secret_digest(TokenDigest::of(secret))
+    }
+
+    /// Sets the digest of the application's client secret.
+    pub fn with_client_secret_digest(mut self, digest: TokenDigest) -> Self {
+        self.secret = Some(digest);
+        self
+    }
+
+    /// The scopes a token may carry; requested scopes outside this set are
+    /// dropped, never granted.
+    pub fn with_allowed_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How long minted tokens are valid (default one hour).
+    pub fn with_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
+        self
+    }
+
+    /// How `sub` is derived (default [`SubjectMode::HashedId`]).
+    pub fn with_subject_mode(mut self, mode: SubjectMode) -> Self {
+        self.subject_mode = mode;
+        self
+    }
+
+    /// The `client_id`.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The URL slug.
+    pub fn slug(&self) -> &str {
+        &self.slug
+    }
+
+    /// The display name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The username of the automatic service account that the application's
+    /// own client secret authenticates as.
+    pub fn automatic_account_username(&self) -> String {
+        format!("ak-{}-client_credentials", self.name)
+    }
+
+    /// Whether `secret` is the application's client secret (constant time).
+    pub fn client_secret_matches(&self, secret: &str) -> bool {
+        self.secret.is_some_and(|digest| digest.matches(secret))
+    }
+
+    /// Its issuer URL (`iss` of its tokens), once added to an endpoint.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The allowed scopes.
+    pub fn allowed_scopes(&self) -> &[String] {
+        &self.allowed_scopes
+    }
+
+    /// Token lifetime.
+    pub fn token_lifetime(&self) -> Duration {
+        self.token_lifetime
+    }
+
+    /// The requested scopes that this application allows, in request order,
+    /// without duplicates.
+    pub(crate) fn clamp_scopes<'a>(&self, requested: &'a str) -> Vec<&'a str> {
+        let mut granted: Vec<&str> = Vec::new();
+        for scope in requested.split(' ').filter(|s| !s.is_empty()) {
+            if self.allowed_scopes.iter().any(|allowed| allowed == scope)
+                && !granted.contains(&scope)
+            {
+                granted.push(scope);
+            }
+        }
+        granted
+    }
+}
+
+impl fmt::Debug for Application {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Application")
+            .field("client_id", &self.client_id)
+            .field("slug", &self.slug)
+            .field("name", &self.name)
+            .field("has_client_secret", &self.secret.is_some())
+            .field("allowed_scopes", &self.allowed_scopes)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("subject_mode", &self.subject_mode)
+            .finish()
+    }
+}

@@ -1,0 +1,383 @@
+//! The endpoint itself: its configuration and the handling of the requests
+//! it answers (token, JWKS, metadata), independent of the tower plumbing.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use secrecy::ExposeSecret;
+use tower_service::Service;
+
+use super::claims::{self, AccessTokenClaims, IdTokenClaims};
+use super::request::{self, BasicCredentials, TokenRequest, present, present_secret};
+use super::{
+    Application, ClientAuthentication, Credentials, GrantType, Principal, TokenError, VerifyError,
+    metadata, response,
+};
+use crate::keys::KeyRing;
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a request path means to the endpoint.
+#[derive(Clone)]
+pub(crate) enum Route {
+    Token,
+    Jwks,
+    Discovery(Arc<Application>),
+}
+
+/// Everything the endpoint needs to answer, shared by every clone.
+#[derive(Clone)]
+pub(crate) struct EndpointConfig {
+    pub(crate) base_url: String,
+    pub(crate) keys: KeyRing,
+    pub(crate) applications: HashMap<String, Arc<Application>>,
+    pub(crate) token_path: String,
+    pub(crate) issuer_path: String,
+    pub(crate) jwks_path: String,
+    pub(crate) discovery_path: String,
+    pub(crate) routes: HashMap<String, Route>,
+    pub(crate) body_limit: usize,
+    pub(crate) body_timeout: Option<Duration>,
+    pub(crate) id_token: bool,
+    pub(crate) at_jwt_typ: bool,
+    pub(crate) subject_salt: String,
+}
+
+impl EndpointConfig {
+    pub(crate) fn new(base_url: String, keys: KeyRing) -> Self {
+        let mut config = Self {
+            subject_salt: base_url.clone(),
+            base_url,
+            keys,
+            applications: HashMap::new(),
+            token_path: "/application/o/token/".into(),
+            issuer_path: "/application/o/{slug}/".into(),
+            jwks_path: "/application/o/{slug}/jwks/".into(),
+            discovery_path: "/application/o/{slug}/.well-known/openid-configuration".into(),
+            routes: HashMap::new(),
+            body_limit: 64 * 1024,
+            body_timeout: None,
+            id_token: true,
+            at_jwt_typ: false,
+        };
+        config.rebuild_routes();
+        config
+    }
+
+    /// The issuer URL of an application (`iss` of its tokens).
+    pub(crate) fn issuer(&self, slug: &str) -> String {
+        format!(
+            "{}{}",
+            self.base_url,
+            self.issuer_path.replace("{slug}", slug)
+        )
+    }
+
+    pub(crate) fn url(&self, path_template: &str, slug: &str) -> String {
+        format!("{}{}", self.base_url, path_template.replace("{slug}", slug))
+    }
+
+    /// Recomputes the path table after a change of applications or paths.
+    pub(crate) fn rebuild_routes(&mut self) {
+        let mut routes = HashMap::new();
+        routes.insert(self.token_path.clone(), Route::Token);
+        for application in self.applications.values() {
+            let slug = application.slug();
+            routes.insert(self.jwks_path.replace("{slug}", slug), Route::Jwks);
+            let discovery = Route::Discovery(application.clone());
+            routes.insert(
+                self.discovery_path.replace("{slug}", slug),
+                discovery.clone(),
+            );
+            // RFC 8414 §3.1: the well-known suffix goes before the issuer's path.
+            let issuer_path = self.issuer_path.replace("{slug}", slug);
+            let rfc8414 = format!("/.well-known/oauth-authorization-server{issuer_path}");
+            routes.insert(rfc8414.trim_end_matches('/').to_owned(), discovery.clone());
+            routes.insert(rfc8414, discovery);
+        }
+        self.routes = routes;
+    }
+
+    pub(crate) fn route(&self, path: &str) -> Option<&Route> {
+        self.routes.get(path)
+    }
+}
+
+/// Answers a request to one of the endpoint's paths.
+pub(crate) async fn handle<V, B>(
+    config: Arc<EndpointConfig>,
+    route: Route,
+    verifier: V,
+    request: Request<B>,
+) -> Response<Full<Bytes>>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let head = request.method() == Method::HEAD;
+    match route {
+        Route::Token => token(&config, verifier, request).await,
+        Route::Jwks | Route::Discovery(_) if !(head || request.method() == Method::GET) => {
+            response::method_not_allowed("GET, HEAD")
+        }
+        Route::Jwks => response::public_json(config.keys.jwks_json(), head),
+        Route::Discovery(application) => {
+            response::public_json(metadata::discovery(&config, &application), head)
+        }
+    }
+}
+
+async fn token<V, B>(
+    config: &EndpointConfig,
+    verifier: V,
+    request: Request<B>,
+) -> Response<Full<Bytes>>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    if request.method() != Method::POST {
+        return response::method_not_allowed("POST");
+    }
+    let used_basic = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().get(..6))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "));
+    match issue(config, verifier, request).await {
+        Ok(body) => response::token(body),
+        Err(error) => {
+            tracing::debug!(error = %error, "token request rejected");
+            response::error(error, used_basic)
+        }
+    }
+}
+
+async fn issue<V, B>(
+    config: &EndpointConfig,
+    mut verifier: V,
+    request: Request<B>,
+) -> Result<Vec<u8>, TokenError>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = request.into_parts();
+    if !request::is_form(&parts.headers) {
+        return Err(TokenError::InvalidRequest(
+            "the content type must be application/x-www-form-urlencoded",
+        ));
+    }
+    let basic = request::basic_credentials(&parts.headers)?;
+    let body = read_body(config, &parts.headers, body).await?;
+    let form = TokenRequest::from_form(&body)?;
+
+    let grant_type = match present(&form.grant_type) {
+        None => {
+            return Err(TokenError::InvalidRequest(
+                "parameter grant_type is missing",
+            ));
+        }
+        Some("client_credentials") => GrantType::ClientCredentials,
+        Some("password") => GrantType::Password,
+        Some(_) => return Err(TokenError::UnsupportedGrantType),
+    };
+    let (client_id, credentials) = client_authentication(&form, basic)?;
+    let application = config
+        .applications
+        .get(&client_id)
+        .ok_or(TokenError::InvalidClient)?
+        .clone();
+    let scopes = application.clamp_scopes(present(&form.scope).unwrap_or(""));
+    let scope = scopes.join(" ");
+
+    poll_fn(|cx| verifier.poll_ready(cx))
+        .await
+        .map_err(verify_error)?;
+    let principal = verifier
+        .call(ClientAuthentication::new(application.clone(), credentials, grant_type))
+        .await
+        .map_err(|error| {
+            tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
+            verify_error(error)
+        })?;
+    mint(config, &application, &principal, &scope)
+}
+
+fn verify_error(error: VerifyError) -> TokenError {
+    match error {
+        VerifyError::Rejected(_) => TokenError::InvalidGrant,
+        VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
+    }
+}
+
+/// Reads the body, refusing more than the limit without reading further.
+async fn read_body<B>(
+    config: &EndpointConfig,
+    headers: &http::HeaderMap,
+    body: B,
+) -> Result<Bytes, TokenError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > config.body_limit as u64) {
+        return Err(TokenError::PayloadTooLarge);
+    }
+    let collect = Limited::new(body, config.body_limit).collect();
+    let collected = match config.body_timeout {
+        Some(limit) => tokio::time::timeout(limit, collect)
+            .await
+            .map_err(|_| TokenError::BodyTimeout)?,
+        None => collect.await,
+    };
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(TokenError::PayloadTooLarge),
+        Err(_) => Err(TokenError::InvalidRequest(
+            "the request body could not be read",
+        )),
+    }
+}
+
+/// Who the client says it is, and with what: RFC 6749 §2.3 allows one client
+/// authentication method per request.
+fn client_authentication(
+    form: &TokenRequest,
+    basic: Option<BasicCredentials>,
+) -> Result<(String, Credentials), TokenError> {
+    const TWO_METHODS: TokenError =
+        TokenError::InvalidRequest("more than one client authentication method was used");
+    if present(&form.client_assertion_type).is_some()
+        || present_secret(&form.client_assertion).is_some()
+    {
+        // JWT client assertions (RFC 7523) are not configured on this endpoint.
+        return Err(TokenError::InvalidGrant);
+    }
+    let (client_id, secret) = match basic {
+        Some(basic) => {
+            if present_secret(&form.client_secret).is_some() {
+                return Err(TWO_METHODS);
+            }
+            if present(&form.client_id).is_some_and(|id| id != basic.client_id) {
+                return Err(TokenError::InvalidRequest(
+                    "client_id differs from the HTTP Basic client id",
+                ));
+            }
+            let secret =
+                (!basic.client_secret.expose_secret().is_empty()).then_some(basic.client_secret);
+            (basic.client_id, secret)
+        }
+        None => (
+            present(&form.client_id)
+                .ok_or(TokenError::InvalidRequest("parameter client_id is missing"))?
+                .to_owned(),
+            present_secret(&form.client_secret).cloned(),
+        ),
+    };
+    if client_id.is_empty() {
+        return Err(TokenError::InvalidRequest("parameter client_id is missing"));
+    }
+    let credentials = match (
+        present(&form.username),
+        present_secret(&form.password),
+        secret,
+    ) {
+        (Some(_), _, Some(_)) => return Err(TWO_METHODS),
+        (Some(username), Some(password), None) => Credentials::Password {
+            username: username.to_owned(),
+            password: password.clone(),
+        },
+        (Some(_), None, None) => {
+            return Err(TokenError::InvalidRequest("parameter password is missing"));
+        }
+        (None, Some(_), _) => {
+            return Err(TokenError::InvalidRequest("parameter username is missing"));
+        }
+        (None, None, Some(secret)) => Credentials::ClientSecret(secret),
+        (None, None, None) => {
+            return Err(TokenError::InvalidRequest(
+                "no client credentials were given",
+            ));
+        }
+    };
+    Ok((client_id, credentials))
+}
+
+/// Mints the access token (and ID token) and serializes the response body.
+fn mint(
+    config: &EndpointConfig,
+    application: &Application,
+    principal: &Principal,
+    scope: &str,
+) -> Result<Vec<u8>, TokenError> {
+    let now = claims::now();
+    let lifetime = application.token_lifetime().as_secs();
+    let exp = now + lifetime;
+    let iss = application.issuer.as_str();
+    let sub = claims::subject(application, principal, &config.subject_salt);
+    let jti = claims::token_id().ok_or(TokenError::ServerError)?;
+    let access = AccessTokenClaims {
+        iss,
+        sub: &sub,
+        aud: application.client_id(),
+        exp,
+        iat: now,
+        auth_time: now,
+        jti: &jti,
+        client_id: application.client_id(),
+        azp: application.client_id(),
+        scope,
+        preferred_username: &principal.username,
+    };
+    let typ = config.at_jwt_typ.then_some("at+jwt");
+    let (access_token, id_token) = config
+        .keys
+        .with_active(|key| {
+            let access_token = key.sign_jwt(typ, &access)?;
+            let id_token = if config.id_token {
+                let jti = claims::token_id().ok_or(crate::keys::KeyError::Signing)?;
+                Some(key.sign_jwt(
+                    Some("JWT"),
+                    &IdTokenClaims {
+                        iss,
+                        sub: &sub,
+                        aud: application.client_id(),
+                        exp,
+                        iat: now,
+                        auth_time: now,
+                        jti: &jti,
+                        preferred_username: &principal.username,
+                    },
+                )?)
+            } else {
+                None
+            };
+            Ok::<_, crate::keys::KeyError>((access_token, id_token))
+        })
+        .map_err(|error| {
+            tracing::error!(%error, "token signing failed");
+            TokenError::ServerError
+        })?;
+    serde_json::to_vec(&response::TokenResponse {
+        access_token: &access_token,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        scope,
+        id_token: id_token.as_deref(),
+    })
+    .map_err(|_| TokenError::ServerError)
+}

@@ -1,0 +1,176 @@
+//! The [`TokenEndpointLayer`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::endpoint::EndpointConfig;
+use super::{Application, TokenEndpoint};
+use crate::keys::KeyRing;
+
+/// A tower layer that adds an OAuth2 token endpoint (client credentials) to
+/// any service, with each application's JWKS and metadata.
+///
+/// Paths (authentik's by default; `{slug}` stands for the application slug):
+///
+/// | what | default path |
+/// |---|---|
+/// | token endpoint (`POST`) | `/application/o/token/` |
+/// | issuer (`iss`) | `<base>/application/o/{slug}/` |
+/// | JWKS (`GET`) | `/application/o/{slug}/jwks/` |
+/// | OpenID discovery (`GET`) | `/application/o/{slug}/.well-known/openid-configuration` |
+/// | RFC 8414 metadata (`GET`) | `/.well-known/oauth-authorization-server/application/o/{slug}/` |
+///
+/// See the [module docs](crate::issuer) for an example.
+#[derive(Clone)]
+#[must_use]
+pub struct TokenEndpointLayer<V> {
+    pub(crate) verifier: V,
+    pub(crate) config: Arc<EndpointConfig>,
+}
+
+/// An invalid endpoint configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The issuer base URL is not an absolute `http(s)` URL without a path,
+    /// query or fragment.
+    #[error(
+        "the issuer base URL must be an absolute http(s) URL without path, e.g. https://auth.example.com"
+    )]
+    BaseUrl,
+    /// A path does not start with `/`, or a per-application path lacks `{slug}`.
+    #[error("invalid path {0:?}: paths start with '/' and per-application paths contain {{slug}}")]
+    Path(String),
+}
+
+impl<V> TokenEndpointLayer<V> {
+    /// An endpoint for the issuer at `base_url` (e.g.
+    /// `https://auth.example.com`), signing with `keys` and asking `verifier`
+    /// who clients are (usually a [`StoreVerifier`](super::StoreVerifier)).
+    pub fn new(base_url: &str, keys: KeyRing, verifier: V) -> Result<Self, ConfigError> {
+        let base_url = base_url.trim_end_matches('/');
+        let uri: http::Uri = base_url.parse().map_err(|_| ConfigError::BaseUrl)?;
+        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+        let bare = uri.path() == "/" && uri.query().is_none() && !base_url.contains('#');
+        if !scheme_ok || uri.authority().is_none() || !bare {
+            return Err(ConfigError::BaseUrl);
+        }
+        Ok(Self {
+            verifier,
+            config: Arc::new(EndpointConfig::new(base_url.to_owned(), keys)),
+        })
+    }
+
+    fn update(mut self, f: impl FnOnce(&mut EndpointConfig)) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        f(config);
+        config.rebuild_routes();
+        self
+    }
+
+    /// Adds an application (one with the same `client_id` is replaced).
+    pub fn application(self, mut application: Application) -> Self {
+        self.update(|config| {
+            application.issuer = config.issuer(application.slug());
+            config
+                .applications
+                .insert(application.client_id().to_owned(), Arc::new(application));
+        })
+    }
+
+    /// The token endpoint path (default `/application/o/token/`).
+    pub fn token_path(self, path: &str) -> Result<Self, ConfigError> {
+        let path = checked_path(path, false)?;
+        Ok(self.update(|config| config.token_path = path))
+    }
+
+    /// The issuer path template (default `/application/o/{slug}/`). Set it
+    /// before adding applications.
+    pub fn issuer_path(self, path: &str) -> Result<Self, ConfigError> {
+        let path = checked_path(path, true)?;
+        Ok(self.update(|config| config.issuer_path = path))
+    }
+
+    /// The JWKS path template (default `/application/o/{slug}/jwks/`).
+    pub fn jwks_path(self, path: &str) -> Result<Self, ConfigError> {
+        let path = checked_path(path, true)?;
+        Ok(self.update(|config| config.jwks_path = path))
+    }
+
+    /// The OpenID discovery path template (default
+    /// `/application/o/{slug}/.well-known/openid-configuration`).
+    pub fn discovery_path(self, path: &str) -> Result<Self, ConfigError> {
+        let path = checked_path(path, true)?;
+        Ok(self.update(|config| config.discovery_path = path))
+    }
+
+    /// The largest accepted token request body (default 64 KiB); larger ones
+    /// get 413 and are not read further.
+    pub fn body_limit(self, bytes: usize) -> Self {
+        self.update(|config| config.body_limit = bytes)
+    }
+
+    /// How long the endpoint waits for a request body (default: no limit of
+    /// its own; put the server's or tower-http's timeout in front). Needs a
+    /// tokio runtime with its timer enabled.
+    pub fn body_timeout(self, timeout: Duration) -> Self {
+        self.update(|config| config.body_timeout = Some(timeout))
+    }
+
+    /// Whether token responses carry an `id_token` besides the access token
+    /// (default `true`, as authentik answers). Each costs one more signature.
+    pub fn id_token(self, enabled: bool) -> Self {
+        self.update(|config| config.id_token = enabled)
+    }
+
+    /// Whether access tokens carry the JOSE header `typ: at+jwt` (RFC 9068
+    /// §2.1; default `false`, `typ` then is omitted as authentik does).
+    pub fn at_jwt_typ(self, enabled: bool) -> Self {
+        self.update(|config| config.at_jwt_typ = enabled)
+    }
+
+    /// The salt of the hashed-id `sub` (default: the issuer base URL). Keep
+    /// it stable: changing it changes every hashed subject.
+    pub fn subject_salt(self, salt: impl Into<String>) -> Self {
+        let salt = salt.into();
+        self.update(|config| config.subject_salt = salt)
+    }
+
+    /// The issuer's key ring.
+    pub fn keys(&self) -> &KeyRing {
+        &self.config.keys
+    }
+
+    /// The application registered under `client_id`.
+    pub fn get_application(&self, client_id: &str) -> Option<&Application> {
+        self.config.applications.get(client_id).map(|app| &**app)
+    }
+}
+
+fn checked_path(path: &str, per_application: bool) -> Result<String, ConfigError> {
+    if !path.starts_with('/') || (per_application && !path.contains("{slug}")) {
+        return Err(ConfigError::Path(path.to_owned()));
+    }
+    Ok(path.to_owned())
+}
+
+impl<S, V: Clone> Layer<S> for TokenEndpointLayer<V> {
+    type Service = TokenEndpoint<S, V>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TokenEndpoint::new(inner, self)
+    }
+}
+
+impl<V> std::fmt::Debug for TokenEndpointLayer<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEndpointLayer")
+            .field("base_url", &self.config.base_url)
+            .field("token_path", &self.config.token_path)
+            .field("applications", &self.config.applications.len())
+            .field("keys", &self.config.keys)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,52 @@
+//! The authorization server metadata each application publishes (OpenID
+//! Connect Discovery 1.0 and RFC 8414).
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::Application;
+use super::endpoint::EndpointConfig;
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    issuer: &'a str,
+    token_endpoint: String,
+    jwks_uri: String,
+    grant_types_supported: [&'static str; 2],
+    token_endpoint_auth_methods_supported: [&'static str; 2],
+    response_types_supported: [&'static str; 0],
+    subject_types_supported: [&'static str; 1],
+    id_token_signing_alg_values_supported: [jsonwebtoken::Algorithm; 1],
+    scopes_supported: &'a [String],
+    claims_supported: [&'static str; 11],
+}
+
+/// The metadata document of `application`.
+pub(crate) fn discovery(config: &EndpointConfig, application: &Application) -> Bytes {
+    let algorithm = config.keys.with_active(|key| key.algorithm());
+    let metadata = Metadata {
+        issuer: application.issuer(),
+        token_endpoint: format!("{}{}", config.base_url, config.token_path),
+        jwks_uri: config.url(&config.jwks_path, application.slug()),
+        grant_types_supported: ["client_credentials", "password"],
+        token_endpoint_auth_methods_supported: ["client_secret_post", "client_secret_basic"],
+        response_types_supported: [],
+        subject_types_supported: ["public"],
+        id_token_signing_alg_values_supported: [algorithm],
+        scopes_supported: application.allowed_scopes(),
+        claims_supported: [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "jti",
+            "client_id",
+            "azp",
+            "scope",
+            "preferred_username",
+        ],
+    };
+    Bytes::from(serde_json::to_vec(&metadata).unwrap_or_default())
+}

@@ -1,0 +1,157 @@
+//! Parsing a token request: the form body (RFC 6749 §4.4.2) and HTTP Basic
+//! client authentication (RFC 6749 §2.3.1).
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use percent_encoding::percent_decode_str;
+use secrecy::SecretString;
+
+use super::TokenError;
+
+/// The parameters of a token request that this endpoint reads. A parameter
+/// sent without a value counts as omitted (RFC 6749 §3.1); unknown ones are
+/// ignored (§3.2).
+#[derive(Debug, Default)]
+pub(crate) struct TokenRequest {
+    pub(crate) grant_type: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<SecretString>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<SecretString>,
+    pub(crate) scope: Option<String>,
+    pub(crate) client_assertion_type: Option<String>,
+    pub(crate) client_assertion: Option<SecretString>,
+}
+
+impl TokenRequest {
+    /// Parses an `application/x-www-form-urlencoded` body. Each parameter may
+    /// appear once (RFC 6749 §3.2).
+    pub(crate) fn from_form(body: &[u8]) -> Result<Self, TokenError> {
+        let pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = serde_urlencoded::from_bytes(body)
+            .map_err(|_| TokenError::InvalidRequest("the request body is not a valid form"))?;
+        let mut request = TokenRequest::default();
+        for (name, value) in pairs {
+            let (slot, duplicate): (&mut dyn Slot, &'static str) = match &*name {
+                "grant_type" => (&mut request.grant_type, "parameter grant_type is repeated"),
+                "client_id" => (&mut request.client_id, "parameter client_id is repeated"),
+                "client_secret" => (
+                    &mut request.client_secret,
+                    "parameter client_secret is repeated",
+                ),
+                "username" => (&mut request.username, "parameter username is repeated"),
+                "password" => (&mut request.password, "parameter password is repeated"),
+                "scope" => (&mut request.scope, "parameter scope is repeated"),
+                "client_assertion_type" => (
+                    &mut request.client_assertion_type,
+                    "parameter client_assertion_type is repeated",
+                ),
+                "client_assertion" => (
+                    &mut request.client_assertion,
+                    "parameter client_assertion is repeated",
+                ),
+                _ => continue,
+            };
+            if slot.is_seen() {
+                return Err(TokenError::InvalidRequest(duplicate));
+            }
+            slot.set(value.into_owned());
+        }
+        Ok(request)
+    }
+}
+
+/// A parameter slot: `None` until seen; an empty value is kept as seen but
+/// reads as omitted.
+trait Slot {
+    fn is_seen(&self) -> bool;
+    fn set(&mut self, value: String);
+}
+
+impl Slot for Option<String> {
+    fn is_seen(&self) -> bool {
+        self.is_some()
+    }
+    fn set(&mut self, value: String) {
+        *self = Some(value);
+    }
+}
+
+impl Slot for Option<SecretString> {
+    fn is_seen(&self) -> bool {
+        self.is_some()
+    }
+    fn set(&mut self, value: String) {
+        *self = Some(SecretString::from(value));
+    }
+}
+
+/// Treats an empty parameter as omitted (RFC 6749 §3.1).
+pub(crate) fn present(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+/// Treats an empty secret as omitted.
+pub(crate) fn present_secret(value: &Option<SecretString>) -> Option<&SecretString> {
+    use secrecy::ExposeSecret;
+    value.as_ref().filter(|v| !v.expose_secret().is_empty())
+}
+
+/// Whether the request declares a form body (`application/x-www-form-urlencoded`,
+/// parameters such as `charset` allowed).
+pub(crate) fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// Client credentials from an `Authorization: Basic` header.
+pub(crate) struct BasicCredentials {
+    pub(crate) client_id: String,
+    pub(crate) client_secret: SecretString,
+}
+
+/// Reads HTTP Basic client authentication. `Ok(None)` when there is no
+/// `Authorization` header or it uses another scheme; an error when a Basic
+/// header is malformed.
+///
+/// RFC 6749 §2.3.1 has the id and secret form-encoded before base64; like
+/// authentik, only percent escapes are decoded, so a raw `+` (common in base64
+/// secrets) stays a `+`.
+pub(crate) fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<BasicCredentials>, TokenError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| TokenError::InvalidClient)?;
+    let (scheme, encoded) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(TokenError::InvalidClient)?;
+    let (id, secret) = decoded.split_once(':').ok_or(TokenError::InvalidClient)?;
+    let unescape = |s: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .map(Cow::into_owned)
+            .map_err(|_| TokenError::InvalidClient)
+    };
+    Ok(Some(BasicCredentials {
+        client_id: unescape(id)?,
+        client_secret: SecretString::from(unescape(secret)?),
+    }))
+}

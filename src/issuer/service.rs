@@ -1,0 +1,89 @@
+//! The [`TokenEndpoint`] service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::endpoint::{self, BoxError, EndpointConfig};
+use super::{
+    ClientAuthentication, Principal, ResponseBody, ResponseFuture, TokenEndpointLayer, VerifyError,
+};
+
+/// Middleware that answers the token endpoint, JWKS and metadata paths and
+/// passes every other request to the inner service untouched.
+///
+/// See the [module docs](crate::issuer) for an example.
+#[derive(Clone)]
+pub struct TokenEndpoint<S, V> {
+    pub(crate) inner: S,
+    pub(crate) verifier: V,
+    pub(crate) config: Arc<EndpointConfig>,
+}
+
+impl<S, V> TokenEndpoint<S, V> {
+    /// Wraps `inner` with the endpoint that `layer` describes.
+    pub fn new(inner: S, layer: &TokenEndpointLayer<V>) -> Self
+    where
+        V: Clone,
+    {
+        Self {
+            inner,
+            verifier: layer.verifier.clone(),
+            config: layer.config.clone(),
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for TokenEndpoint<S, V>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>
+        + Clone
+        + Send
+        + 'static,
+    V::Future: Send,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        match self.config.route(request.uri().path()) {
+            None => ResponseFuture::inner(self.inner.call(request)),
+            Some(route) => ResponseFuture::endpoint(Box::pin(endpoint::handle(
+                self.config.clone(),
+                route.clone(),
+                self.verifier.clone(),
+                request,
+            ))),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The credential verifier: a `tower::Service` that decides who a client is.
+//!
+//! The token endpoint delegates this decision to any
+//! `Service<ClientAuthentication, Response = Principal, Error = VerifyError>`,
+//! so an application can plug in its own. [`StoreVerifier`] is the default:
+//! it follows authentik's rules over a [`CredentialStore`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use secrecy::ExposeSecret;
+use tower_service::Service;
+
+use super::{ClientAuthentication, Credentials, Principal};
+use crate::store::{CredentialStore, StoreError, TokenDigest};
+
+/// Why a client was not authenticated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The credentials do not authenticate anyone. Answered as
+    /// `invalid_grant`; the reason goes to tracing only.
+    #[error("credentials rejected: {0}")]
+    Rejected(Rejection),
+    /// The verifier could not decide (its store is down). Answered as
+    /// `temporarily_unavailable` with status 503.
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+}
+
+/// The precise reason credentials were rejected, for logs; the client is only
+/// told `invalid_grant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No such account, or the account has no such app password.
+    #[error("unknown account or app password")]
+    UnknownCredentials,
+    /// The account is disabled.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// The app password has expired.
+    #[error("app password expired")]
+    PasswordExpired,
+    /// `client_secret` is neither the application's secret nor base64 of
+    /// `username:token`.
+    #[error("client secret is not base64(username:token)")]
+    MalformedSecret,
+}
+
+impl From<Rejection> for VerifyError {
+    fn from(rejection: Rejection) -> Self {
+        VerifyError::Rejected(rejection)
+    }
+}
+
+/// The default credential verifier, over a [`CredentialStore`].
+///
+/// It accepts every static form authentik accepts:
+/// 1. `username` + `password` (an app-password token of that account);
+/// 2. `client_secret` = base64(`username:token`);
+/// 3. `client_secret` = the application's own secret, which authenticates as
+///    its automatic service account.
+///
+/// A disabled account, an expired token or another account's token are
+/// rejected. Secrets are compared as SHA-256 digests in constant time.
+#[derive(Debug)]
+pub struct StoreVerifier<S> {
+    store: Arc<S>,
+}
+
+impl<S> Clone for StoreVerifier<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+        }
+    }
+}
+
+impl<S: CredentialStore> StoreVerifier<S> {
+    /// A verifier that reads `store`.
+    pub fn new(store: S) -> Self {
+        Self {
+            store: Arc::new(store),
+        }
+    }
+
+    /// The store it reads.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+impl<S: CredentialStore> Service<ClientAuthentication> for StoreVerifier<S> {
+    type Response = Principal;
+    type Error = VerifyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Principal, VerifyError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: ClientAuthentication) -> Self::Future {
+        let store = self.store.clone();
+        Box::pin(async move { verify(&*store, request).await })
+    }
+}
+
+async fn verify<S: CredentialStore>(
+    store: &S,
+    request: ClientAuthentication,
+) -> Result<Principal, VerifyError> {
+    match &request.credentials {
+        Credentials::Password { username, password } => {
+            verify_app_password(store, username, password.expose_secret()).await
+        }
+        Credentials::ClientSecret(secret) => {
+            let secret = secret.expose_secret();
+            if request.application.client_secret_matches(secret) {
+                return Ok(Principal::automatic(&request.application));
+            }
+            let decoded = decode_basic_secret(secret).ok_or(Rejection::MalformedSecret)?;
+            let (username, token) = decoded.split_once(':').ok_or(Rejection::MalformedSecret)?;
+            verify_app_password(store, username, token).await
+        }
+    }
+}
+
+/// base64 (standard alphabet, padding optional) of UTF-8 `username:token`.
+fn decode_basic_secret(secret: &str) -> Option<String> {
+    let bytes = STANDARD
+        .decode(secret)
+        .or_else(|_| STANDARD_NO_PAD.decode(secret))
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+async fn verify_app_password<S: CredentialStore>(
+    store: &S,
+    username: &str,
+    token: &str,
+) -> Result<Principal, VerifyError> {
+    // The digest is computed whether or not the account exists, so both
+    // answers take the same time.
+    let digest = TokenDigest::of(token);
+    let credential = store
+        .app_password(username, &digest)
+        .await?
+        .ok_or(Rejection::UnknownCredentials)?;
+    let belongs = credential.password.digest == digest
+        && credential.password.account_id == credential.account.id
+        && credential.account.username == username;
+    if !belongs {
+        return Err(Rejection::UnknownCredentials.into());
+    }
+    if !credential.account.active {
+        return Err(Rejection::AccountDisabled.into());
+    }
+    if credential
+        .password
+        .expires
+        .is_some_and(|expires| expires <= SystemTime::now())
+    {
+        return Err(Rejection::PasswordExpired.into());
+    }
+    Ok(Principal::from(credential.account))
+}

@@ -1,0 +1,43 @@
+//! Key material shared by the issuer and the validator side.
+//!
+//! - [`SigningKey`]: a private key, parsed once, that signs the issuer's tokens.
+//! - [`KeyRing`]: the issuer's keys: one active signer, every key published in
+//!   the JWKS, so keys rotate without breaking tokens in flight.
+
+mod ring;
+mod signing;
+
+pub use ring::KeyRing;
+pub use signing::SigningKey;
+
+use jsonwebtoken::Algorithm;
+
+/// Why a key could not be created, or a token not be signed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The input is not a PEM document of a supported kind.
+    #[error("not a PEM private key (expected PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY)")]
+    InvalidPem,
+    /// The key parsed, but is of no supported type or curve.
+    #[error("unsupported or malformed private key")]
+    UnsupportedKey,
+    /// The algorithm is not one this crate signs with.
+    #[error("unsupported signing algorithm {0:?}")]
+    UnsupportedAlgorithm(Algorithm),
+    /// An HMAC secret shorter than 32 bytes (RFC 7518 §3.2).
+    #[error("HS256 secrets must be at least 32 bytes long")]
+    WeakSecret,
+    /// The claims could not be serialized.
+    #[error("claims could not be serialized: {0}")]
+    Claims(#[from] serde_json::Error),
+    /// The crypto backend failed to sign.
+    #[error("signing failed")]
+    Signing,
+}
+
+impl From<aws_lc_rs::error::Unspecified> for KeyError {
+    fn from(_: aws_lc_rs::error::Unspecified) -> Self {
+        KeyError::UnsupportedKey
+    }
+}

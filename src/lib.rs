@@ -1,0 +1,23 @@
+//! OAuth2 machine-to-machine authentication for tower.
+//!
+//! - **Issuer side** ([`issuer`]): [`TokenEndpointLayer`] answers the token
+//!   endpoint (`client_credentials`) in any tower stack, authenticating
+//!   service accounts with app-password tokens, and mints signed JWT access
+//!   tokens. It publishes its keys (JWKS) and metadata (OpenID discovery,
+//!   RFC 8414) so any standard client or validator works with it.
+//! - **Keys** ([`keys`]): signing keys parsed once, and the issuer's key ring.
+//! - **Stores** ([`store`]): where service accounts and their app passwords
+//!   (stored as digests) are kept.
+//!
+//! The model is authentik's machine-to-machine "client credentials" feature,
+//! wire-compatible with it.
+
+#![deny(missing_docs, unsafe_code, unreachable_pub)]
+#![warn(rust_2018_idioms)]
+
+pub mod issuer;
+pub mod keys;
+pub mod store;
+
+pub use issuer::{TokenEndpoint, TokenEndpointLayer};
+pub use keys::{KeyRing, SigningKey};

@@ -1,0 +1,91 @@
+//! An in-memory credential store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use super::{
+    AccountCredential, AppPassword, CredentialStore, ServiceAccount, StoreError, TokenDigest,
+};
+
+/// A [`CredentialStore`] held in memory: for tests, demos, and accounts that
+/// come from configuration. Clones share the same data.
+///
+/// ```
+/// use tower_m2m_auth::store::{AppPassword, MemoryStore, ServiceAccount, TokenDigest};
+///
+/// let store = MemoryStore::new();
+/// let account = ServiceAccount::new("ci-deployer");
+/// let (token, password) = AppPassword::generate(&account.id);
+/// store.insert_account(account);
+/// store.insert_app_password(password);
+/// // hand `token` to the client once; only its digest is kept.
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<RwLock<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Accounts by username.
+    accounts: HashMap<String, ServiceAccount>,
+    /// App passwords by digest.
+    passwords: HashMap<[u8; 32], AppPassword>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces (by username) a service account.
+    pub fn insert_account(&self, account: ServiceAccount) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.accounts.insert(account.username.clone(), account);
+    }
+
+    /// Adds an app password (it names its account by id).
+    pub fn insert_app_password(&self, password: AppPassword) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner
+            .passwords
+            .insert(*password.digest.as_bytes(), password);
+    }
+
+    /// Removes the app password with this digest; returns whether it existed.
+    pub fn remove_app_password(&self, digest: &TokenDigest) -> bool {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.passwords.remove(digest.as_bytes()).is_some()
+    }
+
+    /// Enables or disables the account `username`; returns whether it exists.
+    pub fn set_active(&self, username: &str, active: bool) -> bool {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        match inner.accounts.get_mut(username) {
+            Some(account) => {
+                account.active = active;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lookup(&self, username: &str, digest: &TokenDigest) -> Option<AccountCredential> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let account = inner.accounts.get(username)?;
+        let password = inner.passwords.get(digest.as_bytes())?;
+        (password.account_id == account.id)
+            .then(|| AccountCredential::new(account.clone(), password.clone()))
+    }
+}
+
+impl CredentialStore for MemoryStore {
+    async fn app_password(
+        &self,
+        username: &str,
+        digest: &TokenDigest,
+    ) -> Result<Option<AccountCredential>, StoreError> {
+        Ok(self.lookup(username, digest))
+    }
+}

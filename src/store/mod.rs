@@ -1,0 +1,164 @@
+//! Where service accounts and their app-password tokens live.
+//!
+//! The issuer's default credential verifier reads a [`CredentialStore`]. Tokens
+//! are never stored, only their SHA-256 [`TokenDigest`]: app passwords are
+//! random, high-entropy secrets, so a fast hash is enough and a slow password
+//! hash would only hand attackers a denial-of-service lever.
+//!
+//! This module knows nothing of HTTP or OAuth2.
+
+mod digest;
+mod memory;
+
+pub use digest::TokenDigest;
+pub use memory::MemoryStore;
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use secrecy::SecretString;
+use uuid::Uuid;
+
+/// A non-human account that machines authenticate as (authentik's "service
+/// account").
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceAccount {
+    /// Stable internal id; the default `sub` of tokens is a salted hash of it.
+    pub id: String,
+    /// Stable UUID, for the `uuid` subject mode.
+    pub uuid: Uuid,
+    /// Unique login name (`username` in token requests).
+    pub username: String,
+    /// Display name.
+    pub name: String,
+    /// A disabled account cannot authenticate.
+    pub active: bool,
+}
+
+impl ServiceAccount {
+    /// A new active account with a fresh UUID, which also serves as its id.
+    pub fn new(username: impl Into<String>) -> Self {
+        let uuid = Uuid::new_v4();
+        let username = username.into();
+        Self {
+            id: uuid.to_string(),
+            uuid,
+            name: username.clone(),
+            username,
+            active: true,
+        }
+    }
+
+    /// Sets the display name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the internal id (for accounts that come from elsewhere).
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// Sets the UUID.
+    pub fn with_uuid(mut self, uuid: Uuid) -> Self {
+        self.uuid = uuid;
+        self
+    }
+
+    /// Enables or disables the account.
+    pub fn with_active(mut self, active: bool) -> Self {
+        self.active = active;
+        self
+    }
+}
+
+/// One app-password token of a service account, as stored: its digest, never
+/// the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppPassword {
+    /// SHA-256 of the token.
+    pub digest: TokenDigest,
+    /// The `id` of the account it belongs to.
+    pub account_id: String,
+    /// After this instant the token no longer authenticates.
+    pub expires: Option<SystemTime>,
+}
+
+impl AppPassword {
+    /// An app password with this digest for the account `account_id`.
+    pub fn new(account_id: impl Into<String>, digest: TokenDigest) -> Self {
+        Self {
+            digest,
+            account_id: account_id.into(),
+            expires: None,
+        }
+    }
+
+    /// Sets an expiry.
+    pub fn with_expires(mut self, expires: SystemTime) -> Self {
+        self.expires = Some(expires);
+        self
+    }
+
+    /// Generates a random token (256 bits, URL-safe) and returns it with its
+    /// stored form. Show the token to its owner once; keep only the
+    /// `AppPassword`.
+    pub fn generate(account_id: impl Into<String>) -> (SecretString, Self) {
+        let token = TokenDigest::random_token();
+        let digest = TokenDigest::of(&token);
+        (SecretString::from(token), Self::new(account_id, digest))
+    }
+}
+
+/// A service account together with one of its app passwords.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AccountCredential {
+    /// The account.
+    pub account: ServiceAccount,
+    /// The app password, which belongs to `account`.
+    pub password: AppPassword,
+}
+
+impl AccountCredential {
+    /// Pairs an account with one of its app passwords.
+    pub fn new(account: ServiceAccount, password: AppPassword) -> Self {
+        Self { account, password }
+    }
+}
+
+/// The store could not answer (e.g. its database is unreachable).
+#[derive(Debug, thiserror::Error)]
+#[error("credential store unavailable: {0}")]
+pub struct StoreError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Where service accounts and app passwords are looked up.
+///
+/// Implementations must look up by index (the username, the digest), never by
+/// scanning, and must return a password only together with the account that
+/// owns it.
+pub trait CredentialStore: Send + Sync + 'static {
+    /// The account named `username` with its app password whose digest is
+    /// `digest`, or `None` when there is no such account or that account has
+    /// no such password. Disabled accounts and expired passwords are returned
+    /// too: the verifier decides.
+    fn app_password(
+        &self,
+        username: &str,
+        digest: &TokenDigest,
+    ) -> impl Future<Output = Result<Option<AccountCredential>, StoreError>> + Send;
+}
+
+impl<T: CredentialStore> CredentialStore for std::sync::Arc<T> {
+    fn app_password(
+        &self,
+        username: &str,
+        digest: &TokenDigest,
+    ) -> impl Future<Output = Result<Option<AccountCredential>, StoreError>> + Send {
+        (**self).app_password(username, digest)
+    }
+}

@@ -1,0 +1,176 @@
+//! Shared fixtures: a real axum server on 127.0.0.1 wearing the token
+//! endpoint layer, with a service account and an application.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use axum::routing::any;
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
+use secrecy::ExposeSecret;
+use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
+use tower_m2m_auth::keys::{KeyRing, SigningKey};
+use tower_m2m_auth::store::{AppPassword, MemoryStore, ServiceAccount};
+
+pub const CLIENT_ID: &str = "test-client";
+pub const SLUG: &str = "test-app";
+pub const APP_SECRET: &str = "application-secret-0123456789";
+pub const USERNAME: &str = "svc-deployer";
+
+/// A running test server and what it was configured with.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub store: MemoryStore,
+    pub keys: KeyRing,
+    pub token: String,
+    pub account: ServiceAccount,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn token_url(&self) -> String {
+        self.url("/application/o/token/")
+    }
+
+    pub fn issuer(&self) -> String {
+        self.url(&format!("/application/o/{SLUG}/"))
+    }
+
+    /// Adds another service account with one fresh token.
+    pub fn add_account(&self, username: &str) -> (ServiceAccount, String) {
+        let account = ServiceAccount::new(username);
+        let (token, password) = AppPassword::generate(&account.id);
+        self.store.insert_account(account.clone());
+        self.store.insert_app_password(password);
+        (account, token.expose_secret().to_owned())
+    }
+
+    pub async fn jwks(&self) -> JwkSet {
+        reqwest::get(self.url(&format!("/application/o/{SLUG}/jwks/")))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn application() -> Application {
+    Application::new(CLIENT_ID, SLUG)
+        .with_name("test")
+        .with_client_secret(APP_SECRET)
+        .with_allowed_scopes(["read", "write", "openid"])
+}
+
+/// Starts a server signing with `algorithm`; `configure` may adjust the layer.
+pub async fn start_with(
+    algorithm: Algorithm,
+    configure: impl FnOnce(
+        TokenEndpointLayer<StoreVerifier<MemoryStore>>,
+    ) -> TokenEndpointLayer<StoreVerifier<MemoryStore>>,
+) -> Server {
+    let store = MemoryStore::new();
+    let account = ServiceAccount::new(USERNAME).with_name("Deployer");
+    let (token, password) = AppPassword::generate(&account.id);
+    store.insert_account(account.clone());
+    store.insert_app_password(password);
+
+    let keys = KeyRing::new(SigningKey::generate(algorithm).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let layer = TokenEndpointLayer::new(&base, keys.clone(), StoreVerifier::new(store.clone()))
+        .unwrap()
+        .application(application());
+    let layer = configure(layer);
+    let app = Router::new().route("/{*path}", any(echo)).layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server {
+        addr,
+        base,
+        store,
+        keys,
+        token: token.expose_secret().to_owned(),
+        account,
+    }
+}
+
+pub async fn start() -> Server {
+    start_with(Algorithm::ES256, |layer| layer).await
+}
+
+/// The inner service: echoes method, path, query and a few headers in
+/// response headers, and streams the request body back.
+async fn echo(request: Request<Body>) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    axum::response::Response::builder()
+        .header("x-inner-method", parts.method.as_str())
+        .header("x-inner-uri", parts.uri.to_string())
+        .header(
+            "x-inner-content-type",
+            parts
+                .headers
+                .get("content-type")
+                .cloned()
+                .unwrap_or_else(|| axum::http::HeaderValue::from_static("")),
+        )
+        .body(body)
+        .unwrap()
+}
+
+/// A plain HTTP client that never retries or follows redirects.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// POSTs a form body (given raw) to the token endpoint.
+pub async fn post_form(server: &Server, body: &str) -> reqwest::Response {
+    http()
+        .post(server.token_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `error` code of an RFC 6749 §5.2 response, after checking its shape.
+pub async fn error_code(response: reqwest::Response) -> String {
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let json: serde_json::Value = response.json().await.unwrap();
+    assert!(json["error_description"].is_string(), "{json}");
+    json["error"].as_str().unwrap().to_owned()
+}
+
+/// Verifies a JWT against the published JWKS (picked by `kid`) and returns its claims.
+pub fn verify(jwks: &JwkSet, token: &str, audience: &str, issuer: &str) -> serde_json::Value {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let kid = header.kid.expect("token has a kid");
+    let jwk = jwks.find(&kid).expect("kid is published");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+        .unwrap()
+        .claims
+}
+
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(pairs).unwrap()
+}

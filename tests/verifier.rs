@@ -1,0 +1,107 @@
+//! The credential verifier is a pluggable `tower::Service`.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::routing::get;
+use common::{CLIENT_ID, SLUG, application, error_code, form_encode, http};
+use jsonwebtoken::Algorithm;
+use secrecy::ExposeSecret;
+use tower::service_fn;
+use tower_m2m_auth::issuer::{
+    ClientAuthentication, Credentials, Principal, TokenEndpointLayer, VerifyError,
+};
+use tower_m2m_auth::keys::{KeyRing, SigningKey};
+use tower_m2m_auth::store::StoreError;
+
+/// Serves the endpoint with `verifier` and returns the base URL.
+async fn serve<V>(verifier: V) -> String
+where
+    V: tower::Service<ClientAuthentication, Response = Principal, Error = VerifyError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    V::Future: Send,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
+    let layer = TokenEndpointLayer::new(&base, keys, verifier)
+        .unwrap()
+        .application(application());
+    let app = Router::new()
+        .route("/", get(|| async { "inner" }))
+        .layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+async fn request_token(base: &str, secret: &str) -> reqwest::Response {
+    http()
+        .post(format!("{base}/application/o/token/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_encode(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", secret),
+        ]))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn custom_verifier_decides_who_the_client_is() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let verifier = service_fn(move |request: ClientAuthentication| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            assert_eq!(request.application.client_id(), CLIENT_ID);
+            match request.credentials {
+                Credentials::ClientSecret(secret) if secret.expose_secret() == "let-me-in" => {
+                    let account = tower_m2m_auth::store::ServiceAccount::new("from-ldap");
+                    Ok(Principal::from(account))
+                }
+                _ => Err(VerifyError::Rejected(
+                    tower_m2m_auth::issuer::Rejection::UnknownCredentials,
+                )),
+            }
+        }
+    });
+    let base = serve(verifier).await;
+
+    let response = request_token(&base, "let-me-in").await;
+    assert_eq!(response.status(), 200);
+    let json: serde_json::Value = response.json().await.unwrap();
+    let token = json["access_token"].as_str().unwrap();
+    let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(token)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["preferred_username"], "from-ldap");
+    assert_eq!(claims["iss"], format!("{base}/application/o/{SLUG}/"));
+
+    let response = request_token(&base, "wrong").await;
+    assert_eq!(error_code(response).await, "invalid_grant");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn unavailable_verifier_is_503_temporarily_unavailable() {
+    let verifier = service_fn(|_: ClientAuthentication| async {
+        Err::<Principal, _>(VerifyError::Unavailable(StoreError(Box::new(
+            std::io::Error::other("database is down"),
+        ))))
+    });
+    let base = serve(verifier).await;
+    let response = request_token(&base, "anything").await;
+    assert_eq!(response.status(), 503);
+    let body = response.text().await.unwrap();
+    assert!(!body.contains("database"), "internal detail leaked: {body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "temporarily_unavailable");
+}
