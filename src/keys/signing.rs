@@ -45,7 +45,12 @@ pub struct SigningKey {
     /// PKCS#8 DER of the private key, kept to write a generated key to a file.
     pkcs8: Option<Vec<u8>>,
     public_jwk: Option<Jwk>,
+    /// The encoded JOSE headers for the `typ` values the issuer uses, made
+    /// once: `[none, "JWT", "at+jwt"]`.
+    headers: [String; 3],
 }
+
+const CACHED_TYPS: [Option<&str>; 3] = [None, Some("JWT"), Some("at+jwt")];
 
 enum KeyPairKind {
     Ecdsa(EcdsaKeyPair),
@@ -161,6 +166,7 @@ impl SigningKey {
         let kid = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]);
         let pair = KeyPairKind::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret)));
         Ok(Self {
+            headers: encoded_headers(Algorithm::HS256, &kid),
             kid,
             algorithm: Algorithm::HS256,
             pair,
@@ -180,6 +186,7 @@ impl SigningKey {
             .map_err(|_| KeyError::UnsupportedKey)?;
         jwk.common.key_id = Some(kid.clone());
         Ok(Self {
+            headers: encoded_headers(algorithm, &kid),
             kid,
             algorithm,
             pair,
@@ -192,6 +199,7 @@ impl SigningKey {
     /// public key; for HS256 a digest of the secret).
     pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
         self.kid = kid.into();
+        self.headers = encoded_headers(self.algorithm, &self.kid);
         if let Some(jwk) = &mut self.public_jwk {
             jwk.common.key_id = Some(self.kid.clone());
         }
@@ -228,22 +236,18 @@ impl SigningKey {
         typ: Option<&str>,
         claims: &T,
     ) -> Result<String, KeyError> {
-        #[derive(Serialize)]
-        struct Header<'a> {
-            alg: Algorithm,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            typ: Option<&'a str>,
-            kid: &'a str,
-        }
-        let header = serde_json::to_vec(&Header {
-            alg: self.algorithm,
-            typ,
-            kid: &self.kid,
-        })?;
         let claims = serde_json::to_vec(claims)?;
-        let b64_len = |n: usize| n.div_ceil(3) * 4;
-        let mut token = String::with_capacity(b64_len(header.len()) + b64_len(claims.len()) + 520);
-        URL_SAFE_NO_PAD.encode_string(&header, &mut token);
+        let cached = CACHED_TYPS.iter().position(|cached| *cached == typ);
+        let uncached;
+        let header = match cached {
+            Some(index) => &self.headers[index],
+            None => {
+                uncached = encode_header(self.algorithm, typ, &self.kid);
+                &uncached
+            }
+        };
+        let mut token = String::with_capacity(header.len() + claims.len().div_ceil(3) * 4 + 520);
+        token.push_str(header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
         let signature = self
@@ -253,6 +257,28 @@ impl SigningKey {
         URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
         Ok(token)
     }
+}
+
+/// The base64url JOSE header `{"alg", "typ"?, "kid"}`.
+fn encode_header(algorithm: Algorithm, typ: Option<&str>, kid: &str) -> String {
+    #[derive(Serialize)]
+    struct Header<'a> {
+        alg: Algorithm,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        typ: Option<&'a str>,
+        kid: &'a str,
+    }
+    let json = serde_json::to_vec(&Header {
+        alg: algorithm,
+        typ,
+        kid,
+    })
+    .unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(json)
+}
+
+fn encoded_headers(algorithm: Algorithm, kid: &str) -> [String; 3] {
+    CACHED_TYPS.map(|typ| encode_header(algorithm, typ, kid))
 }
 
 impl Signer<Vec<u8>> for SigningKey {

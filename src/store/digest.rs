@@ -44,7 +44,13 @@ impl TokenDigest {
 
     /// Lower-case hex, for configuration files and databases.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for byte in self.0 {
+            hex.push(DIGITS[usize::from(byte >> 4)] as char);
+            hex.push(DIGITS[usize::from(byte & 0xf)] as char);
+        }
+        hex
     }
 
     /// The raw digest.
