@@ -41,7 +41,7 @@ async fn oauth2_client_gets_token_with_username_and_app_password() {
         .add_extra_param("username", USERNAME)
         .add_extra_param("password", server.token.clone())
         .add_scope(Scope::new("read".into()))
-        .request_async(&http())
+        .request_async(&oauth2_http())
         .await
         .unwrap();
     assert_eq!(response.token_type().as_ref(), "bearer");
@@ -101,7 +101,7 @@ async fn base64_username_token_as_client_secret_in_http_basic() {
         .set_token_uri(TokenUrl::new(server.token_url()).unwrap());
     let response = client
         .exchange_client_credentials()
-        .request_async(&http())
+        .request_async(&oauth2_http())
         .await
         .unwrap();
     let claims = verify(

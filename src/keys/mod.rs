@@ -3,12 +3,24 @@
 //! - [`SigningKey`]: a private key, parsed once, that signs the issuer's tokens.
 //! - [`KeyRing`]: the issuer's keys: one active signer, every key published in
 //!   the JWKS, so keys rotate without breaking tokens in flight.
+//! - [`VerificationKey`] and [`KeySet`]: public keys (JWK, PEM public key or
+//!   X.509 certificate) with a per-key algorithm allow-list, and the one
+//!   signature check both sides use.
 
+mod remote;
 mod ring;
 mod signing;
+mod verify;
 
+#[cfg(feature = "reqwest")]
+pub use remote::ReqwestFetcher;
+pub use remote::{
+    BoxFuture, CachePolicy, FetchError, FetchedDocument, JwksFetcher, KeySourceError, RemoteJwks,
+    cache_max_age,
+};
 pub use ring::KeyRing;
 pub use signing::SigningKey;
+pub use verify::{JwtError, KeySet, VerificationKey};
 
 use jsonwebtoken::Algorithm;
 

@@ -136,6 +136,14 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// The HTTP client of the oauth2 crate (reqwest 0.12).
+pub fn oauth2_http() -> reqwest012::Client {
+    reqwest012::Client::builder()
+        .redirect(reqwest012::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// POSTs a form body (given raw) to the token endpoint.
 pub async fn post_form(server: &Server, body: &str) -> reqwest::Response {
     http()

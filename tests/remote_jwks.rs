@@ -1,0 +1,190 @@
+//! A remote JWKS over real HTTP: caching, refresh on unknown kid (rate
+//! limited), last good copy while the source is down, fail closed without one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
+use tower_m2m_auth::keys::{
+    CachePolicy, KeyRing, KeySourceError, RemoteJwks, ReqwestFetcher, SigningKey,
+};
+
+/// A JWKS source whose keys, availability and hit count the test controls.
+#[derive(Clone)]
+struct Source {
+    jwks: Arc<ArcSwap<JwkSet>>,
+    up: Arc<AtomicBool>,
+    hits: Arc<AtomicUsize>,
+    cache_control: &'static str,
+}
+
+async fn serve_jwks(State(source): State<Source>) -> axum::response::Response {
+    source.hits.fetch_add(1, Ordering::SeqCst);
+    if !source.up.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    (
+        [("cache-control", source.cache_control)],
+        axum::Json((**source.jwks.load()).clone()),
+    )
+        .into_response()
+}
+
+async fn start_source(ring: &KeyRing, up: bool, cache_control: &'static str) -> (Source, String) {
+    let source = Source {
+        jwks: Arc::new(ArcSwap::from_pointee(ring.jwks())),
+        up: Arc::new(AtomicBool::new(up)),
+        hits: Arc::new(AtomicUsize::new(0)),
+        cache_control,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let app = Router::new()
+        .route("/jwks", get(serve_jwks))
+        .with_state(source.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (source, url)
+}
+
+fn policy() -> CachePolicy {
+    let mut policy = CachePolicy::default();
+    policy.unknown_kid_cooldown = Duration::from_millis(300);
+    policy.failure_backoff = Duration::from_millis(100);
+    policy.min_ttl = Duration::ZERO;
+    policy
+}
+
+fn remote(url: &str) -> RemoteJwks {
+    RemoteJwks::with_policy(url, Arc::new(ReqwestFetcher::new()), policy())
+}
+
+fn ring() -> KeyRing {
+    KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap())
+}
+
+#[tokio::test]
+async fn keys_are_fetched_once_and_cached() {
+    let ring = ring();
+    let (source, url) = start_source(&ring, true, "max-age=600").await;
+    let remote = remote(&url);
+    for _ in 0..5 {
+        let keys = remote.keys().await.unwrap();
+        assert!(keys.contains_kid(ring.active().kid()));
+    }
+    assert_eq!(source.hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn rotation_at_the_source_is_picked_up_on_unknown_kid() {
+    let ring = ring();
+    let (source, url) = start_source(&ring, true, "max-age=600").await;
+    let remote = remote(&url);
+    remote.keys().await.unwrap();
+    ring.rotate(SigningKey::generate(Algorithm::ES256).unwrap());
+    source.jwks.store(Arc::new(ring.jwks()));
+    let new_kid = ring.active().kid().to_owned();
+    assert!(
+        !remote.keys().await.unwrap().contains_kid(&new_kid),
+        "still cached"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await; // past the cooldown since the first fetch
+    let keys = remote.refresh_for_unknown_kid(&new_kid).await.unwrap();
+    assert!(keys.contains_kid(&new_kid));
+    assert_eq!(source.hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn unknown_kid_refreshes_are_rate_limited() {
+    let ring = ring();
+    let (source, url) = start_source(&ring, true, "max-age=600").await;
+    let remote = remote(&url);
+    remote.keys().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    for i in 0..50 {
+        let keys = remote
+            .refresh_for_unknown_kid(&format!("bogus-{i}"))
+            .await
+            .unwrap();
+        assert!(!keys.contains_kid(&format!("bogus-{i}")));
+    }
+    // One refresh for the whole flood, on top of the first fetch.
+    assert_eq!(source.hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn source_down_after_a_good_fetch_serves_the_last_good_copy() {
+    let ring = ring();
+    let (source, url) = start_source(&ring, true, "max-age=0").await;
+    let remote = remote(&url);
+    remote.keys().await.unwrap();
+    source.up.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in 0..3 {
+        let keys = remote.keys().await.unwrap();
+        assert!(keys.contains_kid(ring.active().kid()));
+    }
+    assert!(
+        source.hits.load(Ordering::SeqCst) >= 2,
+        "a refresh was attempted"
+    );
+    // Back up: the next refresh after the backoff succeeds.
+    source.up.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    remote.keys().await.unwrap();
+}
+
+#[tokio::test]
+async fn source_down_from_the_start_fails_closed() {
+    let ring = ring();
+    let (_source, url) = start_source(&ring, false, "max-age=600").await;
+    let remote = remote(&url);
+    let error = remote.keys().await.unwrap_err();
+    assert!(
+        matches!(error, KeySourceError::Unavailable { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("unavailable"));
+}
+
+#[tokio::test]
+async fn a_document_that_is_not_a_jwks_is_a_clear_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/certs", listener.local_addr().unwrap());
+    let app = Router::new().route(
+        "/certs",
+        get(|| async { axum::Json(serde_json::json!({"abc": "-----BEGIN CERTIFICATE-----"})) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let error = remote(&url).keys().await.unwrap_err();
+    assert!(matches!(error, KeySourceError::NotAJwks { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn plain_http_to_a_non_loopback_host_is_refused() {
+    let remote = remote("http://keys.example.com/jwks");
+    let error = remote.keys().await.unwrap_err();
+    assert!(error.to_string().contains("not allowed"), "{error}");
+}
+
+#[tokio::test]
+async fn oversized_jwks_is_refused() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/big", listener.local_addr().unwrap());
+    let app = Router::new().route("/big", get(|| async { "x".repeat(64 * 1024) }));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let remote = RemoteJwks::with_policy(
+        &url,
+        Arc::new(ReqwestFetcher::new().max_size(1024)),
+        policy(),
+    );
+    let error = remote.keys().await.unwrap_err();
+    assert!(error.to_string().contains("larger than"), "{error}");
+}
