@@ -6,10 +6,14 @@
 //! - [`VerificationKey`] and [`KeySet`]: public keys (JWK, PEM public key or
 //!   X.509 certificate) with a per-key algorithm allow-list, and the one
 //!   signature check both sides use.
+//! - [`RemoteJwks`]: keys behind a JWKS URL, cached and refreshed.
+//! - [`VerificationKeys`]: every key a party trusts (static and remote), as
+//!   one source.
 
 mod remote;
 mod ring;
 mod signing;
+mod sources;
 mod verify;
 
 #[cfg(feature = "reqwest")]
@@ -20,6 +24,7 @@ pub use remote::{
 };
 pub use ring::KeyRing;
 pub use signing::SigningKey;
+pub use sources::{VerificationKeys, VerifyTokenError};
 pub use verify::{JwtError, KeySet, VerificationKey};
 
 use jsonwebtoken::Algorithm;
