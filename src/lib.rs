@@ -17,6 +17,7 @@
 
 pub mod issuer;
 pub mod keys;
+pub mod policy;
 pub mod store;
 
 pub use issuer::{TokenEndpoint, TokenEndpointLayer};
