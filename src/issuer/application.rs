@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::keys::VerificationKeys;
+use crate::policy::{Policies, Policy};
 use crate::store::TokenDigest;
 
 /// How the `sub` claim of minted tokens is derived from the service account.
@@ -44,6 +46,21 @@ pub struct Application {
     pub(crate) subject_mode: SubjectMode,
     /// Its issuer URL, set when the application is added to an endpoint.
     pub(crate) issuer: String,
+    pub(crate) assertions: AssertionRules,
+}
+
+/// How an application trusts input JWTs (client assertions).
+#[derive(Clone, Default)]
+pub(crate) struct AssertionRules {
+    pub(crate) keys: VerificationKeys,
+    pub(crate) policies: Policies,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) single_use: bool,
+    pub(crate) leeway: Duration,
+    /// `client_id`s of applications whose access tokens this one accepts.
+    pub(crate) federated_clients: Vec<String>,
+    /// `(issuer, client_id)` of those applications, resolved by the endpoint.
+    pub(crate) federated: Vec<(String, String)>,
 }
 
 impl Application {
@@ -61,6 +78,7 @@ impl Application {
             token_lifetime: Duration::from_secs(3600),
             subject_mode: SubjectMode::default(),
             issuer: String::new(),
+            assertions: AssertionRules::default(),
         }
     }
 
@@ -104,6 +122,51 @@ impl Application {
     /// How `sub` is derived (default [`SubjectMode::HashedId`]).
     pub fn with_subject_mode(mut self, mode: SubjectMode) -> Self {
         self.subject_mode = mode;
+        self
+    }
+
+    /// The keys trusted to sign input JWTs (client assertions, RFC 7523):
+    /// any mix of certificates, public keys, inline JWKS and JWKS URLs.
+    pub fn with_verification_keys(mut self, keys: VerificationKeys) -> Self {
+        self.assertions.keys = keys;
+        self
+    }
+
+    /// Adds a policy that every input JWT must pass (after its signature
+    /// and dates are checked).
+    pub fn with_policy(mut self, policy: impl Policy) -> Self {
+        self.assertions.policies.push(policy);
+        self
+    }
+
+    /// Requires input JWTs to name one of these audiences in `aud` (off by
+    /// default, to accept platform tokens minted for other audiences).
+    pub fn with_assertion_audiences<I, S>(mut self, audiences: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.assertions.audiences = audiences.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Accepts each input JWT once: it must carry a `jti`, remembered until
+    /// the JWT expires (off by default: platform tokens are often reused).
+    pub fn with_single_use_assertions(mut self, single_use: bool) -> Self {
+        self.assertions.single_use = single_use;
+        self
+    }
+
+    /// Clock skew allowed on input JWTs' `exp`, `nbf` and `iat` (default 0).
+    pub fn with_assertion_leeway(mut self, leeway: Duration) -> Self {
+        self.assertions.leeway = leeway;
+        self
+    }
+
+    /// Accepts access tokens that this issuer minted for the application
+    /// `client_id` as input JWTs (authentik's federated providers).
+    pub fn with_federated_application(mut self, client_id: impl Into<String>) -> Self {
+        self.assertions.federated_clients.push(client_id.into());
         self
     }
 
@@ -173,6 +236,9 @@ impl fmt::Debug for Application {
             .field("allowed_scopes", &self.allowed_scopes)
             .field("token_lifetime", &self.token_lifetime)
             .field("subject_mode", &self.subject_mode)
+            .field("verification_keys", &self.assertions.keys)
+            .field("policies", &self.assertions.policies)
+            .field("federated_clients", &self.assertions.federated_clients)
             .finish()
     }
 }

@@ -23,6 +23,16 @@ pub(crate) struct AccessTokenClaims<'a> {
     pub(crate) azp: &'a str,
     pub(crate) scope: &'a str,
     pub(crate) preferred_username: &'a str,
+    /// For JWT-authenticated clients: the input JWT's issuer and subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) act: Option<Actor<'a>>,
+}
+
+/// RFC 8693-style actor: who the client really was.
+#[derive(Serialize)]
+pub(crate) struct Actor<'a> {
+    pub(crate) iss: &'a str,
+    pub(crate) sub: &'a str,
 }
 
 #[derive(Serialize)]

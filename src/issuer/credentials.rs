@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::Application;
+use crate::keys::KeyRing;
 use crate::store::ServiceAccount;
 
 /// The grant a token request asked for. authentik treats `password` exactly
@@ -45,6 +46,10 @@ pub enum Credentials {
     /// `client_secret`, from the body or HTTP Basic: either the application's
     /// own secret, or base64 of `username:app-password`.
     ClientSecret(SecretString),
+    /// An input JWT from an external issuer (or a token of a federated
+    /// application): `client_assertion` with the JWT-bearer assertion type
+    /// (RFC 7523 §2.2), or a compact JWS in `client_secret`.
+    Assertion(SecretString),
 }
 
 /// A request to the credential verifier: "who is this client?"
@@ -57,6 +62,10 @@ pub struct ClientAuthentication {
     pub credentials: Credentials,
     /// The requested grant.
     pub grant_type: GrantType,
+    /// The scopes the token will carry (requested ∩ allowed).
+    pub scopes: Vec<String>,
+    /// The issuer's own keys, which verify tokens of federated applications.
+    pub issuer_keys: KeyRing,
 }
 
 impl ClientAuthentication {
@@ -65,12 +74,21 @@ impl ClientAuthentication {
         application: Arc<Application>,
         credentials: Credentials,
         grant_type: GrantType,
+        issuer_keys: KeyRing,
     ) -> Self {
         Self {
             application,
             credentials,
             grant_type,
+            scopes: Vec::new(),
+            issuer_keys,
         }
+    }
+
+    /// Sets the granted scopes.
+    pub fn with_scopes(mut self, scopes: Vec<String>) -> Self {
+        self.scopes = scopes;
+        self
     }
 }
 
@@ -86,6 +104,30 @@ pub struct Principal {
     pub username: String,
     /// Display name.
     pub name: String,
+    /// For clients that authenticated with a JWT: who that JWT said they
+    /// were. Minted tokens carry it as the `act` claim.
+    pub external: Option<ExternalIdentity>,
+}
+
+/// The issuer and subject of an input JWT: the identity behind a
+/// JWT-authenticated client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExternalIdentity {
+    /// The input JWT's `iss`.
+    pub issuer: String,
+    /// The input JWT's `sub`.
+    pub subject: String,
+}
+
+impl ExternalIdentity {
+    /// An identity.
+    pub fn new(issuer: impl Into<String>, subject: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            subject: subject.into(),
+        }
+    }
 }
 
 impl Principal {
@@ -103,6 +145,7 @@ impl Principal {
                 application.name()
             ),
             username,
+            external: None,
         }
     }
 }
@@ -114,6 +157,7 @@ impl From<ServiceAccount> for Principal {
             uuid: account.uuid,
             username: account.username,
             name: account.name,
+            external: None,
         }
     }
 }

@@ -13,7 +13,8 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use secrecy::ExposeSecret;
 use tower_service::Service;
 
-use super::claims::{self, AccessTokenClaims, IdTokenClaims};
+use super::assertion::{JWT_BEARER, is_compact_jws};
+use super::claims::{self, AccessTokenClaims, Actor, IdTokenClaims};
 use super::request::{self, BasicCredentials, TokenRequest, present, present_secret};
 use super::{
     Application, ClientAuthentication, Credentials, GrantType, Principal, TokenError, VerifyError,
@@ -85,6 +86,7 @@ impl EndpointConfig {
 
     /// Recomputes the path table after a change of applications or paths.
     pub(crate) fn rebuild_routes(&mut self) {
+        self.resolve_federation();
         let mut routes = HashMap::new();
         routes.insert(self.token_path.clone(), Route::Token);
         for application in self.applications.values() {
@@ -102,6 +104,30 @@ impl EndpointConfig {
             routes.insert(rfc8414, discovery);
         }
         self.routes = routes;
+    }
+
+    /// Resolves each application's federated `client_id`s to the issuer and
+    /// audience of the tokens this endpoint mints for them.
+    fn resolve_federation(&mut self) {
+        let issuers: HashMap<String, String> = self
+            .applications
+            .values()
+            .map(|app| (app.client_id().to_owned(), app.issuer().to_owned()))
+            .collect();
+        for application in self.applications.values_mut() {
+            let resolved: Vec<(String, String)> = application
+                .assertions
+                .federated_clients
+                .iter()
+                .filter_map(|client_id| {
+                    let issuer = issuers.get(client_id)?;
+                    Some((issuer.clone(), client_id.clone()))
+                })
+                .collect();
+            if resolved != application.assertions.federated {
+                Arc::make_mut(application).assertions.federated = resolved;
+            }
+        }
     }
 
     pub(crate) fn route(&self, path: &str) -> Option<&Route> {
@@ -204,7 +230,15 @@ where
         .await
         .map_err(verify_error)?;
     let principal = verifier
-        .call(ClientAuthentication::new(application.clone(), credentials, grant_type))
+        .call(
+            ClientAuthentication::new(
+                application.clone(),
+                credentials,
+                grant_type,
+                config.keys.clone(),
+            )
+            .with_scopes(scopes.iter().map(|s| (*s).to_owned()).collect()),
+        )
         .await
         .map_err(|error| {
             tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
@@ -216,7 +250,9 @@ where
 fn verify_error(error: VerifyError) -> TokenError {
     match error {
         VerifyError::Rejected(_) => TokenError::InvalidGrant,
-        VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
+        VerifyError::Unavailable(_) | VerifyError::KeysUnavailable(_) => {
+            TokenError::TemporarilyUnavailable
+        }
     }
 }
 
@@ -261,15 +297,20 @@ fn client_authentication(
 ) -> Result<(String, Credentials), TokenError> {
     const TWO_METHODS: TokenError =
         TokenError::InvalidRequest("more than one client authentication method was used");
-    if present(&form.client_assertion_type).is_some()
-        || present_secret(&form.client_assertion).is_some()
-    {
-        // JWT client assertions (RFC 7523) are not configured on this endpoint.
+    let assertion_type = present(&form.client_assertion_type);
+    let assertion = present_secret(&form.client_assertion);
+    if assertion_type.is_some_and(|kind| kind != JWT_BEARER) {
+        // authentik answers an unknown assertion type with invalid_grant.
         return Err(TokenError::InvalidGrant);
+    }
+    if assertion.is_some() && assertion_type.is_none() {
+        return Err(TokenError::InvalidRequest(
+            "parameter client_assertion_type is missing",
+        ));
     }
     let (client_id, secret) = match basic {
         Some(basic) => {
-            if present_secret(&form.client_secret).is_some() {
+            if present_secret(&form.client_secret).is_some() || assertion.is_some() {
                 return Err(TWO_METHODS);
             }
             if present(&form.client_id).is_some_and(|id| id != basic.client_id) {
@@ -291,6 +332,24 @@ fn client_authentication(
     if client_id.is_empty() {
         return Err(TokenError::InvalidRequest("parameter client_id is missing"));
     }
+    if assertion_type.is_some() {
+        // RFC 7523 §2.2, or the JWT in client_secret for clients that can
+        // only set a password (authentik still wants the assertion type).
+        if present(&form.username).is_some() {
+            return Err(TWO_METHODS);
+        }
+        let jwt = match (assertion, secret) {
+            (Some(assertion), None) => assertion.clone(),
+            (None, Some(secret)) => secret,
+            (Some(_), Some(_)) => return Err(TWO_METHODS),
+            (None, None) => {
+                return Err(TokenError::InvalidRequest(
+                    "parameter client_assertion is missing",
+                ));
+            }
+        };
+        return Ok((client_id, Credentials::Assertion(jwt)));
+    }
     let credentials = match (
         present(&form.username),
         present_secret(&form.password),
@@ -306,6 +365,11 @@ fn client_authentication(
         }
         (None, Some(_), _) => {
             return Err(TokenError::InvalidRequest("parameter username is missing"));
+        }
+        // A compact JWS in client_secret is an input JWT even without the
+        // assertion type; base64(username:token) never contains a dot.
+        (None, None, Some(secret)) if is_compact_jws(secret.expose_secret()) => {
+            Credentials::Assertion(secret)
         }
         (None, None, Some(secret)) => Credentials::ClientSecret(secret),
         (None, None, None) => {
@@ -342,6 +406,10 @@ fn mint(
         azp: application.client_id(),
         scope,
         preferred_username: &principal.username,
+        act: principal.external.as_ref().map(|external| Actor {
+            iss: &external.issuer,
+            sub: &external.subject,
+        }),
     };
     let typ = config.at_jwt_typ.then_some("at+jwt");
     let (access_token, id_token) = config

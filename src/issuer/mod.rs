@@ -64,6 +64,7 @@
 //! ```
 
 mod application;
+mod assertion;
 mod body;
 mod claims;
 mod credentials;
@@ -79,7 +80,7 @@ mod verifier;
 
 pub use application::{Application, SubjectMode};
 pub use body::ResponseBody;
-pub use credentials::{ClientAuthentication, Credentials, GrantType, Principal};
+pub use credentials::{ClientAuthentication, Credentials, ExternalIdentity, GrantType, Principal};
 pub use error::TokenError;
 pub use future::ResponseFuture;
 pub use layer::{ConfigError, TokenEndpointLayer};

@@ -16,8 +16,10 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use secrecy::ExposeSecret;
 use tower_service::Service;
 
+use super::assertion;
 use super::{ClientAuthentication, Credentials, Principal};
-use crate::store::{CredentialStore, StoreError, TokenDigest};
+use crate::keys::{JwtError, KeySourceError};
+use crate::store::{CredentialStore, MemoryReplayCache, ReplayCache, StoreError, TokenDigest};
 
 /// Why a client was not authenticated.
 #[derive(Debug, thiserror::Error)]
@@ -31,11 +33,15 @@ pub enum VerifyError {
     /// `temporarily_unavailable` with status 503.
     #[error(transparent)]
     Unavailable(#[from] StoreError),
+    /// The keys that might verify an input JWT could not be fetched, and
+    /// there is no earlier copy (fail closed). Answered as 503.
+    #[error(transparent)]
+    KeysUnavailable(#[from] KeySourceError),
 }
 
 /// The precise reason credentials were rejected, for logs; the client is only
 /// told `invalid_grant`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
     /// No such account, or the account has no such app password.
@@ -51,6 +57,18 @@ pub enum Rejection {
     /// `username:token`.
     #[error("client secret is not base64(username:token)")]
     MalformedSecret,
+    /// An input JWT did not verify (signature, dates, issuer, audience).
+    #[error("input JWT rejected: {0}")]
+    InvalidAssertion(JwtError),
+    /// An input JWT was sent to an application that trusts no JWT issuer.
+    #[error("the application trusts no input JWTs")]
+    UntrustedAssertion,
+    /// A single-use input JWT was replayed (or lacks a `jti`).
+    #[error("input JWT replayed or without jti")]
+    AssertionReplayed,
+    /// A policy denied the input JWT.
+    #[error("input JWT denied by policy")]
+    PolicyDenied,
 }
 
 impl From<Rejection> for VerifyError {
@@ -69,24 +87,42 @@ impl From<Rejection> for VerifyError {
 ///
 /// A disabled account, an expired token or another account's token are
 /// rejected. Secrets are compared as SHA-256 digests in constant time.
+///
+/// It also verifies input JWTs (client assertions) with the keys, policies
+/// and rules configured on the application; single-use `jti`s are
+/// remembered in a [`ReplayCache`] (in memory by default).
 #[derive(Debug)]
-pub struct StoreVerifier<S> {
+pub struct StoreVerifier<S, R = MemoryReplayCache> {
     store: Arc<S>,
+    replay: Arc<R>,
 }
 
-impl<S> Clone for StoreVerifier<S> {
+impl<S, R> Clone for StoreVerifier<S, R> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
+            replay: self.replay.clone(),
         }
     }
 }
 
 impl<S: CredentialStore> StoreVerifier<S> {
-    /// A verifier that reads `store`.
+    /// A verifier that reads `store`, with an in-memory replay cache.
     pub fn new(store: S) -> Self {
         Self {
             store: Arc::new(store),
+            replay: Arc::new(MemoryReplayCache::new()),
+        }
+    }
+}
+
+impl<S: CredentialStore, R: ReplayCache> StoreVerifier<S, R> {
+    /// Uses `replay` to remember single-use `jti`s (share one between
+    /// instances to refuse replays across them).
+    pub fn with_replay_cache<R2: ReplayCache>(self, replay: R2) -> StoreVerifier<S, R2> {
+        StoreVerifier {
+            store: self.store,
+            replay: Arc::new(replay),
         }
     }
 
@@ -96,7 +132,7 @@ impl<S: CredentialStore> StoreVerifier<S> {
     }
 }
 
-impl<S: CredentialStore> Service<ClientAuthentication> for StoreVerifier<S> {
+impl<S: CredentialStore, R: ReplayCache> Service<ClientAuthentication> for StoreVerifier<S, R> {
     type Response = Principal;
     type Error = VerifyError;
     type Future = Pin<Box<dyn Future<Output = Result<Principal, VerifyError>> + Send>>;
@@ -107,15 +143,18 @@ impl<S: CredentialStore> Service<ClientAuthentication> for StoreVerifier<S> {
 
     fn call(&mut self, request: ClientAuthentication) -> Self::Future {
         let store = self.store.clone();
-        Box::pin(async move { verify(&*store, request).await })
+        let replay = self.replay.clone();
+        Box::pin(async move { verify(&*store, &*replay, request).await })
     }
 }
 
-async fn verify<S: CredentialStore>(
+async fn verify<S: CredentialStore, R: ReplayCache>(
     store: &S,
+    replay: &R,
     request: ClientAuthentication,
 ) -> Result<Principal, VerifyError> {
     match &request.credentials {
+        Credentials::Assertion(token) => assertion::verify_request(&request, token, replay).await,
         Credentials::Password { username, password } => {
             verify_app_password(store, username, password.expose_secret()).await
         }

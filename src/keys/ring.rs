@@ -6,7 +6,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use jsonwebtoken::jwk::JwkSet;
 
-use super::SigningKey;
+use super::{KeySet, SigningKey};
 
 /// The issuer's signing keys.
 ///
@@ -40,6 +40,7 @@ struct RingState {
     keys: Vec<Arc<SigningKey>>,
     jwks: JwkSet,
     jwks_json: Bytes,
+    verification: Arc<KeySet>,
 }
 
 impl RingState {
@@ -53,11 +54,13 @@ impl RingState {
                 .collect(),
         };
         let jwks_json = Bytes::from(serde_json::to_vec(&jwks).unwrap_or_default());
+        let verification = Arc::new(KeySet::from_jwks(&jwks));
         Self {
             active,
             keys,
             jwks,
             jwks_json,
+            verification,
         }
     }
 }
@@ -124,6 +127,12 @@ impl KeyRing {
     /// The JWKS document, serialized once per change of the ring.
     pub fn jwks_json(&self) -> Bytes {
         self.state.load().jwks_json.clone()
+    }
+
+    /// The published keys, parsed for verification (once per change of the
+    /// ring): what verifies tokens this issuer minted.
+    pub fn verification_keys(&self) -> Arc<KeySet> {
+        self.state.load().verification.clone()
     }
 
     /// Signs with the active key without cloning its `Arc`.

@@ -102,7 +102,12 @@ impl VerificationKey {
         let (algorithms, key) = match spki.parsed().map_err(|_| KeyError::UnsupportedKey)? {
             PublicKey::RSA(rsa) => (
                 RSA_ALGORITHMS.to_vec(),
-                DecodingKey::from_rsa_raw_components(rsa.modulus, rsa.exponent),
+                // DER integers may carry a leading zero byte; JWK-style raw
+                // components must not.
+                DecodingKey::from_rsa_raw_components(
+                    strip_leading_zeros(rsa.modulus),
+                    strip_leading_zeros(rsa.exponent),
+                ),
             ),
             PublicKey::EC(_) => {
                 let curve = spki
@@ -175,6 +180,11 @@ impl VerificationKey {
     }
 }
 
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[first..]
+}
+
 impl fmt::Debug for VerificationKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerificationKey")
@@ -240,26 +250,42 @@ impl KeySet {
     /// Verifies `token`'s signature with a key of this set and validates its
     /// claims with `validation`.
     ///
-    /// With a `kid` header only keys with that `kid` are tried (none:
-    /// [`JwtError::UnknownKey`]); without one, every key that allows the
-    /// header's algorithm. The header's `alg` must be in the key's allow-list
-    /// and in `validation.algorithms`.
+    /// With a `kid` header, the keys with that `kid` are tried, and keys
+    /// that have no `kid` (a certificate, a PEM key); a `kid` that matches
+    /// neither is [`JwtError::UnknownKey`]. Without a `kid`, every key is
+    /// tried. Only keys whose allow-list holds the header's `alg` are used,
+    /// and `alg` must be in `validation.algorithms` too (which may span
+    /// algorithm families; a single algorithm there saves a clone).
     pub fn verify<C: DeserializeOwned>(
         &self,
         token: &str,
         validation: &Validation,
     ) -> Result<TokenData<C>, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
-        let kid = header.kid.as_deref();
-        if kid.is_some_and(|kid| !self.contains_kid(kid)) {
-            return Err(JwtError::UnknownKey);
+        if !validation.algorithms.contains(&header.alg) {
+            return Err(JwtError::NoMatchingKey);
         }
-        let mut result = Err(JwtError::NoMatchingKey);
-        for key in self
+        // jsonwebtoken wants every allowed algorithm of one family: narrow
+        // the list to the token's (free when the caller passes one already).
+        let narrowed;
+        let validation = if validation.algorithms.len() == 1 {
+            validation
+        } else {
+            let mut one = validation.clone();
+            one.algorithms = vec![header.alg];
+            narrowed = one;
+            &narrowed
+        };
+        let kid = header.kid.as_deref();
+        let candidates = self
             .keys
             .iter()
-            .filter(|key| kid.is_none() || key.kid() == kid)
-        {
+            .filter(|key| kid.is_none() || key.kid().is_none() || key.kid() == kid);
+        let mut result = match kid {
+            Some(kid) if !self.contains_kid(kid) => Err(JwtError::UnknownKey),
+            _ => Err(JwtError::NoMatchingKey),
+        };
+        for key in candidates {
             if !key.algorithms.contains(&header.alg) {
                 continue;
             }

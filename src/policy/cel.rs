@@ -34,14 +34,17 @@ pub enum CelPolicyError {
     #[error("CEL expression does not parse: {0}")]
     Parse(String),
     /// It uses a variable that policies do not have.
-    #[error("CEL expression uses unknown variable {0:?} (known: claims, client_id, grant_type, scopes)")]
+    #[error(
+        "CEL expression uses unknown variable {0:?} (known: claims, client_id, grant_type, scopes)"
+    )]
     UnknownVariable(String),
 }
 
 impl CelPolicy {
     /// Compiles `expression`, refusing unknown variables up front.
     pub fn new(expression: &str) -> Result<Self, CelPolicyError> {
-        let program = Program::compile(expression).map_err(|e| CelPolicyError::Parse(e.to_string()))?;
+        let program =
+            Program::compile(expression).map_err(|e| CelPolicyError::Parse(e.to_string()))?;
         let references = program.references();
         if let Some(unknown) = references
             .variables()
@@ -71,7 +74,11 @@ impl Policy for CelPolicy {
         cel_context.add_variable_from_value("claims", claims);
         cel_context.add_variable_from_value("client_id", context.client_id);
         cel_context.add_variable_from_value("grant_type", context.grant_type);
-        let scopes: Vec<Value> = context.scopes.iter().map(|s| Value::from(s.as_str())).collect();
+        let scopes: Vec<Value> = context
+            .scopes
+            .iter()
+            .map(|s| Value::from(s.as_str()))
+            .collect();
         cel_context.add_variable_from_value("scopes", scopes);
         match self.program.execute(&cel_context) {
             Ok(Value::Bool(true)) => Ok(()),
@@ -83,6 +90,8 @@ impl Policy for CelPolicy {
 
 impl std::fmt::Debug for CelPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CelPolicy").field("source", &self.source).finish()
+        f.debug_struct("CelPolicy")
+            .field("source", &self.source)
+            .finish()
     }
 }

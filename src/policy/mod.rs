@@ -115,12 +115,16 @@ impl Policies {
 
     /// Passes when every policy passes; stops at the first denial.
     pub fn evaluate(&self, context: &PolicyContext<'_>) -> Result<(), Denied> {
-        self.0.iter().try_for_each(|policy| policy.evaluate(context))
+        self.0
+            .iter()
+            .try_for_each(|policy| policy.evaluate(context))
     }
 }
 
 impl std::fmt::Debug for Policies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policies").field("count", &self.0.len()).finish()
+        f.debug_struct("Policies")
+            .field("count", &self.0.len())
+            .finish()
     }
 }

@@ -9,9 +9,11 @@
 
 mod digest;
 mod memory;
+mod replay;
 
 pub use digest::TokenDigest;
 pub use memory::MemoryStore;
+pub use replay::{MemoryReplayCache, ReplayCache};
 
 use std::future::Future;
 use std::time::SystemTime;

@@ -1,0 +1,191 @@
+//! Input JWTs (client assertions): verification against the application's
+//! trusted keys or, for federated applications, the issuer's own keys; date
+//! checks; single use; policies; and the identity they stand for.
+
+use jsonwebtoken::{Algorithm, Validation};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::claims;
+use super::{
+    Application, ClientAuthentication, ExternalIdentity, Principal, Rejection, VerifyError,
+};
+use crate::keys::{JwtError, VerifyTokenError};
+use crate::policy::PolicyContext;
+use crate::store::{ReplayCache, TokenDigest};
+
+/// The `client_assertion_type` of RFC 7523 §2.2.
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Every algorithm an input JWT may use; each key narrows it further.
+const ALGORITHMS: [Algorithm; 10] = [
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::HS256,
+];
+
+/// Whether `secret` is a compact JWS (three base64url parts). A base64
+/// `username:token` secret never contains a dot.
+pub(crate) fn is_compact_jws(secret: &str) -> bool {
+    let mut parts = secret.split('.');
+    let base64url = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(h), Some(p), Some(s), None) if base64url(h) && base64url(p) && base64url(s)
+    )
+}
+
+/// The claims read from an input JWT besides the whole claim set.
+#[derive(Deserialize)]
+struct Registered {
+    iss: String,
+    sub: String,
+    exp: u64,
+    iat: Option<u64>,
+    jti: Option<String>,
+    preferred_username: Option<String>,
+    nickname: Option<String>,
+}
+
+/// Verifies an input JWT for `request.application` and says who it stands for.
+pub(crate) async fn verify<R: ReplayCache>(
+    request: &ClientAuthentication,
+    token: &str,
+    replay: &R,
+) -> Result<Principal, VerifyError> {
+    let application = &request.application;
+    let rules = &application.assertions;
+    let peeked_issuer = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(token)
+        .ok()
+        .and_then(|claims| {
+            claims
+                .get("iss")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        });
+    let federated = peeked_issuer
+        .as_deref()
+        .and_then(|iss| rules.federated.iter().find(|(issuer, _)| issuer == iss));
+
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.algorithms = ALGORITHMS.to_vec();
+    validation.leeway = rules.leeway.as_secs();
+    validation.validate_nbf = true;
+    let claims: serde_json::Value = match federated {
+        Some((issuer, client_id)) => {
+            // A token this issuer minted for a federated application.
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            validation.set_issuer(&[issuer]);
+            validation.set_audience(&[client_id]);
+            request
+                .issuer_keys
+                .verification_keys()
+                .verify(token, &validation)
+                .map_err(Rejection::InvalidAssertion)?
+                .claims
+        }
+        None => {
+            if rules.keys.is_empty() {
+                return Err(Rejection::UntrustedAssertion.into());
+            }
+            if rules.audiences.is_empty() {
+                validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+                validation.validate_aud = false;
+            } else {
+                validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+                validation.set_audience(&rules.audiences);
+            }
+            match rules.keys.verify(token, &validation).await {
+                Ok(data) => data.claims,
+                Err(VerifyTokenError::Invalid(error)) => {
+                    return Err(Rejection::InvalidAssertion(error).into());
+                }
+                Err(VerifyTokenError::Unavailable(error)) => {
+                    return Err(VerifyError::KeysUnavailable(error));
+                }
+            }
+        }
+    };
+    let registered = Registered::deserialize(&claims)
+        .map_err(|_| Rejection::InvalidAssertion(JwtError::InvalidClaims))?;
+
+    // "exp must not be now or in the past"; iat must not be in the future.
+    let now = claims::now();
+    let leeway = rules.leeway.as_secs();
+    if registered.exp.saturating_add(leeway) <= now {
+        return Err(Rejection::InvalidAssertion(JwtError::Expired).into());
+    }
+    if registered
+        .iat
+        .is_some_and(|iat| iat > now.saturating_add(leeway))
+    {
+        return Err(Rejection::InvalidAssertion(JwtError::NotYetValid).into());
+    }
+
+    if rules.single_use {
+        let jti = registered
+            .jti
+            .as_deref()
+            .ok_or(Rejection::AssertionReplayed)?;
+        // Key on the issuer too: jti is only unique per issuer.
+        let key = TokenDigest::of(&format!("{}\u{0}{jti}", registered.iss)).to_hex();
+        if !replay.first_use(&key, registered.exp).await? {
+            return Err(Rejection::AssertionReplayed.into());
+        }
+    }
+
+    let context = PolicyContext::new(
+        &claims,
+        application.client_id(),
+        request.grant_type.as_str(),
+        &request.scopes,
+    );
+    if let Err(denied) = rules.policies.evaluate(&context) {
+        tracing::debug!(client_id = %application.client_id(), reason = %denied.reason, "input JWT denied by policy");
+        return Err(Rejection::PolicyDenied.into());
+    }
+
+    Ok(principal(application, registered))
+}
+
+/// The service account an input JWT stands for. Its identity is keyed on
+/// (issuer, subject), never on a username: a JWT that claims the username of
+/// an existing account does not become that account.
+fn principal(application: &Application, claims: Registered) -> Principal {
+    let identity = format!("{}\u{0}{}", claims.iss, claims.sub);
+    let username = claims
+        .preferred_username
+        .or(claims.nickname)
+        .unwrap_or_else(|| format!("{}-{}", application.name(), claims.sub));
+    let mut principal = Principal::automatic(application);
+    principal.id = format!("jwt:{}", TokenDigest::of(&identity).to_hex());
+    principal.uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, identity.as_bytes());
+    principal.name = format!(
+        "Autogenerated user from application {} (client credentials JWT)",
+        application.name()
+    );
+    principal.username = username;
+    principal.external = Some(ExternalIdentity::new(claims.iss, claims.sub));
+    principal
+}
+
+/// Verifies the assertion of a request whose credentials are one.
+pub(crate) async fn verify_request<R: ReplayCache>(
+    request: &ClientAuthentication,
+    assertion: &secrecy::SecretString,
+    replay: &R,
+) -> Result<Principal, VerifyError> {
+    verify(request, assertion.expose_secret(), replay).await
+}

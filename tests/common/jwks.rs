@@ -1,0 +1,135 @@
+//! External issuers for tests: keys generated here, JWKS served over real
+//! HTTP by a source whose keys, availability and hit count the test controls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use tower_m2m_auth::keys::{KeyRing, SigningKey};
+
+/// A JWKS endpoint on 127.0.0.1.
+#[derive(Clone)]
+pub struct JwksSource {
+    pub jwks: Arc<ArcSwap<JwkSet>>,
+    pub up: Arc<AtomicBool>,
+    pub hits: Arc<AtomicUsize>,
+    pub cache_control: &'static str,
+    pub url: String,
+}
+
+impl JwksSource {
+    /// Serves `jwks` (when `up`) with this `Cache-Control`.
+    pub async fn start(jwks: JwkSet, up: bool, cache_control: &'static str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let source = JwksSource {
+            jwks: Arc::new(ArcSwap::from_pointee(jwks)),
+            up: Arc::new(AtomicBool::new(up)),
+            hits: Arc::new(AtomicUsize::new(0)),
+            cache_control,
+            url: format!("http://{}/jwks", listener.local_addr().unwrap()),
+        };
+        let app = Router::new()
+            .route("/jwks", get(serve))
+            .with_state(source.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        source
+    }
+
+    pub fn set(&self, jwks: JwkSet) {
+        self.jwks.store(Arc::new(jwks));
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(State(source): State<JwksSource>) -> axum::response::Response {
+    source.hits.fetch_add(1, Ordering::SeqCst);
+    if !source.up.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    (
+        [("cache-control", source.cache_control)],
+        axum::Json((**source.jwks.load()).clone()),
+    )
+        .into_response()
+}
+
+/// A foreign issuer (a CI platform, a cluster): one private key, minting
+/// JWTs with `jsonwebtoken`.
+pub struct External {
+    pub key: SigningKey,
+    pub pem: String,
+    encoding: EncodingKey,
+}
+
+impl External {
+    pub fn new(algorithm: Algorithm) -> Self {
+        let key = SigningKey::generate(algorithm).unwrap();
+        let pem = key.to_pkcs8_pem().unwrap();
+        let encoding = match algorithm {
+            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem.as_bytes()),
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes()),
+            other => panic!("no test issuer for {other:?}"),
+        }
+        .unwrap();
+        Self { key, pem, encoding }
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.key.algorithm()
+    }
+
+    /// A JWT with `claims`, its `kid` in the header.
+    pub fn mint(&self, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(self.algorithm());
+        header.kid = Some(self.key.kid().to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+
+    /// A JWT without `kid`.
+    pub fn mint_without_kid(&self, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(&Header::new(self.algorithm()), claims, &self.encoding).unwrap()
+    }
+
+    /// Its public key as a JWK set.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: vec![self.key.public_jwk().unwrap().clone()],
+        }
+    }
+
+    /// A self-signed X.509 certificate of its key, in PEM (made with rcgen).
+    pub fn certificate_pem(&self) -> String {
+        let key_pair = rcgen::KeyPair::from_pem(&self.pem).unwrap();
+        rcgen::CertificateParams::new(vec!["issuer.test".to_owned()])
+            .unwrap()
+            .self_signed(&key_pair)
+            .unwrap()
+            .pem()
+    }
+
+    /// The public key as a PEM `PUBLIC KEY`.
+    pub fn public_key_pem(&self) -> String {
+        let key_pair = rcgen::KeyPair::from_pem(&self.pem).unwrap();
+        key_pair.public_key_pem()
+    }
+}
+
+/// A key ring's JWKS (for sources that rotate).
+pub fn ring_jwks(ring: &KeyRing) -> JwkSet {
+    ring.jwks()
+}
