@@ -1,21 +1,30 @@
 //! In-process cost of one token request (parse, verify credentials, sign)
-//! beside, in the same run, the raw signature it cannot avoid.
+//! beside, in the same run, the raw cryptography it cannot avoid.
 //!
 //! `cargo bench --bench token_endpoint`
+//!
+//! - `token_request`: static authentication (username + app password) vs one
+//!   raw ES256 signature and one `jsonwebtoken::encode`.
+//! - `jwt_assertion`: JWT authentication (an ES256 input JWT verified by a
+//!   certificate key) vs one raw ES256 verify plus one raw ES256 sign.
 
 use std::convert::Infallible;
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+    UnparsedPublicKey,
+};
 use bytes::Bytes;
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::ExposeSecret;
 use tower::{Service, ServiceBuilder, service_fn};
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
-use tower_m2m_auth::keys::{KeyRing, SigningKey};
+use tower_m2m_auth::keys::{KeyRing, SigningKey, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{AppPassword, MemoryStore, ServiceAccount};
 
 /// A message the size of a typical header.claims signing input.
@@ -23,21 +32,102 @@ fn signing_input() -> Vec<u8> {
     vec![b'e'; 420]
 }
 
-fn bench(c: &mut Criterion) {
+fn es256_pair(pem: &str) -> EcdsaKeyPair {
+    EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        pem::parse(pem).unwrap().contents(),
+    )
+    .unwrap()
+}
+
+/// The layer around an inner service that answers every other path.
+fn endpoint(
+    layer: TokenEndpointLayer<StoreVerifier<MemoryStore>>,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<impl http_body::Body<Error = Infallible>>,
+    Error = Infallible,
+> {
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|_: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        }))
+}
+
+/// Benchmarks one token request with `body` through `service`. Building the
+/// request is the caller's cost, not the layer's, so it is not timed.
+fn bench_request<S, B>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    service: &mut S,
+    body: Bytes,
+) where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
+    B: http_body::Body<Error = Infallible>,
+{
+    let make_request = || {
+        Request::post("/application/o/token/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(body.clone()))
+            .unwrap()
+    };
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter_batched(
+            make_request,
+            |request| {
+                let call = ready_call(service, request);
+                async move {
+                    let response = call.await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    response.into_body().collect().await.unwrap().to_bytes()
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+/// Calls an always-ready service without cloning it.
+fn ready_call<S: Service<R>, R>(service: &mut S, request: R) -> S::Future {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        service.poll_ready(&mut cx).is_ready(),
+        "the endpoint is always ready"
+    );
+    service.call(request)
+}
+
+fn issuer_layer(
+    pem: &str,
+    store: &MemoryStore,
+    application: Application,
+    id_token: bool,
+) -> TokenEndpointLayer<StoreVerifier<MemoryStore>> {
+    let keys = KeyRing::new(SigningKey::from_pem(pem.as_bytes()).unwrap());
+    TokenEndpointLayer::new(
+        "https://auth.example.com",
+        keys,
+        StoreVerifier::new(store.clone()),
+    )
+    .unwrap()
+    .application(application)
+    .id_token(id_token)
+}
+
+fn static_authentication(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let key = SigningKey::generate(Algorithm::ES256).unwrap();
-    let pem = key.to_pkcs8_pem().unwrap();
-
+    let pem = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .to_pkcs8_pem()
+        .unwrap();
     let mut group = c.benchmark_group("token_request");
 
     // The floor: one raw ES256 signature with the key parsed once.
-    let pair = EcdsaKeyPair::from_pkcs8(
-        &ECDSA_P256_SHA256_FIXED_SIGNING,
-        pem::parse(&pem).unwrap().contents(),
-    )
-    .unwrap();
+    let pair = es256_pair(&pem);
     let rng = SystemRandom::new();
     let message = signing_input();
     group.bench_function("raw_es256_sign", |b| {
@@ -53,7 +143,6 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    // The whole request through the layer: form parse, credential check, claims, signature(s), JSON.
     let store = MemoryStore::new();
     let account = ServiceAccount::new("svc-bench");
     let (token, password) = AppPassword::generate(&account.id);
@@ -63,68 +152,84 @@ fn bench(c: &mut Criterion) {
         "grant_type=client_credentials&client_id=bench-client&username=svc-bench&password={}&scope=read",
         token.expose_secret()
     ));
+    let application = Application::new("bench-client", "bench").with_allowed_scopes(["read"]);
     for (name, id_token) in [
         ("endpoint_access_token_only", false),
         ("endpoint_with_id_token", true),
     ] {
-        let keys = KeyRing::new(SigningKey::from_pem(pem.as_bytes()).unwrap());
-        let layer = TokenEndpointLayer::new(
-            "https://auth.example.com",
-            keys,
-            StoreVerifier::new(store.clone()),
-        )
-        .unwrap()
-        .application(Application::new("bench-client", "bench").with_allowed_scopes(["read"]))
-        .id_token(id_token);
-        let mut service = ServiceBuilder::new().layer(layer).service(service_fn(
-            |_: Request<Full<Bytes>>| async {
-                Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-            },
-        ));
-        // Building the request is the caller's cost, not the layer's.
-        let make_request = || {
-            Request::post("/application/o/token/")
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Full::new(body.clone()))
-                .unwrap()
-        };
-        group.bench_function(name, |b| {
-            b.to_async(&runtime).iter_batched(
-                make_request,
-                |request| {
-                    let call = service.ready_oneshot_call(request);
-                    async move {
-                        let response = call.await.unwrap();
-                        assert_eq!(response.status(), 200);
-                        response.into_body().collect().await.unwrap().to_bytes()
-                    }
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        let mut service = endpoint(issuer_layer(&pem, &store, application.clone(), id_token));
+        bench_request(&mut group, &runtime, name, &mut service, body.clone());
     }
     group.finish();
 }
 
-/// Calls an always-ready service without cloning it.
-trait ReadyCall<R>: Service<R> {
-    fn ready_oneshot_call(&mut self, request: R) -> Self::Future;
-}
+fn jwt_authentication(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let issuer_pem = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .to_pkcs8_pem()
+        .unwrap();
+    let external = SigningKey::generate(Algorithm::ES256).unwrap();
+    let input_jwt = external
+        .sign_jwt(
+            Some("JWT"),
+            &serde_json::json!({
+                "iss": "https://ci.example", "sub": "repo:org/app:ref:refs/heads/main",
+                "aud": "https://auth.example.com", "exp": 4_000_000_000u64, "iat": 1_700_000_000u64,
+                "jti": "0123456789abcdef", "repository": "org/app",
+            }),
+        )
+        .unwrap();
+    let mut group = c.benchmark_group("jwt_assertion");
 
-impl<S, R> ReadyCall<R> for S
-where
-    S: Service<R>,
-{
-    fn ready_oneshot_call(&mut self, request: R) -> Self::Future {
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        assert!(
-            self.poll_ready(&mut cx).is_ready(),
-            "the endpoint is always ready"
-        );
-        self.call(request)
+    // The floor: one raw ES256 verify of the input JWT plus one raw ES256 sign.
+    let (message, signature) = input_jwt.rsplit_once('.').unwrap();
+    let signature =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signature)
+            .unwrap();
+    let external_pair = es256_pair(&external.to_pkcs8_pem().unwrap());
+    let public = UnparsedPublicKey::new(
+        &ECDSA_P256_SHA256_FIXED,
+        external_pair.public_key().as_ref().to_vec(),
+    );
+    group.bench_function("raw_es256_verify", |b| {
+        b.iter(|| public.verify(message.as_bytes(), &signature).unwrap())
+    });
+    let pair = es256_pair(&issuer_pem);
+    let rng = SystemRandom::new();
+    let output = signing_input();
+    group.bench_function("raw_es256_sign", |b| {
+        b.iter(|| pair.sign(&rng, std::hint::black_box(&output)).unwrap())
+    });
+
+    let keys = VerificationKeys::new()
+        .with_key(VerificationKey::from_jwk(external.public_jwk().unwrap()).unwrap());
+    let application = Application::new("ci-client", "ci")
+        .with_verification_keys(keys)
+        .with_allowed_scopes(["deploy"])
+        .with_policy(|context: &tower_m2m_auth::policy::PolicyContext<'_>| {
+            context.claims["repository"] == "org/app"
+        });
+    let body = Bytes::from(format!(
+        "grant_type=client_credentials&client_id=ci-client&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={input_jwt}&scope=deploy"
+    ));
+    let store = MemoryStore::new();
+    for (name, id_token) in [
+        ("endpoint_access_token_only", false),
+        ("endpoint_with_id_token", true),
+    ] {
+        let mut service = endpoint(issuer_layer(
+            &issuer_pem,
+            &store,
+            application.clone(),
+            id_token,
+        ));
+        bench_request(&mut group, &runtime, name, &mut service, body.clone());
     }
+    group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, static_authentication, jwt_authentication);
 criterion_main!(benches);
