@@ -672,3 +672,43 @@ async fn exchange_ok_without_scope(server: &Server, jwt: &str) -> Value {
         &server.url(&format!("/application/o/{CI_SLUG}/")),
     )
 }
+
+#[tokio::test]
+async fn discovery_advertises_private_key_jwt_for_applications_that_trust_jwts() {
+    let external = External::new(Algorithm::ES256);
+    let server = issuer(cert_keys(&external), |app| app).await;
+    let metadata = |slug: &str| {
+        let url = server.url(&format!(
+            "/application/o/{slug}/.well-known/openid-configuration"
+        ));
+        async move {
+            http()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let ci = metadata(CI_SLUG).await;
+    assert_eq!(
+        ci["token_endpoint_auth_methods_supported"],
+        json!([
+            "client_secret_post",
+            "client_secret_basic",
+            "private_key_jwt"
+        ])
+    );
+    let algorithms = ci["token_endpoint_auth_signing_alg_values_supported"]
+        .as_array()
+        .unwrap();
+    assert!(algorithms.contains(&json!("ES256")) && !algorithms.contains(&json!("HS256")));
+    let plain = metadata(SLUG).await;
+    assert!(
+        plain
+            .get("token_endpoint_auth_signing_alg_values_supported")
+            .is_none()
+    );
+}

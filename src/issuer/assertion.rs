@@ -18,7 +18,8 @@ use crate::store::{ReplayCache, TokenDigest};
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Every algorithm an input JWT may use; each key narrows it further.
-const ALGORITHMS: [Algorithm; 10] = [
+/// HS256 last (it is never advertised: only explicit shared secrets).
+pub(crate) const ALGORITHMS: [Algorithm; 10] = [
     Algorithm::ES256,
     Algorithm::ES384,
     Algorithm::EdDSA,

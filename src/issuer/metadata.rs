@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::Application;
+use super::assertion::ALGORITHMS as ASSERTION_ALGORITHMS;
 use super::endpoint::EndpointConfig;
 
 #[derive(Serialize)]
@@ -13,23 +14,38 @@ struct Metadata<'a> {
     token_endpoint: String,
     jwks_uri: String,
     grant_types_supported: [&'static str; 2],
-    token_endpoint_auth_methods_supported: [&'static str; 2],
+    token_endpoint_auth_methods_supported: &'static [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_endpoint_auth_signing_alg_values_supported: Option<&'static [jsonwebtoken::Algorithm]>,
     response_types_supported: [&'static str; 0],
     subject_types_supported: [&'static str; 1],
     id_token_signing_alg_values_supported: [jsonwebtoken::Algorithm; 1],
     scopes_supported: &'a [String],
-    claims_supported: [&'static str; 11],
+    claims_supported: [&'static str; 12],
 }
 
 /// The metadata document of `application`.
 pub(crate) fn discovery(config: &EndpointConfig, application: &Application) -> Bytes {
     let algorithm = config.keys.with_active(|key| key.algorithm());
+    // Applications that trust input JWTs accept them as client assertions.
+    let rules = &application.assertions;
+    let accepts_jwts = !rules.keys.is_empty() || !rules.federated.is_empty();
     let metadata = Metadata {
         issuer: application.issuer(),
         token_endpoint: format!("{}{}", config.base_url, config.token_path),
         jwks_uri: config.url(&config.jwks_path, application.slug()),
         grant_types_supported: ["client_credentials", "password"],
-        token_endpoint_auth_methods_supported: ["client_secret_post", "client_secret_basic"],
+        token_endpoint_auth_methods_supported: if accepts_jwts {
+            &[
+                "client_secret_post",
+                "client_secret_basic",
+                "private_key_jwt",
+            ]
+        } else {
+            &["client_secret_post", "client_secret_basic"]
+        },
+        token_endpoint_auth_signing_alg_values_supported: accepts_jwts
+            .then_some(&ASSERTION_ALGORITHMS[..ASSERTION_ALGORITHMS.len() - 1]),
         response_types_supported: [],
         subject_types_supported: ["public"],
         id_token_signing_alg_values_supported: [algorithm],
@@ -46,6 +62,7 @@ pub(crate) fn discovery(config: &EndpointConfig, application: &Application) -> B
             "azp",
             "scope",
             "preferred_username",
+            "act",
         ],
     };
     Bytes::from(serde_json::to_vec(&metadata).unwrap_or_default())
