@@ -712,3 +712,36 @@ async fn discovery_advertises_private_key_jwt_for_applications_that_trust_jwts()
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn fractional_numeric_dates_are_accepted() {
+    let external = External::new(Algorithm::ES256);
+    let server = issuer(cert_keys(&external), |app| app).await;
+    let mut claims = ci_claims();
+    claims["exp"] = json!(now() as f64 + 300.5);
+    claims["iat"] = json!(now() as f64 - 0.25);
+    exchange_ok(&server, &external.mint(&claims)).await;
+}
+
+#[tokio::test]
+async fn application_secret_with_dots_is_not_mistaken_for_a_jwt() {
+    let external = External::new(Algorithm::ES256);
+    let secret = "part1.part2.part3";
+    let server = issuer(cert_keys(&external), |app| app.with_client_secret(secret)).await;
+    let response = assert_with(
+        &server,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", CI_CLIENT),
+            ("client_secret", secret),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let json: Value = response.json().await.unwrap();
+    let claims =
+        jsonwebtoken::dangerous::insecure_decode::<Value>(json["access_token"].as_str().unwrap())
+            .unwrap()
+            .claims;
+    assert_eq!(claims["preferred_username"], "ak-ci-client_credentials");
+}

@@ -53,8 +53,9 @@ pub(crate) fn is_compact_jws(secret: &str) -> bool {
 struct Registered {
     iss: String,
     sub: String,
-    exp: u64,
-    iat: Option<u64>,
+    /// NumericDate may have a fraction (RFC 7519 §2).
+    exp: f64,
+    iat: Option<f64>,
     jti: Option<String>,
     preferred_username: Option<String>,
     nickname: Option<String>,
@@ -123,15 +124,12 @@ pub(crate) async fn verify<R: ReplayCache>(
         .map_err(|_| Rejection::InvalidAssertion(JwtError::InvalidClaims))?;
 
     // "exp must not be now or in the past"; iat must not be in the future.
-    let now = claims::now();
-    let leeway = rules.leeway.as_secs();
-    if registered.exp.saturating_add(leeway) <= now {
+    let now = claims::now() as f64;
+    let leeway = rules.leeway.as_secs_f64();
+    if registered.exp + leeway <= now {
         return Err(Rejection::InvalidAssertion(JwtError::Expired).into());
     }
-    if registered
-        .iat
-        .is_some_and(|iat| iat > now.saturating_add(leeway))
-    {
+    if registered.iat.is_some_and(|iat| iat > now + leeway) {
         return Err(Rejection::InvalidAssertion(JwtError::NotYetValid).into());
     }
 
@@ -142,7 +140,7 @@ pub(crate) async fn verify<R: ReplayCache>(
             .ok_or(Rejection::AssertionReplayed)?;
         // Key on the issuer too: jti is only unique per issuer.
         let key = TokenDigest::of(&format!("{}\u{0}{jti}", registered.iss)).to_hex();
-        if !replay.first_use(&key, registered.exp).await? {
+        if !replay.first_use(&key, registered.exp.ceil() as u64).await? {
             return Err(Rejection::AssertionReplayed.into());
         }
     }

@@ -43,12 +43,14 @@ pub enum Credentials {
         /// The app-password token.
         password: SecretString,
     },
-    /// `client_secret`, from the body or HTTP Basic: either the application's
-    /// own secret, or base64 of `username:app-password`.
+    /// `client_secret`, from the body or HTTP Basic: the application's own
+    /// secret, base64 of `username:app-password`, or an input JWT (for
+    /// clients that can only set a password; [`StoreVerifier`](super::StoreVerifier)
+    /// tells them apart).
     ClientSecret(SecretString),
     /// An input JWT from an external issuer (or a token of a federated
-    /// application): `client_assertion` with the JWT-bearer assertion type
-    /// (RFC 7523 §2.2), or a compact JWS in `client_secret`.
+    /// application), sent with the JWT-bearer `client_assertion_type`
+    /// (RFC 7523 §2.2) as `client_assertion` or `client_secret`.
     Assertion(SecretString),
 }
 

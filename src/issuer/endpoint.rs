@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use secrecy::ExposeSecret;
 use tower_service::Service;
 
-use super::assertion::{JWT_BEARER, is_compact_jws};
+use super::assertion::JWT_BEARER;
 use super::claims::{self, AccessTokenClaims, Actor, IdTokenClaims};
 use super::request::{self, BasicCredentials, TokenRequest, present, present_secret};
 use super::{
@@ -365,11 +365,6 @@ fn client_authentication(
         }
         (None, Some(_), _) => {
             return Err(TokenError::InvalidRequest("parameter username is missing"));
-        }
-        // A compact JWS in client_secret is an input JWT even without the
-        // assertion type; base64(username:token) never contains a dot.
-        (None, None, Some(secret)) if is_compact_jws(secret.expose_secret()) => {
-            Credentials::Assertion(secret)
         }
         (None, None, Some(secret)) => Credentials::ClientSecret(secret),
         (None, None, None) => {

@@ -163,6 +163,11 @@ async fn verify<S: CredentialStore, R: ReplayCache>(
             if request.application.client_secret_matches(secret) {
                 return Ok(Principal::automatic(&request.application));
             }
+            // A compact JWS in client_secret is an input JWT, for clients that
+            // can only set a password; base64(username:token) has no dot.
+            if assertion::is_compact_jws(secret) {
+                return assertion::verify(&request, secret, replay).await;
+            }
             let decoded = decode_basic_secret(secret).ok_or(Rejection::MalformedSecret)?;
             let (username, token) = decoded.split_once(':').ok_or(Rejection::MalformedSecret)?;
             verify_app_password(store, username, token).await
