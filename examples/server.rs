@@ -1,0 +1,875 @@
+//! A machine-to-machine OAuth2 token server: [`TokenEndpointLayer`] in front
+//! of an axum application, configured from a TOML file.
+//!
+//! ```text
+//! cargo run --example server                                    # embedded demo configuration
+//! cargo run --example server -- --config my.toml --listen 0.0.0.0:9000
+//! RUST_LOG=info,tower_m2m_auth=debug cargo run --example server # also log rejections
+//! ```
+//!
+//! `examples/server.toml` documents the configuration format. Without
+//! `--config` the server runs on an embedded copy of that file, with an
+//! in-memory signing key, and prints curl commands to try it.
+//!
+//! Secrets never reach the log: the configuration types do not implement
+//! `Debug`, and the library keeps only digests of tokens and secrets.
+
+use std::collections::HashSet;
+use std::error::Error;
+use std::fmt;
+use std::fs;
+use std::io::{IsTerminal as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Router, ServiceExt};
+use clap::Parser;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_m2m_auth::issuer::{Application, StoreVerifier, SubjectMode, TokenEndpointLayer};
+use tower_m2m_auth::keys::{KeyRing, SigningKey};
+use tower_m2m_auth::store::{AppPassword, MemoryStore, ServiceAccount, TokenDigest};
+use tracing_subscriber::EnvFilter;
+use uuid::Uuid;
+
+/// The embedded demo configuration: the documented sample file itself.
+const DEMO_CONFIG: &str = include_str!("server.toml");
+
+/// Where the server listens unless told otherwise.
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9000));
+
+/// The token endpoint path (the layer's default, authentik's).
+const TOKEN_PATH: &str = "/application/o/token/";
+
+/// Namespace of the name-based UUIDs given to configured service accounts,
+/// so that their `sub` stays the same across restarts.
+const ACCOUNT_NAMESPACE: Uuid = Uuid::from_u128(0x5b1c_0a52_8f3e_4c4e_9d47_2f6a_86c1_e0d3);
+
+/// A startup error, shown to the operator before a non-zero exit.
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// The endpoint layer as this server configures it.
+type Endpoint = TokenEndpointLayer<StoreVerifier<MemoryStore>>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the configuration, builds the endpoint and serves until Ctrl-C.
+async fn run(args: Args) -> Result<(), BoxError> {
+    let source = Source::load(args.config)?;
+    let config = Config::parse(&source)?;
+    let listen = args.listen.or(config.listen).unwrap_or(DEFAULT_LISTEN);
+    // The demo has no public URL of its own: its issuer is where it listens.
+    let issuer = match source {
+        Source::Embedded => format!("http://{listen}"),
+        Source::File { .. } => config.issuer.clone(),
+    };
+
+    let keys = load_keys(&config.keys, &source)?;
+    let endpoint = build_endpoint(&config, &issuer, keys)?;
+
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+    tracing::info!(address = %listen, %issuer, "listening");
+    if let Source::Embedded = source {
+        print_demo_instructions(&issuer, &config);
+    }
+
+    serve(listener, endpoint).await
+}
+
+// ---------------------------------------------------------------------------
+// Command line and logging
+// ---------------------------------------------------------------------------
+
+/// OAuth2 client-credentials token server (tower-m2m-auth example).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// TOML configuration file (default: the embedded demo configuration,
+    /// which is examples/server.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Address to listen on [default: the configuration's `listen`, else
+    /// 127.0.0.1:9000].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), so that stdout
+/// carries only the demo instructions.
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+// ---------------------------------------------------------------------------
+// Configuration schema
+// ---------------------------------------------------------------------------
+
+/// Where the configuration comes from.
+enum Source {
+    /// The embedded demo configuration.
+    Embedded,
+    /// A configuration file, and its text.
+    File { path: PathBuf, text: String },
+}
+
+impl Source {
+    /// Reads the configuration file, or picks the embedded demo without one.
+    fn load(path: Option<PathBuf>) -> Result<Self, BoxError> {
+        let Some(path) = path else {
+            return Ok(Self::Embedded);
+        };
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Self::File { path, text }),
+            Err(error) => Err(format!("cannot read {}: {error}", path.display()).into()),
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Self::Embedded => DEMO_CONFIG,
+            Self::File { text, .. } => text,
+        }
+    }
+
+    /// The directory that relative paths in the configuration start from.
+    fn base_dir(&self) -> &Path {
+        match self {
+            Self::File { path, .. } => path.parent().unwrap_or(Path::new("")),
+            Self::Embedded => Path::new(""),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Embedded => f.write_str("the embedded demo configuration"),
+            Self::File { path, .. } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The configuration file. See `examples/server.toml` for each key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Base URL of the issuer, e.g. `https://auth.example.com`.
+    issuer: String,
+    /// Address to listen on (`--listen` overrides it).
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    keys: KeysConfig,
+    #[serde(default)]
+    endpoint: EndpointConfig,
+    #[serde(default)]
+    applications: Vec<ApplicationConfig>,
+    #[serde(default)]
+    service_accounts: Vec<ServiceAccountConfig>,
+}
+
+impl Config {
+    fn parse(source: &Source) -> Result<Self, BoxError> {
+        let config: Self = toml::from_str(source.text()).map_err(|error| {
+            format!(
+                "invalid configuration in {source}:\n{}",
+                error.to_string().trim_end()
+            )
+        })?;
+        if config.applications.is_empty() {
+            return Err(format!("{source} defines no [[applications]]").into());
+        }
+        Ok(config)
+    }
+}
+
+/// `[keys]`: key files, or the settings of a generated key.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysConfig {
+    /// PEM private keys: the first signs, the others are only published.
+    #[serde(default)]
+    files: Vec<PathBuf>,
+    /// Algorithm of the generated key (default ES256).
+    algorithm: Option<KeyAlgorithm>,
+    /// Where the generated key is kept (default `<config stem>.keys.pem`).
+    generated_key_file: Option<PathBuf>,
+}
+
+/// The algorithms a generated key may use (asymmetric only: the JWKS must
+/// be publishable).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+enum KeyAlgorithm {
+    #[default]
+    #[serde(rename = "ES256")]
+    Es256,
+    #[serde(rename = "ES384")]
+    Es384,
+    EdDSA,
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", Algorithm::from(*self))
+    }
+}
+
+impl From<KeyAlgorithm> for Algorithm {
+    fn from(algorithm: KeyAlgorithm) -> Self {
+        match algorithm {
+            KeyAlgorithm::Es256 => Algorithm::ES256,
+            KeyAlgorithm::Es384 => Algorithm::ES384,
+            KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+            KeyAlgorithm::Rs256 => Algorithm::RS256,
+        }
+    }
+}
+
+/// `[endpoint]`: options of the token endpoint, each defaulting to the
+/// layer's default.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointConfig {
+    id_token: Option<bool>,
+    at_jwt_typ: Option<bool>,
+    body_limit: Option<usize>,
+    subject_salt: Option<String>,
+}
+
+/// One `[[applications]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplicationConfig {
+    client_id: String,
+    slug: String,
+    name: Option<String>,
+    client_secret: Option<String>,
+    client_secret_sha256: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default = "default_token_lifetime")]
+    token_lifetime_secs: u64,
+    #[serde(default)]
+    subject_mode: SubjectModeName,
+}
+
+fn default_token_lifetime() -> u64 {
+    3600
+}
+
+/// The `subject_mode` values.
+#[derive(Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SubjectModeName {
+    #[default]
+    HashedId,
+    Username,
+    Uuid,
+    Id,
+}
+
+impl From<SubjectModeName> for SubjectMode {
+    fn from(mode: SubjectModeName) -> Self {
+        match mode {
+            SubjectModeName::HashedId => SubjectMode::HashedId,
+            SubjectModeName::Username => SubjectMode::Username,
+            SubjectModeName::Uuid => SubjectMode::Uuid,
+            SubjectModeName::Id => SubjectMode::Id,
+        }
+    }
+}
+
+/// One `[[service_accounts]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceAccountConfig {
+    username: String,
+    name: Option<String>,
+    #[serde(default = "default_active")]
+    active: bool,
+    #[serde(default)]
+    tokens: Vec<TokenConfig>,
+}
+
+fn default_active() -> bool {
+    true
+}
+
+/// One app-password token of a service account: the token or its digest,
+/// and an optional expiry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenConfig {
+    token: Option<String>,
+    sha256: Option<String>,
+    expires: Option<toml::value::Datetime>,
+    expires_unix: Option<u64>,
+}
+
+// ---------------------------------------------------------------------------
+// Keys
+// ---------------------------------------------------------------------------
+
+/// The key ring: the configured key files, or a generated key.
+fn load_keys(config: &KeysConfig, source: &Source) -> Result<KeyRing, BoxError> {
+    if !config.files.is_empty() {
+        if config.algorithm.is_some() || config.generated_key_file.is_some() {
+            return Err(
+                "[keys]: `files` excludes `algorithm` and `generated_key_file`, \
+                        which describe a generated key"
+                    .into(),
+            );
+        }
+        return load_key_files(&config.files, source.base_dir());
+    }
+    let algorithm = config.algorithm.unwrap_or_default();
+    let key = match source {
+        Source::Embedded => {
+            let key = generate_key(algorithm)?;
+            tracing::warn!(
+                %algorithm,
+                kid = key.kid(),
+                "generated an in-memory signing key for the demo: \
+                 its tokens do not verify after a restart"
+            );
+            key
+        }
+        Source::File { path, .. } => {
+            let key_file = match &config.generated_key_file {
+                Some(file) => source.base_dir().join(file),
+                None => default_key_file(path),
+            };
+            load_or_generate_key(&key_file, algorithm)?
+        }
+    };
+    Ok(KeyRing::new(key))
+}
+
+/// Reads every key file: the first is active, the others only published.
+fn load_key_files(files: &[PathBuf], base_dir: &Path) -> Result<KeyRing, BoxError> {
+    let mut kids = HashSet::new();
+    let mut ring: Option<KeyRing> = None;
+    for file in files {
+        let path = base_dir.join(file);
+        let key = read_key(&path)?;
+        if !kids.insert(key.kid().to_owned()) {
+            return Err(format!("[keys]: {} repeats a key listed before", path.display()).into());
+        }
+        let role = if ring.is_none() {
+            "active"
+        } else {
+            "published"
+        };
+        tracing::info!(
+            algorithm = ?key.algorithm(),
+            kid = key.kid(),
+            path = %path.display(),
+            "{role} signing key"
+        );
+        ring = Some(match ring {
+            None => KeyRing::new(key),
+            Some(ring) => ring.with_published(key),
+        });
+    }
+    ring.ok_or_else(|| "[keys]: `files` is empty".into())
+}
+
+/// `<config dir>/<config stem>.keys.pem`.
+fn default_key_file(config_path: &Path) -> PathBuf {
+    let stem = config_path
+        .file_stem()
+        .map_or_else(|| "server".into(), |stem| stem.to_string_lossy());
+    config_path.with_file_name(format!("{stem}.keys.pem"))
+}
+
+fn read_key(path: &Path) -> Result<SigningKey, BoxError> {
+    let pem = fs::read(path)
+        .map_err(|error| format!("cannot read key file {}: {error}", path.display()))?;
+    SigningKey::from_pem(&pem)
+        .map_err(|error| format!("key file {}: {error}", path.display()).into())
+}
+
+fn generate_key(algorithm: KeyAlgorithm) -> Result<SigningKey, BoxError> {
+    SigningKey::generate(algorithm.into())
+        .map_err(|error| format!("cannot generate a {algorithm} key: {error}").into())
+}
+
+/// Reads the generated key kept at `path`, or generates and saves one.
+fn load_or_generate_key(path: &Path, algorithm: KeyAlgorithm) -> Result<SigningKey, BoxError> {
+    match fs::read(path) {
+        Ok(pem) => read_generated_key(path, &pem, algorithm),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            generate_and_save_key(path, algorithm)
+        }
+        Err(error) => Err(format!("cannot read key file {}: {error}", path.display()).into()),
+    }
+}
+
+/// Parses the kept key, which must still match the configured algorithm.
+fn read_generated_key(
+    path: &Path,
+    pem: &[u8],
+    algorithm: KeyAlgorithm,
+) -> Result<SigningKey, BoxError> {
+    let key = SigningKey::from_pem(pem)
+        .map_err(|error| format!("key file {}: {error}", path.display()))?;
+    if key.algorithm() != Algorithm::from(algorithm) {
+        return Err(format!(
+            "{} holds a key for {:?}, but [keys] algorithm is {algorithm}: \
+             set the algorithm back, or delete the file to generate a new key",
+            path.display(),
+            key.algorithm(),
+        )
+        .into());
+    }
+    tracing::info!(
+        %algorithm,
+        kid = key.kid(),
+        path = %path.display(),
+        "loaded the generated signing key"
+    );
+    Ok(key)
+}
+
+fn generate_and_save_key(path: &Path, algorithm: KeyAlgorithm) -> Result<SigningKey, BoxError> {
+    let key = generate_key(algorithm)?;
+    let pem = key
+        .to_pkcs8_pem()
+        .ok_or("the generated key has no PKCS#8 form to save")?;
+    write_private_file(path, &pem).map_err(|error| {
+        format!(
+            "cannot save the generated key to {}: {error}",
+            path.display()
+        )
+    })?;
+    tracing::info!(
+        %algorithm,
+        kid = key.kid(),
+        path = %path.display(),
+        "generated a signing key and saved it"
+    );
+    Ok(key)
+}
+
+/// Creates `path`, which must not exist yet, readable by its owner only. A
+/// file left half-written is removed.
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    let written = file
+        .write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all());
+    if written.is_err() {
+        drop(file);
+        let _ = fs::remove_file(path);
+    }
+    written
+}
+
+// ---------------------------------------------------------------------------
+// Endpoint, applications and service accounts
+// ---------------------------------------------------------------------------
+
+/// The token endpoint layer, with every application and service account.
+fn build_endpoint(config: &Config, issuer: &str, keys: KeyRing) -> Result<Endpoint, BoxError> {
+    let store = build_store(&config.service_accounts)?;
+    let applications = build_applications(&config.applications)?;
+    let endpoint = TokenEndpointLayer::new(issuer, keys, StoreVerifier::new(store))
+        .map_err(|error| format!("issuer {issuer:?}: {error}"))?;
+    let mut endpoint = apply_options(endpoint, &config.endpoint)?;
+    for application in applications {
+        let client_id = application.client_id().to_owned();
+        endpoint = endpoint.application(application);
+        // Its issuer URL is known once it belongs to the endpoint.
+        if let Some(application) = endpoint.get_application(&client_id) {
+            tracing::info!(
+                client_id,
+                issuer = application.issuer(),
+                scopes = ?application.allowed_scopes(),
+                "application"
+            );
+        }
+    }
+    Ok(endpoint)
+}
+
+/// Applies the `[endpoint]` options that are set.
+fn apply_options(mut endpoint: Endpoint, options: &EndpointConfig) -> Result<Endpoint, BoxError> {
+    if let Some(enabled) = options.id_token {
+        endpoint = endpoint.id_token(enabled);
+    }
+    if let Some(enabled) = options.at_jwt_typ {
+        endpoint = endpoint.at_jwt_typ(enabled);
+    }
+    if let Some(bytes) = options.body_limit {
+        if bytes == 0 {
+            return Err("[endpoint] body_limit must be at least 1 byte".into());
+        }
+        endpoint = endpoint.body_limit(bytes);
+    }
+    if let Some(salt) = &options.subject_salt {
+        endpoint = endpoint.subject_salt(salt.as_str());
+    }
+    Ok(endpoint)
+}
+
+/// Every application, checking that client ids and slugs are unique.
+fn build_applications(configs: &[ApplicationConfig]) -> Result<Vec<Application>, BoxError> {
+    let mut client_ids = HashSet::new();
+    let mut slugs = HashSet::new();
+    let mut applications = Vec::with_capacity(configs.len());
+    for (index, config) in configs.iter().enumerate() {
+        let context = |error| {
+            format!(
+                "[[applications]] #{} ({:?}): {error}",
+                index + 1,
+                config.client_id
+            )
+        };
+        let application = config.build().map_err(context)?;
+        if !client_ids.insert(config.client_id.as_str()) {
+            return Err(context("client_id is used twice".into()).into());
+        }
+        if !slugs.insert(config.slug.as_str()) {
+            return Err(context(format!("slug {:?} is used twice", config.slug)).into());
+        }
+        applications.push(application);
+    }
+    Ok(applications)
+}
+
+impl ApplicationConfig {
+    /// The application, once its settings are checked.
+    fn build(&self) -> Result<Application, String> {
+        if self.client_id.is_empty() {
+            return Err("client_id is empty".into());
+        }
+        check_slug(&self.slug)?;
+        for scope in &self.scopes {
+            check_scope(scope)?;
+        }
+        if self.token_lifetime_secs == 0 {
+            return Err("token_lifetime_secs must be at least 1".into());
+        }
+        let mut application = Application::new(&self.client_id, &self.slug)
+            .with_allowed_scopes(&self.scopes)
+            .with_token_lifetime(Duration::from_secs(self.token_lifetime_secs))
+            .with_subject_mode(self.subject_mode.into());
+        if let Some(name) = &self.name {
+            application = application.with_name(name);
+        }
+        self.with_secret(application)
+    }
+
+    /// Adds the application's own client secret, if it has one.
+    fn with_secret(&self, application: Application) -> Result<Application, String> {
+        match (&self.client_secret, &self.client_secret_sha256) {
+            (Some(_), Some(_)) => {
+                Err("give client_secret or client_secret_sha256, not both".into())
+            }
+            (Some(secret), None) if secret.is_empty() => Err("client_secret is empty".into()),
+            (Some(secret), None) => Ok(application.with_client_secret(secret)),
+            (None, Some(hex)) => {
+                let digest = parse_digest("client_secret_sha256", hex)?;
+                Ok(application.with_client_secret_digest(digest))
+            }
+            (None, None) => Ok(application),
+        }
+    }
+}
+
+/// Slugs become URL path segments: letters, digits, `-`, `_` and `.`.
+fn check_slug(slug: &str) -> Result<(), String> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if slug.is_empty() || slug.starts_with('.') || !slug.chars().all(valid) {
+        return Err(format!(
+            "slug {slug:?} must be letters, digits, '-', '_' or '.' (and not start with '.')"
+        ));
+    }
+    Ok(())
+}
+
+/// A scope token of RFC 6749 §3.3: printable ASCII without space, `"` or `\`.
+fn check_scope(scope: &str) -> Result<(), String> {
+    let valid = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\';
+    if scope.is_empty() || !scope.chars().all(valid) {
+        return Err(format!(
+            "scope {scope:?} must be printable ASCII without spaces, quotes or backslashes"
+        ));
+    }
+    Ok(())
+}
+
+/// The credential store: every service account with its tokens.
+fn build_store(configs: &[ServiceAccountConfig]) -> Result<MemoryStore, BoxError> {
+    let store = MemoryStore::new();
+    let mut usernames = HashSet::new();
+    let mut digests = HashSet::new();
+    for config in configs {
+        let context = |error| format!("[[service_accounts]] {:?}: {error}", config.username);
+        if config.username.is_empty() {
+            return Err("[[service_accounts]]: username is empty".into());
+        }
+        if !usernames.insert(config.username.as_str()) {
+            return Err(context("username is used twice".into()).into());
+        }
+        let account = config.account();
+        for (index, token) in config.tokens.iter().enumerate() {
+            let context = |error| context(format!("token #{}: {error}", index + 1));
+            let password = token.app_password(&account.id).map_err(context)?;
+            // The store keys tokens by digest: a repeated token would
+            // silently move to the later account.
+            if !digests.insert(*password.digest.as_bytes()) {
+                return Err(context("this token is configured twice".into()).into());
+            }
+            if password
+                .expires
+                .is_some_and(|expires| expires <= SystemTime::now())
+            {
+                tracing::warn!(
+                    username = %config.username,
+                    token = index + 1,
+                    "app-password token has expired"
+                );
+            }
+            store.insert_app_password(password);
+        }
+        store.insert_account(account);
+    }
+    tracing::info!(service_accounts = configs.len(), "credential store loaded");
+    Ok(store)
+}
+
+impl ServiceAccountConfig {
+    /// The account, with an id and UUID derived from its username so that
+    /// hashed subjects survive restarts.
+    fn account(&self) -> ServiceAccount {
+        let uuid = Uuid::new_v5(&ACCOUNT_NAMESPACE, self.username.as_bytes());
+        ServiceAccount::new(&self.username)
+            .with_uuid(uuid)
+            .with_id(uuid.to_string())
+            .with_name(self.name.as_deref().unwrap_or(&self.username))
+            .with_active(self.active)
+    }
+}
+
+impl TokenConfig {
+    /// The stored form of this token, for the account `account_id`.
+    fn app_password(&self, account_id: &str) -> Result<AppPassword, String> {
+        let digest = match (&self.token, &self.sha256) {
+            (Some(_), Some(_)) => return Err("give token or sha256, not both".into()),
+            (None, None) => return Err("give token or sha256".into()),
+            (Some(token), None) if token.is_empty() => return Err("token is empty".into()),
+            (Some(token), None) => TokenDigest::of(token),
+            (None, Some(hex)) => parse_digest("sha256", hex)?,
+        };
+        let password = AppPassword::new(account_id, digest);
+        Ok(match self.expiry()? {
+            Some(expires) => password.with_expires(expires),
+            None => password,
+        })
+    }
+
+    fn expiry(&self) -> Result<Option<SystemTime>, String> {
+        match (&self.expires, self.expires_unix) {
+            (Some(_), Some(_)) => Err("give expires or expires_unix, not both".into()),
+            (Some(datetime), None) => datetime_to_system_time(datetime).map(Some),
+            (None, Some(seconds)) => Ok(Some(UNIX_EPOCH + Duration::from_secs(seconds))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+fn parse_digest(key: &str, hex: &str) -> Result<TokenDigest, String> {
+    TokenDigest::from_hex(hex).ok_or_else(|| format!("{key} must be 64 hex digits (a SHA-256)"))
+}
+
+/// A TOML offset date-time (RFC 3339, e.g. `2030-01-01T00:00:00Z`) as a
+/// `SystemTime`.
+fn datetime_to_system_time(datetime: &toml::value::Datetime) -> Result<SystemTime, String> {
+    use toml::value::Offset;
+
+    let (Some(date), Some(time), Some(offset)) = (datetime.date, datetime.time, datetime.offset)
+    else {
+        return Err(format!(
+            "expires = {datetime} needs a date, a time and an offset, e.g. 2030-01-01T00:00:00Z"
+        ));
+    };
+    let offset_minutes = match offset {
+        Offset::Z => 0,
+        Offset::Custom { minutes } => i64::from(minutes),
+    };
+    let days = days_from_civil(date.year.into(), date.month.into(), date.day.into());
+    let seconds = days * 86_400
+        + i64::from(time.hour) * 3600
+        + i64::from(time.minute) * 60
+        + i64::from(time.second)
+        - offset_minutes * 60;
+    let seconds =
+        u64::try_from(seconds).map_err(|_| format!("expires = {datetime} is before 1970"))?;
+    Ok(UNIX_EPOCH + Duration::new(seconds, time.nanosecond))
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------
+
+/// Serves the API behind the token endpoint until Ctrl-C (or SIGTERM).
+async fn serve(listener: TcpListener, endpoint: Endpoint) -> Result<(), BoxError> {
+    // The endpoint wraps the whole router: it answers its own paths (token,
+    // JWKS, metadata) before any routing and passes every other request on.
+    let app = ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
+        .layer(endpoint)
+        .service(api());
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|error| format!("server error: {error}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The application the tokens are for.
+fn api() -> Router {
+    // Unprotected for now: the crate's JWT validation layer will require a
+    // bearer token minted by the endpoint for these routes.
+    Router::new().route("/api/hello", get(hello))
+}
+
+/// `GET /api/hello`.
+async fn hello() -> &'static str {
+    "Hello from the sample API\n"
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing the requests in flight");
+}
+
+// ---------------------------------------------------------------------------
+// Demo instructions
+// ---------------------------------------------------------------------------
+
+/// Prints, on stdout, how to try the demo with curl.
+fn print_demo_instructions(base: &str, config: &Config) {
+    let Some(application) = config.applications.first() else {
+        return;
+    };
+    let discovery = format!(
+        "{base}/application/o/{}/.well-known/openid-configuration",
+        application.slug
+    );
+    let jwks = format!("{base}/application/o/{}/jwks/", application.slug);
+
+    println!();
+    println!("tower-m2m-auth demo server on {base}");
+    println!("(embedded demo configuration: pass --config FILE to use your own)");
+    println!();
+    if let Some(body) = demo_token_request(config, application) {
+        println!("Get a token:");
+        println!("  curl -s {base}{TOKEN_PATH} -d {}", shell_quote(&body));
+        println!();
+    }
+    println!("JWKS (the public keys that verify the tokens):");
+    println!("  curl -s {jwks}");
+    println!();
+    println!("OpenID discovery document:");
+    println!("  curl -s {discovery}");
+    println!();
+    println!("Sample API (not protected yet):");
+    println!("  curl -s {base}/api/hello");
+    println!();
+}
+
+/// The form body of a token request by the first active demo account that
+/// has a plain-text token, for `application`.
+fn demo_token_request(config: &Config, application: &ApplicationConfig) -> Option<String> {
+    let (account, token) = config
+        .service_accounts
+        .iter()
+        .filter(|account| account.active)
+        .find_map(|account| {
+            let token = account.tokens.iter().find_map(|t| t.token.as_deref())?;
+            Some((account.username.as_str(), token))
+        })?;
+    let scope = application.scopes.join(" ");
+    serde_urlencoded::to_string([
+        ("grant_type", "client_credentials"),
+        ("client_id", application.client_id.as_str()),
+        ("username", account),
+        ("password", token),
+        ("scope", scope.as_str()),
+    ])
+    .ok()
+}
+
+/// `value` as one POSIX shell word.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
