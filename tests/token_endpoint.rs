@@ -891,3 +891,69 @@ async fn accounts_added_at_runtime_authenticate_immediately() {
     );
     assert_eq!(claims["preferred_username"], "svc-late");
 }
+
+#[tokio::test]
+async fn huge_token_lifetime_saturates_instead_of_overflowing() {
+    let server = start_with(Algorithm::ES256, |layer| {
+        layer.application(application().with_token_lifetime(Duration::MAX))
+    })
+    .await;
+    let json = token_json(&server, &password_form(&server.token)).await;
+    let claims = verify(
+        &server.jwks().await,
+        json["access_token"].as_str().unwrap(),
+        CLIENT_ID,
+        &server.issuer(),
+    );
+    assert!(claims["exp"].as_u64().unwrap() > claims["iat"].as_u64().unwrap());
+}
+
+#[tokio::test]
+async fn layer_reports_its_urls() {
+    let server = start_with(Algorithm::ES256, |layer| {
+        assert_eq!(
+            layer.token_url().rsplit_once("/application").unwrap().1,
+            "/o/token/"
+        );
+        assert!(
+            layer
+                .jwks_url(SLUG)
+                .ends_with(&format!("/application/o/{SLUG}/jwks/"))
+        );
+        assert!(
+            layer
+                .discovery_url(SLUG)
+                .ends_with("/.well-known/openid-configuration")
+        );
+        assert_eq!(
+            layer.get_application(CLIENT_ID).unwrap().issuer(),
+            format!(
+                "{}/application/o/{SLUG}/",
+                layer.token_url().trim_end_matches("/application/o/token/")
+            )
+        );
+        layer
+    })
+    .await;
+    assert_eq!(
+        http()
+            .get(server.url(&format!("/application/o/{SLUG}/jwks/")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn a_key_published_twice_appears_once() {
+    let ring = tower_m2m_auth::keys::KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
+    let other = SigningKey::generate(Algorithm::ES256).unwrap();
+    let pem = other.to_pkcs8_pem().unwrap();
+    let ring = ring
+        .with_published(SigningKey::from_pem(pem.as_bytes()).unwrap())
+        .with_published(SigningKey::from_pem(pem.as_bytes()).unwrap());
+    assert_eq!(ring.jwks().keys.len(), 2);
+    assert_eq!(ring.kids().len(), 2);
+}

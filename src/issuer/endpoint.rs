@@ -385,7 +385,7 @@ fn mint(
 ) -> Result<Vec<u8>, TokenError> {
     let now = claims::now();
     let lifetime = application.token_lifetime().as_secs();
-    let exp = now + lifetime;
+    let exp = now.saturating_add(lifetime);
     let iss = application.issuer.as_str();
     let sub = claims::subject(application, principal, &config.subject_salt);
     let jti = claims::token_id().ok_or(TokenError::ServerError)?;

@@ -138,6 +138,21 @@ impl<V> TokenEndpointLayer<V> {
         self.update(|config| config.subject_salt = salt)
     }
 
+    /// The absolute URL of the token endpoint.
+    pub fn token_url(&self) -> String {
+        format!("{}{}", self.config.base_url, self.config.token_path)
+    }
+
+    /// The absolute JWKS URL of the application with this slug.
+    pub fn jwks_url(&self, slug: &str) -> String {
+        self.config.url(&self.config.jwks_path, slug)
+    }
+
+    /// The absolute OpenID discovery URL of the application with this slug.
+    pub fn discovery_url(&self, slug: &str) -> String {
+        self.config.url(&self.config.discovery_path, slug)
+    }
+
     /// The issuer's key ring.
     pub fn keys(&self) -> &KeyRing {
         &self.config.keys

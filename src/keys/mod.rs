@@ -27,7 +27,9 @@ pub use signing::SigningKey;
 pub use sources::{VerificationKeys, VerifyTokenError};
 pub use verify::{JwtError, KeySet, VerificationKey};
 
-use jsonwebtoken::Algorithm;
+/// The JWS algorithms, re-exported from `jsonwebtoken` so that users need
+/// no direct dependency to name one.
+pub use jsonwebtoken::Algorithm;
 
 /// Why a key could not be created, or a token not be signed.
 #[derive(Debug, thiserror::Error)]
@@ -51,10 +53,13 @@ pub enum KeyError {
     /// The crypto backend failed to sign.
     #[error("signing failed")]
     Signing,
+    /// The crypto backend failed (key generation, random numbers, encoding).
+    #[error("the crypto backend failed")]
+    Backend,
 }
 
 impl From<aws_lc_rs::error::Unspecified> for KeyError {
     fn from(_: aws_lc_rs::error::Unspecified) -> Self {
-        KeyError::UnsupportedKey
+        KeyError::Backend
     }
 }

@@ -45,8 +45,10 @@ struct RingState {
 
 impl RingState {
     fn new(active: Arc<SigningKey>, mut keys: Vec<Arc<SigningKey>>) -> Self {
-        keys.retain(|key| key.kid() != active.kid());
         keys.insert(0, active.clone());
+        // One key per kid: the first (the active one, then the oldest) wins.
+        let mut seen = std::collections::HashSet::new();
+        keys.retain(|key| seen.insert(key.kid().to_owned()));
         let jwks = JwkSet {
             keys: keys
                 .iter()
