@@ -3,8 +3,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use std::time::SystemTime;
+
+use secrecy::SecretString;
+
 use super::{
-    AccountCredential, AppPassword, CredentialStore, ServiceAccount, StoreError, TokenDigest,
+    AccountAdmin, AccountCredential, AdminError, AppPassword, CredentialStore, ServiceAccount,
+    StoreError, TokenDigest,
 };
 
 /// A [`CredentialStore`] held in memory: for tests, demos, and accounts that
@@ -87,5 +92,62 @@ impl CredentialStore for MemoryStore {
         digest: &TokenDigest,
     ) -> Result<Option<AccountCredential>, StoreError> {
         Ok(self.lookup(username, digest))
+    }
+}
+
+impl AccountAdmin for MemoryStore {
+    async fn create_service_account(
+        &self,
+        account: ServiceAccount,
+        expires: Option<SystemTime>,
+    ) -> Result<(ServiceAccount, SecretString), AdminError> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if inner.accounts.contains_key(&account.username) {
+            return Err(AdminError::AccountExists(account.username));
+        }
+        let (token, mut password) = AppPassword::generate(&account.id);
+        password.expires = expires;
+        inner
+            .passwords
+            .insert(*password.digest.as_bytes(), password);
+        inner
+            .accounts
+            .insert(account.username.clone(), account.clone());
+        Ok((account, token))
+    }
+
+    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>, StoreError> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let mut accounts: Vec<ServiceAccount> = inner.accounts.values().cloned().collect();
+        accounts.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(accounts)
+    }
+
+    async fn add_app_password(
+        &self,
+        username: &str,
+        expires: Option<SystemTime>,
+    ) -> Result<SecretString, AdminError> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let account_id = inner
+            .accounts
+            .get(username)
+            .ok_or_else(|| AdminError::NoSuchAccount(username.to_owned()))?
+            .id
+            .clone();
+        let (token, mut password) = AppPassword::generate(account_id);
+        password.expires = expires;
+        inner
+            .passwords
+            .insert(*password.digest.as_bytes(), password);
+        Ok(token)
+    }
+
+    async fn revoke_app_password(&self, digest: &TokenDigest) -> Result<bool, StoreError> {
+        Ok(self.remove_app_password(digest))
+    }
+
+    async fn set_account_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
+        Ok(self.set_active(username, active))
     }
 }

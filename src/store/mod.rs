@@ -8,12 +8,15 @@
 //! This module knows nothing of HTTP or OAuth2.
 
 mod digest;
+mod expiring;
 mod memory;
 mod replay;
+mod revocation;
 
 pub use digest::TokenDigest;
 pub use memory::MemoryStore;
 pub use replay::{MemoryReplayCache, ReplayCache};
+pub use revocation::{MemoryRevocationList, RevocationList};
 
 use std::future::Future;
 use std::time::SystemTime;
@@ -163,4 +166,60 @@ impl<T: CredentialStore> CredentialStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Option<AccountCredential>, StoreError>> + Send {
         (**self).app_password(username, digest)
     }
+}
+
+/// Why an administrative change could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// An account with this username exists already.
+    #[error("a service account named {0:?} exists already")]
+    AccountExists(String),
+    /// No account has this username.
+    #[error("no service account named {0:?}")]
+    NoSuchAccount(String),
+    /// The store could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Managing service accounts and app passwords at run time (authentik's
+/// "Create service account" and token management).
+///
+/// Changes take effect on the next token request, on every instance that
+/// shares the store.
+pub trait AccountAdmin: Send + Sync + 'static {
+    /// Creates `account` and a first app password (expiring at `expires`) in
+    /// one step, and returns the token: the only time it is ever seen.
+    fn create_service_account(
+        &self,
+        account: ServiceAccount,
+        expires: Option<SystemTime>,
+    ) -> impl Future<Output = Result<(ServiceAccount, SecretString), AdminError>> + Send;
+
+    /// Every service account, by username.
+    fn list_service_accounts(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ServiceAccount>, StoreError>> + Send;
+
+    /// Adds another app password to the account `username` (several may be
+    /// valid at once, so clients rotate without downtime); returns the token.
+    fn add_app_password(
+        &self,
+        username: &str,
+        expires: Option<SystemTime>,
+    ) -> impl Future<Output = Result<SecretString, AdminError>> + Send;
+
+    /// Revokes the app password with this digest; whether it existed.
+    fn revoke_app_password(
+        &self,
+        digest: &TokenDigest,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Enables or disables the account `username`; whether it exists.
+    fn set_account_active(
+        &self,
+        username: &str,
+        active: bool,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

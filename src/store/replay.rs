@@ -1,12 +1,11 @@
 //! Single use of JWT ids: a replay cache remembers each `jti` until its
 //! token expires.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use super::StoreError;
+use super::expiring::ExpiringSet;
 
 /// Remembers token ids until they expire, so each is accepted once.
 pub trait ReplayCache: Send + Sync + 'static {
@@ -23,14 +22,7 @@ pub trait ReplayCache: Send + Sync + 'static {
 /// as new ones arrive. Clones share the same entries.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryReplayCache {
-    inner: Arc<Mutex<Entries>>,
-}
-
-#[derive(Debug, Default)]
-struct Entries {
-    seen: HashMap<String, u64>,
-    /// Purge when the map reaches this size (doubles with the live set).
-    purge_at: usize,
+    seen: Arc<ExpiringSet>,
 }
 
 impl MemoryReplayCache {
@@ -41,40 +33,18 @@ impl MemoryReplayCache {
 
     /// How many ids are remembered.
     pub fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .seen
-            .len()
+        self.seen.len()
     }
 
     /// Whether no id is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    fn record(&self, key: &str, expires_at: u64) -> bool {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut entries = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.seen.len() >= entries.purge_at {
-            entries.seen.retain(|_, expires| *expires >= now);
-            entries.purge_at = (entries.seen.len() * 2).max(1024);
-        }
-        match entries.seen.get(key) {
-            Some(expires) if *expires >= now => false,
-            _ => {
-                entries.seen.insert(key.to_owned(), expires_at);
-                true
-            }
-        }
-    }
 }
 
 impl ReplayCache for MemoryReplayCache {
     async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
-        Ok(self.record(key, expires_at))
+        Ok(self.seen.insert(key, expires_at))
     }
 }
 

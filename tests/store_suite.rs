@@ -1,0 +1,213 @@
+//! One behavioural suite for every credential store, instantiated per
+//! backend with `store_suite!`. Each behaviour is checked through the store's
+//! admin API and through a real token endpoint over HTTP.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::routing::get;
+use common::{form_encode, http};
+use secrecy::{ExposeSecret, SecretString};
+use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
+use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey};
+use tower_m2m_auth::store::{
+    AccountAdmin, AdminError, CredentialStore, ServiceAccount, TokenDigest,
+};
+
+/// A store every behaviour can use.
+pub trait SuiteStore: CredentialStore + AccountAdmin + Clone {}
+impl<T: CredentialStore + AccountAdmin + Clone> SuiteStore for T {}
+
+/// A token endpoint over `store`, on 127.0.0.1; returns its token URL.
+async fn endpoint<S: SuiteStore>(store: S) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
+    let layer = TokenEndpointLayer::new(&base, keys, StoreVerifier::new(store))
+        .unwrap()
+        .application(Application::new("suite-client", "suite"));
+    let app = Router::new()
+        .route("/", get(|| async { "inner" }))
+        .layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("{base}/application/o/token/")
+}
+
+/// The HTTP status of a token request as `username` with `token`.
+async fn login(url: &str, username: &str, token: &SecretString) -> u16 {
+    http()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_encode(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "suite-client"),
+            ("username", username),
+            ("password", token.expose_secret()),
+        ]))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+pub async fn created_account_authenticates<S: SuiteStore>(store: S) {
+    let url = endpoint(store.clone()).await;
+    let (account, token) = store
+        .create_service_account(ServiceAccount::new("svc-create"), None)
+        .await
+        .unwrap();
+    assert_eq!(account.username, "svc-create");
+    assert_eq!(login(&url, "svc-create", &token).await, 200);
+    assert_eq!(
+        login(&url, "svc-create", &SecretString::from("wrong")).await,
+        400
+    );
+}
+
+pub async fn duplicate_username_is_refused<S: SuiteStore>(store: S) {
+    store
+        .create_service_account(ServiceAccount::new("svc-dup"), None)
+        .await
+        .unwrap();
+    let error = store
+        .create_service_account(ServiceAccount::new("svc-dup"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AdminError::AccountExists(_)), "{error}");
+}
+
+pub async fn second_token_rotates_without_downtime<S: SuiteStore>(store: S) {
+    let url = endpoint(store.clone()).await;
+    let (_, first) = store
+        .create_service_account(ServiceAccount::new("svc-rotate"), None)
+        .await
+        .unwrap();
+    let second = store.add_app_password("svc-rotate", None).await.unwrap();
+    assert_ne!(first.expose_secret(), second.expose_secret());
+    assert_eq!(login(&url, "svc-rotate", &first).await, 200);
+    assert_eq!(login(&url, "svc-rotate", &second).await, 200);
+    assert!(
+        store
+            .revoke_app_password(&TokenDigest::of(first.expose_secret()))
+            .await
+            .unwrap()
+    );
+    assert_eq!(login(&url, "svc-rotate", &first).await, 400);
+    assert_eq!(login(&url, "svc-rotate", &second).await, 200);
+}
+
+pub async fn revoking_an_unknown_token_reports_false<S: SuiteStore>(store: S) {
+    assert!(
+        !store
+            .revoke_app_password(&TokenDigest::of("never issued"))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn disabled_account_cannot_authenticate_until_enabled<S: SuiteStore>(store: S) {
+    let url = endpoint(store.clone()).await;
+    let (_, token) = store
+        .create_service_account(ServiceAccount::new("svc-disable"), None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_account_active("svc-disable", false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(login(&url, "svc-disable", &token).await, 400);
+    assert!(store.set_account_active("svc-disable", true).await.unwrap());
+    assert_eq!(login(&url, "svc-disable", &token).await, 200);
+    assert!(!store.set_account_active("nobody", false).await.unwrap());
+}
+
+pub async fn expired_token_does_not_authenticate<S: SuiteStore>(store: S) {
+    let url = endpoint(store.clone()).await;
+    let past = SystemTime::now() - Duration::from_secs(5);
+    let (_, token) = store
+        .create_service_account(ServiceAccount::new("svc-expired"), Some(past))
+        .await
+        .unwrap();
+    assert_eq!(login(&url, "svc-expired", &token).await, 400);
+    let future = SystemTime::now() + Duration::from_secs(3600);
+    let fresh = store
+        .add_app_password("svc-expired", Some(future))
+        .await
+        .unwrap();
+    assert_eq!(login(&url, "svc-expired", &fresh).await, 200);
+}
+
+pub async fn another_accounts_token_is_refused<S: SuiteStore>(store: S) {
+    let url = endpoint(store.clone()).await;
+    store
+        .create_service_account(ServiceAccount::new("svc-alice"), None)
+        .await
+        .unwrap();
+    let (_, bobs) = store
+        .create_service_account(ServiceAccount::new("svc-bob"), None)
+        .await
+        .unwrap();
+    assert_eq!(login(&url, "svc-alice", &bobs).await, 400);
+    assert_eq!(login(&url, "svc-bob", &bobs).await, 200);
+}
+
+pub async fn adding_a_token_to_an_unknown_account_fails<S: SuiteStore>(store: S) {
+    let error = store.add_app_password("svc-ghost", None).await.unwrap_err();
+    assert!(matches!(error, AdminError::NoSuchAccount(_)), "{error}");
+}
+
+pub async fn accounts_are_listed_by_username<S: SuiteStore>(store: S) {
+    for name in ["svc-list-b", "svc-list-a", "svc-list-c"] {
+        store
+            .create_service_account(
+                ServiceAccount::new(name).with_name(format!("{name} display")),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let listed: Vec<String> = store
+        .list_service_accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|account| account.username)
+        .filter(|name| name.starts_with("svc-list-"))
+        .collect();
+    assert_eq!(listed, ["svc-list-a", "svc-list-b", "svc-list-c"]);
+}
+
+/// Instantiates every behaviour for one backend: `store_suite!(module, async { store })`.
+#[macro_export]
+macro_rules! store_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            $crate::store_suite!(@tests $make;
+                created_account_authenticates,
+                duplicate_username_is_refused,
+                second_token_rotates_without_downtime,
+                revoking_an_unknown_token_reports_false,
+                disabled_account_cannot_authenticate_until_enabled,
+                expired_token_does_not_authenticate,
+                another_accounts_token_is_refused,
+                adding_a_token_to_an_unknown_account_fails,
+                accounts_are_listed_by_username,
+            );
+        }
+    };
+    (@tests $make:expr; $($behaviour:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour($make.await).await;
+            }
+        )*
+    };
+}
+
+store_suite!(memory, async { tower_m2m_auth::store::MemoryStore::new() });
