@@ -19,6 +19,8 @@ pub mod issuer;
 pub mod keys;
 pub mod policy;
 pub mod store;
+pub mod validate;
 
 pub use issuer::{TokenEndpoint, TokenEndpointLayer};
 pub use keys::{KeyRing, SigningKey};
+pub use validate::{JwtValidate, JwtValidateLayer};

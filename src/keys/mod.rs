@@ -6,16 +6,19 @@
 //! - [`VerificationKey`] and [`KeySet`]: public keys (JWK, PEM public key or
 //!   X.509 certificate) with a per-key algorithm allow-list, and the one
 //!   signature check both sides use.
-//! - [`RemoteJwks`]: keys behind a JWKS URL, cached and refreshed.
+//! - [`RemoteJwks`]: keys behind a JWKS URL, cached and refreshed;
+//!   [`DiscoveredJwks`]: the same, found from the issuer URL by OpenID discovery.
 //! - [`VerificationKeys`]: every key a party trusts (static and remote), as
 //!   one source.
 
+mod discovery;
 mod remote;
 mod ring;
 mod signing;
 mod sources;
 mod verify;
 
+pub use discovery::{DiscoveredJwks, discover_jwks_uri, metadata_urls};
 #[cfg(feature = "reqwest")]
 pub use remote::ReqwestFetcher;
 pub use remote::{

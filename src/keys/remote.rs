@@ -114,6 +114,14 @@ pub enum KeySourceError {
         /// The JWKS URL.
         url: String,
     },
+    /// OpenID discovery found no usable `jwks_uri`.
+    #[error("discovery at {url} failed: {reason}")]
+    Discovery {
+        /// The metadata URL.
+        url: String,
+        /// What was wrong with the metadata.
+        reason: &'static str,
+    },
 }
 
 /// A JWKS URL with its cache. Cheap to clone; clones share the cache.

@@ -1,0 +1,135 @@
+//! A downstream API host: an axum application protected by
+//! [`JwtValidateLayer`], trusting the tokens of the example token server
+//! (`examples/server.rs`) through its JWKS URL.
+//!
+//! ```text
+//! cargo run --example server                       # the issuer, on 127.0.0.1:9000
+//! cargo run --example downstream --features axum   # this API, on 127.0.0.1:9001
+//!
+//! TOKEN=$(curl -s http://127.0.0.1:9000/application/o/token/ \
+//!     -d 'grant_type=client_credentials&client_id=demo-client&username=demo-deployer&password=demo-app-password-not-a-secret&scope=read' \
+//!     | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+//! curl -i http://127.0.0.1:9001/api/hello -H "Authorization: Bearer $TOKEN"    # 200
+//! curl -i http://127.0.0.1:9001/api/hello                                      # 401
+//! curl -i -X POST http://127.0.0.1:9001/api/write -H "Authorization: Bearer $TOKEN"  # 403: no `write` scope
+//! ```
+//!
+//! Routes:
+//!
+//! | route | needs |
+//! |---|---|
+//! | `GET /health` | nothing |
+//! | `GET /api/hello` | a valid token |
+//! | `GET /api/claims` | a valid token; answers its claims as JSON (the `Claims<T>` extractor) |
+//! | `POST /api/write` | a valid token with scope `write` |
+
+use std::error::Error;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::routing::{get, post};
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tower_m2m_auth::validate::{
+    Claims, Issuer, JwtValidateLayer, RequireScopeLayer, VerifiedClaims,
+};
+use tracing_subscriber::EnvFilter;
+
+/// Command line.
+#[derive(Parser)]
+#[command(about = "A downstream API that accepts the example token server's access tokens")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    listen: SocketAddr,
+    /// The issuer (`iss` of the tokens): the example server's demo application.
+    #[arg(long, default_value = "http://127.0.0.1:9000/application/o/demo/")]
+    issuer: String,
+    /// The issuer's JWKS URL [default: `<issuer>jwks/`, the example server's].
+    #[arg(long)]
+    jwks_url: Option<String>,
+    /// Find the JWKS URL by OpenID discovery from the issuer URL instead.
+    #[arg(long, conflicts_with = "jwks_url")]
+    discover: bool,
+    /// The accepted audience: the demo application's client_id.
+    #[arg(long, default_value = "demo-client")]
+    audience: String,
+    /// Turn the verified-token cache off (every request pays a signature check).
+    #[arg(long)]
+    no_cache: bool,
+}
+
+/// The claims `/api/claims` answers with.
+#[derive(Serialize, Deserialize)]
+struct AccessToken {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: u64,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    preferred_username: Option<String>,
+}
+
+async fn hello(claims: VerifiedClaims) -> String {
+    format!("hello {}\n", claims.subject().unwrap_or("anonymous"))
+}
+
+async fn claims(Claims(token): Claims<AccessToken>) -> axum::Json<AccessToken> {
+    axum::Json(token)
+}
+
+async fn write(claims: VerifiedClaims) -> String {
+    format!("written by {}\n", claims.subject().unwrap_or("?"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+
+    let issuer = if args.discover {
+        Issuer::discover(&args.issuer)
+    } else {
+        let jwks_url = args
+            .jwks_url
+            .clone()
+            .unwrap_or_else(|| format!("{}jwks/", args.issuer));
+        Issuer::with_jwks_url(&args.issuer, jwks_url)
+    };
+    let mut layer = JwtValidateLayer::new()
+        .issuer(issuer)
+        .audience(&args.audience);
+    if args.no_cache {
+        layer = layer.token_cache(0);
+    }
+
+    let api = Router::new()
+        .route("/api/hello", get(hello))
+        .route("/api/claims", get(claims))
+        .route(
+            "/api/write",
+            post(write).layer(RequireScopeLayer::new(["write"])?),
+        )
+        .layer(layer);
+    let app = Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .merge(api);
+
+    let listener = TcpListener::bind(args.listen).await?;
+    tracing::info!(address = %args.listen, issuer = %args.issuer, audience = %args.audience, "listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

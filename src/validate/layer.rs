@@ -1,0 +1,212 @@
+//! The [`JwtValidateLayer`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use tower_layer::Layer;
+
+use super::scope::RequiredScopes;
+use super::verifier::Config;
+use super::{DefaultRejection, Issuer, JwtValidate};
+
+/// A tower layer that lets a request through only with a valid bearer
+/// token from a trusted issuer, and puts the token's
+/// [`VerifiedClaims`](super::VerifiedClaims) in the request's extensions.
+///
+/// Defaults, all safe:
+///
+/// | setting | default |
+/// |---|---|
+/// | issuers | none: every token is refused until one is added |
+/// | audiences | none: every token is refused until one is added |
+/// | algorithms | ES256, ES384, EdDSA, RS256/384/512, PS256/384/512 (no HMAC, never `none`) |
+/// | leeway on `exp`/`nbf` | 30 seconds |
+/// | `typ: at+jwt` | not required |
+/// | required scopes | none |
+/// | requests without a token | refused |
+/// | verified-token cache | 10,000 tokens, 16 MiB, entries live ≤ 5 minutes and never past `exp` |
+///
+/// See the [module docs](crate::validate) for an example.
+#[derive(Clone)]
+#[must_use]
+pub struct JwtValidateLayer<R = DefaultRejection> {
+    pub(crate) config: Arc<Config>,
+    pub(crate) rejection: R,
+}
+
+/// An invalid validator configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A realm must be printable ASCII without `"` or `\`.
+    #[error("the realm must be printable ASCII without '\"' or '\\'")]
+    Realm,
+    /// A scope is not an RFC 6749 scope token.
+    #[error("invalid scope {0:?}: scopes are non-empty, without spaces, quotes or backslashes")]
+    Scope(String),
+    /// The algorithm allow-list is empty.
+    #[error("the algorithm allow-list is empty")]
+    NoAlgorithms,
+}
+
+impl JwtValidateLayer {
+    /// A layer with no issuer and no audience yet: add them with
+    /// [`issuer`](Self::issuer) and [`audience`](Self::audience).
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config::default()),
+            rejection: DefaultRejection::default(),
+        }
+    }
+
+    /// The `realm` of the default rejection's `WWW-Authenticate` header
+    /// (default `api`); see [`DefaultRejection::realm`].
+    pub fn realm(mut self, realm: &str) -> Result<Self, ConfigError> {
+        self.rejection = self.rejection.realm(realm)?;
+        Ok(self)
+    }
+}
+
+impl Default for JwtValidateLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<R> JwtValidateLayer<R> {
+    fn update(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        f(config);
+        config.rebuild();
+        self
+    }
+
+    /// Trusts `issuer`: tokens whose `iss` equals its `iss` are verified
+    /// with its keys (an issuer with the same `iss` is replaced).
+    pub fn issuer(self, issuer: Issuer) -> Self {
+        self.update(|config| {
+            config.issuers.retain(|known| known.iss != issuer.iss);
+            config.issuers.push(issuer);
+        })
+    }
+
+    /// Accepts tokens whose `aud` names `audience` (one of the configured
+    /// audiences must be named; `aud` is required). Applies to the issuers
+    /// that have no audience of their own ([`Issuer::audience`]).
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        let audience = audience.into();
+        self.update(|config| config.audiences.push(audience))
+    }
+
+    /// The algorithm allow-list (RFC 8725 §3.1), replacing the default. A
+    /// token is verified only with an algorithm that is in this list *and*
+    /// in its key's own list (which follows from the key type), so naming
+    /// HS256 here never lets a public key act as an HMAC secret.
+    pub fn algorithms(self, algorithms: &[Algorithm]) -> Result<Self, ConfigError> {
+        if algorithms.is_empty() {
+            return Err(ConfigError::NoAlgorithms);
+        }
+        let algorithms = algorithms.to_vec();
+        Ok(self.update(|config| config.algorithms = algorithms))
+    }
+
+    /// The clock skew tolerated on `exp` and `nbf` (default 30 seconds,
+    /// whole seconds).
+    pub fn leeway(self, leeway: Duration) -> Self {
+        self.update(|config| config.leeway = leeway.as_secs())
+    }
+
+    /// Requires the JOSE header `typ: at+jwt` (RFC 9068 §4), so that ID
+    /// tokens and other JWTs of the same issuer are refused (default:
+    /// not required).
+    pub fn require_at_jwt(self, required: bool) -> Self {
+        self.update(|config| config.require_at_jwt = required)
+    }
+
+    /// Requires every one of `scopes` in the token's `scope` (or `scp`)
+    /// claim, on every route behind the layer; 403 `insufficient_scope`
+    /// otherwise. For per-route scopes, use
+    /// [`RequireScopeLayer`](super::RequireScopeLayer).
+    pub fn require_scopes<I>(mut self, scopes: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let scopes = RequiredScopes::new(scopes)?;
+        // Scopes are checked per request, not cached: the cache stays.
+        Arc::make_mut(&mut self.config).scopes = Some(scopes);
+        Ok(self)
+    }
+
+    /// Lets requests without a bearer token (no `Authorization` header, or
+    /// another scheme) through, without claims: handlers decide, e.g. with
+    /// `Option<Claims<T>>`. A request *with* a bearer token is still refused
+    /// when the token is invalid. Default: `false`.
+    pub fn allow_missing_token(mut self, allow: bool) -> Self {
+        Arc::make_mut(&mut self.config).allow_missing = allow;
+        self
+    }
+
+    /// The most tokens the verified-token cache holds (default 10,000; `0`
+    /// turns the cache off, so every request pays a signature check).
+    pub fn token_cache(self, max_entries: usize) -> Self {
+        self.update(|config| config.cache_settings.max_entries = max_entries)
+    }
+
+    /// The most memory the verified-token cache uses, approximately
+    /// (default 16 MiB).
+    pub fn token_cache_max_bytes(self, max_bytes: usize) -> Self {
+        self.update(|config| config.cache_settings.max_bytes = max_bytes)
+    }
+
+    /// How long a verified token is served from the cache at most (default
+    /// 5 minutes; never past its `exp`). This bounds how long a token signed
+    /// by a key the issuer has since withdrawn from its JWKS stays accepted.
+    pub fn token_cache_max_ttl(self, max_ttl: Duration) -> Self {
+        self.update(|config| config.cache_settings.max_ttl = max_ttl)
+    }
+
+    /// Answers refused requests with `rejection`: an [`OnAuthError`]
+    /// implementation or a closure `FnMut(&AuthError, &HeaderMap) -> Response<B>`.
+    ///
+    /// [`OnAuthError`]: super::OnAuthError
+    pub fn with_rejection<T>(self, rejection: T) -> JwtValidateLayer<T> {
+        JwtValidateLayer {
+            config: self.config,
+            rejection,
+        }
+    }
+
+    /// The rejection.
+    pub fn rejection(&self) -> &R {
+        &self.rejection
+    }
+}
+
+impl<S, R: Clone> Layer<S> for JwtValidateLayer<R> {
+    type Service = JwtValidate<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JwtValidate::new(inner, self)
+    }
+}
+
+impl<R> std::fmt::Debug for JwtValidateLayer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let config = &self.config;
+        f.debug_struct("JwtValidateLayer")
+            .field(
+                "issuers",
+                &config.issuers.iter().map(Issuer::iss).collect::<Vec<_>>(),
+            )
+            .field("audiences", &config.audiences)
+            .field("algorithms", &config.algorithms)
+            .field("leeway", &config.leeway)
+            .field("require_at_jwt", &config.require_at_jwt)
+            .field("scopes", &config.scopes)
+            .field("allow_missing_token", &config.allow_missing)
+            .field("cache", &config.cache)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,300 @@
+//! Why a request was refused, and the response that says so: RFC 6750 §3
+//! for HTTP clients, a gRPC status for gRPC clients, or your own.
+
+use std::sync::Arc;
+
+use http::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::{HeaderMap, Response, StatusCode};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use super::ConfigError;
+use crate::keys::JwtError;
+
+/// Why a request was refused. Every message is safe to show a client: it
+/// names the rule, never the token.
+///
+/// The error is attached to the rejection response's extensions, whichever
+/// [`OnAuthError`] built it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No `Authorization` header (RFC 6750 §3.1: no error code).
+    #[error("no bearer token")]
+    MissingToken,
+    /// An `Authorization` header with another scheme than `Bearer` (RFC 6750
+    /// §3.1: answered as if there were no token).
+    #[error("the authorization scheme is not Bearer")]
+    UnsupportedScheme,
+    /// The `Authorization` header is malformed (empty token, several
+    /// headers): `invalid_request`, 400.
+    #[error("{0}")]
+    InvalidRequest(&'static str),
+    /// The token is not valid: `invalid_token`, 401.
+    #[error(transparent)]
+    InvalidToken(#[from] JwtError),
+    /// The token's `typ` header is not `at+jwt` (RFC 9068 §4), when that is
+    /// required: `invalid_token`, 401.
+    #[error("the token is not a JWT access token (typ at+jwt)")]
+    WrongTokenType,
+    /// The token lacks a required scope: `insufficient_scope`, 403.
+    #[error("the token lacks a required scope")]
+    InsufficientScope {
+        /// The required scopes, space-separated (RFC 6750 §3 `scope`).
+        required: Arc<str>,
+    },
+    /// The keys to verify the token could not be read and there was never a
+    /// good copy (fail closed): 503, gRPC `UNAVAILABLE`.
+    #[error("the token cannot be verified right now; try again later")]
+    KeysUnavailable,
+}
+
+impl AuthError {
+    /// The HTTP status of the default response.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            AuthError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            AuthError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The RFC 6750 §3.1 error code, if the response carries one.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self {
+            AuthError::MissingToken | AuthError::UnsupportedScheme | AuthError::KeysUnavailable => {
+                None
+            }
+            AuthError::InvalidRequest(_) => Some("invalid_request"),
+            AuthError::InvalidToken(_) | AuthError::WrongTokenType => Some("invalid_token"),
+            AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
+        }
+    }
+
+    /// The gRPC status code of the default gRPC response: 16
+    /// `UNAUTHENTICATED`, 7 `PERMISSION_DENIED` or 14 `UNAVAILABLE`.
+    pub fn grpc_status(&self) -> u16 {
+        match self {
+            AuthError::InsufficientScope { .. } => 7,
+            AuthError::KeysUnavailable => 14,
+            _ => 16,
+        }
+    }
+}
+
+/// Builds the response for a refused request.
+///
+/// Implemented by [`DefaultRejection`] and by every
+/// `FnMut(&AuthError, &HeaderMap) -> Response<B> + Clone` closure, which gets
+/// the error and the request's headers. The middleware attaches the
+/// [`AuthError`] to the response's extensions afterwards, so layers further
+/// out can see why a request was refused.
+///
+/// ```
+/// use http::{HeaderMap, Response, StatusCode};
+/// use tower_m2m_auth::validate::{AuthError, JwtValidateLayer};
+///
+/// let layer = JwtValidateLayer::new().with_rejection(|error: &AuthError, _headers: &HeaderMap| {
+///     let body = format!(r#"{{"error":"{error}"}}"#);
+///     Response::builder()
+///         .status(error.status())
+///         .header("content-type", "application/json")
+///         .body(body)
+///         .unwrap()
+/// });
+/// # let _ = layer;
+/// ```
+pub trait OnAuthError<B>: Clone {
+    /// The response for a request refused with `error`; `headers` are the
+    /// request's.
+    fn on_auth_error(&mut self, error: &AuthError, headers: &HeaderMap) -> Response<B>;
+}
+
+impl<B, F> OnAuthError<B> for F
+where
+    F: FnMut(&AuthError, &HeaderMap) -> Response<B> + Clone,
+{
+    fn on_auth_error(&mut self, error: &AuthError, headers: &HeaderMap) -> Response<B> {
+        self(error, headers)
+    }
+}
+
+/// The default rejection: an empty-bodied RFC 6750 response, or a gRPC
+/// status for requests with `content-type: application/grpc*`.
+///
+/// | error | HTTP | `WWW-Authenticate` | gRPC |
+/// |---|---|---|---|
+/// | no token, other scheme | 401 | `Bearer realm="api"` | 16 `UNAUTHENTICATED` |
+/// | malformed header | 400 | `…, error="invalid_request"` | 16 |
+/// | bad token | 401 | `…, error="invalid_token", error_description="…"` | 16 |
+/// | missing scope | 403 | `…, error="insufficient_scope", …, scope="…"` | 7 `PERMISSION_DENIED` |
+/// | keys unavailable | 503 | — | 14 `UNAVAILABLE` |
+///
+/// gRPC answers are HTTP 200 with `grpc-status` and `grpc-message` in the
+/// headers and no body (a "trailers-only" response), which tonic and every
+/// other gRPC client read as the call's status.
+#[derive(Debug, Clone)]
+pub struct DefaultRejection {
+    realm: Arc<str>,
+}
+
+impl Default for DefaultRejection {
+    fn default() -> Self {
+        Self {
+            realm: Arc::from("api"),
+        }
+    }
+}
+
+impl DefaultRejection {
+    /// The default rejection with realm `api`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The `realm` of `WWW-Authenticate` (default `api`): printable ASCII
+    /// without `"` or `\`.
+    pub fn realm(mut self, realm: &str) -> Result<Self, ConfigError> {
+        if !realm.bytes().all(is_quoted_string_safe) {
+            return Err(ConfigError::Realm);
+        }
+        self.realm = Arc::from(realm);
+        Ok(self)
+    }
+
+    /// The response for `error`, with an empty body of any type.
+    pub fn response<B: Default>(&self, error: &AuthError, headers: &HeaderMap) -> Response<B> {
+        if is_grpc(headers) {
+            grpc_response(error)
+        } else {
+            self.http_response(error)
+        }
+    }
+
+    fn http_response<B: Default>(&self, error: &AuthError) -> Response<B> {
+        let mut response = Response::new(B::default());
+        *response.status_mut() = error.status();
+        if *error != AuthError::KeysUnavailable {
+            let challenge = self.challenge(error);
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(WWW_AUTHENTICATE, value);
+            }
+        } else {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("10"));
+        }
+        response
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3).
+    fn challenge(&self, error: &AuthError) -> String {
+        let mut challenge = format!("Bearer realm=\"{}\"", self.realm);
+        if let Some(code) = error.error_code() {
+            let description: String = error
+                .to_string()
+                .bytes()
+                .filter(|b| is_quoted_string_safe(*b))
+                .map(char::from)
+                .collect();
+            challenge.push_str(&format!(
+                ", error=\"{code}\", error_description=\"{description}\""
+            ));
+        }
+        if let AuthError::InsufficientScope { required } = error {
+            challenge.push_str(&format!(", scope=\"{required}\""));
+        }
+        challenge
+    }
+}
+
+impl<B: Default> OnAuthError<B> for DefaultRejection {
+    fn on_auth_error(&mut self, error: &AuthError, headers: &HeaderMap) -> Response<B> {
+        self.response(error, headers)
+    }
+}
+
+/// RFC 6750's `error_description` and `realm` characters: %x20-21 /
+/// %x23-5B / %x5D-7E.
+fn is_quoted_string_safe(b: u8) -> bool {
+    (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\'
+}
+
+/// Whether the request is a gRPC call (`content-type: application/grpc…`).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.as_bytes().get(..16))
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"application/grpc"))
+}
+
+/// gRPC's `grpc-message` encoding: percent-encode outside printable ASCII,
+/// and `%` itself.
+const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
+
+/// A "trailers-only" gRPC response carrying `error`'s status.
+pub fn grpc_response<B: Default>(error: &AuthError) -> Response<B> {
+    let mut response = Response::new(B::default());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(error.grpc_status()));
+    let message = utf8_percent_encode(&error.to_string(), GRPC_MESSAGE).to_string();
+    if let Ok(message) = HeaderValue::from_str(&message) {
+        headers.insert("grpc-message", message);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(error: AuthError) -> String {
+        let response: Response<()> = DefaultRejection::new().response(&error, &HeaderMap::new());
+        response.headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn missing_token_challenge_has_no_error_code() {
+        assert_eq!(challenge(AuthError::MissingToken), r#"Bearer realm="api""#);
+    }
+
+    #[test]
+    fn invalid_token_challenge_names_the_rule() {
+        assert_eq!(
+            challenge(AuthError::InvalidToken(JwtError::Expired)),
+            r#"Bearer realm="api", error="invalid_token", error_description="the token has expired""#
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_challenge_lists_the_scope() {
+        let error = AuthError::InsufficientScope {
+            required: Arc::from("read write"),
+        };
+        assert!(challenge(error).ends_with(r#", scope="read write""#));
+    }
+
+    #[test]
+    fn realm_with_a_quote_is_refused() {
+        assert!(DefaultRejection::new().realm("a\"b").is_err());
+        assert!(DefaultRejection::new().realm("orders api").is_ok());
+    }
+
+    #[test]
+    fn grpc_requests_get_a_grpc_status() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        let response: Response<()> =
+            DefaultRejection::new().response(&AuthError::MissingToken, &headers);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["grpc-status"], "16");
+        assert_eq!(response.headers()["grpc-message"], "no bearer token");
+    }
+}

@@ -1,0 +1,135 @@
+//! The [`JwtValidate`] service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::verifier::{Config, bearer_token};
+use super::{
+    AuthError, DefaultRejection, JwtValidateLayer, OnAuthError, ResponseFuture, VerifiedClaims,
+};
+
+/// Middleware that verifies the request's bearer token and passes the
+/// request, with its [`VerifiedClaims`] in the extensions, to the inner
+/// service; refused requests get the rejection's response and never reach
+/// it.
+///
+/// See the [module docs](crate::validate) for an example.
+#[derive(Clone)]
+pub struct JwtValidate<S, R = DefaultRejection> {
+    pub(crate) inner: S,
+    pub(crate) config: Arc<Config>,
+    pub(crate) rejection: R,
+}
+
+impl<S, R: Clone> JwtValidate<S, R> {
+    /// Wraps `inner` with the checks that `layer` describes.
+    pub fn new(inner: S, layer: &JwtValidateLayer<R>) -> Self {
+        Self {
+            inner,
+            config: layer.config.clone(),
+            rejection: layer.rejection.clone(),
+        }
+    }
+}
+
+impl<S, R> JwtValidate<S, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for JwtValidate<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    R: OnAuthError<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody, R>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let token = match bearer_token(request.headers()) {
+            Ok(token) => token,
+            Err(AuthError::MissingToken | AuthError::UnsupportedScheme)
+                if self.config.allow_missing =>
+            {
+                return ResponseFuture::inner(self.inner.call(request));
+            }
+            Err(error) => {
+                return ResponseFuture::rejected(reject(&mut self.rejection, error, &request));
+            }
+        };
+        let (cached, hash) = self.config.cached(token);
+        if let Some(claims) = cached {
+            return match authorize(&self.config, &mut self.rejection, request, claims) {
+                Ok(request) => ResponseFuture::inner(self.inner.call(request)),
+                Err(response) => ResponseFuture::rejected(response),
+            };
+        }
+        // The signature check may await a JWKS refresh: hand the service
+        // that was driven to readiness to the future, keep a clone
+        // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
+        let verify = Box::pin(self.config.clone().verify(token.to_owned(), hash));
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::verifying(
+            verify,
+            request,
+            inner,
+            self.config.clone(),
+            self.rejection.clone(),
+        )
+    }
+}
+
+/// The rejection response for `error`, with the error in its extensions.
+pub(crate) fn reject<R, ReqBody, ResBody>(
+    rejection: &mut R,
+    error: AuthError,
+    request: &Request<ReqBody>,
+) -> Response<ResBody>
+where
+    R: OnAuthError<ResBody>,
+{
+    let mut response = rejection.on_auth_error(&error, request.headers());
+    response.extensions_mut().insert(error);
+    response
+}
+
+/// The checks after verification (required scopes), then the claims into
+/// the request.
+#[inline]
+pub(crate) fn authorize<R, ReqBody, ResBody>(
+    config: &Config,
+    rejection: &mut R,
+    mut request: Request<ReqBody>,
+    claims: VerifiedClaims,
+) -> Result<Request<ReqBody>, Response<ResBody>>
+where
+    R: OnAuthError<ResBody>,
+{
+    if let Some(Err(error)) = config.scopes.as_ref().map(|scopes| scopes.check(&claims)) {
+        return Err(reject(rejection, error, &request));
+    }
+    request.extensions_mut().insert(claims);
+    Ok(request)
+}

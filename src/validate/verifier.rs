@@ -1,0 +1,353 @@
+//! The checks themselves, independent of the tower plumbing: the bearer
+//! token out of the request, the issuer chosen by `iss`, the signature and
+//! claims, the token cache.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+
+use super::cache::{self, CacheSettings, TokenCache, TokenHash};
+use super::claims::StandardClaims;
+use super::issuer::{Issuer, IssuerKeys};
+use super::scope::RequiredScopes;
+use super::{AuthError, VerifiedClaims};
+use crate::keys::JwtError;
+
+/// The asymmetric algorithms accepted unless configured otherwise (RFC 8725
+/// §3.1: an explicit list; HMAC only when asked for).
+pub(crate) const DEFAULT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+/// Everything the middleware needs, shared by every clone of the layer and
+/// its services.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) issuers: Vec<Issuer>,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) leeway: u64,
+    pub(crate) require_at_jwt: bool,
+    pub(crate) scopes: Option<RequiredScopes>,
+    pub(crate) allow_missing: bool,
+    pub(crate) cache_settings: CacheSettings,
+    /// Derived from the above by [`Config::rebuild`].
+    compiled: Vec<CompiledIssuer>,
+    pub(crate) cache: Option<TokenCache>,
+}
+
+#[derive(Clone)]
+struct CompiledIssuer {
+    iss: String,
+    keys: IssuerKeys,
+    /// One `Validation` per algorithm of the allow-list: jsonwebtoken
+    /// refuses a `Validation` whose algorithms span several families, and
+    /// `KeySet::verify` narrows (clones) a list of several.
+    validations: Vec<(Algorithm, Validation)>,
+    has_audience: bool,
+}
+
+impl CompiledIssuer {
+    fn validation(&self, algorithm: Algorithm) -> Option<&Validation> {
+        self.validations
+            .iter()
+            .find(|(allowed, _)| *allowed == algorithm)
+            .map(|(_, validation)| validation)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut config = Self {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            leeway: 30,
+            require_at_jwt: false,
+            scopes: None,
+            allow_missing: false,
+            cache_settings: CacheSettings::default(),
+            compiled: Vec::new(),
+            cache: None,
+        };
+        config.rebuild();
+        config
+    }
+}
+
+impl Config {
+    /// Recomputes the per-issuer validations and starts a fresh token cache,
+    /// so a token verified under an older configuration is never served
+    /// from the cache under a newer one.
+    pub(crate) fn rebuild(&mut self) {
+        self.compiled = self
+            .issuers
+            .iter()
+            .map(|issuer| {
+                let audiences = if issuer.audiences.is_empty() {
+                    &self.audiences
+                } else {
+                    &issuer.audiences
+                };
+                let validations = self
+                    .algorithms
+                    .iter()
+                    .map(|&algorithm| {
+                        let mut validation = Validation::new(algorithm);
+                        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+                        validation.set_issuer(&[&issuer.iss]);
+                        // With no audience configured, `aud` is still
+                        // required, and no value matches: fail closed.
+                        validation.set_audience(audiences);
+                        validation.validate_aud = true;
+                        validation.validate_exp = true;
+                        validation.validate_nbf = true;
+                        validation.leeway = self.leeway;
+                        (algorithm, validation)
+                    })
+                    .collect();
+                CompiledIssuer {
+                    iss: issuer.iss.clone(),
+                    keys: issuer.keys.clone(),
+                    validations,
+                    has_audience: !audiences.is_empty(),
+                }
+            })
+            .collect();
+        self.cache = TokenCache::new(self.cache_settings);
+    }
+
+    /// The cached claims of `token`, if it was verified before and has not
+    /// expired; and the token's digest, to cache it after verification.
+    #[inline]
+    pub(crate) fn cached(&self, token: &str) -> (Option<VerifiedClaims>, Option<TokenHash>) {
+        match &self.cache {
+            None => (None, None),
+            Some(cache) => {
+                let hash = cache::hash(token);
+                (cache.get(&hash, cache::now()), Some(hash))
+            }
+        }
+    }
+
+    /// Verifies `token` against the keys of the issuer its `iss` names.
+    pub(crate) async fn verify(
+        self: Arc<Self>,
+        token: String,
+        hash: Option<TokenHash>,
+    ) -> Result<VerifiedClaims, AuthError> {
+        let result = self.verify_token(&token).await;
+        match &result {
+            Ok(claims) => {
+                if let (Some(cache), Some(hash)) = (&self.cache, hash) {
+                    cache.insert(hash, claims.clone(), cache::now());
+                }
+            }
+            Err(error) => tracing::debug!(%error, "bearer token rejected"),
+        }
+        result
+    }
+
+    async fn verify_token(&self, token: &str) -> Result<VerifiedClaims, AuthError> {
+        let peeked = Peeked::parse(token)?;
+        if self.require_at_jwt && !peeked.is_at_jwt {
+            return Err(AuthError::WrongTokenType);
+        }
+        let iss = peeked.iss.as_deref().ok_or(JwtError::InvalidClaims)?;
+        let issuer = self
+            .compiled
+            .iter()
+            .find(|issuer| issuer.iss == iss)
+            .ok_or(JwtError::InvalidIssuer)?;
+        let validation = issuer
+            .validation(peeked.alg)
+            .ok_or(JwtError::NoMatchingKey)?;
+        let keys = issuer.keys.current().await.map_err(|error| {
+            tracing::warn!(iss = %issuer.iss, %error, "no keys to verify tokens with");
+            AuthError::KeysUnavailable
+        })?;
+        let mut verified = keys.verify::<StandardClaims>(token, validation);
+        // A `kid` the keys lack: the issuer may have rotated. (A set with
+        // keys without `kid` answers a bad signature rather than an unknown
+        // key, hence the check on the set itself.)
+        if let (Err(JwtError::UnknownKey | JwtError::BadSignature), Some(kid)) =
+            (&verified, &peeked.kid)
+            && !keys.contains_kid(kid)
+            && let Some(refreshed) = issuer.keys.refresh(kid).await
+        {
+            let keys = refreshed.map_err(|error| {
+                tracing::warn!(iss = %issuer.iss, %error, "no keys to verify tokens with");
+                AuthError::KeysUnavailable
+            })?;
+            verified = keys.verify::<StandardClaims>(token, validation);
+        }
+        let data = verified.inspect_err(|error| {
+            if *error == JwtError::InvalidAudience && !issuer.has_audience {
+                tracing::warn!(
+                    iss = %issuer.iss,
+                    "no audience is configured for this issuer: every token is refused"
+                );
+            }
+        })?;
+        Ok(VerifiedClaims::new(peeked.payload, data.claims))
+    }
+}
+
+/// The bearer token of the request (RFC 6750 §2.1; the scheme is
+/// case-insensitive).
+#[inline]
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(AuthError::MissingToken)?;
+    if values.next().is_some() {
+        return Err(AuthError::InvalidRequest(
+            "the request has more than one Authorization header",
+        ));
+    }
+    let bytes = value.as_bytes();
+    let scheme_end = bytes.iter().position(|b| *b == b' ').unwrap_or(bytes.len());
+    if !bytes[..scheme_end].eq_ignore_ascii_case(b"bearer") {
+        return Err(AuthError::UnsupportedScheme);
+    }
+    let token = value
+        .to_str()
+        .map_err(|_| AuthError::InvalidRequest("the bearer token is malformed"))?[scheme_end..]
+        .trim_matches(' ');
+    if token.is_empty() {
+        return Err(AuthError::InvalidRequest("the bearer token is empty"));
+    }
+    Ok(token)
+}
+
+/// What the middleware reads from a token before its signature is checked:
+/// only to choose the issuer, the key and the validation rules. Nothing
+/// here is trusted until the signature verifies.
+struct Peeked {
+    alg: Algorithm,
+    kid: Option<String>,
+    is_at_jwt: bool,
+    iss: Option<String>,
+    /// The decoded claims set, kept for [`VerifiedClaims::json`] once the
+    /// signature over it has verified.
+    payload: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct PeekHeader<'a> {
+    alg: Algorithm,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct PeekPayload<'a> {
+    #[serde(borrow, default)]
+    iss: Option<Cow<'a, str>>,
+}
+
+impl Peeked {
+    fn parse(token: &str) -> Result<Self, JwtError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(_signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwtError::Malformed);
+        };
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| JwtError::Malformed)?;
+        // `alg: none` (or any algorithm jsonwebtoken does not know) fails here.
+        let header: PeekHeader<'_> =
+            serde_json::from_slice(&header).map_err(|_| JwtError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| JwtError::Malformed)?;
+        let iss = serde_json::from_slice::<PeekPayload<'_>>(&payload)
+            .map_err(|_| JwtError::InvalidClaims)?
+            .iss
+            .map(Cow::into_owned);
+        // RFC 9068 §4: `at+jwt`, or the full media type.
+        let is_at_jwt = header.typ.as_deref().is_some_and(|typ| {
+            typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+        });
+        Ok(Self {
+            alg: header.alg,
+            kid: header.kid.map(Cow::into_owned),
+            is_at_jwt,
+            iss,
+            payload,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token(&headers("bearer abc")), Ok("abc"));
+        assert_eq!(bearer_token(&headers("BEARER  abc")), Ok("abc"));
+    }
+
+    #[test]
+    fn other_schemes_count_as_no_token() {
+        assert_eq!(
+            bearer_token(&headers("Basic YTpi")),
+            Err(AuthError::UnsupportedScheme)
+        );
+        assert_eq!(
+            bearer_token(&headers("Bearerabc")),
+            Err(AuthError::UnsupportedScheme)
+        );
+        assert_eq!(
+            bearer_token(&HeaderMap::new()),
+            Err(AuthError::MissingToken)
+        );
+    }
+
+    #[test]
+    fn empty_bearer_token_is_invalid_request() {
+        assert!(matches!(
+            bearer_token(&headers("Bearer ")),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            bearer_token(&headers("Bearer")),
+            Err(AuthError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn alg_none_is_malformed() {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"iss":"x"}"#);
+        assert_eq!(
+            Peeked::parse(&format!("{header}.{payload}.")).err(),
+            Some(JwtError::Malformed)
+        );
+    }
+}
