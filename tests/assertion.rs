@@ -745,3 +745,29 @@ async fn application_secret_with_dots_is_not_mistaken_for_a_jwt() {
             .claims;
     assert_eq!(claims["preferred_username"], "ak-ci-client_credentials");
 }
+
+#[tokio::test]
+async fn rotation_is_picked_up_even_when_a_certificate_is_also_trusted() {
+    // A kid-less certificate key beside a JWKS URL must not hide an unknown kid.
+    let certificate_issuer = External::new(Algorithm::ES256);
+    let ring = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
+    let source = JwksSource::start(ring.jwks(), true, "max-age=600").await;
+    let keys = remote(&source.url).with_key(
+        VerificationKey::from_pem(certificate_issuer.certificate_pem().as_bytes()).unwrap(),
+    );
+    let server = issuer(keys, |app| app).await;
+    exchange_ok(
+        &server,
+        &ring.active().sign_jwt(None, &ci_claims()).unwrap(),
+    )
+    .await;
+    ring.rotate(SigningKey::generate(Algorithm::ES256).unwrap());
+    source.set(ring.jwks());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    exchange_ok(
+        &server,
+        &ring.active().sign_jwt(None, &ci_claims()).unwrap(),
+    )
+    .await;
+    exchange_ok(&server, &certificate_issuer.mint(&ci_claims())).await;
+}

@@ -91,12 +91,23 @@ pub(crate) async fn verify<R: ReplayCache>(
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
             validation.set_issuer(&[issuer]);
             validation.set_audience(&[client_id]);
-            request
+            let claims: serde_json::Value = request
                 .issuer_keys
                 .verification_keys()
                 .verify(token, &validation)
                 .map_err(Rejection::InvalidAssertion)?
-                .claims
+                .claims;
+            // A revoked token must not be traded either.
+            let jti = claims
+                .get("jti")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            if let Some(revocations) = &request.revocations
+                && revocations.is_revoked(jti).await?
+            {
+                return Err(Rejection::InvalidAssertion(JwtError::Revoked).into());
+            }
+            claims
         }
         None => {
             if rules.keys.is_empty() {

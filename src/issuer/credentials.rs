@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::Application;
+use super::introspection::Revocations;
 use crate::keys::KeyRing;
 use crate::store::ServiceAccount;
 
@@ -68,6 +69,8 @@ pub struct ClientAuthentication {
     pub scopes: Vec<String>,
     /// The issuer's own keys, which verify tokens of federated applications.
     pub issuer_keys: KeyRing,
+    /// The issuer's revoked tokens (federated tokens must not be revoked).
+    pub(crate) revocations: Option<Arc<dyn Revocations>>,
 }
 
 impl ClientAuthentication {
@@ -84,6 +87,7 @@ impl ClientAuthentication {
             grant_type,
             scopes: Vec::new(),
             issuer_keys,
+            revocations: None,
         }
     }
 

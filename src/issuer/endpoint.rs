@@ -15,12 +15,14 @@ use tower_service::Service;
 
 use super::assertion::JWT_BEARER;
 use super::claims::{self, AccessTokenClaims, Actor, IdTokenClaims};
+use super::introspection::{self, Revocations};
 use super::request::{self, BasicCredentials, TokenRequest, present, present_secret};
 use super::{
     Application, ClientAuthentication, Credentials, GrantType, Principal, TokenError, VerifyError,
     metadata, response,
 };
 use crate::keys::KeyRing;
+use crate::store::MemoryRevocationList;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -28,6 +30,8 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone)]
 pub(crate) enum Route {
     Token,
+    Introspect,
+    Revoke,
     Jwks,
     Discovery(Arc<Application>),
 }
@@ -39,6 +43,9 @@ pub(crate) struct EndpointConfig {
     pub(crate) keys: KeyRing,
     pub(crate) applications: HashMap<String, Arc<Application>>,
     pub(crate) token_path: String,
+    pub(crate) introspection_path: String,
+    pub(crate) revocation_path: String,
+    pub(crate) revocations: Arc<dyn Revocations>,
     pub(crate) issuer_path: String,
     pub(crate) jwks_path: String,
     pub(crate) discovery_path: String,
@@ -58,6 +65,9 @@ impl EndpointConfig {
             keys,
             applications: HashMap::new(),
             token_path: "/application/o/token/".into(),
+            introspection_path: "/application/o/introspect/".into(),
+            revocation_path: "/application/o/revoke/".into(),
+            revocations: Arc::new(MemoryRevocationList::new()),
             issuer_path: "/application/o/{slug}/".into(),
             jwks_path: "/application/o/{slug}/jwks/".into(),
             discovery_path: "/application/o/{slug}/.well-known/openid-configuration".into(),
@@ -89,6 +99,8 @@ impl EndpointConfig {
         self.resolve_federation();
         let mut routes = HashMap::new();
         routes.insert(self.token_path.clone(), Route::Token);
+        routes.insert(self.introspection_path.clone(), Route::Introspect);
+        routes.insert(self.revocation_path.clone(), Route::Revoke);
         for application in self.applications.values() {
             let slug = application.slug();
             routes.insert(self.jwks_path.replace("{slug}", slug), Route::Jwks);
@@ -148,8 +160,20 @@ where
     B::Error: Into<BoxError>,
 {
     let head = request.method() == Method::HEAD;
+    let used_basic = uses_basic(&request);
+    let answer = |result: Result<Response<Full<Bytes>>, TokenError>| {
+        result.unwrap_or_else(|error| {
+            tracing::debug!(error = %error, "request to the token endpoint rejected");
+            response::error(error, used_basic)
+        })
+    };
     match route {
-        Route::Token => token(&config, verifier, request).await,
+        Route::Token | Route::Introspect | Route::Revoke if request.method() != Method::POST => {
+            response::method_not_allowed("POST")
+        }
+        Route::Token => answer(issue(&config, verifier, request).await.map(response::token)),
+        Route::Introspect => answer(introspection::introspect(&config, verifier, request).await),
+        Route::Revoke => answer(introspection::revoke(&config, verifier, request).await),
         Route::Jwks | Route::Discovery(_) if !(head || request.method() == Method::GET) => {
             response::method_not_allowed("GET, HEAD")
         }
@@ -160,40 +184,26 @@ where
     }
 }
 
-async fn token<V, B>(
-    config: &EndpointConfig,
-    verifier: V,
-    request: Request<B>,
-) -> Response<Full<Bytes>>
-where
-    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    if request.method() != Method::POST {
-        return response::method_not_allowed("POST");
-    }
-    let used_basic = request
+/// Whether the client authenticated with HTTP Basic.
+fn uses_basic<B>(request: &Request<B>) -> bool {
+    request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().get(..6))
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "));
-    match issue(config, verifier, request).await {
-        Ok(body) => response::token(body),
-        Err(error) => {
-            tracing::debug!(error = %error, "token request rejected");
-            response::error(error, used_basic)
-        }
-    }
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
 }
 
-async fn issue<V, B>(
+/// A form POST to one of the endpoint's paths, read under the size limit.
+pub(crate) struct Form {
+    pub(crate) basic: Option<BasicCredentials>,
+    pub(crate) fields: TokenRequest,
+}
+
+pub(crate) async fn read_form<B>(
     config: &EndpointConfig,
-    mut verifier: V,
     request: Request<B>,
-) -> Result<Vec<u8>, TokenError>
+) -> Result<Form, TokenError>
 where
-    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
     B: Body,
     B::Error: Into<BoxError>,
 {
@@ -205,9 +215,63 @@ where
     }
     let basic = request::basic_credentials(&parts.headers)?;
     let body = read_body(config, &parts.headers, body).await?;
-    let form = TokenRequest::from_form(&body)?;
+    let fields = TokenRequest::from_form(&body)?;
+    Ok(Form { basic, fields })
+}
 
-    let grant_type = match present(&form.grant_type) {
+/// Asks the verifier who the client of `form` is; also clamps the
+/// `requested` scopes to the application's (the verifier sees the result).
+pub(crate) async fn authenticate<V>(
+    config: &EndpointConfig,
+    mut verifier: V,
+    form: Form,
+    grant_type: GrantType,
+    requested: &str,
+) -> Result<(Arc<Application>, Principal, Vec<String>), TokenError>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+{
+    let (client_id, credentials) = client_authentication(&form.fields, form.basic)?;
+    let application = config
+        .applications
+        .get(&client_id)
+        .ok_or(TokenError::InvalidClient)?
+        .clone();
+    let scopes: Vec<String> = application
+        .clamp_scopes(requested)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    poll_fn(|cx| verifier.poll_ready(cx))
+        .await
+        .map_err(verify_error)?;
+    let mut request = ClientAuthentication::new(
+        application.clone(),
+        credentials,
+        grant_type,
+        config.keys.clone(),
+    )
+    .with_scopes(scopes.clone());
+    request.revocations = Some(config.revocations.clone());
+    let principal = verifier.call(request).await.map_err(|error| {
+        tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
+        verify_error(error)
+    })?;
+    Ok((application, principal, scopes))
+}
+
+async fn issue<V, B>(
+    config: &EndpointConfig,
+    verifier: V,
+    request: Request<B>,
+) -> Result<Vec<u8>, TokenError>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let form = read_form(config, request).await?;
+    let grant_type = match present(&form.fields.grant_type) {
         None => {
             return Err(TokenError::InvalidRequest(
                 "parameter grant_type is missing",
@@ -217,37 +281,13 @@ where
         Some("password") => GrantType::Password,
         Some(_) => return Err(TokenError::UnsupportedGrantType),
     };
-    let (client_id, credentials) = client_authentication(&form, basic)?;
-    let application = config
-        .applications
-        .get(&client_id)
-        .ok_or(TokenError::InvalidClient)?
-        .clone();
-    let scopes = application.clamp_scopes(present(&form.scope).unwrap_or(""));
-    let scope = scopes.join(" ");
-
-    poll_fn(|cx| verifier.poll_ready(cx))
-        .await
-        .map_err(verify_error)?;
-    let principal = verifier
-        .call(
-            ClientAuthentication::new(
-                application.clone(),
-                credentials,
-                grant_type,
-                config.keys.clone(),
-            )
-            .with_scopes(scopes.iter().map(|s| (*s).to_owned()).collect()),
-        )
-        .await
-        .map_err(|error| {
-            tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
-            verify_error(error)
-        })?;
-    mint(config, &application, &principal, &scope)
+    let requested = present(&form.fields.scope).unwrap_or("").to_owned();
+    let (application, principal, scopes) =
+        authenticate(config, verifier, form, grant_type, &requested).await?;
+    mint(config, &application, &principal, &scopes.join(" "))
 }
 
-fn verify_error(error: VerifyError) -> TokenError {
+pub(crate) fn verify_error(error: VerifyError) -> TokenError {
     match error {
         VerifyError::Rejected(_) => TokenError::InvalidGrant,
         VerifyError::Unavailable(_) | VerifyError::KeysUnavailable(_) => {

@@ -6,8 +6,10 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::endpoint::EndpointConfig;
+use super::introspection::Revocations;
 use super::{Application, TokenEndpoint};
 use crate::keys::KeyRing;
+use crate::store::RevocationList;
 
 /// A tower layer that adds an OAuth2 token endpoint (client credentials) to
 /// any service, with each application's JWKS and metadata.
@@ -21,6 +23,8 @@ use crate::keys::KeyRing;
 /// | JWKS (`GET`) | `/application/o/{slug}/jwks/` |
 /// | OpenID discovery (`GET`) | `/application/o/{slug}/.well-known/openid-configuration` |
 /// | RFC 8414 metadata (`GET`) | `/.well-known/oauth-authorization-server/application/o/{slug}/` |
+/// | introspection, RFC 7662 (`POST`) | `/application/o/introspect/` |
+/// | revocation, RFC 7009 (`POST`) | `/application/o/revoke/` |
 ///
 /// See the [module docs](crate::issuer) for an example.
 #[derive(Clone)]
@@ -84,6 +88,25 @@ impl<V> TokenEndpointLayer<V> {
     pub fn token_path(self, path: &str) -> Result<Self, ConfigError> {
         let path = checked_path(path, false)?;
         Ok(self.update(|config| config.token_path = path))
+    }
+
+    /// The token introspection path, RFC 7662 (default `/application/o/introspect/`).
+    pub fn introspection_path(self, path: &str) -> Result<Self, ConfigError> {
+        let path = checked_path(path, false)?;
+        Ok(self.update(|config| config.introspection_path = path))
+    }
+
+    /// The token revocation path, RFC 7009 (default `/application/o/revoke/`).
+    pub fn revocation_path(self, path: &str) -> Result<Self, ConfigError> {
+        let path = checked_path(path, false)?;
+        Ok(self.update(|config| config.revocation_path = path))
+    }
+
+    /// Where revoked token ids are kept until they expire (default: in
+    /// memory, for one instance; share one between instances).
+    pub fn revocation_list(self, list: impl RevocationList) -> Self {
+        let list: Arc<dyn Revocations> = Arc::new(list);
+        self.update(|config| config.revocations = list)
     }
 
     /// The issuer path template (default `/application/o/{slug}/`). Set it

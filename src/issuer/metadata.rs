@@ -12,6 +12,8 @@ use super::endpoint::EndpointConfig;
 struct Metadata<'a> {
     issuer: &'a str,
     token_endpoint: String,
+    introspection_endpoint: String,
+    revocation_endpoint: String,
     jwks_uri: String,
     grant_types_supported: [&'static str; 2],
     token_endpoint_auth_methods_supported: &'static [&'static str],
@@ -33,6 +35,8 @@ pub(crate) fn discovery(config: &EndpointConfig, application: &Application) -> B
     let metadata = Metadata {
         issuer: application.issuer(),
         token_endpoint: format!("{}{}", config.base_url, config.token_path),
+        introspection_endpoint: format!("{}{}", config.base_url, config.introspection_path),
+        revocation_endpoint: format!("{}{}", config.base_url, config.revocation_path),
         jwks_uri: config.url(&config.jwks_path, application.slug()),
         grant_types_supported: ["client_credentials", "password"],
         token_endpoint_auth_methods_supported: if accepts_jwts {

@@ -71,6 +71,7 @@ mod credentials;
 mod endpoint;
 mod error;
 mod future;
+mod introspection;
 mod layer;
 mod metadata;
 mod request;

@@ -25,6 +25,8 @@ pub(crate) struct TokenRequest {
     pub(crate) scope: Option<String>,
     pub(crate) client_assertion_type: Option<String>,
     pub(crate) client_assertion: Option<SecretString>,
+    /// The token to introspect or revoke (RFC 7662, RFC 7009).
+    pub(crate) token: Option<SecretString>,
 }
 
 impl TokenRequest {
@@ -53,6 +55,7 @@ impl TokenRequest {
                     &mut request.client_assertion,
                     "parameter client_assertion is repeated",
                 ),
+                "token" => (&mut request.token, "parameter token is repeated"),
                 _ => continue,
             };
             if slot.is_seen() {

@@ -336,6 +336,7 @@ pub fn cache_max_age(cache_control: &str) -> Option<Duration> {
 }
 
 /// Whether a URL may be fetched over plain HTTP: only loopback hosts.
+#[cfg(feature = "reqwest")]
 pub(crate) fn is_loopback_http(url: &http::Uri) -> bool {
     match url.host() {
         Some("localhost") => true,

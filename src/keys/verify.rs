@@ -281,10 +281,14 @@ impl KeySet {
             .keys
             .iter()
             .filter(|key| kid.is_none() || key.kid().is_none() || key.kid() == kid);
-        let mut result = match kid {
-            Some(kid) if !self.contains_kid(kid) => Err(JwtError::UnknownKey),
-            _ => Err(JwtError::NoMatchingKey),
-        };
+        // A kid that no key has stays "unknown" even when kid-less keys
+        // fail on the signature: the caller may refresh a remote source.
+        let unknown_kid = kid.is_some_and(|kid| !self.contains_kid(kid));
+        let mut result = Err(if unknown_kid {
+            JwtError::UnknownKey
+        } else {
+            JwtError::NoMatchingKey
+        });
         for key in candidates {
             if !key.algorithms.contains(&header.alg) {
                 continue;
@@ -296,7 +300,9 @@ impl KeySet {
                     if error != JwtError::BadSignature {
                         return Err(error);
                     }
-                    result = Err(error);
+                    if !unknown_kid {
+                        result = Err(error);
+                    }
                 }
             }
         }
@@ -333,6 +339,9 @@ pub enum JwtError {
     /// `aud` is not an accepted audience.
     #[error("the token's audience is not accepted")]
     InvalidAudience,
+    /// The token was revoked.
+    #[error("the token was revoked")]
+    Revoked,
     /// A required claim is missing or has the wrong type.
     #[error("the token lacks a required claim or a claim is malformed")]
     InvalidClaims,

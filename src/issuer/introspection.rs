@@ -1,0 +1,199 @@
+//! Token introspection (RFC 7662) and revocation (RFC 7009) at authentik's
+//! paths (`/application/o/introspect/`, `/application/o/revoke/`).
+//!
+//! Only an authenticated client of the token's own application, or of an
+//! application federated with it, may introspect or revoke a token (the check
+//! whose absence was authentik's CVE-2024-47077).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use jsonwebtoken::Validation;
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+use tower_service::Service;
+
+use super::endpoint::{self, BoxError, EndpointConfig};
+use super::request::present_secret;
+use super::{
+    Application, ClientAuthentication, GrantType, Principal, TokenError, VerifyError, response,
+};
+use crate::keys::{Algorithm, BoxFuture};
+use crate::store::{RevocationList, StoreError};
+
+/// A [`RevocationList`] behind a pointer (its futures boxed).
+pub(crate) trait Revocations: Send + Sync + 'static {
+    fn revoke<'a>(&'a self, jti: &'a str, expires_at: u64)
+    -> BoxFuture<'a, Result<(), StoreError>>;
+    fn is_revoked<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+impl std::fmt::Debug for dyn Revocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Revocations")
+    }
+}
+
+impl<T: RevocationList> Revocations for T {
+    fn revoke<'a>(
+        &'a self,
+        jti: &'a str,
+        expires_at: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(RevocationList::revoke(self, jti, expires_at))
+    }
+
+    fn is_revoked<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(RevocationList::is_revoked(self, jti))
+    }
+}
+
+/// `POST` introspection: `{"active": false}` for revoked, expired, foreign or
+/// unparseable tokens, else the token's claims with `active: true`.
+pub(crate) async fn introspect<V, B>(
+    config: &EndpointConfig,
+    verifier: V,
+    request: Request<B>,
+) -> Result<Response<Full<Bytes>>, TokenError>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let (caller, token) = authenticated_request(config, verifier, request).await?;
+    let Some(mut claims) = live_claims(config, &caller, &token).await? else {
+        return Ok(answer(&serde_json::json!({"active": false})));
+    };
+    claims.insert("active".into(), Value::Bool(true));
+    claims.insert("token_type".into(), Value::from("Bearer"));
+    if let Some(username) = claims.get("preferred_username").cloned() {
+        claims.insert("username".into(), username);
+    }
+    Ok(answer(&Value::Object(claims)))
+}
+
+/// `POST` revocation: the token's id is remembered as revoked until it
+/// expires. Unknown, expired or foreign tokens also get 200 (RFC 7009 §2.2).
+pub(crate) async fn revoke<V, B>(
+    config: &EndpointConfig,
+    verifier: V,
+    request: Request<B>,
+) -> Result<Response<Full<Bytes>>, TokenError>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let (caller, token) = authenticated_request(config, verifier, request).await?;
+    if let Some(claims) = live_claims(config, &caller, &token).await? {
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .unwrap_or_default();
+        config
+            .revocations
+            .revoke(jti, exp)
+            .await
+            .map_err(|_| TokenError::TemporarilyUnavailable)?;
+        tracing::debug!(client_id = %caller.client_id(), "token revoked");
+    }
+    Ok(answer(&serde_json::json!({})))
+}
+
+/// The calling client, authenticated, and the `token` parameter. A client
+/// that fails authentication gets 401 `invalid_client` (RFC 7662 §2.3).
+async fn authenticated_request<V, B>(
+    config: &EndpointConfig,
+    verifier: V,
+    request: Request<B>,
+) -> Result<(Arc<Application>, String), TokenError>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let form = endpoint::read_form(config, request).await?;
+    let token = present_secret(&form.fields.token)
+        .map(|token| token.expose_secret().to_owned())
+        .ok_or(TokenError::InvalidRequest("parameter token is missing"))?;
+    let (caller, _, _) =
+        endpoint::authenticate(config, verifier, form, GrantType::ClientCredentials, "")
+            .await
+            .map_err(|error| match error {
+                TokenError::InvalidGrant => TokenError::InvalidClient,
+                other => other,
+            })?;
+    Ok((caller, token))
+}
+
+/// The claims of `token` if this issuer minted it, it is unexpired, not
+/// revoked, and `caller` may see it; `None` otherwise.
+async fn live_claims(
+    config: &EndpointConfig,
+    caller: &Application,
+    token: &str,
+) -> Result<Option<Map<String, Value>>, TokenError> {
+    let audience = jsonwebtoken::dangerous::insecure_decode_claims::<Value>(token)
+        .ok()
+        .and_then(|claims| claims.get("aud").and_then(Value::as_str).map(str::to_owned));
+    let Some(owner) = audience.and_then(|aud| config.applications.get(&aud)) else {
+        return Ok(None);
+    };
+    if !may_see(caller, owner) {
+        return Ok(None);
+    }
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.algorithms = vec![
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+        Algorithm::RS256,
+    ];
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "jti"]);
+    validation.set_issuer(&[owner.issuer()]);
+    validation.set_audience(&[owner.client_id()]);
+    let Ok(data) = config
+        .keys
+        .verification_keys()
+        .verify::<Map<String, Value>>(token, &validation)
+    else {
+        return Ok(None);
+    };
+    let jti = data
+        .claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if config
+        .revocations
+        .is_revoked(jti)
+        .await
+        .map_err(|_| TokenError::TemporarilyUnavailable)?
+    {
+        return Ok(None);
+    }
+    Ok(Some(data.claims))
+}
+
+/// The same application, or one federated with it either way.
+fn may_see(caller: &Application, owner: &Application) -> bool {
+    let federates = |a: &Application, b: &Application| {
+        a.assertions
+            .federated_clients
+            .iter()
+            .any(|client_id| client_id == b.client_id())
+    };
+    caller.client_id() == owner.client_id() || federates(caller, owner) || federates(owner, caller)
+}
+
+fn answer(body: &Value) -> Response<Full<Bytes>> {
+    response::token(serde_json::to_vec(body).unwrap_or_default())
+}
