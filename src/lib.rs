@@ -5,9 +5,13 @@
 //!   service accounts with app-password tokens, and mints signed JWT access
 //!   tokens. It publishes its keys (JWKS) and metadata (OpenID discovery,
 //!   RFC 8414) so any standard client or validator works with it.
+//! - **Validator side** ([`validate`]): [`JwtValidateLayer`] protects
+//!   downstream APIs: it verifies `Authorization: Bearer` tokens against the
+//!   issuer's keys and hands the claims to handlers.
 //! - **Keys** ([`keys`]): signing keys parsed once, and the issuer's key ring.
 //! - **Stores** ([`store`]): where service accounts and their app passwords
-//!   (stored as digests) are kept.
+//!   (stored as digests) are kept, with the replay cache and revocation list.
+//! - **Policies** ([`policy`]): checks over input JWTs' claims.
 //!
 //! The model is authentik's machine-to-machine "client credentials" feature,
 //! wire-compatible with it.

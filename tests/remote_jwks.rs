@@ -1,56 +1,27 @@
 //! A remote JWKS over real HTTP: caching, refresh on unknown kid (rate
 //! limited), last good copy while the source is down, fail closed without one.
 
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::get;
+use common::jwks::JwksSource;
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::JwkSet;
 use tower_m2m_auth::keys::{
     CachePolicy, KeyRing, KeySourceError, RemoteJwks, ReqwestFetcher, SigningKey,
 };
 
-/// A JWKS source whose keys, availability and hit count the test controls.
-#[derive(Clone)]
-struct Source {
-    jwks: Arc<ArcSwap<JwkSet>>,
-    up: Arc<AtomicBool>,
-    hits: Arc<AtomicUsize>,
+/// A JWKS source on 127.0.0.1 serving `ring`'s keys, and its URL.
+async fn start_source(
+    ring: &KeyRing,
+    up: bool,
     cache_control: &'static str,
-}
-
-async fn serve_jwks(State(source): State<Source>) -> axum::response::Response {
-    source.hits.fetch_add(1, Ordering::SeqCst);
-    if !source.up.load(Ordering::SeqCst) {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    (
-        [("cache-control", source.cache_control)],
-        axum::Json((**source.jwks.load()).clone()),
-    )
-        .into_response()
-}
-
-async fn start_source(ring: &KeyRing, up: bool, cache_control: &'static str) -> (Source, String) {
-    let source = Source {
-        jwks: Arc::new(ArcSwap::from_pointee(ring.jwks())),
-        up: Arc::new(AtomicBool::new(up)),
-        hits: Arc::new(AtomicUsize::new(0)),
-        cache_control,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-    let app = Router::new()
-        .route("/jwks", get(serve_jwks))
-        .with_state(source.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+) -> (JwksSource, String) {
+    let source = JwksSource::start(ring.jwks(), up, cache_control).await;
+    let url = source.url.clone();
     (source, url)
 }
 
@@ -79,7 +50,7 @@ async fn keys_are_fetched_once_and_cached() {
         let keys = remote.keys().await.unwrap();
         assert!(keys.contains_kid(ring.active().kid()));
     }
-    assert_eq!(source.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(source.hits(), 1);
 }
 
 #[tokio::test]
@@ -89,7 +60,7 @@ async fn rotation_at_the_source_is_picked_up_on_unknown_kid() {
     let remote = remote(&url);
     remote.keys().await.unwrap();
     ring.rotate(SigningKey::generate(Algorithm::ES256).unwrap());
-    source.jwks.store(Arc::new(ring.jwks()));
+    source.set(ring.jwks());
     let new_kid = ring.active().kid().to_owned();
     assert!(
         !remote.keys().await.unwrap().contains_kid(&new_kid),
@@ -98,7 +69,7 @@ async fn rotation_at_the_source_is_picked_up_on_unknown_kid() {
     tokio::time::sleep(Duration::from_millis(350)).await; // past the cooldown since the first fetch
     let keys = remote.refresh_for_unknown_kid(&new_kid).await.unwrap();
     assert!(keys.contains_kid(&new_kid));
-    assert_eq!(source.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(source.hits(), 2);
 }
 
 #[tokio::test]
@@ -116,7 +87,7 @@ async fn unknown_kid_refreshes_are_rate_limited() {
         assert!(!keys.contains_kid(&format!("bogus-{i}")));
     }
     // One refresh for the whole flood, on top of the first fetch.
-    assert_eq!(source.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(source.hits(), 2);
 }
 
 #[tokio::test]
@@ -125,18 +96,15 @@ async fn source_down_after_a_good_fetch_serves_the_last_good_copy() {
     let (source, url) = start_source(&ring, true, "max-age=0").await;
     let remote = remote(&url);
     remote.keys().await.unwrap();
-    source.up.store(false, Ordering::SeqCst);
+    source.set_up(false);
     tokio::time::sleep(Duration::from_millis(20)).await;
     for _ in 0..3 {
         let keys = remote.keys().await.unwrap();
         assert!(keys.contains_kid(ring.active().kid()));
     }
-    assert!(
-        source.hits.load(Ordering::SeqCst) >= 2,
-        "a refresh was attempted"
-    );
+    assert!(source.hits() >= 2, "a refresh was attempted");
     // Back up: the next refresh after the backoff succeeds.
-    source.up.store(true, Ordering::SeqCst);
+    source.set_up(true);
     tokio::time::sleep(Duration::from_millis(150)).await;
     remote.keys().await.unwrap();
 }

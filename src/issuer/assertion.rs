@@ -10,27 +10,12 @@ use super::claims;
 use super::{
     Application, ClientAuthentication, ExternalIdentity, Principal, Rejection, VerifyError,
 };
-use crate::keys::{JwtError, VerifyTokenError};
+use crate::keys::{ASYMMETRIC_ALGORITHMS, JwtError, VerifyTokenError};
 use crate::policy::PolicyContext;
 use crate::store::{ReplayCache, TokenDigest};
 
 /// The `client_assertion_type` of RFC 7523 §2.2.
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// Every algorithm an input JWT may use; each key narrows it further.
-/// HS256 last (it is never advertised: only explicit shared secrets).
-pub(crate) const ALGORITHMS: [Algorithm; 10] = [
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::HS256,
-];
 
 /// Whether `secret` is a compact JWS (three base64url parts). A base64
 /// `username:token` secret never contains a dot.
@@ -82,7 +67,9 @@ pub(crate) async fn verify<R: ReplayCache>(
         .and_then(|iss| rules.federated.iter().find(|(issuer, _)| issuer == iss));
 
     let mut validation = Validation::new(Algorithm::ES256);
-    validation.algorithms = ALGORITHMS.to_vec();
+    // Each key narrows this further; HS256 only ever matches a shared
+    // secret configured explicitly.
+    validation.algorithms = [ASYMMETRIC_ALGORITHMS, &[Algorithm::HS256]].concat();
     validation.leeway = rules.leeway.as_secs();
     validation.validate_nbf = true;
     let claims: serde_json::Value = match federated {

@@ -21,7 +21,7 @@ use super::request::present_secret;
 use super::{
     Application, ClientAuthentication, GrantType, Principal, TokenError, VerifyError, response,
 };
-use crate::keys::{Algorithm, BoxFuture};
+use crate::keys::{ASYMMETRIC_ALGORITHMS, Algorithm, BoxFuture};
 use crate::store::{RevocationList, StoreError};
 
 /// A [`RevocationList`] behind a pointer (its futures boxed).
@@ -150,12 +150,7 @@ async fn live_claims(
         return Ok(None);
     }
     let mut validation = Validation::new(Algorithm::ES256);
-    validation.algorithms = vec![
-        Algorithm::ES256,
-        Algorithm::ES384,
-        Algorithm::EdDSA,
-        Algorithm::RS256,
-    ];
+    validation.algorithms = ASYMMETRIC_ALGORITHMS.to_vec();
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "iss", "aud", "jti"]);
     validation.set_issuer(&[owner.issuer()]);

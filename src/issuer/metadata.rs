@@ -5,7 +5,6 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::Application;
-use super::assertion::ALGORITHMS as ASSERTION_ALGORITHMS;
 use super::endpoint::EndpointConfig;
 
 #[derive(Serialize)]
@@ -49,7 +48,7 @@ pub(crate) fn discovery(config: &EndpointConfig, application: &Application) -> B
             &["client_secret_post", "client_secret_basic"]
         },
         token_endpoint_auth_signing_alg_values_supported: accepts_jwts
-            .then_some(&ASSERTION_ALGORITHMS[..ASSERTION_ALGORITHMS.len() - 1]),
+            .then_some(crate::keys::ASYMMETRIC_ALGORITHMS),
         response_types_supported: [],
         subject_types_supported: ["public"],
         id_token_signing_alg_values_supported: [algorithm],

@@ -28,7 +28,7 @@ pub use remote::{
 pub use ring::KeyRing;
 pub use signing::SigningKey;
 pub use sources::{VerificationKeys, VerifyTokenError};
-pub use verify::{JwtError, KeySet, VerificationKey};
+pub use verify::{ASYMMETRIC_ALGORITHMS, JwtError, KeySet, VerificationKey};
 
 /// The JWS algorithms, re-exported from `jsonwebtoken` so that users need
 /// no direct dependency to name one.

@@ -11,7 +11,12 @@ use serde::de::DeserializeOwned;
 
 use super::KeyError;
 
-const RSA_ALGORITHMS: &[Algorithm] = &[
+/// Every asymmetric algorithm this crate verifies: the default allow-list
+/// on both sides (RFC 8725 §3.1: an explicit list; HMAC only when asked for).
+pub const ASYMMETRIC_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
@@ -19,6 +24,9 @@ const RSA_ALGORITHMS: &[Algorithm] = &[
     Algorithm::PS384,
     Algorithm::PS512,
 ];
+
+/// The RSA ones (RS* and PS*).
+const RSA_ALGORITHMS: &[Algorithm] = ASYMMETRIC_ALGORITHMS.split_at(3).1;
 
 /// A public key that verifies signatures, with the algorithms it may be used
 /// with.

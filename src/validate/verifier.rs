@@ -19,19 +19,8 @@ use super::scope::RequiredScopes;
 use super::{AuthError, VerifiedClaims};
 use crate::keys::JwtError;
 
-/// The asymmetric algorithms accepted unless configured otherwise (RFC 8725
-/// §3.1: an explicit list; HMAC only when asked for).
-pub(crate) const DEFAULT_ALGORITHMS: &[Algorithm] = &[
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-];
+/// The algorithms accepted unless configured otherwise.
+pub(crate) const DEFAULT_ALGORITHMS: &[Algorithm] = crate::keys::ASYMMETRIC_ALGORITHMS;
 
 /// Everything the middleware needs, shared by every clone of the layer and
 /// its services.
