@@ -5,11 +5,18 @@
 //! cargo run --example server                                    # embedded demo configuration
 //! cargo run --example server -- --config my.toml --listen 0.0.0.0:9000
 //! RUST_LOG=info,tower_m2m_auth=debug cargo run --example server # also log rejections
+//! cargo run --features cel --example server -- --config ci.toml # with CEL `policies`
 //! ```
 //!
 //! `examples/server.toml` documents the configuration format. Without
 //! `--config` the server runs on an embedded copy of that file, with an
 //! in-memory signing key, and prints curl commands to try it.
+//!
+//! Applications may also trust input JWTs (JWT authentication, e.g. a CI
+//! platform's OIDC tokens): verification certificates, JWKS files, JWKS URLs,
+//! CEL policies and federation, as the sample file shows. A policy is never
+//! ignored: without the `cel` feature, a configuration that has one is
+//! refused at start.
 //!
 //! Secrets never reach the log: the configuration types do not implement
 //! `Debug`, and the library keeps only digests of tokens and secrets.
@@ -19,22 +26,29 @@ use std::error::Error;
 use std::fmt;
 use std::fs;
 use std::io::{IsTerminal as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::Request;
+use axum::http::Uri;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Router, ServiceExt};
 use clap::Parser;
 use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_m2m_auth::issuer::{Application, StoreVerifier, SubjectMode, TokenEndpointLayer};
-use tower_m2m_auth::keys::{KeyRing, SigningKey};
+#[cfg(feature = "reqwest")]
+use tower_m2m_auth::keys::ReqwestFetcher;
+use tower_m2m_auth::keys::{
+    JwksFetcher, KeyRing, KeySet, RemoteJwks, SigningKey, VerificationKey, VerificationKeys,
+};
 use tower_m2m_auth::store::{AppPassword, MemoryStore, ServiceAccount, TokenDigest};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
@@ -81,8 +95,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
         Source::File { .. } => config.issuer.clone(),
     };
 
-    let keys = load_keys(&config.keys, &source)?;
-    let endpoint = build_endpoint(&config, &issuer, keys)?;
+    let keys = || load_keys(&config.keys, &source);
+    let (endpoint, remote_jwks) = build_endpoint(&config, &issuer, keys, source.base_dir())?;
+    for remote in remote_jwks {
+        tokio::spawn(prefetch_jwks(remote));
+    }
 
     let listener = TcpListener::bind(listen)
         .await
@@ -277,6 +294,32 @@ struct ApplicationConfig {
     token_lifetime_secs: u64,
     #[serde(default)]
     subject_mode: SubjectModeName,
+
+    // JWT authentication: the input JWTs (client assertions) it trusts.
+    /// PEM files of `CERTIFICATE` or `PUBLIC KEY` blocks.
+    #[serde(default)]
+    verification_certificates: Vec<PathBuf>,
+    /// JSON Web Key Set files.
+    #[serde(default)]
+    jwks_files: Vec<PathBuf>,
+    /// JWKS URLs, fetched and cached (https, or http to loopback only).
+    #[serde(default)]
+    jwks_urls: Vec<String>,
+    /// CEL expressions that every input JWT must satisfy (feature `cel`).
+    #[serde(default)]
+    policies: Vec<String>,
+    /// Accepted `aud` values (none: `aud` is not checked).
+    #[serde(default)]
+    assertion_audiences: Vec<String>,
+    /// Accept each input JWT once (by `jti`).
+    #[serde(default)]
+    single_use_assertions: bool,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    #[serde(default)]
+    assertion_leeway_secs: u64,
+    /// `client_id`s of applications whose access tokens this one accepts.
+    #[serde(default)]
+    federated_applications: Vec<String>,
 }
 
 fn default_token_lifetime() -> u64 {
@@ -500,9 +543,20 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
 // ---------------------------------------------------------------------------
 
 /// The token endpoint layer, with every application and service account.
-fn build_endpoint(config: &Config, issuer: &str, keys: KeyRing) -> Result<Endpoint, BoxError> {
+///
+/// The signing keys are loaded last, so that a configuration error does not
+/// leave a newly generated key file behind. Also returns the JWKS URLs that
+/// applications trust, to fetch ahead of the first request.
+fn build_endpoint(
+    config: &Config,
+    issuer: &str,
+    keys: impl FnOnce() -> Result<KeyRing, BoxError>,
+    base_dir: &Path,
+) -> Result<(Endpoint, Vec<RemoteJwks>), BoxError> {
     let store = build_store(&config.service_accounts)?;
-    let applications = build_applications(&config.applications)?;
+    let mut remotes = RemoteSources::default();
+    let applications = build_applications(&config.applications, base_dir, &mut remotes)?;
+    let keys = keys()?;
     let endpoint = TokenEndpointLayer::new(issuer, keys, StoreVerifier::new(store))
         .map_err(|error| format!("issuer {issuer:?}: {error}"))?;
     let mut endpoint = apply_options(endpoint, &config.endpoint)?;
@@ -519,7 +573,7 @@ fn build_endpoint(config: &Config, issuer: &str, keys: KeyRing) -> Result<Endpoi
             );
         }
     }
-    Ok(endpoint)
+    Ok((endpoint, remotes.into_sources()))
 }
 
 /// Applies the `[endpoint]` options that are set.
@@ -543,33 +597,62 @@ fn apply_options(mut endpoint: Endpoint, options: &EndpointConfig) -> Result<End
 }
 
 /// Every application, checking that client ids and slugs are unique.
-fn build_applications(configs: &[ApplicationConfig]) -> Result<Vec<Application>, BoxError> {
+fn build_applications(
+    configs: &[ApplicationConfig],
+    base_dir: &Path,
+    remotes: &mut RemoteSources,
+) -> Result<Vec<Application>, BoxError> {
+    let context = |index: usize, error| {
+        format!(
+            "[[applications]] #{} ({:?}): {error}",
+            index + 1,
+            configs[index].client_id
+        )
+    };
     let mut client_ids = HashSet::new();
     let mut slugs = HashSet::new();
     let mut applications = Vec::with_capacity(configs.len());
     for (index, config) in configs.iter().enumerate() {
-        let context = |error| {
-            format!(
-                "[[applications]] #{} ({:?}): {error}",
-                index + 1,
-                config.client_id
-            )
-        };
-        let application = config.build().map_err(context)?;
+        let application = config
+            .build(base_dir, remotes)
+            .map_err(|error| context(index, error))?;
         if !client_ids.insert(config.client_id.as_str()) {
-            return Err(context("client_id is used twice".into()).into());
+            return Err(context(index, "client_id is used twice".into()).into());
         }
         if !slugs.insert(config.slug.as_str()) {
-            return Err(context(format!("slug {:?} is used twice", config.slug)).into());
+            return Err(context(index, format!("slug {:?} is used twice", config.slug)).into());
         }
         applications.push(application);
+    }
+    // Federation names other applications: check once all are known (the
+    // endpoint would silently skip an unknown client_id).
+    for (index, config) in configs.iter().enumerate() {
+        for client_id in &config.federated_applications {
+            if *client_id == config.client_id {
+                return Err(context(
+                    index,
+                    "federated_applications names the application itself: \
+                     its access tokens could then renew themselves forever"
+                        .into(),
+                )
+                .into());
+            }
+            if !client_ids.contains(client_id.as_str()) {
+                return Err(context(
+                    index,
+                    format!("federated_applications: no application has client_id {client_id:?}"),
+                )
+                .into());
+            }
+        }
     }
     Ok(applications)
 }
 
 impl ApplicationConfig {
-    /// The application, once its settings are checked.
-    fn build(&self) -> Result<Application, String> {
+    /// The application, once its settings are checked. Relative key file
+    /// paths start at `base_dir`.
+    fn build(&self, base_dir: &Path, remotes: &mut RemoteSources) -> Result<Application, String> {
         if self.client_id.is_empty() {
             return Err("client_id is empty".into());
         }
@@ -587,7 +670,8 @@ impl ApplicationConfig {
         if let Some(name) = &self.name {
             application = application.with_name(name);
         }
-        self.with_secret(application)
+        let application = self.with_secret(application)?;
+        self.with_input_jwts(application, base_dir, remotes)
     }
 
     /// Adds the application's own client secret, if it has one.
@@ -748,6 +832,308 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
+}
+
+// ---------------------------------------------------------------------------
+// JWT authentication: the input JWTs an application trusts
+// ---------------------------------------------------------------------------
+
+/// The largest `assertion_leeway_secs`. Leeway lengthens the life of every
+/// input JWT: it is for clock skew, not for accepting expired tokens.
+const MAX_ASSERTION_LEEWAY_SECS: u64 = 300;
+
+impl ApplicationConfig {
+    /// Whether the application accepts input JWTs from some issuer.
+    fn trusts_input_jwts(&self) -> bool {
+        !(self.verification_certificates.is_empty()
+            && self.jwks_files.is_empty()
+            && self.jwks_urls.is_empty()
+            && self.federated_applications.is_empty())
+    }
+
+    /// Adds the trusted keys and the rules of JWT authentication.
+    fn with_input_jwts(
+        &self,
+        application: Application,
+        base_dir: &Path,
+        remotes: &mut RemoteSources,
+    ) -> Result<Application, String> {
+        if !self.trusts_input_jwts() {
+            // Rules with no key to apply to would go silently unused.
+            let rules = [
+                ("policies", !self.policies.is_empty()),
+                ("assertion_audiences", !self.assertion_audiences.is_empty()),
+                ("single_use_assertions", self.single_use_assertions),
+                ("assertion_leeway_secs", self.assertion_leeway_secs != 0),
+            ];
+            if let Some((key, _)) = rules.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "{key} is set, but the application trusts no input JWT: add \
+                     verification_certificates, jwks_files, jwks_urls or federated_applications"
+                ));
+            }
+            return Ok(application);
+        }
+
+        let mut keys = VerificationKeys::new();
+        let mut static_keys = 0;
+        for file in &self.verification_certificates {
+            for key in read_verification_keys(&base_dir.join(file))? {
+                keys = keys.with_key(key);
+                static_keys += 1;
+            }
+        }
+        for file in &self.jwks_files {
+            let (jwks, usable) = read_jwks_file(&base_dir.join(file))?;
+            keys = keys.with_jwks(&jwks);
+            static_keys += usable;
+        }
+        for url in &self.jwks_urls {
+            keys = keys.with_remote(remotes.get(url)?);
+        }
+        let mut application =
+            with_policies(application.with_verification_keys(keys), &self.policies)?;
+
+        if let Some(empty) = self.assertion_audiences.iter().find(|aud| aud.is_empty()) {
+            return Err(format!("assertion_audiences: {empty:?} is empty"));
+        }
+        if !self.assertion_audiences.is_empty() {
+            application = application.with_assertion_audiences(&self.assertion_audiences);
+        }
+        if self.assertion_leeway_secs > MAX_ASSERTION_LEEWAY_SECS {
+            return Err(format!(
+                "assertion_leeway_secs = {} is more than {MAX_ASSERTION_LEEWAY_SECS}: \
+                 leeway is for clock skew, and lengthens the life of every input JWT",
+                self.assertion_leeway_secs
+            ));
+        }
+        application = application
+            .with_assertion_leeway(Duration::from_secs(self.assertion_leeway_secs))
+            .with_single_use_assertions(self.single_use_assertions);
+        for client_id in &self.federated_applications {
+            application = application.with_federated_application(client_id);
+        }
+
+        tracing::info!(
+            client_id = self.client_id,
+            static_keys,
+            jwks_urls = ?self.jwks_urls,
+            policies = self.policies.len(),
+            audiences = ?self.assertion_audiences,
+            single_use = self.single_use_assertions,
+            leeway_secs = self.assertion_leeway_secs,
+            federated = ?self.federated_applications,
+            "application trusts input JWTs"
+        );
+        let has_keys = static_keys > 0 || !self.jwks_urls.is_empty();
+        if has_keys && self.policies.is_empty() && self.assertion_audiences.is_empty() {
+            tracing::warn!(
+                client_id = self.client_id,
+                "every JWT signed by the trusted keys is accepted: when they sign for others \
+                 too (a CI platform signs for every repository), add `policies` that pin \
+                 yours, e.g. claims.repository"
+            );
+        }
+        Ok(application)
+    }
+}
+
+/// The keys of a PEM file of one or more `CERTIFICATE` or `PUBLIC KEY`
+/// blocks. Only a certificate's public key is used: its dates and issuer are
+/// not checked, it is trusted because it is configured.
+fn read_verification_keys(path: &Path) -> Result<Vec<VerificationKey>, String> {
+    let text = fs::read(path).map_err(|error| {
+        format!(
+            "cannot read verification certificate {}: {error}",
+            path.display()
+        )
+    })?;
+    let blocks = pem::parse_many(&text)
+        .map_err(|error| format!("{}: invalid PEM: {error}", path.display()))?;
+    if blocks.is_empty() {
+        return Err(format!(
+            "{}: no PEM block (expected CERTIFICATE or PUBLIC KEY)",
+            path.display()
+        ));
+    }
+    let mut keys = Vec::with_capacity(blocks.len());
+    for (index, block) in blocks.iter().enumerate() {
+        let what = format!("{} (PEM block #{})", path.display(), index + 1);
+        match block.tag() {
+            "CERTIFICATE" | "PUBLIC KEY" => {}
+            tag if tag.ends_with("PRIVATE KEY") => {
+                return Err(format!(
+                    "{what} is a private key: configure the issuer's certificate or public \
+                     key, never its private key"
+                ));
+            }
+            "RSA PUBLIC KEY" => {
+                return Err(format!(
+                    "{what} is a PKCS#1 RSA PUBLIC KEY: convert it to a PUBLIC KEY with \
+                     `openssl rsa -RSAPublicKey_in -pubout`"
+                ));
+            }
+            tag => {
+                return Err(format!(
+                    "{what} is a {tag:?} block: expected CERTIFICATE or PUBLIC KEY"
+                ));
+            }
+        }
+        let key = VerificationKey::from_pem(pem::encode(block).as_bytes()).map_err(|_| {
+            format!(
+                "{what}: unsupported or malformed {} (supported: RSA, EC P-256 or P-384, Ed25519)",
+                block.tag().to_lowercase()
+            )
+        })?;
+        tracing::debug!(path = %path.display(), algorithms = ?key.algorithms(), "verification key");
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// A JWKS file, and how many of its keys can verify signatures.
+fn read_jwks_file(path: &Path) -> Result<(JwkSet, usize), String> {
+    let text = fs::read(path)
+        .map_err(|error| format!("cannot read JWKS file {}: {error}", path.display()))?;
+    let jwks: JwkSet = serde_json::from_slice(&text).map_err(|error| {
+        format!(
+            "{} is not a JWK set ({{\"keys\": [...]}}): {error}",
+            path.display()
+        )
+    })?;
+    let usable = KeySet::from_jwks(&jwks).keys().count();
+    if usable == 0 {
+        return Err(format!(
+            "{} has no usable key (RSA, EC P-256 or P-384, Ed25519; symmetric and \
+             encryption keys are skipped)",
+            path.display()
+        ));
+    }
+    if usable < jwks.keys.len() {
+        tracing::warn!(
+            path = %path.display(),
+            skipped = jwks.keys.len() - usable,
+            "JWKS file: skipping keys that cannot verify signatures"
+        );
+    }
+    Ok((jwks, usable))
+}
+
+/// Adds the CEL `policies`, each compiled (so checked) now.
+#[cfg(feature = "cel")]
+fn with_policies(mut application: Application, policies: &[String]) -> Result<Application, String> {
+    use tower_m2m_auth::policy::CelPolicy;
+
+    for (index, expression) in policies.iter().enumerate() {
+        let policy = CelPolicy::new(expression)
+            .map_err(|error| format!("policies[{index}] {expression:?}: {error}"))?;
+        application = application.with_policy(policy);
+    }
+    Ok(application)
+}
+
+/// Without CEL, a configured policy cannot be enforced: refuse to start
+/// rather than trust input JWTs the policy would deny.
+#[cfg(not(feature = "cel"))]
+fn with_policies(application: Application, policies: &[String]) -> Result<Application, String> {
+    if policies.is_empty() {
+        return Ok(application);
+    }
+    Err(
+        "`policies` are CEL expressions, and this build has no CEL support: \
+         run with `--features cel`, e.g. \
+         `cargo run --features cel --example server -- --config FILE`"
+            .into(),
+    )
+}
+
+/// The JWKS URLs of every application: one cache per distinct URL, all
+/// fetched by one HTTP client.
+#[derive(Default)]
+struct RemoteSources {
+    #[cfg(feature = "reqwest")]
+    fetcher: Option<Arc<dyn JwksFetcher>>,
+    by_url: Vec<RemoteJwks>,
+}
+
+impl RemoteSources {
+    /// The source for `url`, shared with the applications that trust it too.
+    fn get(&mut self, url: &str) -> Result<RemoteJwks, String> {
+        check_jwks_url(url)?;
+        if let Some(remote) = self.by_url.iter().find(|remote| remote.url() == url) {
+            return Ok(remote.clone());
+        }
+        let remote = RemoteJwks::new(url, self.fetcher()?);
+        self.by_url.push(remote.clone());
+        Ok(remote)
+    }
+
+    #[cfg(feature = "reqwest")]
+    fn fetcher(&mut self) -> Result<Arc<dyn JwksFetcher>, String> {
+        let fetcher = self
+            .fetcher
+            .get_or_insert_with(|| Arc::new(ReqwestFetcher::new()));
+        Ok(fetcher.clone())
+    }
+
+    #[cfg(not(feature = "reqwest"))]
+    fn fetcher(&mut self) -> Result<Arc<dyn JwksFetcher>, String> {
+        Err("jwks_urls need the `reqwest` feature (on by default): \
+             build without --no-default-features"
+            .into())
+    }
+
+    fn into_sources(self) -> Vec<RemoteJwks> {
+        self.by_url
+    }
+}
+
+/// A JWKS URL must be https, or plain http to a loopback host (the fetcher
+/// refuses anything else; saying so at start beats a 503 on each request).
+fn check_jwks_url(url: &str) -> Result<(), String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| format!("jwks_urls: {url:?} is not a URL"))?;
+    let Some(host) = uri.host() else {
+        return Err(format!("jwks_urls: {url:?} is not an absolute URL"));
+    };
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if loopback => Ok(()),
+        Some("http") => Err(format!(
+            "jwks_urls: {url:?}: plain http is only allowed to loopback hosts \
+             (keys fetched over http could be swapped on the way): use https"
+        )),
+        _ => Err(format!("jwks_urls: {url:?} must be an https URL")),
+    }
+}
+
+/// Fetches a JWKS ahead of the first input JWT, to report a source that
+/// cannot be read at start. Not fatal: the source may come up later, and
+/// until then the JWTs it should verify are refused (503).
+async fn prefetch_jwks(remote: RemoteJwks) {
+    match remote.keys().await {
+        Ok(keys) if keys.is_empty() => tracing::warn!(
+            url = remote.url(),
+            "the JWKS has no usable key: no input JWT verifies with it"
+        ),
+        Ok(keys) => tracing::info!(
+            url = remote.url(),
+            keys = keys.keys().count(),
+            "JWKS fetched"
+        ),
+        Err(error) => tracing::warn!(
+            url = remote.url(),
+            %error,
+            "cannot fetch the JWKS yet: the input JWTs it should verify are refused until it can"
+        ),
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -39,10 +39,12 @@ pub use jsonwebtoken::Algorithm;
 #[non_exhaustive]
 pub enum KeyError {
     /// The input is not a PEM document of a supported kind.
-    #[error("not a PEM private key (expected PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY)")]
+    #[error(
+        "not a supported PEM document (private keys: PRIVATE KEY, EC PRIVATE KEY, RSA PRIVATE KEY; public: PUBLIC KEY, CERTIFICATE)"
+    )]
     InvalidPem,
     /// The key parsed, but is of no supported type or curve.
-    #[error("unsupported or malformed private key")]
+    #[error("unsupported or malformed key")]
     UnsupportedKey,
     /// The algorithm is not one this crate signs with.
     #[error("unsupported signing algorithm {0:?}")]
