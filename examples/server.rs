@@ -50,6 +50,7 @@ use tower_m2m_auth::keys::{
     JwksFetcher, KeyRing, KeySet, RemoteJwks, SigningKey, VerificationKey, VerificationKeys,
 };
 use tower_m2m_auth::store::{AppPassword, MemoryStore, ServiceAccount, TokenDigest};
+use tower_m2m_auth::validate::{Issuer, JwtValidateLayer};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
@@ -109,7 +110,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
         print_demo_instructions(&issuer, &config);
     }
 
-    serve(listener, endpoint).await
+    let validator = api_validator(&endpoint, &config);
+    serve(listener, endpoint, validator).await
 }
 
 // ---------------------------------------------------------------------------
@@ -1141,13 +1143,17 @@ async fn prefetch_jwks(remote: RemoteJwks) {
 // ---------------------------------------------------------------------------
 
 /// Serves the API behind the token endpoint until Ctrl-C (or SIGTERM).
-async fn serve(listener: TcpListener, endpoint: Endpoint) -> Result<(), BoxError> {
+async fn serve(
+    listener: TcpListener,
+    endpoint: Endpoint,
+    validator: JwtValidateLayer,
+) -> Result<(), BoxError> {
     // The endpoint wraps the whole router: it answers its own paths (token,
     // JWKS, metadata) before any routing and passes every other request on.
     let app = ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
         .layer(endpoint)
-        .service(api());
+        .service(api(validator));
     axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -1156,11 +1162,28 @@ async fn serve(listener: TcpListener, endpoint: Endpoint) -> Result<(), BoxError
     Ok(())
 }
 
-/// The application the tokens are for.
-fn api() -> Router {
-    // Unprotected for now: the crate's JWT validation layer will require a
-    // bearer token minted by the endpoint for these routes.
-    Router::new().route("/api/hello", get(hello))
+/// The application the tokens are for: every route needs a bearer token
+/// that this server minted.
+fn api(validator: JwtValidateLayer) -> Router {
+    Router::new()
+        .route("/api/hello", get(hello))
+        .layer(validator)
+}
+
+/// Trusts the tokens each application of the endpoint mints: its issuer,
+/// its `client_id` as audience, and the endpoint's own published keys.
+fn api_validator(endpoint: &Endpoint, config: &Config) -> JwtValidateLayer {
+    let keys = endpoint.keys().verification_keys();
+    config
+        .applications
+        .iter()
+        .filter_map(|app| endpoint.get_application(&app.client_id))
+        .fold(JwtValidateLayer::new(), |layer, application| {
+            layer.issuer(
+                Issuer::with_key_set(application.issuer(), (*keys).clone())
+                    .audience(application.client_id()),
+            )
+        })
 }
 
 /// `GET /api/hello`.
@@ -1228,8 +1251,14 @@ fn print_demo_instructions(base: &str, config: &Config) {
     println!("OpenID discovery document:");
     println!("  curl -s {discovery}");
     println!();
-    println!("Sample API (not protected yet):");
-    println!("  curl -s {base}/api/hello");
+    println!("Sample API (needs a token from the endpoint; 401 without):");
+    if let Some(body) = demo_token_request(config, application) {
+        println!(
+            "  TOKEN=$(curl -s {base}{TOKEN_PATH} -d {} | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')",
+            shell_quote(&body)
+        );
+    }
+    println!("  curl -s {base}/api/hello -H \"Authorization: Bearer $TOKEN\"");
     println!();
 }
 
