@@ -54,22 +54,26 @@ pub(crate) async fn verify<R: ReplayCache>(
 ) -> Result<Principal, VerifyError> {
     let application = &request.application;
     let rules = &application.assertions;
-    let peeked_issuer = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(token)
-        .ok()
-        .and_then(|claims| {
-            claims
-                .get("iss")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        });
-    let federated = peeked_issuer
-        .as_deref()
-        .and_then(|iss| rules.federated.iter().find(|(issuer, _)| issuer == iss));
+    // Only applications that federate need the (unverified) issuer up front.
+    let federated = if rules.federated.is_empty() {
+        None
+    } else {
+        let peeked = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(token)
+            .ok()
+            .and_then(|claims| claims.get("iss")?.as_str().map(str::to_owned));
+        peeked.and_then(|iss| rules.federated.iter().find(|(issuer, _)| *issuer == iss))
+    };
 
-    let mut validation = Validation::new(Algorithm::ES256);
-    // Each key narrows this further; HS256 only ever matches a shared
-    // secret configured explicitly.
-    validation.algorithms = [ASYMMETRIC_ALGORITHMS, &[Algorithm::HS256]].concat();
+    // Each key narrows the algorithms further; HS256 only ever matches a
+    // shared secret configured explicitly. Narrowed to the token's own
+    // algorithm here, the validation needs no copy per key.
+    let algorithm = jsonwebtoken::decode_header(token)
+        .map_err(|_| Rejection::InvalidAssertion(JwtError::Malformed))?
+        .alg;
+    if !ASYMMETRIC_ALGORITHMS.contains(&algorithm) && algorithm != Algorithm::HS256 {
+        return Err(Rejection::InvalidAssertion(JwtError::NoMatchingKey).into());
+    }
+    let mut validation = Validation::new(algorithm);
     validation.leeway = rules.leeway.as_secs();
     validation.validate_nbf = true;
     let claims: serde_json::Value = match federated {
