@@ -771,3 +771,18 @@ async fn rotation_is_picked_up_even_when_a_certificate_is_also_trusted() {
     .await;
     exchange_ok(&server, &certificate_issuer.mint(&ci_claims())).await;
 }
+
+#[tokio::test]
+async fn replayed_jti_is_rejected_within_the_leeway_after_exp() {
+    let external = External::new(Algorithm::ES256);
+    let server = issuer(cert_keys(&external), |app| {
+        app.with_single_use_assertions(true)
+            .with_assertion_leeway(Duration::from_secs(60))
+    })
+    .await;
+    let mut claims = ci_claims();
+    claims["exp"] = json!(now() - 10); // expired, but inside the leeway
+    let jwt = external.mint(&claims);
+    exchange_ok(&server, &jwt).await;
+    assert_eq!(rejected(&server, &jwt).await, "invalid_grant");
+}

@@ -140,9 +140,13 @@ pub(crate) async fn verify<R: ReplayCache>(
             .jti
             .as_deref()
             .ok_or(Rejection::AssertionReplayed)?;
-        // Key on the issuer too: jti is only unique per issuer.
+        // Key on the issuer too: jti is only unique per issuer. Remember it as
+        // long as the JWT is accepted, leeway included.
         let key = TokenDigest::of(&format!("{}\u{0}{jti}", registered.iss)).to_hex();
-        if !replay.first_use(&key, registered.exp.ceil() as u64).await? {
+        if !replay
+            .first_use(&key, (registered.exp + leeway).ceil() as u64)
+            .await?
+        {
             return Err(Rejection::AssertionReplayed.into());
         }
     }
