@@ -211,3 +211,36 @@ macro_rules! store_suite {
 }
 
 store_suite!(memory, async { tower_m2m_auth::store::MemoryStore::new() });
+
+#[cfg(feature = "sqlite")]
+store_suite!(sqlite, async {
+    // A fresh file per test, under cargo's scratch directory for tests.
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("store-suite-{}.db", uuid::Uuid::new_v4()));
+    tower_m2m_auth::store::SqliteStore::connect(path.to_str().unwrap())
+        .await
+        .unwrap()
+});
+
+#[cfg(feature = "postgres")]
+store_suite!(postgres, async {
+    // A fresh database per test on the server at TOWER_M2M_AUTH_PG_URL
+    // (.ci/run starts one and sets it).
+    use sqlx::postgres::{PgConnectOptions, PgPool};
+    let url = std::env::var("TOWER_M2M_AUTH_PG_URL")
+        .expect("set TOWER_M2M_AUTH_PG_URL to a PostgreSQL server (.ci/run starts one)");
+    let options: PgConnectOptions = url.parse().unwrap();
+    let database = format!("m2m_suite_{}", uuid::Uuid::new_v4().simple());
+    let maintenance = PgPool::connect_with(options.clone()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&maintenance)
+        .await
+        .unwrap();
+    maintenance.close().await;
+    let pool = PgPool::connect_with(options.database(&database))
+        .await
+        .unwrap();
+    tower_m2m_auth::store::PgStore::from_pool(pool)
+        .await
+        .unwrap()
+});

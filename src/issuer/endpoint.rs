@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::poll_fn;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use secrecy::ExposeSecret;
 use tower_service::Service;
 
 use super::assertion::JWT_BEARER;
+use super::attempts::{self, AddressSource, AttemptGuard};
 use super::claims::{self, AccessTokenClaims, Actor, IdTokenClaims};
 use super::introspection::{self, Revocations};
 use super::request::{self, BasicCredentials, TokenRequest, present, present_secret};
@@ -46,6 +48,8 @@ pub(crate) struct EndpointConfig {
     pub(crate) introspection_path: String,
     pub(crate) revocation_path: String,
     pub(crate) revocations: Arc<dyn Revocations>,
+    pub(crate) attempts: Option<AttemptGuard>,
+    pub(crate) client_address: AddressSource,
     pub(crate) issuer_path: String,
     pub(crate) jwks_path: String,
     pub(crate) discovery_path: String,
@@ -68,6 +72,8 @@ impl EndpointConfig {
             introspection_path: "/application/o/introspect/".into(),
             revocation_path: "/application/o/revoke/".into(),
             revocations: Arc::new(MemoryRevocationList::new()),
+            attempts: None,
+            client_address: attempts::socket_addr_extension(),
             issuer_path: "/application/o/{slug}/".into(),
             jwks_path: "/application/o/{slug}/jwks/".into(),
             discovery_path: "/application/o/{slug}/.well-known/openid-configuration".into(),
@@ -197,6 +203,8 @@ fn uses_basic<B>(request: &Request<B>) -> bool {
 pub(crate) struct Form {
     pub(crate) basic: Option<BasicCredentials>,
     pub(crate) fields: TokenRequest,
+    /// The client's address, when the endpoint limits attempts and knows it.
+    pub(crate) address: Option<IpAddr>,
 }
 
 pub(crate) async fn read_form<B>(
@@ -216,11 +224,21 @@ where
     let basic = request::basic_credentials(&parts.headers)?;
     let body = read_body(config, &parts.headers, body).await?;
     let fields = TokenRequest::from_form(&body)?;
-    Ok(Form { basic, fields })
+    let address = config
+        .attempts
+        .as_ref()
+        .and_then(|_| (config.client_address)(&parts));
+    Ok(Form {
+        basic,
+        fields,
+        address,
+    })
 }
 
 /// Asks the verifier who the client of `form` is; also clamps the
 /// `requested` scopes to the application's (the verifier sees the result).
+/// With an attempt limiter, a locked-out address or `client_id` gets 429
+/// before the verifier runs, and authentication failures are counted.
 pub(crate) async fn authenticate<V>(
     config: &EndpointConfig,
     mut verifier: V,
@@ -232,11 +250,21 @@ where
     V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
 {
     let (client_id, credentials) = client_authentication(&form.fields, form.basic)?;
-    let application = config
-        .applications
-        .get(&client_id)
-        .ok_or(TokenError::InvalidClient)?
-        .clone();
+    let application = config.applications.get(&client_id);
+    let attempt = match &config.attempts {
+        Some(guard) => Some(
+            guard
+                .admit(form.address, application.map(|app| app.client_id()))
+                .await?,
+        ),
+        None => None,
+    };
+    let Some(application) = application.cloned() else {
+        if let Some(attempt) = &attempt {
+            attempt.failed().await;
+        }
+        return Err(TokenError::InvalidClient);
+    };
     let scopes: Vec<String> = application
         .clamp_scopes(requested)
         .into_iter()
@@ -253,10 +281,16 @@ where
     )
     .with_scopes(scopes.clone());
     request.revocations = Some(config.revocations.clone());
-    let principal = verifier.call(request).await.map_err(|error| {
-        tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
-        verify_error(error)
-    })?;
+    let principal = match verifier.call(request).await {
+        Ok(principal) => principal,
+        Err(error) => {
+            tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
+            if let (VerifyError::Rejected(_), Some(attempt)) = (&error, &attempt) {
+                attempt.failed().await;
+            }
+            return Err(verify_error(error));
+        }
+    };
     Ok((application, principal, scopes))
 }
 

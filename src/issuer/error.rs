@@ -1,6 +1,8 @@
 //! Token endpoint errors, and their mapping to RFC 6749 §5.2 responses: the
 //! one place where an error becomes a status code and an `error` code.
 
+use std::time::Duration;
+
 use http::StatusCode;
 
 /// Why a token request failed. Each variant maps to one RFC 6749 §5.2 error
@@ -34,6 +36,13 @@ pub enum TokenError {
     /// The token could not be signed (HTTP 500).
     #[error("server error")]
     ServerError,
+    /// Too many failed authentication attempts for this `client_id` or
+    /// address; retry after the duration (HTTP 429 with `Retry-After`).
+    /// RFC 6749 has no code for this: it is answered as
+    /// `temporarily_unavailable`, the registered code closest in meaning
+    /// (retry later, nothing wrong with the request).
+    #[error("too many failed attempts, retry after {0:?}")]
+    TooManyAttempts(Duration),
 }
 
 impl TokenError {
@@ -46,7 +55,9 @@ impl TokenError {
             TokenError::InvalidClient => "invalid_client",
             TokenError::InvalidGrant => "invalid_grant",
             TokenError::UnsupportedGrantType => "unsupported_grant_type",
-            TokenError::TemporarilyUnavailable => "temporarily_unavailable",
+            TokenError::TemporarilyUnavailable | TokenError::TooManyAttempts(_) => {
+                "temporarily_unavailable"
+            }
             TokenError::ServerError => "server_error",
         }
     }
@@ -68,6 +79,9 @@ impl TokenError {
                 "The server cannot verify credentials right now; try again later."
             }
             TokenError::ServerError => "The server could not issue a token.",
+            TokenError::TooManyAttempts(_) => {
+                "Too many failed authentication attempts; retry after the time in Retry-After."
+            }
         }
     }
 
@@ -83,7 +97,19 @@ impl TokenError {
             TokenError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             TokenError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             TokenError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            TokenError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The `Retry-After` header, in whole seconds (rounded up, at least 1).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            TokenError::TooManyAttempts(wait) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Some(secs.max(1))
+            }
+            _ => None,
         }
     }
 }

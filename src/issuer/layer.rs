@@ -1,15 +1,17 @@
 //! The [`TokenEndpointLayer`].
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::attempts::{AttemptGuard, AttemptLimits, Attempts};
 use super::endpoint::EndpointConfig;
 use super::introspection::Revocations;
 use super::{Application, TokenEndpoint};
 use crate::keys::KeyRing;
-use crate::store::RevocationList;
+use crate::store::{AttemptLimiter, RevocationList};
 
 /// A tower layer that adds an OAuth2 token endpoint (client credentials) to
 /// any service, with each application's JWKS and metadata.
@@ -107,6 +109,66 @@ impl<V> TokenEndpointLayer<V> {
     pub fn revocation_list(self, list: impl RevocationList) -> Self {
         let list: Arc<dyn Revocations> = Arc::new(list);
         self.update(|config| config.revocations = list)
+    }
+
+    /// Limits failed authentication attempts per `client_id` and per client
+    /// address (default: no limit), at the token, introspection and
+    /// revocation paths. A `client_id` or address with `limits` failures
+    /// within the window gets 429 with `Retry-After` until the window ends,
+    /// before its credentials are looked up. Only rejected credentials and
+    /// unknown `client_id`s count, never malformed requests; a success does
+    /// not reset the count. If `limiter` cannot answer, requests get 503.
+    ///
+    /// The address limit needs the client's address: see
+    /// [`client_address`](Self::client_address). Share one limiter (e.g.
+    /// `RedisStore`, feature `redis`) between instances so that failures
+    /// through any of them count.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_m2m_auth::issuer::{AttemptLimits, TokenEndpointLayer};
+    /// # use tower_m2m_auth::store::{FailureLimit, MemoryAttemptLimiter};
+    /// # fn f<V>(layer: TokenEndpointLayer<V>) -> TokenEndpointLayer<V> {
+    /// layer.attempt_limiter(
+    ///     MemoryAttemptLimiter::new(),
+    ///     AttemptLimits::default()
+    ///         .with_client_limit(Some(FailureLimit::new(10, Duration::from_secs(60)))),
+    /// )
+    /// # }
+    /// ```
+    pub fn attempt_limiter(self, limiter: impl AttemptLimiter, limits: AttemptLimits) -> Self {
+        let limiter: Arc<dyn Attempts> = Arc::new(limiter);
+        self.update(|config| config.attempts = Some(AttemptGuard { limiter, limits }))
+    }
+
+    /// Where the [attempt limiter](Self::attempt_limiter) finds the client's
+    /// address. By default it is a [`std::net::SocketAddr`] in the request
+    /// extensions; where there is none, the address limit does not apply.
+    ///
+    /// With axum, serve with `into_make_service_with_connect_info::<SocketAddr>()`
+    /// and read `ConnectInfo`:
+    ///
+    /// ```
+    /// # use std::net::SocketAddr;
+    /// # use axum::extract::ConnectInfo;
+    /// # use tower_m2m_auth::issuer::TokenEndpointLayer;
+    /// # fn f<V>(layer: TokenEndpointLayer<V>) -> TokenEndpointLayer<V> {
+    /// layer.client_address(|parts| {
+    ///     parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())
+    /// })
+    /// # }
+    /// ```
+    ///
+    /// Behind a reverse proxy every request comes from the proxy: read the
+    /// address the proxy sets (e.g. the last `X-Forwarded-For` entry it
+    /// appends), and only from a proxy you run, since clients can set such
+    /// headers themselves.
+    pub fn client_address<F>(self, source: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<IpAddr> + Send + Sync + 'static,
+    {
+        let source: super::attempts::AddressSource = Arc::new(source);
+        self.update(|config| config.client_address = source)
     }
 
     /// The issuer path template (default `/application/o/{slug}/`). Set it

@@ -65,6 +65,7 @@
 
 mod application;
 mod assertion;
+mod attempts;
 mod body;
 mod claims;
 mod credentials;
@@ -80,6 +81,7 @@ mod service;
 mod verifier;
 
 pub use application::{Application, SubjectMode};
+pub use attempts::AttemptLimits;
 pub use body::ResponseBody;
 pub use credentials::{ClientAuthentication, Credentials, ExternalIdentity, GrantType, Principal};
 pub use error::TokenError;

@@ -2,7 +2,7 @@
 //! (§5.2), and public JSON documents (JWKS, metadata).
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
@@ -47,6 +47,11 @@ pub(crate) fn error(error: TokenError, used_basic: bool) -> Response<Full<Bytes>
             WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"token\", charset=\"UTF-8\""),
         );
+    }
+    if let Some(secs) = error.retry_after() {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }

@@ -9,14 +9,30 @@
 
 mod digest;
 mod expiring;
+mod limiter;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 mod replay;
 mod revocation;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use digest::TokenDigest;
+pub use limiter::{AttemptLimiter, FailureLimit, MemoryAttemptLimiter};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 pub use replay::{MemoryReplayCache, ReplayCache};
 pub use revocation::{MemoryRevocationList, RevocationList};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 use std::future::Future;
 use std::time::SystemTime;

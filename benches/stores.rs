@@ -1,0 +1,240 @@
+//! The cost of each credential store, in one run: memory, SQLite (a file)
+//! and PostgreSQL (when `TOWER_M2M_AUTH_PG_URL` is set; a fresh database,
+//! dropped afterwards).
+//!
+//! `cargo bench --bench stores --features sqlite,postgres`
+//!
+//! - `token_request/<store>`: a whole token request through the endpoint
+//!   (username + app password, one ES256 signature), as in
+//!   `benches/token_endpoint.rs`.
+//! - `app_password_lookup/<store>`: the store's one indexed lookup alone.
+//! - `replay_first_use/<store>`: recording a new `jti` (a write; what each
+//!   single-use JWT assertion costs).
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use tower::{Service, ServiceBuilder, service_fn};
+use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
+use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey};
+use tower_m2m_auth::store::{
+    AccountAdmin, CredentialStore, MemoryReplayCache, MemoryStore, PgStore, ReplayCache,
+    ServiceAccount, SqliteStore, TokenDigest,
+};
+
+/// Far enough ahead that no replay-cache entry expires during the run.
+const FAR_FUTURE: u64 = 4_000_000_000;
+
+/// The layer around an inner service that answers every other path.
+fn endpoint<S: CredentialStore>(
+    layer: TokenEndpointLayer<StoreVerifier<S>>,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<impl http_body::Body<Error = Infallible>>,
+    Error = Infallible,
+> {
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|_: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        }))
+}
+
+/// Calls an always-ready service without cloning it.
+fn ready_call<S: Service<R>, R>(service: &mut S, request: R) -> S::Future {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        service.poll_ready(&mut cx).is_ready(),
+        "the endpoint is always ready"
+    );
+    service.call(request)
+}
+
+/// A service account in `store`; its token.
+fn account<S: AccountAdmin>(runtime: &tokio::runtime::Runtime, store: &S) -> SecretString {
+    runtime
+        .block_on(store.create_service_account(ServiceAccount::new("svc-bench"), None))
+        .unwrap()
+        .1
+}
+
+/// A whole token request through the endpoint over `store`.
+fn token_request<S: CredentialStore + Clone>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    pem: &str,
+    name: &str,
+    (store, token): &(S, SecretString),
+) {
+    let keys = KeyRing::new(SigningKey::from_pem(pem.as_bytes()).unwrap());
+    let layer = TokenEndpointLayer::new(
+        "https://auth.example.com",
+        keys,
+        StoreVerifier::new(store.clone()),
+    )
+    .unwrap()
+    .application(Application::new("bench-client", "bench").with_allowed_scopes(["read"]));
+    let mut service = endpoint(layer);
+    let body = Bytes::from(format!(
+        "grant_type=client_credentials&client_id=bench-client&username=svc-bench&password={}&scope=read",
+        token.expose_secret()
+    ));
+    // Building the request is the caller's cost, so it is not timed.
+    let make_request = || {
+        Request::post("/application/o/token/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(body.clone()))
+            .unwrap()
+    };
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter_batched(
+            make_request,
+            |request| {
+                let call = ready_call(&mut service, request);
+                async move {
+                    let response = call.await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    response.into_body().collect().await.unwrap().to_bytes()
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+/// The store's lookup of an account with one of its app passwords.
+fn lookup<S: CredentialStore>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    (store, token): &(S, SecretString),
+) {
+    let digest = TokenDigest::of(token.expose_secret());
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter(|| async {
+            let found = store.app_password("svc-bench", &digest).await.unwrap();
+            assert!(found.is_some());
+        })
+    });
+}
+
+/// Recording a new key in the replay cache.
+fn first_use<R: ReplayCache>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    replay: &R,
+) {
+    let next = AtomicU64::new(0);
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter(|| async {
+            let key = format!("jti-{}", next.fetch_add(1, Ordering::Relaxed));
+            assert!(replay.first_use(&key, FAR_FUTURE).await.unwrap());
+        })
+    });
+}
+
+/// A fresh database on the server at `url`, and its store.
+async fn fresh_postgres(url: &str, name: &str) -> PgStore {
+    let options: PgConnectOptions = url.parse().unwrap();
+    let maintenance = PgPool::connect_with(options.clone()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&maintenance)
+        .await
+        .unwrap();
+    maintenance.close().await;
+    let pool = PgPool::connect_with(options.database(name)).await.unwrap();
+    PgStore::from_pool(pool).await.unwrap()
+}
+
+async fn drop_postgres(url: &str, name: &str) {
+    let maintenance = PgPool::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&maintenance)
+    .await
+    .unwrap();
+    maintenance.close().await;
+}
+
+fn stores(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pem = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .to_pkcs8_pem()
+        .unwrap();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+
+    let memory = MemoryStore::new();
+    let memory = (memory.clone(), account(&runtime, &memory));
+    let memory_replay = MemoryReplayCache::new();
+
+    let path =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-stores-{suffix}.db"));
+    let sqlite = runtime
+        .block_on(SqliteStore::connect(path.to_str().unwrap()))
+        .unwrap();
+    let sqlite = (sqlite.clone(), account(&runtime, &sqlite));
+
+    let pg_url = std::env::var("TOWER_M2M_AUTH_PG_URL").ok();
+    if pg_url.is_none() {
+        eprintln!("TOWER_M2M_AUTH_PG_URL is unset: PostgreSQL is not measured");
+    }
+    let pg_database = format!("m2m_bench_{suffix}");
+    let postgres = pg_url.as_deref().map(|url| {
+        let store = runtime.block_on(fresh_postgres(url, &pg_database));
+        let token = account(&runtime, &store);
+        (store, token)
+    });
+
+    let mut group = c.benchmark_group("token_request");
+    token_request(&mut group, &runtime, &pem, "memory", &memory);
+    token_request(&mut group, &runtime, &pem, "sqlite", &sqlite);
+    if let Some(postgres) = &postgres {
+        token_request(&mut group, &runtime, &pem, "postgres", postgres);
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("app_password_lookup");
+    lookup(&mut group, &runtime, "memory", &memory);
+    lookup(&mut group, &runtime, "sqlite", &sqlite);
+    if let Some(postgres) = &postgres {
+        lookup(&mut group, &runtime, "postgres", postgres);
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("replay_first_use");
+    first_use(&mut group, &runtime, "memory", &memory_replay);
+    first_use(&mut group, &runtime, "sqlite", &sqlite.0);
+    if let Some((store, _)) = &postgres {
+        first_use(&mut group, &runtime, "postgres", store);
+    }
+    group.finish();
+
+    runtime.block_on(sqlite.0.pool().close());
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+    if let (Some((store, _)), Some(url)) = (postgres, pg_url) {
+        runtime.block_on(async {
+            store.pool().close().await;
+            drop_postgres(&url, &pg_database).await;
+        });
+    }
+}
+
+criterion_group!(benches, stores);
+criterion_main!(benches);

@@ -1,0 +1,362 @@
+//! A credential store, replay cache and revocation list in PostgreSQL,
+//! shared by several instances.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use secrecy::SecretString;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use super::sql::{
+    ACQUIRE_TIMEOUT, AccountRow, MIGRATIONS_TABLE, PurgeTicker, account_from_row, from_unix_micros,
+    now_unix, store_error, unix_micros, unix_seconds,
+};
+use super::{
+    AccountAdmin, AccountCredential, AdminError, AppPassword, CredentialStore, ReplayCache,
+    RevocationList, ServiceAccount, StoreError, TokenDigest,
+};
+
+/// Service accounts, app-password digests, the replay cache and the
+/// revocation list in PostgreSQL (feature `postgres`): the store for several
+/// instances of the issuer.
+///
+/// [`connect`](Self::connect) applies the crate's migrations
+/// (`migrations/postgres/`, embedded; recorded in the table
+/// `_tower_m2m_auth_migrations`, under an advisory lock so instances may
+/// start together). Tables are prefixed `m2m_`; to keep them apart from the
+/// application's, give the role its own schema (`search_path`).
+///
+/// Every instance sees an account change, a revoked app password, a used
+/// `jti` or a revoked token as soon as it is committed. If the server goes
+/// away, calls fail with [`StoreError`] within about 3 s (the token endpoint
+/// answers 503 `temporarily_unavailable`), and the pool reconnects once it
+/// is back. Tokens are stored only as SHA-256 digests; every lookup is by
+/// index. Clones share one connection pool.
+///
+/// sqlx is built without TLS: connect over loopback or a private network
+/// (`sslmode=require` in the URL fails).
+///
+/// ```no_run
+/// use tower_m2m_auth::store::{PgStore, StoreError};
+///
+/// # async fn run() -> Result<(), StoreError> {
+/// let store = PgStore::connect("postgres://issuer:secret@127.0.0.1/auth").await?;
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    purge: Arc<PurgeTicker>,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and
+    /// applies pending migrations. Requests wait at most 3 s for a connection
+    /// before failing with [`StoreError`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(store_error)?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses a pool configured by the caller (size, timeouts, connection
+    /// options), and applies pending migrations. Give it a short
+    /// `acquire_timeout` so that requests fail fast while the database is
+    /// down.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        migrator().run(&pool).await.map_err(store_error)?;
+        Ok(Self {
+            pool,
+            purge: Arc::default(),
+        })
+    }
+
+    /// The connection pool (to close it, or for the caller's own queries).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn purge_expired(&self, now: i64) {
+        for sql in PURGE {
+            if let Err(error) = sqlx::query(sql).bind(now).execute(&self.pool).await {
+                tracing::warn!(%error, "could not purge expired rows");
+            }
+        }
+    }
+}
+
+/// The account `username` with its app password `digest`, in one indexed
+/// statement: the digest's primary key, then the owner by its primary key,
+/// kept only if its username is the one asked for.
+const APP_PASSWORD: &str = "SELECT a.id, a.uuid::text, a.username, a.name, a.active, \
+    (extract(epoch FROM p.expires) * 1000000)::int8 \
+    FROM m2m_app_passwords AS p \
+    JOIN m2m_service_accounts AS a ON a.id = p.account_id \
+    WHERE p.digest = $1 AND a.username = $2";
+
+/// A new app password for the account `username` (none if there is no such
+/// account).
+const ADD_APP_PASSWORD: &str = "INSERT INTO m2m_app_passwords (digest, account_id, expires) \
+    SELECT $1, id, timestamptz 'epoch' + $2 * interval '1 microsecond' \
+    FROM m2m_service_accounts WHERE username = $3";
+
+const DELETE_APP_PASSWORD: &str = "DELETE FROM m2m_app_passwords WHERE digest = $1";
+
+const SET_ACTIVE: &str = "UPDATE m2m_service_accounts SET active = $1 WHERE username = $2";
+
+const IS_REVOKED: &str =
+    "SELECT EXISTS (SELECT 1 FROM m2m_revoked_tokens WHERE jti = $1 AND expires >= $2)";
+
+/// Deletes expired replay-cache and revocation rows.
+const PURGE: [&str; 2] = [
+    "DELETE FROM m2m_replay_cache WHERE expires < $1",
+    "DELETE FROM m2m_revoked_tokens WHERE expires < $1",
+];
+
+fn migrator() -> Migrator {
+    let mut migrator = Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
+        false,
+    )]);
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
+impl CredentialStore for PgStore {
+    async fn app_password(
+        &self,
+        username: &str,
+        digest: &TokenDigest,
+    ) -> Result<Option<AccountCredential>, StoreError> {
+        let row: Option<(String, String, String, String, bool, Option<i64>)> =
+            sqlx::query_as(APP_PASSWORD)
+                .bind(digest.as_bytes().as_slice())
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+        let Some((id, uuid, username, name, active, expires)) = row else {
+            return Ok(None);
+        };
+        let account = account_from_row((id, uuid, username, name, active))?;
+        let mut password = AppPassword::new(&account.id, *digest);
+        password.expires = expires.map(from_unix_micros);
+        Ok(Some(AccountCredential::new(account, password)))
+    }
+}
+
+impl AccountAdmin for PgStore {
+    async fn create_service_account(
+        &self,
+        account: ServiceAccount,
+        expires: Option<SystemTime>,
+    ) -> Result<(ServiceAccount, SecretString), AdminError> {
+        let (token, password) = AppPassword::generate(&account.id);
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let inserted = sqlx::query(
+            "INSERT INTO m2m_service_accounts (id, uuid, username, name, active) \
+             VALUES ($1, $2::uuid, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(&account.id)
+        .bind(account.uuid.to_string())
+        .bind(&account.username)
+        .bind(&account.name)
+        .bind(account.active)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if inserted.rows_affected() == 0 {
+            return Err(AdminError::AccountExists(account.username));
+        }
+        sqlx::query(
+            "INSERT INTO m2m_app_passwords (digest, account_id, expires) \
+             VALUES ($1, $2, timestamptz 'epoch' + $3 * interval '1 microsecond')",
+        )
+        .bind(password.digest.as_bytes().as_slice())
+        .bind(&account.id)
+        .bind(expires.map(unix_micros))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok((account, token))
+    }
+
+    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>, StoreError> {
+        // Byte order, whatever the database's collation, as MemoryStore does.
+        let rows: Vec<AccountRow> = sqlx::query_as(
+            "SELECT id, uuid::text, username, name, active FROM m2m_service_accounts \
+             ORDER BY username COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(account_from_row).collect()
+    }
+
+    async fn add_app_password(
+        &self,
+        username: &str,
+        expires: Option<SystemTime>,
+    ) -> Result<SecretString, AdminError> {
+        let (token, password) = AppPassword::generate(String::new());
+        let inserted = sqlx::query(ADD_APP_PASSWORD)
+            .bind(password.digest.as_bytes().as_slice())
+            .bind(expires.map(unix_micros))
+            .bind(username)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        if inserted.rows_affected() == 0 {
+            return Err(AdminError::NoSuchAccount(username.to_owned()));
+        }
+        Ok(token)
+    }
+
+    async fn revoke_app_password(&self, digest: &TokenDigest) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(DELETE_APP_PASSWORD)
+            .bind(digest.as_bytes().as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn set_account_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
+        let updated = sqlx::query(SET_ACTIVE)
+            .bind(active)
+            .bind(username)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(updated.rows_affected() > 0)
+    }
+}
+
+impl ReplayCache for PgStore {
+    /// One statement: inserts the key, or takes over an expired row; a live
+    /// row is left alone and the use is refused. Atomic across instances
+    /// (concurrent inserts of one key wait for each other; one wins).
+    async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
+        let now = now_unix();
+        if self.purge.due() {
+            self.purge_expired(now).await;
+        }
+        let recorded = sqlx::query(
+            "INSERT INTO m2m_replay_cache (key, expires) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET expires = excluded.expires \
+             WHERE m2m_replay_cache.expires < $3",
+        )
+        .bind(key)
+        .bind(unix_seconds(expires_at))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(recorded.rows_affected() == 1)
+    }
+}
+
+impl RevocationList for PgStore {
+    /// Revoking again keeps the later expiry.
+    async fn revoke(&self, jti: &str, expires_at: u64) -> Result<(), StoreError> {
+        let now = now_unix();
+        if self.purge.due() {
+            self.purge_expired(now).await;
+        }
+        sqlx::query(
+            "INSERT INTO m2m_revoked_tokens (jti, expires) VALUES ($1, $2) \
+             ON CONFLICT (jti) DO UPDATE SET expires = excluded.expires \
+             WHERE m2m_revoked_tokens.expires < excluded.expires",
+        )
+        .bind(jti)
+        .bind(unix_seconds(expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar(IS_REVOKED)
+            .bind(jti)
+            .bind(now_unix())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::AssertSqlSafe;
+    use sqlx::postgres::PgConnectOptions;
+
+    use super::*;
+
+    /// Every lookup, update and delete can be answered through an index
+    /// (sequential scans disabled, so an index is used whenever one exists).
+    /// The store lives in its own schema, chosen with `search_path`.
+    #[tokio::test]
+    async fn no_statement_scans_a_table() {
+        let url = std::env::var("TOWER_M2M_AUTH_PG_URL").expect(
+            "set TOWER_M2M_AUTH_PG_URL for the PostgreSQL tests (.ci/run starts a server and sets it)",
+        );
+        let options: PgConnectOptions = url.parse().unwrap();
+        let schema = format!("m2m_plan_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgPool::connect_with(options.clone()).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                options.options([("search_path", schema.as_str()), ("enable_seqscan", "off")]),
+            )
+            .await
+            .unwrap();
+        let store = PgStore::from_pool(pool.clone()).await.unwrap();
+
+        macro_rules! plan {
+            ($sql:expr $(, $bind:expr)*) => {
+                sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("EXPLAIN {}", $sql)))
+                    $(.bind($bind))*
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap()
+            };
+        }
+        let digest = [7u8; 32].as_slice();
+        for (sql, plan) in [
+            (APP_PASSWORD, plan!(APP_PASSWORD, digest, "svc")),
+            (
+                ADD_APP_PASSWORD,
+                plan!(ADD_APP_PASSWORD, digest, None::<i64>, "svc"),
+            ),
+            (DELETE_APP_PASSWORD, plan!(DELETE_APP_PASSWORD, digest)),
+            (SET_ACTIVE, plan!(SET_ACTIVE, true, "svc")),
+            (IS_REVOKED, plan!(IS_REVOKED, "jti", 0i64)),
+            (PURGE[0], plan!(PURGE[0], 0i64)),
+            (PURGE[1], plan!(PURGE[1], 0i64)),
+        ] {
+            let plan = plan.join("\n");
+            assert!(!plan.contains("Seq Scan"), "{sql}:\n{plan}");
+        }
+        pool.close().await;
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,121 @@
+//! What the SQL stores share: error mapping, time conversions, the purge
+//! cadence of the replay cache and revocation list, and row decoding.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+use super::{ServiceAccount, StoreError};
+
+/// How long a request waits for a pooled connection before the store reports
+/// itself unavailable (and the endpoint answers 503).
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Expired replay-cache and revocation rows are deleted on every this many
+/// inserts through one store (and on the first).
+const PURGE_EVERY: u32 = 128;
+
+/// The name of the table that records applied migrations: not sqlx's default
+/// `_sqlx_migrations`, so an application's own sqlx migrations in the same
+/// database do not collide with ours.
+pub(crate) const MIGRATIONS_TABLE: &str = "_tower_m2m_auth_migrations";
+
+/// Latest instant either database can hold comfortably (9999-12-31T23:59:59Z).
+const MAX_UNIX_SECONDS: i64 = 253_402_300_799;
+
+pub(crate) fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError(Box::new(error))
+}
+
+/// Now, in Unix seconds (the unit of the replay cache and revocation list).
+pub(crate) fn now_unix() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+        i64::try_from(d.as_secs()).unwrap_or(MAX_UNIX_SECONDS)
+    })
+}
+
+/// Unix seconds from the traits' `u64`, clamped to what the databases hold.
+pub(crate) fn unix_seconds(seconds: u64) -> i64 {
+    i64::try_from(seconds).map_or(MAX_UNIX_SECONDS, |s| s.min(MAX_UNIX_SECONDS))
+}
+
+/// `time` as Unix microseconds (negative before 1970), clamped to year 9999.
+pub(crate) fn unix_micros(time: SystemTime) -> i64 {
+    const MAX: i64 = MAX_UNIX_SECONDS * 1_000_000;
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_micros()).map_or(MAX, |us| us.min(MAX)),
+        Err(before) => i64::try_from(before.duration().as_micros()).map_or(-MAX, |us| -us),
+    }
+}
+
+/// The instant `micros` Unix microseconds denote.
+pub(crate) fn from_unix_micros(micros: i64) -> SystemTime {
+    let magnitude = Duration::from_micros(micros.unsigned_abs());
+    if micros >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
+
+/// Counts inserts and says when to purge expired rows.
+#[derive(Debug, Default)]
+pub(crate) struct PurgeTicker(AtomicU32);
+
+impl PurgeTicker {
+    /// Whether this insert should also purge (the first, then every
+    /// `PURGE_EVERY`th).
+    pub(crate) fn due(&self) -> bool {
+        self.0
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(PURGE_EVERY)
+    }
+}
+
+/// An account row: id, uuid (text), username, name, active.
+pub(crate) type AccountRow = (String, String, String, String, bool);
+
+pub(crate) fn account_from_row(
+    (id, uuid, username, name, active): AccountRow,
+) -> Result<ServiceAccount, StoreError> {
+    let uuid = Uuid::parse_str(&uuid).map_err(store_error)?;
+    Ok(ServiceAccount {
+        id,
+        uuid,
+        username,
+        name,
+        active,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micros_round_trip_both_sides_of_the_epoch() {
+        for time in [
+            UNIX_EPOCH + Duration::from_micros(1_764_000_000_123_456),
+            UNIX_EPOCH - Duration::from_micros(86_400_000_001),
+            UNIX_EPOCH,
+        ] {
+            assert_eq!(from_unix_micros(unix_micros(time)), time);
+        }
+    }
+
+    #[test]
+    fn far_future_is_clamped_to_year_9999() {
+        let far = UNIX_EPOCH + Duration::from_secs(1 << 40);
+        assert_eq!(unix_micros(far), MAX_UNIX_SECONDS * 1_000_000);
+        assert_eq!(unix_seconds(u64::MAX), MAX_UNIX_SECONDS);
+    }
+
+    #[test]
+    fn purge_is_due_on_the_first_insert_then_periodically() {
+        let ticker = PurgeTicker::default();
+        assert!(ticker.due());
+        assert_eq!((1..PURGE_EVERY).filter(|_| ticker.due()).count(), 0);
+        assert!(ticker.due());
+    }
+}

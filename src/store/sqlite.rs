@@ -1,0 +1,332 @@
+//! A credential store, replay cache and revocation list in one SQLite file.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use secrecy::SecretString;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use super::sql::{
+    ACQUIRE_TIMEOUT, AccountRow, MIGRATIONS_TABLE, PurgeTicker, account_from_row, from_unix_micros,
+    now_unix, store_error, unix_micros, unix_seconds,
+};
+use super::{
+    AccountAdmin, AccountCredential, AdminError, AppPassword, CredentialStore, ReplayCache,
+    RevocationList, ServiceAccount, StoreError, TokenDigest,
+};
+
+/// Service accounts, app-password digests, the replay cache and the
+/// revocation list in an SQLite database: the embedded default (feature
+/// `sqlite`, with a bundled libsqlite3).
+///
+/// [`connect`](Self::connect) creates the file if needed and applies the
+/// crate's migrations (`migrations/sqlite/`, embedded; recorded in the
+/// table `_tower_m2m_auth_migrations`). Tokens are stored only as SHA-256
+/// digests, and every lookup is by index. Several processes on one machine
+/// may share the file (WAL mode); for instances on several machines use
+/// `PgStore` (feature `postgres`). Clones share one connection pool.
+///
+/// ```
+/// use tower_m2m_auth::store::{AccountAdmin, ServiceAccount, SqliteStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A file path in production ("/var/lib/my-issuer/auth.db"); here, memory.
+/// let store = SqliteStore::connect("sqlite::memory:").await?;
+/// let (account, token) = store
+///     .create_service_account(ServiceAccount::new("ci-deployer"), None)
+///     .await?;
+/// // Hand `token` to the client once: only its digest was stored.
+/// # let _ = (account, token);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    purge: Arc<PurgeTicker>,
+}
+
+impl SqliteStore {
+    /// Opens the store and applies pending migrations.
+    ///
+    /// `path_or_url` is either a file path, created if missing and switched
+    /// to WAL mode, or an sqlx SQLite URL used as given (`sqlite://auth.db?mode=rwc`,
+    /// `sqlite::memory:` for tests). Requests wait at most 3 s for a
+    /// connection before failing with [`StoreError`].
+    pub async fn connect(path_or_url: &str) -> Result<Self, StoreError> {
+        let options = if path_or_url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(path_or_url).map_err(store_error)?
+        } else {
+            SqliteConnectOptions::new()
+                .filename(path_or_url)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+        };
+        let pool = SqlitePoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.busy_timeout(ACQUIRE_TIMEOUT))
+            .await
+            .map_err(store_error)?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses a pool configured by the caller, and applies pending migrations.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        migrator().run(&pool).await.map_err(store_error)?;
+        Ok(Self {
+            pool,
+            purge: Arc::default(),
+        })
+    }
+
+    /// The connection pool (to close it, or for the caller's own queries).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn purge_expired(&self, now: i64) {
+        for sql in PURGE {
+            if let Err(error) = sqlx::query(sql).bind(now).execute(&self.pool).await {
+                tracing::warn!(%error, "could not purge expired rows");
+            }
+        }
+    }
+}
+
+/// The account `username` with its app password `digest`, in one indexed
+/// statement: the digest's primary key, then the owner by its primary key,
+/// kept only if its username is the one asked for.
+const APP_PASSWORD: &str = "SELECT a.id, a.uuid, a.username, a.name, a.active, p.expires \
+    FROM m2m_app_passwords AS p \
+    JOIN m2m_service_accounts AS a ON a.id = p.account_id \
+    WHERE p.digest = ?1 AND a.username = ?2";
+
+/// A new app password for the account `username` (none if there is no such
+/// account).
+const ADD_APP_PASSWORD: &str = "INSERT INTO m2m_app_passwords (digest, account_id, expires, created) \
+    SELECT ?1, id, ?2, ?3 FROM m2m_service_accounts WHERE username = ?4";
+
+const DELETE_APP_PASSWORD: &str = "DELETE FROM m2m_app_passwords WHERE digest = ?1";
+
+const SET_ACTIVE: &str = "UPDATE m2m_service_accounts SET active = ?1 WHERE username = ?2";
+
+const IS_REVOKED: &str =
+    "SELECT EXISTS (SELECT 1 FROM m2m_revoked_tokens WHERE jti = ?1 AND expires >= ?2)";
+
+/// Deletes expired replay-cache and revocation rows.
+const PURGE: [&str; 2] = [
+    "DELETE FROM m2m_replay_cache WHERE expires < ?1",
+    "DELETE FROM m2m_revoked_tokens WHERE expires < ?1",
+];
+
+fn migrator() -> Migrator {
+    let mut migrator = Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
+        false,
+    )]);
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
+impl CredentialStore for SqliteStore {
+    async fn app_password(
+        &self,
+        username: &str,
+        digest: &TokenDigest,
+    ) -> Result<Option<AccountCredential>, StoreError> {
+        let row: Option<(String, String, String, String, bool, Option<i64>)> =
+            sqlx::query_as(APP_PASSWORD)
+                .bind(digest.as_bytes().as_slice())
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+        let Some((id, uuid, username, name, active, expires)) = row else {
+            return Ok(None);
+        };
+        let account = account_from_row((id, uuid, username, name, active))?;
+        let mut password = AppPassword::new(&account.id, *digest);
+        password.expires = expires.map(from_unix_micros);
+        Ok(Some(AccountCredential::new(account, password)))
+    }
+}
+
+impl AccountAdmin for SqliteStore {
+    async fn create_service_account(
+        &self,
+        account: ServiceAccount,
+        expires: Option<SystemTime>,
+    ) -> Result<(ServiceAccount, SecretString), AdminError> {
+        let (token, password) = AppPassword::generate(&account.id);
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let inserted = sqlx::query(
+            "INSERT INTO m2m_service_accounts (id, uuid, username, name, active) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(&account.id)
+        .bind(account.uuid.to_string())
+        .bind(&account.username)
+        .bind(&account.name)
+        .bind(account.active)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if inserted.rows_affected() == 0 {
+            return Err(AdminError::AccountExists(account.username));
+        }
+        sqlx::query(
+            "INSERT INTO m2m_app_passwords (digest, account_id, expires, created) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(password.digest.as_bytes().as_slice())
+        .bind(&account.id)
+        .bind(expires.map(unix_micros))
+        .bind(unix_micros(SystemTime::now()))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok((account, token))
+    }
+
+    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>, StoreError> {
+        let rows: Vec<AccountRow> = sqlx::query_as(
+            "SELECT id, uuid, username, name, active FROM m2m_service_accounts ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(account_from_row).collect()
+    }
+
+    async fn add_app_password(
+        &self,
+        username: &str,
+        expires: Option<SystemTime>,
+    ) -> Result<SecretString, AdminError> {
+        let (token, password) = AppPassword::generate(String::new());
+        let inserted = sqlx::query(ADD_APP_PASSWORD)
+            .bind(password.digest.as_bytes().as_slice())
+            .bind(expires.map(unix_micros))
+            .bind(unix_micros(SystemTime::now()))
+            .bind(username)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        if inserted.rows_affected() == 0 {
+            return Err(AdminError::NoSuchAccount(username.to_owned()));
+        }
+        Ok(token)
+    }
+
+    async fn revoke_app_password(&self, digest: &TokenDigest) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(DELETE_APP_PASSWORD)
+            .bind(digest.as_bytes().as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn set_account_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
+        let updated = sqlx::query(SET_ACTIVE)
+            .bind(active)
+            .bind(username)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(updated.rows_affected() > 0)
+    }
+}
+
+impl ReplayCache for SqliteStore {
+    /// One statement: inserts the key, or takes over an expired row; a live
+    /// row is left alone and the use is refused. Atomic across processes.
+    async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
+        let now = now_unix();
+        if self.purge.due() {
+            self.purge_expired(now).await;
+        }
+        let recorded = sqlx::query(
+            "INSERT INTO m2m_replay_cache (key, expires) VALUES (?1, ?2) \
+             ON CONFLICT (key) DO UPDATE SET expires = excluded.expires \
+             WHERE m2m_replay_cache.expires < ?3",
+        )
+        .bind(key)
+        .bind(unix_seconds(expires_at))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(recorded.rows_affected() == 1)
+    }
+}
+
+impl RevocationList for SqliteStore {
+    /// Revoking again keeps the later expiry.
+    async fn revoke(&self, jti: &str, expires_at: u64) -> Result<(), StoreError> {
+        let now = now_unix();
+        if self.purge.due() {
+            self.purge_expired(now).await;
+        }
+        sqlx::query(
+            "INSERT INTO m2m_revoked_tokens (jti, expires) VALUES (?1, ?2) \
+             ON CONFLICT (jti) DO UPDATE SET expires = excluded.expires \
+             WHERE m2m_revoked_tokens.expires < excluded.expires",
+        )
+        .bind(jti)
+        .bind(unix_seconds(expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar(IS_REVOKED)
+            .bind(jti)
+            .bind(now_unix())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every lookup, update and delete is answered through an index.
+    #[tokio::test]
+    async fn no_statement_scans_a_table() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        for sql in [
+            APP_PASSWORD,
+            ADD_APP_PASSWORD,
+            DELETE_APP_PASSWORD,
+            SET_ACTIVE,
+            IS_REVOKED,
+            PURGE[0],
+            PURGE[1],
+        ] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+            assert!(!plan.is_empty(), "{sql}");
+            for (.., detail) in plan {
+                // (A SELECT without FROM "scans" its one constant row.)
+                let scan = detail.starts_with("SCAN") && detail != "SCAN CONSTANT ROW";
+                assert!(!scan, "{sql}: {detail}");
+            }
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Several token-endpoint instances sharing one Redis (feature `redis`):
+//! replay cache, revocation list and attempt limiter, over real HTTP.
+//!
+//! The server is at `TOWER_M2M_AUTH_REDIS_URL` (.ci/run starts one and sets
+//! it); each test keeps to its own key prefix.
+
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::any;
+use common::jwks::External;
+use common::*;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tower_m2m_auth::issuer::{Application, AttemptLimits, StoreVerifier, TokenEndpointLayer};
+use tower_m2m_auth::keys::{KeyRing, SigningKey, VerificationKey, VerificationKeys};
+use tower_m2m_auth::store::{
+    AttemptLimiter, FailureLimit, MemoryStore, RedisStore, ReplayCache, RevocationList,
+};
+
+const ISSUER_BASE: &str = "https://auth.example.com";
+const CI_CLIENT: &str = "ci-client";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn redis_url() -> String {
+    std::env::var("TOWER_M2M_AUTH_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "set TOWER_M2M_AUTH_REDIS_URL for the Redis tests (.ci/run starts a server and sets it)"
+        )
+    })
+}
+
+/// A key prefix of this test's own.
+fn prefix() -> String {
+    format!("test-{}:", uuid::Uuid::new_v4().simple())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// One token-endpoint instance; all instances of a test share the issuer,
+/// its keys, the account store and the Redis behind `redis`.
+struct Instance {
+    server: Server,
+}
+
+/// What the instances of one test share.
+struct Shared {
+    keys: KeyRing,
+    store: MemoryStore,
+    token: String,
+    external: External,
+}
+
+impl Shared {
+    fn new() -> Self {
+        let store = MemoryStore::new();
+        let account = tower_m2m_auth::store::ServiceAccount::new(USERNAME);
+        let (token, password) = tower_m2m_auth::store::AppPassword::generate(&account.id);
+        store.insert_account(account);
+        store.insert_app_password(password);
+        use secrecy::ExposeSecret;
+        Self {
+            keys: KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap()),
+            store,
+            token: token.expose_secret().to_owned(),
+            external: External::new(Algorithm::ES256),
+        }
+    }
+
+    /// Starts an instance whose replay cache, revocation list and attempt
+    /// limiter (3 failures per `client_id` a minute) are `redis`.
+    async fn start(&self, redis: RedisStore) -> Instance {
+        let ci = Application::new(CI_CLIENT, "ci")
+            .with_verification_keys(VerificationKeys::new().with_key(
+                VerificationKey::from_pem(self.external.certificate_pem().as_bytes()).unwrap(),
+            ))
+            .with_allowed_scopes(["deploy"])
+            .with_single_use_assertions(true);
+        let verifier = StoreVerifier::new(self.store.clone()).with_replay_cache(redis.clone());
+        let layer = TokenEndpointLayer::new(ISSUER_BASE, self.keys.clone(), verifier)
+            .unwrap()
+            .application(application())
+            .application(ci)
+            .revocation_list(redis.clone())
+            .attempt_limiter(
+                redis,
+                AttemptLimits::default()
+                    .with_client_limit(Some(FailureLimit::new(3, MINUTE)))
+                    .with_address_limit(None),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/{*path}", any(|| async { "inner" }))
+            .layer(layer);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Instance {
+            server: Server {
+                addr,
+                base: format!("http://{addr}"),
+                store: self.store.clone(),
+                keys: self.keys.clone(),
+                token: self.token.clone(),
+                account: tower_m2m_auth::store::ServiceAccount::new(USERNAME),
+            },
+        }
+    }
+
+    /// Two instances, each with its own connection to the shared Redis.
+    async fn pair(&self) -> (Instance, Instance) {
+        let prefix = prefix();
+        let a = RedisStore::connect(&redis_url())
+            .await
+            .unwrap()
+            .with_prefix(&prefix);
+        let b = RedisStore::connect(&redis_url())
+            .await
+            .unwrap()
+            .with_prefix(&prefix);
+        (self.start(a).await, self.start(b).await)
+    }
+
+    fn assertion(&self) -> String {
+        let now = now();
+        self.external.mint(&json!({
+            "iss": "https://ci.example",
+            "sub": "repo:org/app:ref:refs/heads/main",
+            "exp": now + 300,
+            "iat": now,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        }))
+    }
+}
+
+impl Instance {
+    async fn exchange(&self, jwt: &str) -> reqwest::Response {
+        post_form(
+            &self.server,
+            &form_encode(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", CI_CLIENT),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", jwt),
+                ("scope", "deploy"),
+            ]),
+        )
+        .await
+    }
+
+    async fn password(&self, password: &str) -> reqwest::Response {
+        post_form(
+            &self.server,
+            &form_encode(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", CLIENT_ID),
+                ("username", USERNAME),
+                ("password", password),
+            ]),
+        )
+        .await
+    }
+
+    async fn access_token(&self) -> String {
+        let response = self.password(&self.server.token).await;
+        assert_eq!(response.status(), 200);
+        let json: Value = response.json().await.unwrap();
+        json["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn call(&self, path: &str, token: &str) -> reqwest::Response {
+        http()
+            .post(self.server.url(path))
+            .basic_auth(CLIENT_ID, Some(APP_SECRET))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_encode(&[("token", token)]))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn active(&self, token: &str) -> bool {
+        let response = self.call("/application/o/introspect/", token).await;
+        assert_eq!(response.status(), 200);
+        let json: Value = response.json().await.unwrap();
+        json["active"].as_bool().unwrap()
+    }
+}
+
+// ---- several instances, one Redis --------------------------------------------
+
+#[tokio::test]
+async fn replayed_single_use_jti_is_refused_by_the_other_instance() {
+    let shared = Shared::new();
+    let (a, b) = shared.pair().await;
+    let jwt = shared.assertion();
+    assert_eq!(a.exchange(&jwt).await.status(), 200);
+    let replay = b.exchange(&jwt).await;
+    assert_eq!(replay.status(), 400);
+    assert_eq!(error_code(replay).await, "invalid_grant");
+    // A fresh assertion is still welcome at either.
+    assert_eq!(b.exchange(&shared.assertion()).await.status(), 200);
+}
+
+#[tokio::test]
+async fn revocation_through_one_instance_is_seen_by_the_other() {
+    let shared = Shared::new();
+    let (a, b) = shared.pair().await;
+    let token = a.access_token().await;
+    assert!(b.active(&token).await);
+    assert_eq!(a.call("/application/o/revoke/", &token).await.status(), 200);
+    assert!(!b.active(&token).await);
+    assert!(!a.active(&token).await);
+}
+
+#[tokio::test]
+async fn failed_attempts_are_counted_across_instances() {
+    let shared = Shared::new();
+    let (a, b) = shared.pair().await;
+    for instance in [&a, &b, &a] {
+        let response = instance.password("wrong-token").await;
+        assert_eq!(error_code(response).await, "invalid_grant");
+    }
+    let response = b.password(&shared.token).await;
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(error_code(response).await, "temporarily_unavailable");
+}
+
+// ---- the store's own rules ------------------------------------------------------
+
+#[tokio::test]
+async fn locked_out_key_is_free_again_when_its_window_ends() {
+    let redis = RedisStore::connect(&redis_url())
+        .await
+        .unwrap()
+        .with_prefix(prefix());
+    let limit = FailureLimit::new(2, Duration::from_millis(1200));
+    redis.record_failure("k", limit).await.unwrap();
+    assert_eq!(redis.check("k", limit).await.unwrap(), None);
+    redis.record_failure("k", limit).await.unwrap();
+    let wait = redis.check("k", limit).await.unwrap().unwrap();
+    assert!(wait <= Duration::from_millis(1200), "{wait:?}");
+    assert_eq!(redis.check("other", limit).await.unwrap(), None);
+    tokio::time::sleep(wait + Duration::from_millis(100)).await;
+    assert_eq!(redis.check("k", limit).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn reset_unlocks_a_key() {
+    let redis = RedisStore::connect(&redis_url())
+        .await
+        .unwrap()
+        .with_prefix(prefix());
+    let limit = FailureLimit::new(1, MINUTE);
+    redis.record_failure("k", limit).await.unwrap();
+    assert!(redis.check("k", limit).await.unwrap().is_some());
+    redis.reset("k").await.unwrap();
+    assert_eq!(redis.check("k", limit).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn replay_and_revocation_keys_expire_with_their_tokens() {
+    let redis = RedisStore::connect(&redis_url())
+        .await
+        .unwrap()
+        .with_prefix(prefix());
+    let soon = now() + 1;
+    assert!(redis.first_use("jti-1", soon).await.unwrap());
+    assert!(!redis.first_use("jti-1", soon).await.unwrap());
+    redis.revoke("jti-2", soon).await.unwrap();
+    assert!(redis.is_revoked("jti-2").await.unwrap());
+    assert!(!redis.is_revoked("jti-3").await.unwrap());
+    // Kept through the second `soon`, gone after it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(redis.first_use("jti-1", now() + 60).await.unwrap());
+    assert!(!redis.is_revoked("jti-2").await.unwrap());
+}
+
+// ---- a Redis that goes away -----------------------------------------------------
+
+/// A TCP proxy in front of the test Redis that can drop every connection
+/// and refuse new ones, as a Redis that restarts or a network that fails.
+struct Proxy {
+    url: String,
+    up: Arc<AtomicBool>,
+    generation: watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}/", listener.local_addr().unwrap());
+        let up = Arc::new(AtomicBool::new(true));
+        let (generation, _) = watch::channel(0u64);
+        let accept_up = up.clone();
+        let accept_generation = generation.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !accept_up.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut cut = accept_generation.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            url,
+            up,
+            generation,
+        }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+}
+
+fn redis_addr() -> SocketAddr {
+    let url = redis_url();
+    let host_port = url
+        .trim_start_matches("redis://")
+        .split(['/', '?'])
+        .next()
+        .unwrap()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    std::net::ToSocketAddrs::to_socket_addrs(&host_port)
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn redis_going_away_is_503_and_coming_back_is_recovered() {
+    let proxy = Proxy::start(redis_addr()).await;
+    let shared = Shared::new();
+    let redis = RedisStore::connect(&proxy.url)
+        .await
+        .unwrap()
+        .with_prefix(prefix());
+    let instance = shared.start(redis).await;
+    assert_eq!(instance.password(&shared.token).await.status(), 200);
+
+    proxy.set_up(false);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let response = instance.password(&shared.token).await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(error_code(response).await, "temporarily_unavailable");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let response = instance.exchange(&shared.assertion()).await;
+        assert_eq!(response.status(), 503);
+    }
+
+    proxy.set_up(true);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = instance.password(&shared.token).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "no reconnection to Redis");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(instance.exchange(&shared.assertion()).await.status(), 200);
+}
+
+#[tokio::test]
+async fn stalled_redis_is_503_within_the_timeout() {
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let shared = Shared::new();
+    let redis = RedisStore::open(&url)
+        .unwrap()
+        .with_timeout(Duration::from_millis(300))
+        .unwrap();
+    let instance = shared.start(redis).await;
+    let started = Instant::now();
+    let response = instance.password(&shared.token).await;
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn connecting_to_no_redis_is_an_error_not_a_hang() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/", listener.local_addr().unwrap());
+    drop(listener);
+    let started = Instant::now();
+    assert!(RedisStore::connect(&url).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
