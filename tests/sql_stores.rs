@@ -11,6 +11,8 @@
 
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
 
+mod common;
+
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -300,47 +302,14 @@ mod postgres {
     use std::process::Command;
     use std::time::Instant;
 
-    use sqlx::postgres::{PgConnectOptions, PgPool};
     use tokio::sync::RwLock;
     use tower_m2m_auth::store::PgStore;
 
     use super::*;
+    use crate::common::pg::{fresh_database, required, with_database};
 
     /// The outage test stops the one server; the others hold a read lock.
     static SERVER: RwLock<()> = RwLock::const_new(());
-
-    fn required(variable: &str) -> String {
-        std::env::var(variable).unwrap_or_else(|_| {
-            panic!("set {variable} for the PostgreSQL tests (.ci/run starts a server and sets it)")
-        })
-    }
-
-    /// A fresh, empty database on the test server; its URL.
-    async fn fresh_database() -> String {
-        let url = required("TOWER_M2M_AUTH_PG_URL");
-        let options: PgConnectOptions = url.parse().unwrap();
-        let name = format!("m2m_sql_{}", uuid::Uuid::new_v4().simple());
-        let maintenance = PgPool::connect_with(options).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&maintenance)
-            .await
-            .unwrap();
-        maintenance.close().await;
-        with_database(&url, &name)
-    }
-
-    /// `url` with its database replaced by `name`.
-    fn with_database(url: &str, name: &str) -> String {
-        let (scheme, rest) = url.split_once("://").unwrap();
-        let (rest, query) = rest
-            .split_once('?')
-            .map_or((rest, None), |(r, q)| (r, Some(q)));
-        let authority = rest
-            .split_once('/')
-            .map_or(rest, |(authority, _)| authority);
-        let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-        format!("{scheme}://{authority}/{name}{query}")
-    }
 
     #[test]
     fn the_database_is_replaced_in_urls() {

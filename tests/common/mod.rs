@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod jwks;
+#[cfg(feature = "postgres")]
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::time::Duration;
