@@ -6,11 +6,26 @@
 //! cargo run --example server -- --config my.toml --listen 0.0.0.0:9000
 //! RUST_LOG=info,tower_m2m_auth=debug cargo run --example server # also log rejections
 //! cargo run --features cel --example server -- --config ci.toml # with CEL `policies`
+//!
+//! # Service accounts in the store that the configuration's [store] names
+//! # (SQLite by default: <config stem>.db next to the configuration file)
+//! cargo run --features sqlite --example server -- create-service-account ci --config my.toml --expires 30d
+//! cargo run --features sqlite --example server -- add-token ci --config my.toml
+//! cargo run --features sqlite --example server -- list --config my.toml
+//! cargo run --features sqlite --example server -- revoke-token --sha256 <hex> --config my.toml
+//! cargo run --features sqlite --example server -- disable ci --config my.toml   # or enable
 //! ```
 //!
 //! `examples/server.toml` documents the configuration format. Without
 //! `--config` the server runs on an embedded copy of that file, with an
-//! in-memory signing key, and prints curl commands to try it.
+//! in-memory signing key and store, and prints curl commands to try it.
+//!
+//! With a configuration file, service accounts, app-password digests, the
+//! replay cache of single-use input JWTs and the revocation list live in the
+//! store of its `[store]` table: an SQLite file (feature `sqlite`, the
+//! default), PostgreSQL (feature `postgres`) or memory. The service accounts
+//! of the file are imported into it at every start; an account or token that
+//! is in the store already is left as it is there.
 //!
 //! Applications may also trust input JWTs (JWT authentication, e.g. a CI
 //! platform's OIDC tokens): verification certificates, JWKS files, JWKS URLs,
@@ -37,7 +52,7 @@ use axum::http::Uri;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Router, ServiceExt};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
@@ -49,7 +64,15 @@ use tower_m2m_auth::keys::ReqwestFetcher;
 use tower_m2m_auth::keys::{
     JwksFetcher, KeyRing, KeySet, RemoteJwks, SigningKey, VerificationKey, VerificationKeys,
 };
-use tower_m2m_auth::store::{AppPassword, MemoryStore, ServiceAccount, TokenDigest};
+#[cfg(feature = "postgres")]
+use tower_m2m_auth::store::PgStore;
+#[cfg(feature = "sqlite")]
+use tower_m2m_auth::store::SqliteStore;
+use tower_m2m_auth::store::{
+    AccountAdmin, AccountCredential, AdminError, AppPassword, CredentialStore, MemoryReplayCache,
+    MemoryRevocationList, MemoryStore, ReplayCache, RevocationList, ServiceAccount, StoreError,
+    TokenDigest,
+};
 use tower_m2m_auth::validate::{Issuer, JwtValidateLayer};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
@@ -70,13 +93,34 @@ const ACCOUNT_NAMESPACE: Uuid = Uuid::from_u128(0x5b1c_0a52_8f3e_4c4e_9d47_2f6a_
 /// A startup error, shown to the operator before a non-zero exit.
 type BoxError = Box<dyn Error + Send + Sync>;
 
-/// The endpoint layer as this server configures it.
-type Endpoint = TokenEndpointLayer<StoreVerifier<MemoryStore>>;
+/// The endpoint layer as this server configures it: accounts, replay cache
+/// and revocation list all in the configured store.
+type Endpoint = TokenEndpointLayer<StoreVerifier<Store, Store>>;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    match run(Args::parse()).await {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            let _ = error.print();
+            // Help and version: 0; a usage error: 1, as any other error.
+            return if error.exit_code() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    // The administration commands speak for themselves: only warnings.
+    let serving = matches!(args.command, None | Some(Command::Serve(_)));
+    init_tracing(if serving { "info" } else { "warn" });
+    let result = match (args.command, args.serve.listen) {
+        (None, _) => run(args.config, args.serve).await,
+        (Some(Command::Serve(serve)), None) => run(args.config, serve).await,
+        (Some(_), Some(_)) => Err("--listen goes after `serve`, and only there".into()),
+        (Some(command), None) => admin(args.config, command).await,
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -86,8 +130,8 @@ async fn main() -> ExitCode {
 }
 
 /// Loads the configuration, builds the endpoint and serves until Ctrl-C.
-async fn run(args: Args) -> Result<(), BoxError> {
-    let source = Source::load(args.config)?;
+async fn run(config_path: Option<PathBuf>, args: ServeArgs) -> Result<(), BoxError> {
+    let source = Source::load(config_path)?;
     let config = Config::parse(&source)?;
     let listen = args.listen.or(config.listen).unwrap_or(DEFAULT_LISTEN);
     // The demo has no public URL of its own: its issuer is where it listens.
@@ -96,9 +140,16 @@ async fn run(args: Args) -> Result<(), BoxError> {
         Source::File { .. } => config.issuer.clone(),
     };
 
-    let keys = || load_keys(&config.keys, &source);
-    let (endpoint, remote_jwks) = build_endpoint(&config, &issuer, keys, source.base_dir())?;
-    for remote in remote_jwks {
+    // Everything that can be checked is, before the store file or the key
+    // file is created.
+    let choice = StoreChoice::of(config.store.as_ref(), &source)?;
+    let accounts = configured_accounts(&config.service_accounts)?;
+    let mut remotes = RemoteSources::default();
+    let applications = build_applications(&config.applications, source.base_dir(), &mut remotes)?;
+    let store = open_store(choice, &accounts).await?;
+    let keys = load_keys(&config.keys, &source)?;
+    let endpoint = build_endpoint(&config, &issuer, keys, applications, store)?;
+    for remote in remotes.into_sources() {
         tokio::spawn(prefetch_jwks(remote));
     }
 
@@ -119,24 +170,93 @@ async fn run(args: Args) -> Result<(), BoxError> {
 // ---------------------------------------------------------------------------
 
 /// OAuth2 client-credentials token server (tower-m2m-auth example).
-#[derive(Debug, Parser)]
+///
+/// Without a subcommand, serves (as `serve` does).
+#[derive(Parser)]
 #[command(version)]
 struct Args {
     /// TOML configuration file (default: the embedded demo configuration,
-    /// which is examples/server.toml).
-    #[arg(long, value_name = "FILE")]
+    /// which is examples/server.toml, with an in-memory store).
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
 
+    #[command(flatten)]
+    serve: ServeArgs,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
     /// Address to listen on [default: the configuration's `listen`, else
     /// 127.0.0.1:9000].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`), so that stdout
-/// carries only the demo instructions.
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// What to do. Every command but `serve` works on the store that the
+/// configuration's `[store]` names, and needs `--config FILE`.
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the token endpoint and the sample API (the default).
+    Serve(ServeArgs),
+    /// Create a service account and its first app-password token, printed
+    /// once on stdout.
+    CreateServiceAccount {
+        /// Its username (`username` in token requests).
+        username: String,
+        /// Display name [default: the username].
+        #[arg(long)]
+        name: Option<String>,
+        /// The token expires after this long: 30d, 12h, 90m, 3600s
+        /// [default: never].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires: Option<Duration>,
+    },
+    /// Add another app-password token to a service account (to rotate
+    /// without downtime), printed once on stdout.
+    AddToken {
+        /// The account's username.
+        username: String,
+        /// The token expires after this long: 30d, 12h, 90m, 3600s
+        /// [default: never].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires: Option<Duration>,
+    },
+    /// List the service accounts: username, display name, active.
+    List,
+    /// Revoke an app-password token, given as itself or by its SHA-256.
+    RevokeToken(RevokedToken),
+    /// Disable a service account: none of its tokens authenticates.
+    Disable {
+        /// The account's username.
+        username: String,
+    },
+    /// Enable a disabled service account again.
+    Enable {
+        /// The account's username.
+        username: String,
+    },
+}
+
+/// The token to revoke.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct RevokedToken {
+    /// The token itself (`-`: read it from stdin, which keeps it out of the
+    /// shell history).
+    #[arg(long)]
+    token: Option<String>,
+    /// Its SHA-256, 64 hex digits (`printf %s TOKEN | sha256sum`).
+    #[arg(long, value_name = "HEX")]
+    sha256: Option<String>,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (else `default`), so that stdout
+/// carries only the demo instructions, a new token or the list of accounts.
+fn init_tracing(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -209,6 +329,20 @@ struct Config {
     applications: Vec<ApplicationConfig>,
     #[serde(default)]
     service_accounts: Vec<ServiceAccountConfig>,
+    store: Option<StoreConfig>,
+}
+
+/// `[store]`: where service accounts, tokens, the replay cache and the
+/// revocation list live. Exactly one key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreConfig {
+    /// An SQLite file, relative to the configuration file (feature `sqlite`).
+    sqlite: Option<PathBuf>,
+    /// A PostgreSQL URL (feature `postgres`).
+    postgres: Option<String>,
+    /// `true`: in memory, lost at exit.
+    memory: Option<bool>,
 }
 
 impl Config {
@@ -544,23 +678,19 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
 // Endpoint, applications and service accounts
 // ---------------------------------------------------------------------------
 
-/// The token endpoint layer, with every application and service account.
-///
-/// The signing keys are loaded last, so that a configuration error does not
-/// leave a newly generated key file behind. Also returns the JWKS URLs that
-/// applications trust, to fetch ahead of the first request.
+/// The token endpoint layer, with every application, over `store` (its
+/// service accounts, replay cache and revocation list).
 fn build_endpoint(
     config: &Config,
     issuer: &str,
-    keys: impl FnOnce() -> Result<KeyRing, BoxError>,
-    base_dir: &Path,
-) -> Result<(Endpoint, Vec<RemoteJwks>), BoxError> {
-    let store = build_store(&config.service_accounts)?;
-    let mut remotes = RemoteSources::default();
-    let applications = build_applications(&config.applications, base_dir, &mut remotes)?;
-    let keys = keys()?;
-    let endpoint = TokenEndpointLayer::new(issuer, keys, StoreVerifier::new(store))
-        .map_err(|error| format!("issuer {issuer:?}: {error}"))?;
+    keys: KeyRing,
+    applications: Vec<Application>,
+    store: Store,
+) -> Result<Endpoint, BoxError> {
+    let verifier = StoreVerifier::new(store.clone()).with_replay_cache(store.clone());
+    let endpoint = TokenEndpointLayer::new(issuer, keys, verifier)
+        .map_err(|error| format!("issuer {issuer:?}: {error}"))?
+        .revocation_list(store);
     let mut endpoint = apply_options(endpoint, &config.endpoint)?;
     for application in applications {
         let client_id = application.client_id().to_owned();
@@ -575,7 +705,7 @@ fn build_endpoint(
             );
         }
     }
-    Ok((endpoint, remotes.into_sources()))
+    Ok(endpoint)
 }
 
 /// Applies the `[endpoint]` options that are set.
@@ -715,9 +845,18 @@ fn check_scope(scope: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The credential store: every service account with its tokens.
-fn build_store(configs: &[ServiceAccountConfig]) -> Result<MemoryStore, BoxError> {
-    let store = MemoryStore::new();
+/// A service account of the configuration, with its tokens.
+struct ConfiguredAccount {
+    account: ServiceAccount,
+    passwords: Vec<AppPassword>,
+}
+
+/// The service accounts of the configuration, checked: unique usernames, and
+/// no token configured twice.
+fn configured_accounts(
+    configs: &[ServiceAccountConfig],
+) -> Result<Vec<ConfiguredAccount>, BoxError> {
+    let mut accounts = Vec::with_capacity(configs.len());
     let mut usernames = HashSet::new();
     let mut digests = HashSet::new();
     for config in configs {
@@ -729,6 +868,7 @@ fn build_store(configs: &[ServiceAccountConfig]) -> Result<MemoryStore, BoxError
             return Err(context("username is used twice".into()).into());
         }
         let account = config.account();
+        let mut passwords = Vec::with_capacity(config.tokens.len());
         for (index, token) in config.tokens.iter().enumerate() {
             let context = |error| context(format!("token #{}: {error}", index + 1));
             let password = token.app_password(&account.id).map_err(context)?;
@@ -747,12 +887,11 @@ fn build_store(configs: &[ServiceAccountConfig]) -> Result<MemoryStore, BoxError
                     "app-password token has expired"
                 );
             }
-            store.insert_app_password(password);
+            passwords.push(password);
         }
-        store.insert_account(account);
+        accounts.push(ConfiguredAccount { account, passwords });
     }
-    tracing::info!(service_accounts = configs.len(), "credential store loaded");
-    Ok(store)
+    Ok(accounts)
 }
 
 impl ServiceAccountConfig {
@@ -1287,4 +1426,545 @@ fn demo_token_request(config: &Config, application: &ApplicationConfig) -> Optio
 /// `value` as one POSIX shell word.
 fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+// ---------------------------------------------------------------------------
+// The store: service accounts, replay cache and revocation list
+// ---------------------------------------------------------------------------
+
+/// Which store the configuration names, checked but not opened yet.
+enum StoreChoice {
+    Memory,
+    #[cfg(feature = "sqlite")]
+    Sqlite(PathBuf),
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+}
+
+impl StoreChoice {
+    /// The `[store]` of a configuration file; the embedded demo always keeps
+    /// its store in memory.
+    fn of(config: Option<&StoreConfig>, source: &Source) -> Result<Self, BoxError> {
+        let Source::File { path, .. } = source else {
+            return Ok(Self::Memory);
+        };
+        let Some(config) = config else {
+            return Self::default_for(path);
+        };
+        match (&config.sqlite, &config.postgres, config.memory) {
+            (Some(file), None, None) => Self::sqlite(source.base_dir().join(file)),
+            (None, Some(url), None) => Self::postgres(url),
+            (None, None, Some(true)) => Ok(Self::Memory),
+            (None, None, Some(false)) => Err("[store] memory = false: name the store instead \
+                 (sqlite = \"FILE\" or postgres = \"URL\"), or leave [store] out for SQLite \
+                 next to the configuration file"
+                .into()),
+            _ => Err(
+                "[store]: give exactly one of sqlite = \"FILE\", postgres = \"URL\" \
+                      or memory = true"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Without `[store]`: `<config stem>.db` next to the configuration file.
+    #[cfg(feature = "sqlite")]
+    fn default_for(config_path: &Path) -> Result<Self, BoxError> {
+        Ok(Self::Sqlite(default_store_file(config_path)))
+    }
+
+    /// Without `[store]` nor the `sqlite` feature: memory, with a warning.
+    #[cfg(not(feature = "sqlite"))]
+    fn default_for(config_path: &Path) -> Result<Self, BoxError> {
+        tracing::warn!(
+            sqlite_file = %default_store_file(config_path).display(),
+            "this build has no `sqlite` feature: service accounts are kept in memory and \
+             changes are lost at exit; run with `--features sqlite` to keep them in an SQLite file"
+        );
+        Ok(Self::Memory)
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn sqlite(file: PathBuf) -> Result<Self, BoxError> {
+        Ok(Self::Sqlite(file))
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    fn sqlite(_: PathBuf) -> Result<Self, BoxError> {
+        Err(
+            "[store] sqlite needs the `sqlite` feature: run with `--features sqlite`, e.g. \
+             `cargo run --features sqlite --example server -- --config FILE`"
+                .into(),
+        )
+    }
+
+    #[cfg(feature = "postgres")]
+    fn postgres(url: &str) -> Result<Self, BoxError> {
+        Ok(Self::Postgres(url.to_owned()))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn postgres(_: &str) -> Result<Self, BoxError> {
+        Err(
+            "[store] postgres needs the `postgres` feature: run with `--features postgres`, \
+             e.g. `cargo run --features postgres --example server -- --config FILE`"
+                .into(),
+        )
+    }
+
+    /// Connects (creating the SQLite file and the tables if needed).
+    async fn open(self) -> Result<Store, BoxError> {
+        match self {
+            Self::Memory => Ok(Store::Memory(MemoryBackend::default())),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(file) => {
+                let name = file
+                    .to_str()
+                    .ok_or_else(|| format!("[store] sqlite: {} is not UTF-8", file.display()))?;
+                // A bare name would be taken for a URL if it began with "sqlite:".
+                let name = if name.starts_with("sqlite:") {
+                    format!("./{name}")
+                } else {
+                    name.to_owned()
+                };
+                let store = SqliteStore::connect(&name).await.map_err(|error| {
+                    format!("cannot open the SQLite store {}: {error}", file.display())
+                })?;
+                Ok(Store::Sqlite(store))
+            }
+            #[cfg(feature = "postgres")]
+            Self::Postgres(url) => {
+                // The error never repeats the URL, which may hold a password.
+                let store = PgStore::connect(&url)
+                    .await
+                    .map_err(|error| format!("cannot open the PostgreSQL store: {error}"))?;
+                Ok(Store::Postgres(store))
+            }
+        }
+    }
+}
+
+impl fmt::Display for StoreChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory store"),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(file) => write!(f, "SQLite store {}", file.display()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => f.write_str("PostgreSQL store"),
+        }
+    }
+}
+
+/// `<config dir>/<config stem>.db`.
+fn default_store_file(config_path: &Path) -> PathBuf {
+    let stem = config_path
+        .file_stem()
+        .map_or_else(|| "server".into(), |stem| stem.to_string_lossy());
+    config_path.with_file_name(format!("{stem}.db"))
+}
+
+/// Opens the store and imports the configured service accounts.
+async fn open_store(
+    choice: StoreChoice,
+    accounts: &[ConfiguredAccount],
+) -> Result<Store, BoxError> {
+    let description = choice.to_string();
+    let store = choice.open().await?;
+    import_accounts(&store, accounts).await?;
+    tracing::info!(store = description, "credential store ready");
+    Ok(store)
+}
+
+/// Brings the configured service accounts and tokens into the store. What
+/// is there already stays as it is: a restart changes nothing, and an
+/// account disabled with `disable` stays disabled. A configured token that
+/// was revoked is imported again, though: remove it from the file too.
+async fn import_accounts(store: &Store, accounts: &[ConfiguredAccount]) -> Result<(), BoxError> {
+    let mut new_tokens = 0;
+    for configured in accounts {
+        let username = configured.account.username.as_str();
+        let context = |error| format!("[[service_accounts]] {username:?}: {error}");
+        let stored = store
+            .import_service_account(configured.account.clone())
+            .await
+            .map_err(|error| context(error.to_string()))?;
+        if (&stored.name, stored.active) != (&configured.account.name, configured.account.active) {
+            tracing::warn!(
+                username,
+                name = stored.name,
+                active = stored.active,
+                "service account: the store's name and active flag win over the configuration's \
+                 (use the enable and disable commands)"
+            );
+        }
+        for (index, password) in configured.passwords.iter().enumerate() {
+            match store.import_app_password(username, password.clone()).await {
+                Ok(true) => new_tokens += 1,
+                Ok(false) => {}
+                Err(AdminError::PasswordOfAnotherAccount) => {
+                    return Err(context(format!(
+                        "token #{}: the store holds this token for another service account",
+                        index + 1
+                    ))
+                    .into());
+                }
+                Err(error) => return Err(context(format!("token #{}: {error}", index + 1)).into()),
+            }
+        }
+    }
+    tracing::info!(
+        service_accounts = accounts.len(),
+        new_tokens,
+        "configured service accounts imported"
+    );
+    Ok(())
+}
+
+/// The memory store, with its replay cache and revocation list.
+#[derive(Clone, Default)]
+struct MemoryBackend {
+    accounts: MemoryStore,
+    replay: MemoryReplayCache,
+    revoked: MemoryRevocationList,
+}
+
+/// The store the configuration names; every trait by delegation.
+#[derive(Clone)]
+enum Store {
+    Memory(MemoryBackend),
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqliteStore),
+    #[cfg(feature = "postgres")]
+    Postgres(PgStore),
+}
+
+/// `$body` with `$s` bound to the store (for memory: its part `$part`).
+macro_rules! dispatch {
+    ($store:expr, $part:ident, |$s:ident| $body:expr) => {
+        match $store {
+            Store::Memory(memory) => {
+                let $s = &memory.$part;
+                $body
+            }
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite($s) => $body,
+            #[cfg(feature = "postgres")]
+            Store::Postgres($s) => $body,
+        }
+    };
+}
+
+impl CredentialStore for Store {
+    async fn app_password(
+        &self,
+        username: &str,
+        digest: &TokenDigest,
+    ) -> Result<Option<AccountCredential>, StoreError> {
+        dispatch!(self, accounts, |s| s.app_password(username, digest).await)
+    }
+}
+
+impl ReplayCache for Store {
+    async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
+        dispatch!(self, replay, |s| s.first_use(key, expires_at).await)
+    }
+}
+
+impl RevocationList for Store {
+    async fn revoke(&self, jti: &str, expires_at: u64) -> Result<(), StoreError> {
+        dispatch!(self, revoked, |s| s.revoke(jti, expires_at).await)
+    }
+
+    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        dispatch!(self, revoked, |s| s.is_revoked(jti).await)
+    }
+}
+
+impl AccountAdmin for Store {
+    async fn create_service_account(
+        &self,
+        account: ServiceAccount,
+        expires: Option<SystemTime>,
+    ) -> Result<(ServiceAccount, secrecy::SecretString), AdminError> {
+        dispatch!(self, accounts, |s| s
+            .create_service_account(account, expires)
+            .await)
+    }
+
+    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>, StoreError> {
+        dispatch!(self, accounts, |s| s.list_service_accounts().await)
+    }
+
+    async fn add_app_password(
+        &self,
+        username: &str,
+        expires: Option<SystemTime>,
+    ) -> Result<secrecy::SecretString, AdminError> {
+        dispatch!(self, accounts, |s| s
+            .add_app_password(username, expires)
+            .await)
+    }
+
+    async fn revoke_app_password(&self, digest: &TokenDigest) -> Result<bool, StoreError> {
+        dispatch!(self, accounts, |s| s.revoke_app_password(digest).await)
+    }
+
+    async fn set_account_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
+        dispatch!(self, accounts, |s| s
+            .set_account_active(username, active)
+            .await)
+    }
+
+    async fn import_service_account(
+        &self,
+        account: ServiceAccount,
+    ) -> Result<ServiceAccount, AdminError> {
+        dispatch!(self, accounts, |s| s.import_service_account(account).await)
+    }
+
+    async fn import_app_password(
+        &self,
+        username: &str,
+        password: AppPassword,
+    ) -> Result<bool, AdminError> {
+        dispatch!(self, accounts, |s| s
+            .import_app_password(username, password)
+            .await)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Administration commands
+// ---------------------------------------------------------------------------
+
+/// Runs an administration command against the configured store. Messages go
+/// to stderr; stdout carries only a new token, or the list of accounts.
+async fn admin(config_path: Option<PathBuf>, command: Command) -> Result<(), BoxError> {
+    let Some(config_path) = config_path else {
+        return Err(
+            "this command needs --config FILE, whose [store] it works on \
+                    (the embedded demo keeps its accounts in memory, for one run)"
+                .into(),
+        );
+    };
+    let source = Source::load(Some(config_path))?;
+    let config = Config::parse(&source)?;
+    let choice = StoreChoice::of(config.store.as_ref(), &source)?;
+    if matches!(choice, StoreChoice::Memory) && !matches!(command, Command::List) {
+        return Err(format!(
+            "{source} keeps its service accounts in memory, so a change made here would be \
+             lost at once: name a persistent [store] (SQLite, the default with the `sqlite` \
+             feature: run with `--features sqlite`)"
+        )
+        .into());
+    }
+    let accounts = configured_accounts(&config.service_accounts)?;
+    let store_name = choice.to_string();
+    let store = open_store(choice, &accounts).await?;
+
+    match command {
+        Command::Serve(_) => unreachable!("serve is not an administration command"),
+        Command::CreateServiceAccount {
+            username,
+            name,
+            expires,
+        } => {
+            check_username(&username)?;
+            let expires = expires.map(expiry_after).transpose()?;
+            let mut account = ServiceAccount::new(&username);
+            if let Some(name) = name {
+                account = account.with_name(name);
+            }
+            let (account, token) = store.create_service_account(account, expires).await?;
+            eprintln!(
+                "Created service account {:?} ({:?}) in the {store_name}.",
+                account.username, account.name
+            );
+            print_new_token(&account.username, &token, expires);
+        }
+        Command::AddToken { username, expires } => {
+            let expires = expires.map(expiry_after).transpose()?;
+            let token = store.add_app_password(&username, expires).await?;
+            eprintln!("Added an app-password token to {username:?} in the {store_name}.");
+            print_new_token(&username, &token, expires);
+        }
+        Command::List => {
+            let accounts = store.list_service_accounts().await?;
+            print_accounts(&accounts);
+        }
+        Command::RevokeToken(which) => {
+            let digest = which.digest()?;
+            // Every start imports the configured tokens again.
+            if let Some(owner) = accounts
+                .iter()
+                .find(|configured| configured.passwords.iter().any(|p| p.digest == digest))
+            {
+                return Err(format!(
+                    "{source} declares this token for {:?}: remove it from the file first, \
+                     then revoke it (the server imports the file's tokens at every start)",
+                    owner.account.username
+                )
+                .into());
+            }
+            if !store.revoke_app_password(&digest).await? {
+                return Err(
+                    format!("no app-password token with this digest in the {store_name}").into(),
+                );
+            }
+            eprintln!("Revoked the app-password token {}.", digest.to_hex());
+        }
+        Command::Disable { username } => set_active(&store, &username, false, &store_name).await?,
+        Command::Enable { username } => set_active(&store, &username, true, &store_name).await?,
+    }
+    Ok(())
+}
+
+async fn set_active(
+    store: &Store,
+    username: &str,
+    active: bool,
+    store_name: &str,
+) -> Result<(), BoxError> {
+    if !store.set_account_active(username, active).await? {
+        return Err(AdminError::NoSuchAccount(username.to_owned()).into());
+    }
+    let state = if active { "enabled" } else { "disabled" };
+    eprintln!("Service account {username:?} {state} in the {store_name}.");
+    Ok(())
+}
+
+/// Usernames travel in form bodies and show in logs: printable, no spaces.
+fn check_username(username: &str) -> Result<(), String> {
+    if username.is_empty() || !username.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "username {username:?} must be printable ASCII without spaces"
+        ));
+    }
+    Ok(())
+}
+
+impl RevokedToken {
+    /// The digest of the token to revoke.
+    fn digest(&self) -> Result<TokenDigest, BoxError> {
+        match (&self.token, &self.sha256) {
+            (_, Some(hex)) => Ok(parse_digest("--sha256", hex)?),
+            (Some(token), None) if token == "-" => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|error| format!("cannot read the token from stdin: {error}"))?;
+                let token = line.trim_end_matches(['\r', '\n']);
+                if token.is_empty() {
+                    return Err("no token on stdin".into());
+                }
+                Ok(TokenDigest::of(token))
+            }
+            (Some(token), None) => Ok(TokenDigest::of(token)),
+            (None, None) => Err("give --token or --sha256".into()),
+        }
+    }
+}
+
+/// Prints a new token: on stdout, alone, so that scripts can capture it.
+fn print_new_token(username: &str, token: &secrecy::SecretString, expires: Option<SystemTime>) {
+    use secrecy::ExposeSecret as _;
+
+    match expires {
+        Some(expires) => eprintln!("The token expires at {}.", format_time(expires)),
+        None => eprintln!("The token does not expire."),
+    }
+    eprintln!(
+        "warning: the token is shown only this once (only its SHA-256 is stored): \
+         keep it now. Clients log in with username={username} and password=<token>."
+    );
+    println!("{}", token.expose_secret());
+}
+
+/// The accounts, as a table on stdout.
+fn print_accounts(accounts: &[ServiceAccount]) {
+    let width = |header: &str, column: fn(&ServiceAccount) -> &str| {
+        accounts
+            .iter()
+            .map(|account| column(account).chars().count())
+            .fold(header.len(), usize::max)
+    };
+    let username_width = width("USERNAME", |account| &account.username);
+    let name_width = width("NAME", |account| &account.name);
+    println!(
+        "{:username_width$}  {:name_width$}  ACTIVE",
+        "USERNAME", "NAME"
+    );
+    for account in accounts {
+        let active = if account.active { "yes" } else { "no" };
+        println!(
+            "{:username_width$}  {:name_width$}  {active}",
+            account.username, account.name
+        );
+    }
+}
+
+/// `--expires` after now.
+fn expiry_after(duration: Duration) -> Result<SystemTime, String> {
+    SystemTime::now()
+        .checked_add(duration)
+        .ok_or_else(|| "--expires is too far in the future".into())
+}
+
+/// A duration like `30d`, `12h`, `90m` or `3600s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let usage = || {
+        format!("{text:?}: expected a number and a unit (d, h, m or s), e.g. 30d, 12h, 90m, 3600s")
+    };
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| usage())?;
+    let unit_seconds = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(usage()),
+    };
+    if number == 0 {
+        return Err(format!(
+            "{text:?}: a token that expires at once is of no use"
+        ));
+    }
+    number
+        .checked_mul(unit_seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// `time` as RFC 3339 UTC, to the second.
+fn format_time(time: SystemTime) -> String {
+    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = i64::try_from(seconds / 86_400).unwrap_or(i64::MAX);
+    let (year, month, day) = civil_from_days(days);
+    let rest = seconds % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, the inverse of `days_from_civil`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }

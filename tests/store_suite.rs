@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
 use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey};
 use tower_m2m_auth::store::{
-    AccountAdmin, AdminError, CredentialStore, ServiceAccount, TokenDigest,
+    AccountAdmin, AdminError, AppPassword, CredentialStore, ServiceAccount, TokenDigest,
 };
 
 /// A store every behaviour can use.
@@ -182,6 +182,143 @@ pub async fn accounts_are_listed_by_username<S: SuiteStore>(store: S) {
     assert_eq!(listed, ["svc-list-a", "svc-list-b", "svc-list-c"]);
 }
 
+pub async fn importing_an_account_is_idempotent<S: SuiteStore>(store: S) {
+    let account = ServiceAccount::new("svc-import").with_name("Imported");
+    let imported = store.import_service_account(account.clone()).await.unwrap();
+    assert_eq!(imported, account);
+    // Importing again, even with other settings, keeps the stored account.
+    let changed = ServiceAccount::new("svc-import")
+        .with_name("Changed")
+        .with_active(false);
+    let again = store.import_service_account(changed).await.unwrap();
+    assert_eq!(again, account);
+    let listed: Vec<ServiceAccount> = store
+        .list_service_accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|listed| listed.username == "svc-import")
+        .collect();
+    assert_eq!(listed, [account]);
+}
+
+pub async fn an_existing_account_is_not_replaced_by_an_import<S: SuiteStore>(store: S) {
+    let url = endpoint(store.clone()).await;
+    let (created, token) = store
+        .create_service_account(ServiceAccount::new("svc-kept"), None)
+        .await
+        .unwrap();
+    let stored = store
+        .import_service_account(ServiceAccount::new("svc-kept").with_name("Other"))
+        .await
+        .unwrap();
+    assert_eq!(stored, created);
+    assert_eq!(login(&url, "svc-kept", &token).await, 200);
+}
+
+pub async fn imported_password_authenticates_once_imported<S: SuiteStore>(store: S) {
+    let url = endpoint(store.clone()).await;
+    let account = store
+        .import_service_account(ServiceAccount::new("svc-import-pw"))
+        .await
+        .unwrap();
+    let token = SecretString::from("imported-token-of-svc-import-pw");
+    let digest = TokenDigest::of(token.expose_secret());
+    // The password's account_id is not what counts: the username is.
+    let password = AppPassword::new("some other id", digest);
+    assert!(
+        store
+            .import_app_password("svc-import-pw", password.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .import_app_password("svc-import-pw", password)
+            .await
+            .unwrap()
+    );
+    assert_eq!(login(&url, "svc-import-pw", &token).await, 200);
+    let credential = store
+        .app_password("svc-import-pw", &digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(credential.password.account_id, account.id);
+    // Once revoked, importing it again brings it back.
+    assert!(store.revoke_app_password(&digest).await.unwrap());
+    assert_eq!(login(&url, "svc-import-pw", &token).await, 400);
+    assert!(
+        store
+            .import_app_password("svc-import-pw", AppPassword::new("", digest))
+            .await
+            .unwrap()
+    );
+    assert_eq!(login(&url, "svc-import-pw", &token).await, 200);
+}
+
+pub async fn imported_password_keeps_its_expiry<S: SuiteStore>(store: S) {
+    let url = endpoint(store.clone()).await;
+    store
+        .import_service_account(ServiceAccount::new("svc-import-exp"))
+        .await
+        .unwrap();
+    let expired = SecretString::from("expired-imported-token");
+    let past = SystemTime::now() - Duration::from_secs(5);
+    let password =
+        AppPassword::new("", TokenDigest::of(expired.expose_secret())).with_expires(past);
+    assert!(
+        store
+            .import_app_password("svc-import-exp", password)
+            .await
+            .unwrap()
+    );
+    assert_eq!(login(&url, "svc-import-exp", &expired).await, 400);
+    let valid = SecretString::from("valid-imported-token");
+    let future = SystemTime::now() + Duration::from_secs(3600);
+    let password =
+        AppPassword::new("", TokenDigest::of(valid.expose_secret())).with_expires(future);
+    assert!(
+        store
+            .import_app_password("svc-import-exp", password)
+            .await
+            .unwrap()
+    );
+    assert_eq!(login(&url, "svc-import-exp", &valid).await, 200);
+}
+
+pub async fn importing_a_password_for_an_unknown_account_fails<S: SuiteStore>(store: S) {
+    let password = AppPassword::new("", TokenDigest::of("orphan token"));
+    let error = store
+        .import_app_password("svc-import-ghost", password)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AdminError::NoSuchAccount(_)), "{error}");
+}
+
+pub async fn an_imported_password_never_moves_to_another_account<S: SuiteStore>(store: S) {
+    let url = endpoint(store.clone()).await;
+    let (_, token) = store
+        .create_service_account(ServiceAccount::new("svc-owner"), None)
+        .await
+        .unwrap();
+    store
+        .import_service_account(ServiceAccount::new("svc-thief"))
+        .await
+        .unwrap();
+    let password = AppPassword::new("", TokenDigest::of(token.expose_secret()));
+    let error = store
+        .import_app_password("svc-thief", password)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, AdminError::PasswordOfAnotherAccount),
+        "{error}"
+    );
+    assert_eq!(login(&url, "svc-owner", &token).await, 200);
+    assert_eq!(login(&url, "svc-thief", &token).await, 400);
+}
+
 /// Instantiates every behaviour for one backend: `store_suite!(module, async { store })`.
 #[macro_export]
 macro_rules! store_suite {
@@ -197,6 +334,12 @@ macro_rules! store_suite {
                 another_accounts_token_is_refused,
                 adding_a_token_to_an_unknown_account_fails,
                 accounts_are_listed_by_username,
+                importing_an_account_is_idempotent,
+                an_existing_account_is_not_replaced_by_an_import,
+                imported_password_authenticates_once_imported,
+                imported_password_keeps_its_expiry,
+                importing_a_password_for_an_unknown_account_fails,
+                an_imported_password_never_moves_to_another_account,
             );
         }
     };

@@ -150,4 +150,41 @@ impl AccountAdmin for MemoryStore {
     async fn set_account_active(&self, username: &str, active: bool) -> Result<bool, StoreError> {
         Ok(self.set_active(username, active))
     }
+
+    async fn import_service_account(
+        &self,
+        account: ServiceAccount,
+    ) -> Result<ServiceAccount, AdminError> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        Ok(inner
+            .accounts
+            .entry(account.username.clone())
+            .or_insert(account)
+            .clone())
+    }
+
+    async fn import_app_password(
+        &self,
+        username: &str,
+        mut password: AppPassword,
+    ) -> Result<bool, AdminError> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let account_id = inner
+            .accounts
+            .get(username)
+            .ok_or_else(|| AdminError::NoSuchAccount(username.to_owned()))?
+            .id
+            .clone();
+        match inner.passwords.get(password.digest.as_bytes()) {
+            Some(stored) if stored.account_id == account_id => Ok(false),
+            Some(_) => Err(AdminError::PasswordOfAnotherAccount),
+            None => {
+                password.account_id = account_id;
+                inner
+                    .passwords
+                    .insert(*password.digest.as_bytes(), password);
+                Ok(true)
+            }
+        }
+    }
 }

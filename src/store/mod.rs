@@ -194,6 +194,10 @@ pub enum AdminError {
     /// No account has this username.
     #[error("no service account named {0:?}")]
     NoSuchAccount(String),
+    /// The app password being imported is stored already, for another
+    /// account: it stays with that account.
+    #[error("this app password belongs to another service account")]
+    PasswordOfAnotherAccount,
     /// The store could not be reached.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -238,4 +242,32 @@ pub trait AccountAdmin: Send + Sync + 'static {
         username: &str,
         active: bool,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Brings in an account that comes from elsewhere (a configuration file,
+    /// another system), keeping its `id` and `uuid` so that its subjects do
+    /// not change. If an account with this username exists already, it is
+    /// left unchanged (name, `active` and ids included) and returned: the
+    /// store is authoritative once an account is in it, so importing is
+    /// idempotent, e.g. on every start of a server. Otherwise `account` is
+    /// inserted and returned. Fails with [`AdminError::Store`] if another
+    /// account has the same `id` or `uuid` in an SQL store.
+    fn import_service_account(
+        &self,
+        account: ServiceAccount,
+    ) -> impl Future<Output = Result<ServiceAccount, AdminError>> + Send;
+
+    /// Brings in an app password whose token is known only by its digest,
+    /// for the account `username` (`password.account_id` is ignored: the
+    /// stored account's id is used).
+    ///
+    /// `Ok(true)`: it was inserted. `Ok(false)`: this digest is stored
+    /// already for this account, and left unchanged (its expiry included).
+    /// [`AdminError::NoSuchAccount`] if there is no account `username`;
+    /// [`AdminError::PasswordOfAnotherAccount`] if the digest is stored for
+    /// another account, which keeps it: a token never moves between accounts.
+    fn import_app_password(
+        &self,
+        username: &str,
+        password: AppPassword,
+    ) -> impl Future<Output = Result<bool, AdminError>> + Send;
 }

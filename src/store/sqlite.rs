@@ -110,6 +110,13 @@ const APP_PASSWORD: &str = "SELECT a.id, a.uuid, a.username, a.name, a.active, p
 const ADD_APP_PASSWORD: &str = "INSERT INTO m2m_app_passwords (digest, account_id, expires, created) \
     SELECT ?1, id, ?2, ?3 FROM m2m_service_accounts WHERE username = ?4";
 
+const ACCOUNT_BY_USERNAME: &str =
+    "SELECT id, uuid, username, name, active FROM m2m_service_accounts WHERE username = ?1";
+
+const ACCOUNT_ID_BY_USERNAME: &str = "SELECT id FROM m2m_service_accounts WHERE username = ?1";
+
+const OWNER_OF_APP_PASSWORD: &str = "SELECT account_id FROM m2m_app_passwords WHERE digest = ?1";
+
 const DELETE_APP_PASSWORD: &str = "DELETE FROM m2m_app_passwords WHERE digest = ?1";
 
 const SET_ACTIVE: &str = "UPDATE m2m_service_accounts SET active = ?1 WHERE username = ?2";
@@ -244,6 +251,73 @@ impl AccountAdmin for SqliteStore {
             .map_err(store_error)?;
         Ok(updated.rows_affected() > 0)
     }
+
+    async fn import_service_account(
+        &self,
+        account: ServiceAccount,
+    ) -> Result<ServiceAccount, AdminError> {
+        // Inserted unless the username is taken; then whichever is stored.
+        sqlx::query(
+            "INSERT INTO m2m_service_accounts (id, uuid, username, name, active) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(&account.id)
+        .bind(account.uuid.to_string())
+        .bind(&account.username)
+        .bind(&account.name)
+        .bind(account.active)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let row: AccountRow = sqlx::query_as(ACCOUNT_BY_USERNAME)
+            .bind(&account.username)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(account_from_row(row)?)
+    }
+
+    async fn import_app_password(
+        &self,
+        username: &str,
+        password: AppPassword,
+    ) -> Result<bool, AdminError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let account_id: Option<String> = sqlx::query_scalar(ACCOUNT_ID_BY_USERNAME)
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(account_id) = account_id else {
+            return Err(AdminError::NoSuchAccount(username.to_owned()));
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO m2m_app_passwords (digest, account_id, expires, created) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(password.digest.as_bytes().as_slice())
+        .bind(&account_id)
+        .bind(password.expires.map(unix_micros))
+        .bind(unix_micros(SystemTime::now()))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if inserted.rows_affected() == 1 {
+            tx.commit().await.map_err(store_error)?;
+            return Ok(true);
+        }
+        let owner: Option<String> = sqlx::query_scalar(OWNER_OF_APP_PASSWORD)
+            .bind(password.digest.as_bytes().as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        match owner {
+            // (None: revoked since the insert found it; as if right after.)
+            Some(owner) if owner != account_id => Err(AdminError::PasswordOfAnotherAccount),
+            _ => Ok(false),
+        }
+    }
 }
 
 impl ReplayCache for SqliteStore {
@@ -311,6 +385,9 @@ mod tests {
             APP_PASSWORD,
             ADD_APP_PASSWORD,
             DELETE_APP_PASSWORD,
+            ACCOUNT_BY_USERNAME,
+            ACCOUNT_ID_BY_USERNAME,
+            OWNER_OF_APP_PASSWORD,
             SET_ACTIVE,
             IS_REVOKED,
             PURGE[0],
