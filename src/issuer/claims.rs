@@ -50,7 +50,9 @@ pub(crate) struct IdTokenClaims<'a> {
 /// The `sub` of tokens minted for `principal` by `application`.
 pub(crate) fn subject(application: &Application, principal: &Principal, salt: &str) -> String {
     match application.subject_mode {
-        SubjectMode::HashedId => TokenDigest::of(&format!("{}-{salt}", principal.id)).to_hex(),
+        SubjectMode::HashedId => {
+            TokenDigest::of_parts(&[principal.id.as_bytes(), b"-", salt.as_bytes()]).to_hex()
+        }
         SubjectMode::Username => principal.username.clone(),
         SubjectMode::Uuid => principal.uuid.to_string(),
         SubjectMode::Id => principal.id.clone(),

@@ -178,8 +178,11 @@ where
             response::method_not_allowed("POST")
         }
         Route::Token => answer(issue(&config, verifier, request).await.map(response::token)),
-        Route::Introspect => answer(introspection::introspect(&config, verifier, request).await),
-        Route::Revoke => answer(introspection::revoke(&config, verifier, request).await),
+        // Boxed, so that token requests do not carry their futures' size.
+        Route::Introspect => {
+            answer(Box::pin(introspection::introspect(&config, verifier, request)).await)
+        }
+        Route::Revoke => answer(Box::pin(introspection::revoke(&config, verifier, request)).await),
         Route::Jwks | Route::Discovery(_) if !(head || request.method() == Method::GET) => {
             response::method_not_allowed("GET, HEAD")
         }
@@ -236,7 +239,8 @@ where
 }
 
 /// Asks the verifier who the client of `form` is; also clamps the
-/// `requested` scopes to the application's (the verifier sees the result).
+/// `requested` scopes to the application's (the verifier sees the result;
+/// the granted scopes come back space-separated).
 /// With an attempt limiter, a locked-out address or `client_id` gets 429
 /// before the verifier runs, and authentication failures are counted.
 pub(crate) async fn authenticate<V>(
@@ -245,7 +249,7 @@ pub(crate) async fn authenticate<V>(
     form: Form,
     grant_type: GrantType,
     requested: &str,
-) -> Result<(Arc<Application>, Principal, Vec<String>), TokenError>
+) -> Result<(Arc<Application>, Principal, String), TokenError>
 where
     V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
 {
@@ -265,11 +269,9 @@ where
         }
         return Err(TokenError::InvalidClient);
     };
-    let scopes: Vec<String> = application
-        .clamp_scopes(requested)
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let granted = application.clamp_scopes(requested);
+    let scope = granted.join(" ");
+    let scopes: Vec<String> = granted.into_iter().map(str::to_owned).collect();
     poll_fn(|cx| verifier.poll_ready(cx))
         .await
         .map_err(verify_error)?;
@@ -279,7 +281,7 @@ where
         grant_type,
         config.keys.clone(),
     )
-    .with_scopes(scopes.clone());
+    .with_scopes(scopes);
     request.revocations = Some(config.revocations.clone());
     let principal = match verifier.call(request).await {
         Ok(principal) => principal,
@@ -291,7 +293,7 @@ where
             return Err(verify_error(error));
         }
     };
-    Ok((application, principal, scopes))
+    Ok((application, principal, scope))
 }
 
 async fn issue<V, B>(
@@ -316,9 +318,9 @@ where
         Some(_) => return Err(TokenError::UnsupportedGrantType),
     };
     let requested = present(&form.fields.scope).unwrap_or("").to_owned();
-    let (application, principal, scopes) =
+    let (application, principal, scope) =
         authenticate(config, verifier, form, grant_type, &requested).await?;
-    mint(config, &application, &principal, &scopes.join(" "))
+    mint(config, &application, &principal, &scope)
 }
 
 pub(crate) fn verify_error(error: VerifyError) -> TokenError {
@@ -509,12 +511,10 @@ fn mint(
             tracing::error!(%error, "token signing failed");
             TokenError::ServerError
         })?;
-    serde_json::to_vec(&response::TokenResponse {
-        access_token: &access_token,
-        token_type: "Bearer",
-        expires_in: lifetime,
+    Ok(response::token_body(
+        &access_token,
+        lifetime,
         scope,
-        id_token: id_token.as_deref(),
-    })
-    .map_err(|_| TokenError::ServerError)
+        id_token.as_deref(),
+    ))
 }

@@ -11,15 +11,32 @@ use super::TokenError;
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// A successful token response (RFC 6749 §5.1), as authentik answers it.
-#[derive(Serialize)]
-pub(crate) struct TokenResponse<'a> {
-    pub(crate) access_token: &'a str,
-    pub(crate) token_type: &'static str,
-    pub(crate) expires_in: u64,
-    pub(crate) scope: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) id_token: Option<&'a str>,
+/// The body of a successful token response (RFC 6749 §5.1), as authentik
+/// answers it. The tokens are compact JWS (base64url and dots: nothing to
+/// escape), so they are copied as they are; only `scope` goes through the
+/// JSON escaper.
+pub(crate) fn token_body(
+    access_token: &str,
+    expires_in: u64,
+    scope: &str,
+    id_token: Option<&str>,
+) -> Vec<u8> {
+    let scope = serde_json::to_string(scope).unwrap_or_else(|_| "\"\"".to_owned());
+    let id_token_len = id_token.map_or(0, |token| token.len() + 16);
+    let mut body = Vec::with_capacity(access_token.len() + id_token_len + scope.len() + 80);
+    body.extend_from_slice(b"{\"access_token\":\"");
+    body.extend_from_slice(access_token.as_bytes());
+    body.extend_from_slice(b"\",\"token_type\":\"Bearer\",\"expires_in\":");
+    body.extend_from_slice(expires_in.to_string().as_bytes());
+    body.extend_from_slice(b",\"scope\":");
+    body.extend_from_slice(scope.as_bytes());
+    if let Some(id_token) = id_token {
+        body.extend_from_slice(b",\"id_token\":\"");
+        body.extend_from_slice(id_token.as_bytes());
+        body.push(b'"');
+    }
+    body.push(b'}');
+    body
 }
 
 /// `200` with a token body, never cached (RFC 6749 §5.1).
@@ -97,4 +114,26 @@ fn no_store(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_body;
+
+    #[test]
+    fn token_body_is_the_json_of_rfc6749_5_1() {
+        let body = token_body("a.b.c", 3600, "read \"x\" \\ y", Some("d.e.f"));
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "access_token": "a.b.c", "token_type": "Bearer", "expires_in": 3600,
+                "scope": "read \"x\" \\ y", "id_token": "d.e.f",
+            })
+        );
+        let body = token_body("a.b.c", 60, "", None);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(json.get("id_token").is_none());
+        assert_eq!(json["scope"], "");
+    }
 }

@@ -154,7 +154,11 @@ async fn verify<S: CredentialStore, R: ReplayCache>(
     request: ClientAuthentication,
 ) -> Result<Principal, VerifyError> {
     match &request.credentials {
-        Credentials::Assertion(token) => assertion::verify_request(&request, token, replay).await,
+        // The JWT paths are boxed: their futures are large, and inlined they
+        // would make every static-credential request allocate and move them.
+        Credentials::Assertion(token) => {
+            Box::pin(assertion::verify_request(&request, token, replay)).await
+        }
         Credentials::Password { username, password } => {
             verify_app_password(store, username, password.expose_secret()).await
         }
@@ -166,7 +170,7 @@ async fn verify<S: CredentialStore, R: ReplayCache>(
             // A compact JWS in client_secret is an input JWT, for clients that
             // can only set a password; base64(username:token) has no dot.
             if assertion::is_compact_jws(secret) {
-                return assertion::verify(&request, secret, replay).await;
+                return Box::pin(assertion::verify(&request, secret, replay)).await;
             }
             let decoded = decode_basic_secret(secret).ok_or(Rejection::MalformedSecret)?;
             let (username, token) = decoded.split_once(':').ok_or(Rejection::MalformedSecret)?;

@@ -28,6 +28,15 @@ impl TokenDigest {
         Self(Sha256::digest(secret.as_bytes()).into())
     }
 
+    /// The digest of the concatenation of `parts`, without building it.
+    pub(crate) fn of_parts(parts: &[&[u8]]) -> Self {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update(part);
+        }
+        Self(hasher.finalize().into())
+    }
+
     /// Parses 64 hex digits (as printed by [`to_hex`](Self::to_hex)).
     pub fn from_hex(hex: &str) -> Option<Self> {
         let hex = hex.as_bytes();
