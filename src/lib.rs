@@ -19,6 +19,9 @@
 #![deny(missing_docs, unsafe_code, unreachable_pub)]
 #![warn(rust_2018_idioms)]
 
+#[macro_use]
+mod macros;
+
 pub mod issuer;
 pub mod keys;
 pub mod policy;

@@ -37,20 +37,7 @@ impl<S, V> TokenEndpoint<S, V> {
         }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for TokenEndpoint<S, V>

@@ -3,7 +3,7 @@
 //! `request.context["oauth_jwt"]`).
 //!
 //! A policy is anything that implements [`Policy`]; closures
-//! `Fn(&PolicyContext) -> bool` do. With the `cel` feature, [`CelPolicy`]
+//! `Fn(&PolicyContext) -> bool` do. With the `cel` feature, `CelPolicy`
 //! evaluates a CEL expression, so a configuration file can say
 //! `claims.iss == "https://my.issuer"`.
 //!

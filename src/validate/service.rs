@@ -36,20 +36,7 @@ impl<S, R: Clone> JwtValidate<S, R> {
 }
 
 impl<S, R> JwtValidate<S, R> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for JwtValidate<S, R>
