@@ -11,17 +11,17 @@
 //! - `replay_first_use/<store>`: recording a new `jti` (a write; what each
 //!   single-use JWT assertion costs).
 
-use std::convert::Infallible;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use criterion::measurement::WallTime;
-use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool};
-use tower::{Service, ServiceBuilder, service_fn};
+use support::{bench_request, endpoint};
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
 use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey};
 use tower_m2m_auth::store::{
@@ -31,31 +31,6 @@ use tower_m2m_auth::store::{
 
 /// Far enough ahead that no replay-cache entry expires during the run.
 const FAR_FUTURE: u64 = 4_000_000_000;
-
-/// The layer around an inner service that answers every other path.
-fn endpoint<S: CredentialStore>(
-    layer: TokenEndpointLayer<StoreVerifier<S>>,
-) -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<impl http_body::Body<Error = Infallible>>,
-    Error = Infallible,
-> {
-    ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(|_: Request<Full<Bytes>>| async {
-            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-        }))
-}
-
-/// Calls an always-ready service without cloning it.
-fn ready_call<S: Service<R>, R>(service: &mut S, request: R) -> S::Future {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(
-        service.poll_ready(&mut cx).is_ready(),
-        "the endpoint is always ready"
-    );
-    service.call(request)
-}
 
 /// A service account in `store`; its token.
 fn account<S: AccountAdmin>(runtime: &tokio::runtime::Runtime, store: &S) -> SecretString {
@@ -86,27 +61,7 @@ fn token_request<S: CredentialStore + Clone>(
         "grant_type=client_credentials&client_id=bench-client&username=svc-bench&password={}&scope=read",
         token.expose_secret()
     ));
-    // Building the request is the caller's cost, so it is not timed.
-    let make_request = || {
-        Request::post("/application/o/token/")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(body.clone()))
-            .unwrap()
-    };
-    group.bench_function(name, |b| {
-        b.to_async(runtime).iter_batched(
-            make_request,
-            |request| {
-                let call = ready_call(&mut service, request);
-                async move {
-                    let response = call.await.unwrap();
-                    assert_eq!(response.status(), 200);
-                    response.into_body().collect().await.unwrap().to_bytes()
-                }
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    bench_request(group, runtime, name, &mut service, body);
 }
 
 /// The store's lookup of an account with one of its app passwords.

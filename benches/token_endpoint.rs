@@ -8,7 +8,8 @@
 //! - `jwt_assertion`: JWT authentication (an ES256 input JWT verified by a
 //!   certificate key) vs one raw ES256 verify plus one raw ES256 sign.
 
-use std::convert::Infallible;
+#[path = "support/mod.rs"]
+mod support;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -16,13 +17,10 @@ use aws_lc_rs::signature::{
     UnparsedPublicKey,
 };
 use bytes::Bytes;
-use criterion::measurement::WallTime;
-use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::ExposeSecret;
-use tower::{Service, ServiceBuilder, service_fn};
+use support::{bench_request, endpoint};
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{AppPassword, MemoryStore, ServiceAccount};
@@ -38,65 +36,6 @@ fn es256_pair(pem: &str) -> EcdsaKeyPair {
         pem::parse(pem).unwrap().contents(),
     )
     .unwrap()
-}
-
-/// The layer around an inner service that answers every other path.
-fn endpoint(
-    layer: TokenEndpointLayer<StoreVerifier<MemoryStore>>,
-) -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<impl http_body::Body<Error = Infallible>>,
-    Error = Infallible,
-> {
-    ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(|_: Request<Full<Bytes>>| async {
-            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-        }))
-}
-
-/// Benchmarks one token request with `body` through `service`. Building the
-/// request is the caller's cost, not the layer's, so it is not timed.
-fn bench_request<S, B>(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    runtime: &tokio::runtime::Runtime,
-    name: &str,
-    service: &mut S,
-    body: Bytes,
-) where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
-    B: http_body::Body<Error = Infallible>,
-{
-    let make_request = || {
-        Request::post("/application/o/token/")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(body.clone()))
-            .unwrap()
-    };
-    group.bench_function(name, |b| {
-        b.to_async(runtime).iter_batched(
-            make_request,
-            |request| {
-                let call = ready_call(service, request);
-                async move {
-                    let response = call.await.unwrap();
-                    assert_eq!(response.status(), 200);
-                    response.into_body().collect().await.unwrap().to_bytes()
-                }
-            },
-            BatchSize::SmallInput,
-        )
-    });
-}
-
-/// Calls an always-ready service without cloning it.
-fn ready_call<S: Service<R>, R>(service: &mut S, request: R) -> S::Future {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(
-        service.poll_ready(&mut cx).is_ready(),
-        "the endpoint is always ready"
-    );
-    service.call(request)
 }
 
 fn issuer_layer(
