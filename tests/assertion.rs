@@ -16,6 +16,7 @@ use tower_m2m_auth::issuer::Application;
 use tower_m2m_auth::keys::{
     CachePolicy, KeyRing, RemoteJwks, ReqwestFetcher, SigningKey, VerificationKey, VerificationKeys,
 };
+use tower_m2m_auth::store::{AccountAdmin, ExternalAccount};
 
 const CI_CLIENT: &str = "ci-client";
 const CI_SLUG: &str = "ci";
@@ -245,7 +246,11 @@ async fn input_jwt_cannot_take_over_an_existing_account() {
     let mut claims = ci_claims();
     claims["preferred_username"] = json!(USERNAME);
     let jwt_claims = exchange_ok(&server, &external.mint(&claims)).await;
-    assert_eq!(jwt_claims["preferred_username"], USERNAME);
+    // The username is taken: the JWT's account gets a disambiguated one.
+    let disambiguated =
+        ExternalAccount::new(CI_ISSUER, "repo:org/app:ref:refs/heads/main", USERNAME)
+            .disambiguated_username();
+    assert_eq!(jwt_claims["preferred_username"], disambiguated);
     assert_ne!(
         jwt_claims["sub"], server.account.id,
         "identity is (iss, sub), not the username"
@@ -255,6 +260,51 @@ async fn input_jwt_cannot_take_over_an_existing_account() {
     // The same (iss, sub) is the same identity every time.
     let again = exchange_ok(&server, &external.mint(&claims)).await;
     assert_eq!(again["sub"], jwt_claims["sub"]);
+    assert_eq!(again["preferred_username"], disambiguated);
+
+    // Both accounts exist; the existing one is unchanged and still logs in.
+    let accounts = server.store.list_service_accounts().await.unwrap();
+    assert!(accounts.contains(&server.account), "{accounts:?}");
+    assert!(accounts.iter().any(|a| a.username == disambiguated));
+    let response = post_form(
+        &server,
+        &form_encode(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("username", USERNAME),
+            ("password", &server.token),
+        ]),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn input_jwt_of_a_disabled_account_is_invalid_grant() {
+    let external = External::new(Algorithm::ES256);
+    let server = issuer(cert_keys(&external), |app| app).await;
+    let claims = exchange_ok(&server, &external.mint(&ci_claims())).await;
+    let username = claims["preferred_username"].as_str().unwrap().to_owned();
+    assert_eq!(username, "ci-repo:org/app:ref:refs/heads/main");
+    assert!(
+        server
+            .store
+            .set_account_active(&username, false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        rejected(&server, &external.mint(&ci_claims())).await,
+        "invalid_grant"
+    );
+    assert!(
+        server
+            .store
+            .set_account_active(&username, true)
+            .await
+            .unwrap()
+    );
+    exchange_ok(&server, &external.mint(&ci_claims())).await;
 }
 
 // ---- rejections --------------------------------------------------------------------
@@ -623,6 +673,10 @@ async fn access_token_of_a_federated_application_is_accepted() {
     let claims = exchange_ok_without_scope(&server, upstream).await;
     assert_eq!(claims["preferred_username"], USERNAME);
     assert_eq!(claims["act"]["iss"], server.issuer());
+    // A federated token stands for an account of this issuer: nothing new
+    // is recorded for it.
+    let accounts = server.store.list_service_accounts().await.unwrap();
+    assert_eq!(accounts, std::slice::from_ref(&server.account));
 
     // Applications that do not federate refuse it.
     let response = assert_with(

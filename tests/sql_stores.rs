@@ -402,7 +402,7 @@ mod postgres {
             .fetch_one(stores[0].pool())
             .await
             .unwrap();
-        assert_eq!(applied, 1);
+        assert_eq!(applied, 2, "0001 and 0002, each applied once");
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::keys::{ASYMMETRIC_ALGORITHMS, JwtError, VerifyTokenError};
 use crate::policy::PolicyContext;
-use crate::store::{ReplayCache, TokenDigest};
+use crate::store::{CredentialStore, ExternalAccount, ReplayCache, TokenDigest};
 
 /// The `client_assertion_type` of RFC 7523 §2.2.
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -47,9 +47,18 @@ struct Registered {
 }
 
 /// Verifies an input JWT for `request.application` and says who it stands for.
-pub(crate) async fn verify<R: ReplayCache>(
+///
+/// A JWT from an external issuer (not a federated one) stands for an
+/// automatic service account that `store` records on first use (see
+/// [`CredentialStore::external_account`]), after every check and policy has
+/// passed: a disabled record refuses the JWT, and the stored username (which
+/// may be disambiguated) names the client. A federated token is not
+/// recorded: it stands for an account of this issuer, which was checked when
+/// the token was minted, and can be revoked.
+pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
     request: &ClientAuthentication,
     token: &str,
+    store: &S,
     replay: &R,
 ) -> Result<Principal, VerifyError> {
     let application = &request.application;
@@ -162,7 +171,26 @@ pub(crate) async fn verify<R: ReplayCache>(
         return Err(Rejection::PolicyDenied.into());
     }
 
-    Ok(principal(application, registered))
+    let expires = std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::try_from_secs_f64(registered.exp).unwrap_or_default());
+    let mut principal = principal(application, registered);
+    if federated.is_none()
+        && let Some(external) = principal.external.clone()
+    {
+        let account = ExternalAccount::new(external.issuer, external.subject, &principal.username)
+            .with_name(&principal.name)
+            .with_expires(expires);
+        debug_assert_eq!((&account.id, account.uuid), (&principal.id, principal.uuid));
+        if let Some(stored) = store.external_account(&account).await? {
+            if !stored.active {
+                return Err(Rejection::AccountDisabled.into());
+            }
+            // The id and UUID stay derived from (iss, sub).
+            principal.username = stored.username;
+            principal.name = stored.name;
+        }
+    }
+    Ok(principal)
 }
 
 /// The service account an input JWT stands for. Its identity is keyed on
@@ -187,10 +215,11 @@ fn principal(application: &Application, claims: Registered) -> Principal {
 }
 
 /// Verifies the assertion of a request whose credentials are one.
-pub(crate) async fn verify_request<R: ReplayCache>(
+pub(crate) async fn verify_request<S: CredentialStore, R: ReplayCache>(
     request: &ClientAuthentication,
     assertion: &secrecy::SecretString,
+    store: &S,
     replay: &R,
 ) -> Result<Principal, VerifyError> {
-    verify(request, assertion.expose_secret(), replay).await
+    verify(request, assertion.expose_secret(), store, replay).await
 }

@@ -90,7 +90,13 @@ impl From<Rejection> for VerifyError {
 ///
 /// It also verifies input JWTs (client assertions) with the keys, policies
 /// and rules configured on the application; single-use `jti`s are
-/// remembered in a [`ReplayCache`] (in memory by default).
+/// remembered in a [`ReplayCache`] (in memory by default). A client that
+/// authenticates with a JWT from an external issuer becomes an automatic
+/// service account keyed on the JWT's (`iss`, `sub`), which the store
+/// records on first use ([`CredentialStore::external_account`]; stores that
+/// do not implement it record nothing): a disabled one is refused
+/// ([`Rejection::AccountDisabled`]), and its stored username, never an
+/// existing account's, names the client.
 #[derive(Debug)]
 pub struct StoreVerifier<S, R = MemoryReplayCache> {
     store: Arc<S>,
@@ -157,7 +163,7 @@ async fn verify<S: CredentialStore, R: ReplayCache>(
         // The JWT paths are boxed: their futures are large, and inlined they
         // would make every static-credential request allocate and move them.
         Credentials::Assertion(token) => {
-            Box::pin(assertion::verify_request(&request, token, replay)).await
+            Box::pin(assertion::verify_request(&request, token, store, replay)).await
         }
         Credentials::Password { username, password } => {
             verify_app_password(store, username, password.expose_secret()).await
@@ -170,7 +176,7 @@ async fn verify<S: CredentialStore, R: ReplayCache>(
             // A compact JWS in client_secret is an input JWT, for clients that
             // can only set a password; base64(username:token) has no dot.
             if assertion::is_compact_jws(secret) {
-                return Box::pin(assertion::verify(&request, secret, replay)).await;
+                return Box::pin(assertion::verify(&request, secret, store, replay)).await;
             }
             let decoded = decode_basic_secret(secret).ok_or(Rejection::MalformedSecret)?;
             let (username, token) = decoded.split_once(':').ok_or(Rejection::MalformedSecret)?;

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use secrecy::SecretString;
 
 use super::{
-    AccountAdmin, AccountCredential, AdminError, AppPassword, CredentialStore, ServiceAccount,
-    StoreError, TokenDigest,
+    AccountAdmin, AccountCredential, AdminError, AppPassword, CredentialStore, ExternalAccount,
+    ServiceAccount, StoreError, TokenDigest,
 };
 
 /// A [`CredentialStore`] held in memory: for tests, demos, and accounts that
@@ -36,6 +36,8 @@ struct Inner {
     accounts: HashMap<String, ServiceAccount>,
     /// App passwords by digest.
     passwords: HashMap<[u8; 32], AppPassword>,
+    /// Accounts of input-JWT identities: id to username.
+    external: HashMap<String, String>,
 }
 
 impl MemoryStore {
@@ -93,14 +95,73 @@ impl CredentialStore for MemoryStore {
     ) -> Result<Option<AccountCredential>, StoreError> {
         Ok(self.lookup(username, digest))
     }
+
+    /// Records are kept as long as the store lives (nothing is purged).
+    async fn external_account(
+        &self,
+        account: &ExternalAccount,
+    ) -> Result<Option<ServiceAccount>, StoreError> {
+        self.record_external(account).map(Some)
+    }
+}
+
+impl MemoryStore {
+    fn record_external(&self, account: &ExternalAccount) -> Result<ServiceAccount, StoreError> {
+        {
+            let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(username) = inner.external.get(&account.id)
+                && let Some(stored) = inner.accounts.get(username)
+                && stored.id == account.id
+                && !account.extends(stored.expires)
+            {
+                return Ok(stored.clone());
+            }
+        }
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let Inner {
+            accounts, external, ..
+        } = &mut *inner;
+        if let Some(username) = external.get(&account.id)
+            && let Some(stored) = accounts.get_mut(username.as_str())
+            && stored.id == account.id
+        {
+            if account.extends(stored.expires) {
+                stored.expires = account.expires;
+            }
+            return Ok(stored.clone());
+        }
+        // New (or its username was since given to another account by
+        // `insert_account`): never take over an account.
+        let taken = |username: &str| {
+            accounts.get(username).is_some_and(|a| a.id != account.id)
+                || accounts.values().any(|a| a.uuid == account.uuid)
+        };
+        let username = [account.username.clone(), account.disambiguated_username()]
+            .into_iter()
+            .find(|username| !taken(username))
+            .ok_or_else(|| {
+                StoreError(
+                    format!(
+                        "no free username for the input-JWT account {:?}",
+                        account.username
+                    )
+                    .into(),
+                )
+            })?;
+        let stored = account.to_service_account(&username);
+        accounts.insert(username.clone(), stored.clone());
+        external.insert(account.id.clone(), username);
+        Ok(stored)
+    }
 }
 
 impl AccountAdmin for MemoryStore {
     async fn create_service_account(
         &self,
-        account: ServiceAccount,
+        mut account: ServiceAccount,
         expires: Option<SystemTime>,
     ) -> Result<(ServiceAccount, SecretString), AdminError> {
+        account.expires = None;
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if inner.accounts.contains_key(&account.username) {
             return Err(AdminError::AccountExists(account.username));
@@ -153,8 +214,9 @@ impl AccountAdmin for MemoryStore {
 
     async fn import_service_account(
         &self,
-        account: ServiceAccount,
+        mut account: ServiceAccount,
     ) -> Result<ServiceAccount, AdminError> {
+        account.expires = None;
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         Ok(inner
             .accounts

@@ -35,7 +35,7 @@ pub use revocation::{MemoryRevocationList, RevocationList};
 pub use sqlite::SqliteStore;
 
 use std::future::Future;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -55,6 +55,11 @@ pub struct ServiceAccount {
     pub name: String,
     /// A disabled account cannot authenticate.
     pub active: bool,
+    /// For the automatic account of an input-JWT identity (see
+    /// [`ExternalAccount`]): when its record expires, i.e. the newest `exp`
+    /// seen; a store may then delete it. `None` for every other account.
+    /// Set by the stores: creating or importing an account ignores it.
+    pub expires: Option<SystemTime>,
 }
 
 impl ServiceAccount {
@@ -68,6 +73,7 @@ impl ServiceAccount {
             name: username.clone(),
             username,
             active: true,
+            expires: None,
         }
     }
 
@@ -152,6 +158,110 @@ impl AccountCredential {
     }
 }
 
+/// The automatic service account of a client that authenticated with an
+/// input JWT from an external issuer, as the verifier asks a
+/// [`CredentialStore`] to record it (see
+/// [`CredentialStore::external_account`]).
+///
+/// Its identity is the JWT's (`iss`, `sub`): `id` and `uuid` are derived from
+/// that pair, never from a username, so a JWT that claims the username of an
+/// existing human or service account can never become that account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExternalAccount {
+    /// The input JWT's `iss`.
+    pub issuer: String,
+    /// The input JWT's `sub`.
+    pub subject: String,
+    /// The account id, derived from (`iss`, `sub`): `jwt:` and the hex
+    /// SHA-256 of `iss`, a NUL and `sub`. Records are keyed by it.
+    pub id: String,
+    /// The account UUID (version 5 of the same pair).
+    pub uuid: uuid::Uuid,
+    /// The username the JWT asks for: its `preferred_username` or
+    /// `nickname`, else `<application name>-<sub>`. Taken only if no other
+    /// account has it; see [`disambiguated_username`](Self::disambiguated_username).
+    pub username: String,
+    /// Display name.
+    pub name: String,
+    /// The input JWT's `exp`: the record expires with it (later uses extend
+    /// it to the newest `exp`). `None`: it does not expire.
+    pub expires: Option<SystemTime>,
+}
+
+impl ExternalAccount {
+    /// Stored expiries are only moved forward when the new one is later by
+    /// more than this, so that most uses cost one indexed read and no write.
+    pub const EXPIRY_SLACK: Duration = Duration::from_secs(60);
+
+    /// The account for the JWT identity (`issuer`, `subject`) with the id
+    /// and UUID derived from it, asking for `username`; named `username`,
+    /// without expiry.
+    pub fn new(
+        issuer: impl Into<String>,
+        subject: impl Into<String>,
+        username: impl Into<String>,
+    ) -> Self {
+        let issuer = issuer.into();
+        let subject = subject.into();
+        let identity = format!("{issuer}\u{0}{subject}");
+        let username = username.into();
+        Self {
+            id: format!("jwt:{}", TokenDigest::of(&identity).to_hex()),
+            uuid: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, identity.as_bytes()),
+            name: username.clone(),
+            username,
+            issuer,
+            subject,
+            expires: None,
+        }
+    }
+
+    /// Sets the display name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the expiry.
+    pub fn with_expires(mut self, expires: Option<SystemTime>) -> Self {
+        self.expires = expires;
+        self
+    }
+
+    /// The username stored when [`username`](Self::username) belongs to
+    /// another account already: `<username>@<first 12 hex digits of
+    /// SHA-256(id)>`, stable for this identity. The existing account is never
+    /// taken over.
+    pub fn disambiguated_username(&self) -> String {
+        let hash = TokenDigest::of(&self.id).to_hex();
+        format!("{}@{}", self.username, &hash[..12])
+    }
+
+    /// The account as first recorded: active.
+    pub fn to_service_account(&self, username: &str) -> ServiceAccount {
+        ServiceAccount {
+            id: self.id.clone(),
+            uuid: self.uuid,
+            username: username.to_owned(),
+            name: self.name.clone(),
+            active: true,
+            expires: self.expires,
+        }
+    }
+
+    /// Whether a stored expiry `stored` must be rewritten for this use:
+    /// never when the record does not expire, always when this use does not,
+    /// else when this `exp` is later by more than [`Self::EXPIRY_SLACK`].
+    pub fn extends(&self, stored: Option<SystemTime>) -> bool {
+        match (stored, self.expires) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(stored), Some(new)) => new > stored + Self::EXPIRY_SLACK,
+        }
+    }
+}
+
 /// The store could not answer (e.g. its database is unreachable).
 #[derive(Debug, thiserror::Error)]
 #[error("credential store unavailable: {0}")]
@@ -172,6 +282,34 @@ pub trait CredentialStore: Send + Sync + 'static {
         username: &str,
         digest: &TokenDigest,
     ) -> impl Future<Output = Result<Option<AccountCredential>, StoreError>> + Send;
+
+    /// Records the automatic service account of a client that authenticated
+    /// with an input JWT from an external issuer, on its first use, and
+    /// returns the stored record; the verifier refuses the JWT
+    /// (`invalid_grant`) if that record is disabled, and names the client by
+    /// the stored username.
+    ///
+    /// Records are keyed by [`ExternalAccount::id`], derived from the JWT's
+    /// (`iss`, `sub`), never by username. The first use stores the account
+    /// (active) under [`ExternalAccount::username`] or, if another account
+    /// has that username, under
+    /// [`ExternalAccount::disambiguated_username`]: an existing account is
+    /// never taken over. Later uses keep the stored username, name and
+    /// `active` flag, and move the stored expiry forward to the newest `exp`
+    /// (written only when it grows by more than
+    /// [`ExternalAccount::EXPIRY_SLACK`]). Stores may delete records that
+    /// are expired and still active (a disabled record stays, so that a
+    /// disabled identity stays disabled).
+    ///
+    /// The default records nothing and returns `Ok(None)`: every JWT that
+    /// passes verification and policies is allowed.
+    fn external_account(
+        &self,
+        account: &ExternalAccount,
+    ) -> impl Future<Output = Result<Option<ServiceAccount>, StoreError>> + Send {
+        let _ = account;
+        std::future::ready(Ok(None))
+    }
 }
 
 impl<T: CredentialStore> CredentialStore for std::sync::Arc<T> {
@@ -181,6 +319,13 @@ impl<T: CredentialStore> CredentialStore for std::sync::Arc<T> {
         digest: &TokenDigest,
     ) -> impl Future<Output = Result<Option<AccountCredential>, StoreError>> + Send {
         (**self).app_password(username, digest)
+    }
+
+    fn external_account(
+        &self,
+        account: &ExternalAccount,
+    ) -> impl Future<Output = Result<Option<ServiceAccount>, StoreError>> + Send {
+        (**self).external_account(account)
     }
 }
 

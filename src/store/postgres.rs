@@ -10,12 +10,12 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::sql::{
-    ACQUIRE_TIMEOUT, AccountRow, MIGRATIONS_TABLE, PurgeTicker, account_from_row, from_unix_micros,
-    now_unix, store_error, unix_micros, unix_seconds,
+    ACQUIRE_TIMEOUT, AccountRow, CredentialRow, MIGRATIONS_TABLE, PurgeTicker, account_from_row,
+    from_unix_micros, now_unix, store_error, unix_micros, unix_seconds,
 };
 use super::{
-    AccountAdmin, AccountCredential, AdminError, AppPassword, CredentialStore, ReplayCache,
-    RevocationList, ServiceAccount, StoreError, TokenDigest,
+    AccountAdmin, AccountCredential, AdminError, AppPassword, CredentialStore, ExternalAccount,
+    ReplayCache, RevocationList, ServiceAccount, StoreError, TokenDigest,
 };
 
 /// Service accounts, app-password digests, the replay cache and the
@@ -90,12 +90,23 @@ impl PgStore {
             }
         }
     }
+
+    /// The stored account with this id.
+    async fn external_by_id(&self, id: &str) -> Result<Option<ServiceAccount>, StoreError> {
+        let row: Option<AccountRow> = sqlx::query_as(EXTERNAL_ACCOUNT)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.map(account_from_row).transpose()
+    }
 }
 
 /// The account `username` with its app password `digest`, in one indexed
 /// statement: the digest's primary key, then the owner by its primary key,
 /// kept only if its username is the one asked for.
 const APP_PASSWORD: &str = "SELECT a.id, a.uuid::text, a.username, a.name, a.active, \
+    (extract(epoch FROM a.expires) * 1000000)::int8, \
     (extract(epoch FROM p.expires) * 1000000)::int8 \
     FROM m2m_app_passwords AS p \
     JOIN m2m_service_accounts AS a ON a.id = p.account_id \
@@ -107,8 +118,9 @@ const ADD_APP_PASSWORD: &str = "INSERT INTO m2m_app_passwords (digest, account_i
     SELECT $1, id, timestamptz 'epoch' + $2 * interval '1 microsecond' \
     FROM m2m_service_accounts WHERE username = $3";
 
-const ACCOUNT_BY_USERNAME: &str =
-    "SELECT id, uuid::text, username, name, active FROM m2m_service_accounts WHERE username = $1";
+const ACCOUNT_BY_USERNAME: &str = "SELECT id, uuid::text, username, name, active, \
+    (extract(epoch FROM expires) * 1000000)::int8 \
+    FROM m2m_service_accounts WHERE username = $1";
 
 const ACCOUNT_ID_BY_USERNAME: &str = "SELECT id FROM m2m_service_accounts WHERE username = $1";
 
@@ -121,20 +133,49 @@ const SET_ACTIVE: &str = "UPDATE m2m_service_accounts SET active = $1 WHERE user
 const IS_REVOKED: &str =
     "SELECT EXISTS (SELECT 1 FROM m2m_revoked_tokens WHERE jti = $1 AND expires >= $2)";
 
-/// Deletes expired replay-cache and revocation rows.
-const PURGE: [&str; 2] = [
+/// The account of an input-JWT identity, by its primary key.
+const EXTERNAL_ACCOUNT: &str = "SELECT id, uuid::text, username, name, active, \
+    (extract(epoch FROM expires) * 1000000)::int8 \
+    FROM m2m_service_accounts WHERE id = $1";
+
+/// Moves the expiry of an input-JWT account forward (to never if `$2` is
+/// NULL); an account that never expires is left so.
+const EXTEND_EXTERNAL_ACCOUNT: &str = "UPDATE m2m_service_accounts \
+    SET expires = timestamptz 'epoch' + $2 * interval '1 microsecond' \
+    WHERE id = $1 AND expires IS NOT NULL \
+    AND ($2::int8 IS NULL OR expires < timestamptz 'epoch' + $2 * interval '1 microsecond')";
+
+/// Records an input-JWT account, unless its id, uuid or username is taken.
+const INSERT_EXTERNAL_ACCOUNT: &str = "INSERT INTO m2m_service_accounts \
+    (id, uuid, username, name, active, external_issuer, external_subject, expires) \
+    VALUES ($1, $2::uuid, $3, $4, TRUE, $5, $6, timestamptz 'epoch' + $7 * interval '1 microsecond') \
+    ON CONFLICT DO NOTHING";
+
+/// Deletes expired replay-cache and revocation rows, and expired input-JWT
+/// accounts that are still active (a disabled one stays disabled).
+const PURGE: [&str; 3] = [
     "DELETE FROM m2m_replay_cache WHERE expires < $1",
     "DELETE FROM m2m_revoked_tokens WHERE expires < $1",
+    "DELETE FROM m2m_service_accounts WHERE expires < to_timestamp($1::float8) AND active",
 ];
 
 fn migrator() -> Migrator {
-    let mut migrator = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )]);
+    let mut migrator = Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "external accounts".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0002_external_accounts.sql").into_sql_str(),
+            false,
+        ),
+    ]);
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
     migrator
 }
@@ -145,20 +186,73 @@ impl CredentialStore for PgStore {
         username: &str,
         digest: &TokenDigest,
     ) -> Result<Option<AccountCredential>, StoreError> {
-        let row: Option<(String, String, String, String, bool, Option<i64>)> =
-            sqlx::query_as(APP_PASSWORD)
-                .bind(digest.as_bytes().as_slice())
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-        let Some((id, uuid, username, name, active, expires)) = row else {
+        let row: Option<CredentialRow> = sqlx::query_as(APP_PASSWORD)
+            .bind(digest.as_bytes().as_slice())
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let Some((id, uuid, username, name, active, account_expires, expires)) = row else {
             return Ok(None);
         };
-        let account = account_from_row((id, uuid, username, name, active))?;
+        let account = account_from_row((id, uuid, username, name, active, account_expires))?;
         let mut password = AppPassword::new(&account.id, *digest);
         password.expires = expires.map(from_unix_micros);
         Ok(Some(AccountCredential::new(account, password)))
+    }
+
+    async fn external_account(
+        &self,
+        account: &ExternalAccount,
+    ) -> Result<Option<ServiceAccount>, StoreError> {
+        // Most uses: one read by primary key, and no write.
+        if let Some(mut stored) = self.external_by_id(&account.id).await? {
+            if account.extends(stored.expires) {
+                let extended = sqlx::query(EXTEND_EXTERNAL_ACCOUNT)
+                    .bind(&account.id)
+                    .bind(account.expires.map(unix_micros))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(store_error)?;
+                if extended.rows_affected() == 1 {
+                    stored.expires = account.expires;
+                }
+            }
+            return Ok(Some(stored));
+        }
+        let now = now_unix();
+        if self.purge.due() {
+            self.purge_expired(now).await;
+        }
+        // First use: the username asked for, or else the disambiguated one;
+        // never an account that exists (any unique column conflicting means
+        // no insert). A concurrent first use may win: then its row is read.
+        for username in [account.username.clone(), account.disambiguated_username()] {
+            let inserted = sqlx::query(INSERT_EXTERNAL_ACCOUNT)
+                .bind(&account.id)
+                .bind(account.uuid.to_string())
+                .bind(&username)
+                .bind(&account.name)
+                .bind(&account.issuer)
+                .bind(&account.subject)
+                .bind(account.expires.map(unix_micros))
+                .execute(&self.pool)
+                .await
+                .map_err(store_error)?;
+            if inserted.rows_affected() == 1 {
+                return Ok(Some(account.to_service_account(&username)));
+            }
+            if let Some(stored) = self.external_by_id(&account.id).await? {
+                return Ok(Some(stored));
+            }
+        }
+        Err(StoreError(
+            format!(
+                "no free username for the input-JWT account {:?}",
+                account.username
+            )
+            .into(),
+        ))
     }
 }
 
@@ -202,7 +296,8 @@ impl AccountAdmin for PgStore {
     async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>, StoreError> {
         // Byte order, whatever the database's collation, as MemoryStore does.
         let rows: Vec<AccountRow> = sqlx::query_as(
-            "SELECT id, uuid::text, username, name, active FROM m2m_service_accounts \
+            "SELECT id, uuid::text, username, name, active, \
+             (extract(epoch FROM expires) * 1000000)::int8 FROM m2m_service_accounts \
              ORDER BY username COLLATE \"C\"",
         )
         .fetch_all(&self.pool)
@@ -378,6 +473,54 @@ mod tests {
 
     use super::*;
 
+    /// A database that ran only 0001 is brought up to date, its accounts
+    /// kept, and then records input-JWT accounts.
+    #[tokio::test]
+    async fn migrations_apply_over_a_database_that_ran_only_the_first() {
+        let url = std::env::var("TOWER_M2M_AUTH_PG_URL").expect(
+            "set TOWER_M2M_AUTH_PG_URL for the PostgreSQL tests (.ci/run starts a server and sets it)",
+        );
+        let options: PgConnectOptions = url.parse().unwrap();
+        let schema = format!("m2m_upgrade_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgPool::connect_with(options.clone()).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.options([("search_path", schema.as_str())]))
+            .await
+            .unwrap();
+        let mut first = Migrator::with_migrations(vec![migrator().iter().next().unwrap().clone()]);
+        first.dangerous_set_table_name(MIGRATIONS_TABLE);
+        first.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO m2m_service_accounts (id, uuid, username, name, active) \
+             VALUES ('old', '00000000-0000-0000-0000-000000000001', 'svc-old', 'Old', TRUE)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let store = PgStore::from_pool(pool.clone()).await.unwrap();
+        let account = ExternalAccount::new("https://ci.example", "job", "svc-old");
+        let stored = store.external_account(&account).await.unwrap().unwrap();
+        assert_eq!(stored.username, account.disambiguated_username());
+        let listed: Vec<String> = store
+            .list_service_accounts()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|account| account.username)
+            .collect();
+        assert_eq!(listed, ["svc-old", stored.username.as_str()]);
+        pool.close().await;
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+
     /// Every lookup, update and delete can be answered through an index
     /// (sequential scans disabled, so an index is used whenever one exists).
     /// The store lives in its own schema, chosen with `search_path`.
@@ -426,6 +569,12 @@ mod tests {
             (IS_REVOKED, plan!(IS_REVOKED, "jti", 0i64)),
             (PURGE[0], plan!(PURGE[0], 0i64)),
             (PURGE[1], plan!(PURGE[1], 0i64)),
+            (PURGE[2], plan!(PURGE[2], 0i64)),
+            (EXTERNAL_ACCOUNT, plan!(EXTERNAL_ACCOUNT, "jwt:x")),
+            (
+                EXTEND_EXTERNAL_ACCOUNT,
+                plan!(EXTEND_EXTERNAL_ACCOUNT, "jwt:x", Some(0i64)),
+            ),
         ] {
             let plan = plan.join("\n");
             assert!(!plan.contains("Seq Scan"), "{sql}:\n{plan}");

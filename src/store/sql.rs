@@ -73,11 +73,23 @@ impl PurgeTicker {
     }
 }
 
-/// An account row: id, uuid (text), username, name, active.
-pub(crate) type AccountRow = (String, String, String, String, bool);
+/// An account row: id, uuid (text), username, name, active, expires (Unix
+/// microseconds).
+pub(crate) type AccountRow = (String, String, String, String, bool, Option<i64>);
+
+/// An account row followed by the expiry of one of its app passwords.
+pub(crate) type CredentialRow = (
+    String,
+    String,
+    String,
+    String,
+    bool,
+    Option<i64>,
+    Option<i64>,
+);
 
 pub(crate) fn account_from_row(
-    (id, uuid, username, name, active): AccountRow,
+    (id, uuid, username, name, active, expires): AccountRow,
 ) -> Result<ServiceAccount, StoreError> {
     let uuid = Uuid::parse_str(&uuid).map_err(store_error)?;
     Ok(ServiceAccount {
@@ -86,6 +98,7 @@ pub(crate) fn account_from_row(
         username,
         name,
         active,
+        expires: expires.map(from_unix_micros),
     })
 }
 
