@@ -473,25 +473,35 @@ mod tests {
 
     use super::*;
 
-    /// A database that ran only 0001 is brought up to date, its accounts
-    /// kept, and then records input-JWT accounts.
-    #[tokio::test]
-    async fn migrations_apply_over_a_database_that_ran_only_the_first() {
+    /// A one-connection pool on a fresh schema of the test server
+    /// (`search_path` set, plus `settings`), with the admin pool and the
+    /// schema's name, to drop it afterwards.
+    async fn fresh_schema(prefix: &str, settings: &[(&str, &str)]) -> (PgPool, PgPool, String) {
         let url = std::env::var("TOWER_M2M_AUTH_PG_URL").expect(
             "set TOWER_M2M_AUTH_PG_URL for the PostgreSQL tests (.ci/run starts a server and sets it)",
         );
         let options: PgConnectOptions = url.parse().unwrap();
-        let schema = format!("m2m_upgrade_{}", uuid::Uuid::new_v4().simple());
+        let schema = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         let admin = PgPool::connect_with(options.clone()).await.unwrap();
         sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&admin)
             .await
             .unwrap();
+        let mut session = vec![("search_path", schema.as_str())];
+        session.extend_from_slice(settings);
         let pool = PgPoolOptions::new()
             .max_connections(1)
-            .connect_with(options.options([("search_path", schema.as_str())]))
+            .connect_with(options.options(session))
             .await
             .unwrap();
+        (admin, pool, schema)
+    }
+
+    /// A database that ran only 0001 is brought up to date, its accounts
+    /// kept, and then records input-JWT accounts.
+    #[tokio::test]
+    async fn migrations_apply_over_a_database_that_ran_only_the_first() {
+        let (admin, pool, schema) = fresh_schema("m2m_upgrade", &[]).await;
         let mut first = Migrator::with_migrations(vec![migrator().iter().next().unwrap().clone()]);
         first.dangerous_set_table_name(MIGRATIONS_TABLE);
         first.run(&pool).await.unwrap();
@@ -526,23 +536,7 @@ mod tests {
     /// The store lives in its own schema, chosen with `search_path`.
     #[tokio::test]
     async fn no_statement_scans_a_table() {
-        let url = std::env::var("TOWER_M2M_AUTH_PG_URL").expect(
-            "set TOWER_M2M_AUTH_PG_URL for the PostgreSQL tests (.ci/run starts a server and sets it)",
-        );
-        let options: PgConnectOptions = url.parse().unwrap();
-        let schema = format!("m2m_plan_{}", uuid::Uuid::new_v4().simple());
-        let admin = PgPool::connect_with(options.clone()).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                options.options([("search_path", schema.as_str()), ("enable_seqscan", "off")]),
-            )
-            .await
-            .unwrap();
+        let (admin, pool, schema) = fresh_schema("m2m_plan", &[("enable_seqscan", "off")]).await;
         let store = PgStore::from_pool(pool.clone()).await.unwrap();
 
         macro_rules! plan {
