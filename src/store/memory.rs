@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use secrecy::SecretString;
 
 use super::{
-    AccountAdmin, AccountCredential, AdminError, AppPassword, CredentialStore, ExternalAccount,
-    ServiceAccount, StoreError, TokenDigest,
+    AccountAdmin, AccountCredential, AdminError, AppPassword, Binding, CredentialStore,
+    ExternalAccount, ServiceAccount, StoreError, TokenDigest,
 };
 
 /// A [`CredentialStore`] held in memory: for tests, demos, and accounts that
@@ -38,6 +38,8 @@ struct Inner {
     passwords: HashMap<[u8; 32], AppPassword>,
     /// Accounts of input-JWT identities: id to username.
     external: HashMap<String, String>,
+    /// Bindings by account id, then `client_id`: the scopes allowed there.
+    bindings: HashMap<String, HashMap<String, Vec<String>>>,
 }
 
 impl MemoryStore {
@@ -78,6 +80,21 @@ impl MemoryStore {
         }
     }
 
+    /// Binds the account `username` to an application (replacing an earlier
+    /// binding there); returns whether the account exists.
+    pub fn bind(&self, username: &str, binding: Binding) -> bool {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let Some(id) = inner.accounts.get(username).map(|a| a.id.clone()) else {
+            return false;
+        };
+        inner
+            .bindings
+            .entry(id)
+            .or_default()
+            .insert(binding.client_id, binding.scopes);
+        true
+    }
+
     fn lookup(&self, username: &str, digest: &TokenDigest) -> Option<AccountCredential> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let account = inner.accounts.get(username)?;
@@ -102,6 +119,24 @@ impl CredentialStore for MemoryStore {
         account: &ExternalAccount,
     ) -> Result<Option<ServiceAccount>, StoreError> {
         self.record_external(account).map(Some)
+    }
+
+    async fn account(&self, username: &str) -> Result<Option<ServiceAccount>, StoreError> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        Ok(inner.accounts.get(username).cloned())
+    }
+
+    async fn binding(
+        &self,
+        account_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Binding>, StoreError> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        Ok(inner
+            .bindings
+            .get(account_id)
+            .and_then(|bindings| bindings.get(client_id))
+            .map(|scopes| Binding::new(client_id, scopes.iter().cloned())))
     }
 }
 
@@ -248,5 +283,45 @@ impl AccountAdmin for MemoryStore {
                 Ok(true)
             }
         }
+    }
+
+    async fn bind_account(&self, username: &str, binding: Binding) -> Result<(), AdminError> {
+        if self.bind(username, binding) {
+            Ok(())
+        } else {
+            Err(AdminError::NoSuchAccount(username.to_owned()))
+        }
+    }
+
+    async fn unbind_account(&self, username: &str, client_id: &str) -> Result<bool, AdminError> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let id = inner
+            .accounts
+            .get(username)
+            .ok_or_else(|| AdminError::NoSuchAccount(username.to_owned()))?
+            .id
+            .clone();
+        Ok(inner
+            .bindings
+            .get_mut(&id)
+            .is_some_and(|bindings| bindings.remove(client_id).is_some()))
+    }
+
+    async fn list_bindings(&self, username: &str) -> Result<Vec<Binding>, AdminError> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let id = &inner
+            .accounts
+            .get(username)
+            .ok_or_else(|| AdminError::NoSuchAccount(username.to_owned()))?
+            .id;
+        let mut bindings: Vec<Binding> = inner
+            .bindings
+            .get(id)
+            .into_iter()
+            .flatten()
+            .map(|(client_id, scopes)| Binding::new(client_id.clone(), scopes.iter().cloned()))
+            .collect();
+        bindings.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok(bindings)
     }
 }

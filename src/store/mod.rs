@@ -158,6 +158,37 @@ impl AccountCredential {
     }
 }
 
+/// A service account's permission to get tokens at one application
+/// (authentik's binding of a user to an application), with the scopes it may
+/// get there.
+///
+/// A token request by an account that is not bound to the application it
+/// names is refused (`invalid_grant`), unless that application explicitly
+/// lets every account in. The scopes granted are those requested that both
+/// the application and the binding allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Binding {
+    /// The application's `client_id`.
+    pub client_id: String,
+    /// The scopes the account may get at that application.
+    pub scopes: Vec<String>,
+}
+
+impl Binding {
+    /// A binding to the application `client_id`, allowing `scopes`.
+    pub fn new<I, S>(client_id: impl Into<String>, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            client_id: client_id.into(),
+            scopes: scopes.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
 /// The automatic service account of a client that authenticated with an
 /// input JWT from an external issuer, as the verifier asks a
 /// [`CredentialStore`] to record it (see
@@ -310,6 +341,34 @@ pub trait CredentialStore: Send + Sync + 'static {
         let _ = account;
         std::future::ready(Ok(None))
     }
+
+    /// The account named `username` (active or not, JWT identities
+    /// included), or `None`. The token endpoint asks before it trades a
+    /// token of a federated application, so that a disabled or removed
+    /// account cannot renew its tokens.
+    ///
+    /// The default knows no account: such trades are refused.
+    fn account(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<ServiceAccount>, StoreError>> + Send {
+        let _ = username;
+        std::future::ready(Ok(None))
+    }
+
+    /// The binding of the account with id `account_id` to the application
+    /// `client_id`, or `None` if it is not bound there.
+    ///
+    /// The default binds no account anywhere: only applications that let
+    /// every account in issue tokens to stored accounts.
+    fn binding(
+        &self,
+        account_id: &str,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<Binding>, StoreError>> + Send {
+        let _ = (account_id, client_id);
+        std::future::ready(Ok(None))
+    }
 }
 
 impl<T: CredentialStore> CredentialStore for std::sync::Arc<T> {
@@ -326,6 +385,21 @@ impl<T: CredentialStore> CredentialStore for std::sync::Arc<T> {
         account: &ExternalAccount,
     ) -> impl Future<Output = Result<Option<ServiceAccount>, StoreError>> + Send {
         (**self).external_account(account)
+    }
+
+    fn account(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<ServiceAccount>, StoreError>> + Send {
+        (**self).account(username)
+    }
+
+    fn binding(
+        &self,
+        account_id: &str,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<Binding>, StoreError>> + Send {
+        (**self).binding(account_id, client_id)
     }
 }
 
@@ -415,4 +489,28 @@ pub trait AccountAdmin: Send + Sync + 'static {
         username: &str,
         password: AppPassword,
     ) -> impl Future<Output = Result<bool, AdminError>> + Send;
+
+    /// Binds the account `username` to the application `binding.client_id`
+    /// with `binding.scopes`, replacing an earlier binding there.
+    /// [`AdminError::NoSuchAccount`] if there is no account `username`.
+    fn bind_account(
+        &self,
+        username: &str,
+        binding: Binding,
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
+
+    /// Removes the binding of the account `username` to the application
+    /// `client_id`; whether there was one. Its next token request there is
+    /// refused.
+    fn unbind_account(
+        &self,
+        username: &str,
+        client_id: &str,
+    ) -> impl Future<Output = Result<bool, AdminError>> + Send;
+
+    /// The bindings of the account `username`, by `client_id`.
+    fn list_bindings(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Vec<Binding>, AdminError>> + Send;
 }
