@@ -25,19 +25,23 @@ use support::{bench_request, endpoint};
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
 use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey};
 use tower_m2m_auth::store::{
-    AccountAdmin, CredentialStore, MemoryReplayCache, MemoryStore, PgStore, ReplayCache,
+    AccountAdmin, Binding, CredentialStore, MemoryReplayCache, MemoryStore, PgStore, ReplayCache,
     ServiceAccount, SqliteStore, TokenDigest,
 };
 
 /// Far enough ahead that no replay-cache entry expires during the run.
 const FAR_FUTURE: u64 = 4_000_000_000;
 
-/// A service account in `store`; its token.
+/// A service account in `store`, bound to the bench application; its token.
 fn account<S: AccountAdmin>(runtime: &tokio::runtime::Runtime, store: &S) -> SecretString {
-    runtime
+    let token = runtime
         .block_on(store.create_service_account(ServiceAccount::new("svc-bench"), None))
         .unwrap()
-        .1
+        .1;
+    runtime
+        .block_on(store.bind_account("svc-bench", Binding::new("bench-client", ["read"])))
+        .unwrap();
+    token
 }
 
 /// A whole token request through the endpoint over `store`.
@@ -49,13 +53,10 @@ fn token_request<S: CredentialStore + Clone>(
     (store, token): &(S, SecretString),
 ) {
     let keys = KeyRing::new(SigningKey::from_pem(pem.as_bytes()).unwrap());
-    let layer = TokenEndpointLayer::new(
-        "https://auth.example.com",
-        keys,
-        StoreVerifier::new(store.clone()),
-    )
-    .unwrap()
-    .application(Application::new("bench-client", "bench").with_allowed_scopes(["read"]));
+    let layer = TokenEndpointLayer::new("https://auth.example.com", keys, store.clone())
+        .unwrap()
+        .application(Application::new("bench-client", "bench").with_allowed_scopes(["read"]))
+        .unwrap();
     let mut service = endpoint(layer);
     let body = Bytes::from(format!(
         "grant_type=client_credentials&client_id=bench-client&username=svc-bench&password={}&scope=read",

@@ -23,7 +23,7 @@ use secrecy::ExposeSecret;
 use support::{bench_request, endpoint};
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey, VerificationKey, VerificationKeys};
-use tower_m2m_auth::store::{AppPassword, MemoryStore, ServiceAccount};
+use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
 
 /// A message the size of a typical header.claims signing input.
 fn signing_input() -> Vec<u8> {
@@ -45,14 +45,11 @@ fn issuer_layer(
     id_token: bool,
 ) -> TokenEndpointLayer<StoreVerifier<MemoryStore>> {
     let keys = KeyRing::new(SigningKey::from_pem(pem.as_bytes()).unwrap());
-    TokenEndpointLayer::new(
-        "https://auth.example.com",
-        keys,
-        StoreVerifier::new(store.clone()),
-    )
-    .unwrap()
-    .application(application)
-    .id_token(id_token)
+    TokenEndpointLayer::new("https://auth.example.com", keys, store.clone())
+        .unwrap()
+        .application(application)
+        .unwrap()
+        .id_token(id_token)
 }
 
 fn static_authentication(c: &mut Criterion) {
@@ -87,6 +84,7 @@ fn static_authentication(c: &mut Criterion) {
     let (token, password) = AppPassword::generate(&account.id);
     store.insert_account(account);
     store.insert_app_password(password);
+    store.bind("svc-bench", Binding::new("bench-client", ["read"]));
     let body = Bytes::from(format!(
         "grant_type=client_credentials&client_id=bench-client&username=svc-bench&password={}&scope=read",
         token.expose_secret()

@@ -456,6 +456,16 @@ struct ApplicationConfig {
     /// `client_id`s of applications whose access tokens this one accepts.
     #[serde(default)]
     federated_applications: Vec<String>,
+    /// Every service account may get tokens here (authentik without
+    /// bindings); by default only accounts bound to the application.
+    #[serde(default)]
+    allow_any_account: bool,
+    /// The longest an input JWT may be valid for (default 3600).
+    max_assertion_lifetime_secs: Option<u64>,
+    /// Accept every token a remote JWKS signs, with no policy or audience
+    /// to pin this application's own.
+    #[serde(default)]
+    danger_accept_unpinned_jwks: bool,
 }
 
 fn default_token_lifetime() -> u64 {
@@ -687,20 +697,25 @@ fn build_endpoint(
     applications: Vec<Application>,
     store: Store,
 ) -> Result<Endpoint, BoxError> {
-    let verifier = StoreVerifier::new(store.clone()).with_replay_cache(store.clone());
-    let endpoint = TokenEndpointLayer::new(issuer, keys, verifier)
+    let endpoint = TokenEndpointLayer::new(issuer, keys, store.clone())
         .map_err(|error| format!("issuer {issuer:?}: {error}"))?
+        .replay_cache(store.clone())
         .revocation_list(store);
-    let mut endpoint = apply_options(endpoint, &config.endpoint)?;
-    for application in applications {
-        let client_id = application.client_id().to_owned();
-        endpoint = endpoint.application(application);
+    let client_ids: Vec<String> = applications
+        .iter()
+        .map(|app| app.client_id().to_owned())
+        .collect();
+    let endpoint = apply_options(endpoint, &config.endpoint)?
+        .applications(applications)
+        .map_err(|error| format!("[[applications]]: {error}"))?;
+    for client_id in client_ids {
         // Its issuer URL is known once it belongs to the endpoint.
         if let Some(application) = endpoint.get_application(&client_id) {
             tracing::info!(
                 client_id,
                 issuer = application.issuer(),
                 scopes = ?application.allowed_scopes(),
+                any_account = application.allows_any_account(),
                 "application"
             );
         }
@@ -741,42 +756,14 @@ fn build_applications(
             configs[index].client_id
         )
     };
-    let mut client_ids = HashSet::new();
-    let mut slugs = HashSet::new();
+    // Unique client ids and slugs, and federations, are checked by the
+    // endpoint once all are in.
     let mut applications = Vec::with_capacity(configs.len());
     for (index, config) in configs.iter().enumerate() {
         let application = config
             .build(base_dir, remotes)
             .map_err(|error| context(index, error))?;
-        if !client_ids.insert(config.client_id.as_str()) {
-            return Err(context(index, "client_id is used twice".into()).into());
-        }
-        if !slugs.insert(config.slug.as_str()) {
-            return Err(context(index, format!("slug {:?} is used twice", config.slug)).into());
-        }
         applications.push(application);
-    }
-    // Federation names other applications: check once all are known (the
-    // endpoint would silently skip an unknown client_id).
-    for (index, config) in configs.iter().enumerate() {
-        for client_id in &config.federated_applications {
-            if *client_id == config.client_id {
-                return Err(context(
-                    index,
-                    "federated_applications names the application itself: \
-                     its access tokens could then renew themselves forever"
-                        .into(),
-                )
-                .into());
-            }
-            if !client_ids.contains(client_id.as_str()) {
-                return Err(context(
-                    index,
-                    format!("federated_applications: no application has client_id {client_id:?}"),
-                )
-                .into());
-            }
-        }
     }
     Ok(applications)
 }
@@ -801,6 +788,18 @@ impl ApplicationConfig {
             .with_subject_mode(self.subject_mode.into());
         if let Some(name) = &self.name {
             application = application.with_name(name);
+        }
+        if self.allow_any_account {
+            application = application.danger_allow_any_account();
+        }
+        if self.danger_accept_unpinned_jwks {
+            application = application.danger_accept_unpinned_jwks();
+        }
+        if let Some(secs) = self.max_assertion_lifetime_secs {
+            if secs == 0 {
+                return Err("max_assertion_lifetime_secs must be at least 1".into());
+            }
+            application = application.with_max_assertion_lifetime(Duration::from_secs(secs));
         }
         let application = self.with_secret(application)?;
         self.with_input_jwts(application, base_dir, remotes)

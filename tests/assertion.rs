@@ -16,7 +16,7 @@ use tower_m2m_auth::issuer::Application;
 use tower_m2m_auth::keys::{
     CachePolicy, KeyRing, RemoteJwks, ReqwestFetcher, SigningKey, VerificationKey, VerificationKeys,
 };
-use tower_m2m_auth::store::{AccountAdmin, ExternalAccount};
+use tower_m2m_auth::store::{AccountAdmin, Binding, ExternalAccount};
 
 const CI_CLIENT: &str = "ci-client";
 const CI_SLUG: &str = "ci";
@@ -45,9 +45,18 @@ fn ci_claims() -> Value {
 }
 
 fn ci_application(keys: VerificationKeys) -> Application {
-    Application::new(CI_CLIENT, CI_SLUG)
+    let remote = keys.has_remote();
+    let application = Application::new(CI_CLIENT, CI_SLUG)
         .with_verification_keys(keys)
-        .with_allowed_scopes(["deploy"])
+        .with_allowed_scopes(["deploy"]);
+    if remote {
+        // A JWKS URL may sign for others too: pin this application's JWTs.
+        application.with_policy(|context: &tower_m2m_auth::policy::PolicyContext<'_>| {
+            context.claims["repository"] == "org/app"
+        })
+    } else {
+        application
+    }
 }
 
 /// An issuer whose `ci-client` application trusts `keys`, shaped by `configure`.
@@ -57,7 +66,7 @@ async fn issuer(
 ) -> Server {
     let application = configure(ci_application(keys));
     start_with(Algorithm::ES256, move |layer| {
-        layer.application(application)
+        layer.application(application).unwrap()
     })
     .await
 }
@@ -654,6 +663,7 @@ async fn access_token_of_a_federated_application_is_accepted() {
     let server = start_with(Algorithm::ES256, |layer| {
         layer
             .application(Application::new(CI_CLIENT, CI_SLUG).with_federated_application(CLIENT_ID))
+            .unwrap()
     })
     .await;
     // A token for the test application, through its own credentials...
@@ -669,7 +679,11 @@ async fn access_token_of_a_federated_application_is_accepted() {
     .await;
     let first: Value = response.json().await.unwrap();
     let upstream = first["access_token"].as_str().unwrap();
-    // ...is traded for a token of the federated application.
+    // ...is traded for a token of the federated application, where the
+    // account is bound too.
+    server
+        .store
+        .bind(USERNAME, Binding::new(CI_CLIENT, ["deploy"]));
     let claims = exchange_ok_without_scope(&server, upstream).await;
     assert_eq!(claims["preferred_username"], USERNAME);
     assert_eq!(claims["act"]["iss"], server.issuer());
@@ -697,6 +711,7 @@ async fn federated_token_signed_by_a_foreign_key_is_rejected() {
     let server = start_with(Algorithm::ES256, |layer| {
         layer
             .application(Application::new(CI_CLIENT, CI_SLUG).with_federated_application(CLIENT_ID))
+            .unwrap()
     })
     .await;
     let forger = External::new(Algorithm::ES256);
@@ -838,5 +853,73 @@ async fn replayed_jti_is_rejected_within_the_leeway_after_exp() {
     claims["exp"] = json!(now() - 10); // expired, but inside the leeway
     let jwt = external.mint(&claims);
     exchange_ok(&server, &jwt).await;
+    assert_eq!(rejected(&server, &jwt).await, "invalid_grant");
+}
+
+// ---- lifetime cap -------------------------------------------------------------------------
+
+/// Claims valid from `iat` (if any) until `exp`.
+fn claims_living(iat: Option<u64>, exp: u64) -> Value {
+    let mut claims = ci_claims();
+    claims["exp"] = json!(exp);
+    match iat {
+        Some(iat) => claims["iat"] = json!(iat),
+        None => drop(claims.as_object_mut().unwrap().remove("iat")),
+    }
+    claims
+}
+
+#[tokio::test]
+async fn assertion_living_exactly_the_cap_is_accepted() {
+    let external = External::new(Algorithm::ES256);
+    let server = issuer(cert_keys(&external), |app| {
+        app.with_max_assertion_lifetime(Duration::from_secs(600))
+    })
+    .await;
+    let now = now();
+    exchange_ok(
+        &server,
+        &external.mint(&claims_living(Some(now), now + 600)),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn assertion_living_longer_than_the_cap_is_rejected() {
+    let external = External::new(Algorithm::ES256);
+    let server = issuer(cert_keys(&external), |app| {
+        app.with_max_assertion_lifetime(Duration::from_secs(600))
+    })
+    .await;
+    let now = now();
+    // Issued a while ago, so only a little of it is left: still too long-lived.
+    let jwt = external.mint(&claims_living(Some(now - 500), now + 101));
+    assert_eq!(rejected(&server, &jwt).await, "invalid_grant");
+}
+
+#[tokio::test]
+async fn assertion_without_iat_is_capped_from_now() {
+    let external = External::new(Algorithm::ES256);
+    let server = issuer(cert_keys(&external), |app| {
+        app.with_max_assertion_lifetime(Duration::from_secs(600))
+    })
+    .await;
+    let now = now();
+    exchange_ok(&server, &external.mint(&claims_living(None, now + 590))).await;
+    let jwt = external.mint(&claims_living(None, now + 700));
+    assert_eq!(rejected(&server, &jwt).await, "invalid_grant");
+}
+
+#[tokio::test]
+async fn assertion_valid_until_9999_is_rejected_by_default() {
+    let external = External::new(Algorithm::ES256);
+    let server = issuer(cert_keys(&external), |app| app).await;
+    let now = now();
+    let jwt = external.mint(&claims_living(Some(now), 253_402_300_799));
+    assert_eq!(rejected(&server, &jwt).await, "invalid_grant");
+    // The default is one hour.
+    let jwt = external.mint(&claims_living(Some(now), now + 3600));
+    exchange_ok(&server, &jwt).await;
+    let jwt = external.mint(&claims_living(Some(now), now + 3601));
     assert_eq!(rejected(&server, &jwt).await, "invalid_grant");
 }

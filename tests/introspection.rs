@@ -7,6 +7,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tower_m2m_auth::issuer::Application;
 use tower_m2m_auth::keys::SigningKey;
+use tower_m2m_auth::store::Binding;
 
 const OTHER_CLIENT: &str = "other-client";
 const OTHER_SECRET: &str = "other-application-secret-0123";
@@ -17,11 +18,13 @@ async fn server() -> Server {
     start_with(Algorithm::ES256, |layer| {
         layer
             .application(Application::new(OTHER_CLIENT, "other").with_client_secret(OTHER_SECRET))
+            .unwrap()
             .application(
                 Application::new(FEDERATED_CLIENT, "federated")
                     .with_client_secret(FEDERATED_SECRET)
                     .with_federated_application(CLIENT_ID),
             )
+            .unwrap()
     })
     .await
 }
@@ -251,6 +254,11 @@ async fn revoked_token_cannot_be_traded_at_a_federated_application() {
             .status()
         }
     };
+    // The account may get tokens at the federated application too.
+    server.store.bind(
+        USERNAME,
+        Binding::new(FEDERATED_CLIENT, Vec::<String>::new()),
+    );
     assert_eq!(trade(token.clone()).await, 200);
     revoke(&server, (CLIENT_ID, APP_SECRET), &token).await;
     assert_eq!(trade(token).await, 400);

@@ -15,10 +15,10 @@ use common::*;
 use jsonwebtoken::Algorithm;
 use secrecy::ExposeSecret;
 use serde_json::Value;
-use tower_m2m_auth::issuer::{Application, AttemptLimits, StoreVerifier, TokenEndpointLayer};
+use tower_m2m_auth::issuer::{Application, AttemptLimits, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{
-    AccountCredential, AppPassword, AttemptLimiter, CredentialStore, FailureLimit,
+    AccountCredential, AppPassword, AttemptLimiter, Binding, CredentialStore, FailureLimit,
     MemoryAttemptLimiter, MemoryStore, ServiceAccount, StoreError, TokenDigest,
 };
 
@@ -41,6 +41,14 @@ impl CredentialStore for CountingStore {
     ) -> Result<Option<AccountCredential>, StoreError> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.app_password(username, digest).await
+    }
+
+    async fn binding(
+        &self,
+        account_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Binding>, StoreError> {
+        self.inner.binding(account_id, client_id).await
     }
 }
 
@@ -97,20 +105,23 @@ async fn start_limited(
     let (token, password) = AppPassword::generate(&account.id);
     store.insert_account(account.clone());
     store.insert_app_password(password);
+    store.bind(USERNAME, all_scopes());
     let lookups = Arc::new(AtomicUsize::new(0));
-    let verifier = StoreVerifier::new(CountingStore {
+    let counting = CountingStore {
         inner: store.clone(),
         lookups: lookups.clone(),
-    });
+    };
 
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
-    let mut layer = TokenEndpointLayer::new(&base, keys.clone(), verifier)
+    let mut layer = TokenEndpointLayer::new(&base, keys.clone(), counting)
         .unwrap()
         .application(application())
+        .unwrap()
         .application(Application::new(OTHER_CLIENT, "other").with_client_secret(OTHER_SECRET))
+        .unwrap()
         .attempt_limiter(limiter, limits);
     if address_source {
         layer = layer.client_address(connect_info);

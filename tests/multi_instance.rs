@@ -49,12 +49,15 @@ impl Instance {
             ))
             .with_single_use_assertions(true);
         // The instances share their signing keys, as replicas do.
-        let verifier = StoreVerifier::new(store.clone()).with_replay_cache(redis.clone());
-        let layer = TokenEndpointLayer::new("https://auth.example.com", keys.clone(), verifier)
-            .unwrap()
-            .application(application())
-            .application(ci)
-            .revocation_list(redis);
+        let layer =
+            TokenEndpointLayer::new("https://auth.example.com", keys.clone(), store.clone())
+                .unwrap()
+                .replay_cache(redis.clone())
+                .application(application())
+                .unwrap()
+                .application(ci)
+                .unwrap()
+                .revocation_list(redis);
         let app = Router::new()
             .route("/{*path}", any(|| async { "inner" }))
             .layer(layer);

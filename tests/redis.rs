@@ -91,11 +91,13 @@ impl Shared {
             ))
             .with_allowed_scopes(["deploy"])
             .with_single_use_assertions(true);
-        let verifier = StoreVerifier::new(self.store.clone()).with_replay_cache(redis.clone());
-        let layer = TokenEndpointLayer::new(ISSUER_BASE, self.keys.clone(), verifier)
+        let layer = TokenEndpointLayer::new(ISSUER_BASE, self.keys.clone(), self.store.clone())
             .unwrap()
+            .replay_cache(redis.clone())
             .application(application())
+            .unwrap()
             .application(ci)
+            .unwrap()
             .revocation_list(redis.clone())
             .attempt_limiter(
                 redis,

@@ -43,10 +43,10 @@ fn endpoint<S: CredentialStore + Clone>(
     Error = Infallible,
 > + Clone {
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
-    let layer =
-        TokenEndpointLayer::new("https://auth.example.com", keys, StoreVerifier::new(store))
-            .unwrap()
-            .application(Application::new("sql-client", "sql"));
+    let layer = TokenEndpointLayer::new("https://auth.example.com", keys, store)
+        .unwrap()
+        .application(Application::new("sql-client", "sql"))
+        .unwrap();
     ServiceBuilder::new()
         .layer(layer)
         .service(service_fn(|_: Request<Full<Bytes>>| async {

@@ -43,15 +43,16 @@ async fn endpoint_trusting<S: SuiteStore>(store: S, external: Option<&External>)
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
-    let mut layer = TokenEndpointLayer::new(&base, keys, StoreVerifier::new(store))
+    let mut layer = TokenEndpointLayer::new(&base, keys, store)
         .unwrap()
-        .application(Application::new("suite-client", "suite"));
+        .application(Application::new("suite-client", "suite"))
+        .unwrap();
     if let Some(external) = external {
         let trusted = VerificationKeys::new()
             .with_key(VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap());
-        layer = layer.application(
-            Application::new("suite-jwt", "suite-jwt").with_verification_keys(trusted),
-        );
+        layer = layer
+            .application(Application::new("suite-jwt", "suite-jwt").with_verification_keys(trusted))
+            .unwrap();
     }
     let app = Router::new()
         .route("/", get(|| async { "inner" }))

@@ -220,7 +220,9 @@ async fn hashed_subject_is_stable_and_reveals_no_account_data() {
 #[tokio::test]
 async fn username_subject_mode_puts_the_username_in_sub() {
     let server = start_with(Algorithm::ES256, |layer| {
-        layer.application(application().with_subject_mode(SubjectMode::Username))
+        layer
+            .application(application().with_subject_mode(SubjectMode::Username))
+            .unwrap()
     })
     .await;
     let json = token_json(&server, &password_form(&server.token)).await;
@@ -895,7 +897,9 @@ async fn accounts_added_at_runtime_authenticate_immediately() {
 #[tokio::test]
 async fn huge_token_lifetime_saturates_instead_of_overflowing() {
     let server = start_with(Algorithm::ES256, |layer| {
-        layer.application(application().with_token_lifetime(Duration::MAX))
+        layer
+            .application(application().with_token_lifetime(Duration::MAX))
+            .unwrap()
     })
     .await;
     let json = token_json(&server, &password_form(&server.token)).await;

@@ -15,10 +15,10 @@ use tower_m2m_auth::issuer::{
     ClientAuthentication, Credentials, Principal, TokenEndpointLayer, VerifyError,
 };
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
-use tower_m2m_auth::store::StoreError;
+use tower_m2m_auth::store::{Binding, MemoryStore, ServiceAccount, StoreError};
 
 /// Serves the endpoint with `verifier` and returns the base URL.
-async fn serve<V>(verifier: V) -> String
+async fn serve<V>(verifier: V, store: MemoryStore) -> String
 where
     V: tower::Service<ClientAuthentication, Response = Principal, Error = VerifyError>
         + Clone
@@ -30,9 +30,11 @@ where
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
-    let layer = TokenEndpointLayer::new(&base, keys, verifier)
+    let layer = TokenEndpointLayer::new(&base, keys, store)
         .unwrap()
-        .application(application());
+        .verifier(verifier)
+        .application(application())
+        .unwrap();
     let app = Router::new()
         .route("/", get(|| async { "inner" }))
         .layer(layer);
@@ -58,14 +60,24 @@ async fn request_token(base: &str, secret: &str) -> reqwest::Response {
 async fn custom_verifier_decides_who_the_client_is() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
+    // The endpoint's store knows the account only to bind it.
+    let store = MemoryStore::new();
+    let account = ServiceAccount::new("from-ldap");
+    store.insert_account(account.clone());
+    store.bind("from-ldap", Binding::new(CLIENT_ID, ["read"]));
+    let unbound = ServiceAccount::new("unbound-from-ldap");
     let verifier = service_fn(move |request: ClientAuthentication| {
         counter.fetch_add(1, Ordering::SeqCst);
+        let (account, unbound) = (account.clone(), unbound.clone());
         async move {
             assert_eq!(request.application.client_id(), CLIENT_ID);
             match request.credentials {
                 Credentials::ClientSecret(secret) if secret.expose_secret() == "let-me-in" => {
-                    let account = tower_m2m_auth::store::ServiceAccount::new("from-ldap");
                     Ok(Principal::from(account))
+                }
+                // A custom verifier cannot skip the endpoint's binding check.
+                Credentials::ClientSecret(secret) if secret.expose_secret() == "unbound" => {
+                    Ok(Principal::from(unbound))
                 }
                 _ => Err(VerifyError::Rejected(
                     tower_m2m_auth::issuer::Rejection::UnknownCredentials,
@@ -73,7 +85,7 @@ async fn custom_verifier_decides_who_the_client_is() {
             }
         }
     });
-    let base = serve(verifier).await;
+    let base = serve(verifier, store).await;
 
     let response = request_token(&base, "let-me-in").await;
     assert_eq!(response.status(), 200);
@@ -87,7 +99,9 @@ async fn custom_verifier_decides_who_the_client_is() {
 
     let response = request_token(&base, "wrong").await;
     assert_eq!(error_code(response).await, "invalid_grant");
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let response = request_token(&base, "unbound").await;
+    assert_eq!(error_code(response).await, "invalid_grant");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
@@ -97,7 +111,7 @@ async fn unavailable_verifier_is_503_temporarily_unavailable() {
             std::io::Error::other("database is down"),
         ))))
     });
-    let base = serve(verifier).await;
+    let base = serve(verifier, MemoryStore::new()).await;
     let response = request_token(&base, "anything").await;
     assert_eq!(response.status(), 503);
     let body = response.text().await.unwrap();

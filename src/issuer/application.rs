@@ -47,23 +47,49 @@ pub struct Application {
     /// Its issuer URL, set when the application is added to an endpoint.
     pub(crate) issuer: String,
     pub(crate) assertions: AssertionRules,
+    pub(crate) allow_any_account: bool,
 }
 
 /// How an application trusts input JWTs (client assertions).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct AssertionRules {
     pub(crate) keys: VerificationKeys,
     pub(crate) policies: Policies,
     pub(crate) audiences: Vec<String>,
     pub(crate) single_use: bool,
     pub(crate) leeway: Duration,
+    pub(crate) max_lifetime: Duration,
+    /// Whether remote keys without a policy or audience are accepted.
+    pub(crate) unpinned: bool,
     /// `client_id`s of applications whose access tokens this one accepts.
     pub(crate) federated_clients: Vec<String>,
     /// `(issuer, client_id)` of those applications, resolved by the endpoint.
     pub(crate) federated: Vec<(String, String)>,
 }
 
+impl Default for AssertionRules {
+    fn default() -> Self {
+        Self {
+            keys: VerificationKeys::default(),
+            policies: Policies::default(),
+            audiences: Vec::new(),
+            single_use: false,
+            leeway: Duration::ZERO,
+            max_lifetime: Application::DEFAULT_MAX_ASSERTION_LIFETIME,
+            unpinned: false,
+            federated_clients: Vec::new(),
+            federated: Vec::new(),
+        }
+    }
+}
+
 impl Application {
+    /// The longest an input JWT may be valid for unless
+    /// [`with_max_assertion_lifetime`](Self::with_max_assertion_lifetime)
+    /// says otherwise: one hour. Platform tokens (CI, Kubernetes, cloud
+    /// workload identities) live minutes.
+    pub const DEFAULT_MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
+
     /// An application with this `client_id` and URL `slug` (its issuer is
     /// `<base>/application/o/<slug>/`). Its name defaults to the slug, tokens
     /// live one hour, no scope is allowed and it has no client secret.
@@ -79,7 +105,45 @@ impl Application {
             subject_mode: SubjectMode::default(),
             issuer: String::new(),
             assertions: AssertionRules::default(),
+            allow_any_account: false,
         }
+    }
+
+    /// Lets every service account that authenticates get tokens here, with
+    /// every scope the application allows: authentik's behaviour for an
+    /// application without policy bindings. By default only accounts bound
+    /// to the application ([`Binding`](crate::store::Binding)), its own
+    /// automatic account and the JWT identities its trust rules admit get
+    /// tokens.
+    pub fn danger_allow_any_account(mut self) -> Self {
+        self.allow_any_account = true;
+        self
+    }
+
+    /// Whether every authenticated account may get tokens here.
+    pub fn allows_any_account(&self) -> bool {
+        self.allow_any_account
+    }
+
+    /// The longest an input JWT may be valid for: `exp - iat`, or
+    /// `exp - now` when it has no `iat` (default
+    /// [`DEFAULT_MAX_ASSERTION_LIFETIME`](Self::DEFAULT_MAX_ASSERTION_LIFETIME)).
+    /// A longer-lived JWT is refused (`invalid_grant`).
+    pub fn with_max_assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.assertions.max_lifetime = lifetime;
+        self
+    }
+
+    /// Accepts input JWTs verified by a remote JWKS (a platform that signs
+    /// for many parties, such as a CI service) with neither a
+    /// [policy](Self::with_policy) nor an
+    /// [assertion audience](Self::with_assertion_audiences) to pin the ones
+    /// meant for this application. Without it, such an application is
+    /// refused when added to the endpoint: it would accept every token the
+    /// platform signs, for anyone.
+    pub fn danger_accept_unpinned_jwks(mut self) -> Self {
+        self.assertions.unpinned = true;
+        self
     }
 
     /// Sets the display name, which also names the automatic service account
@@ -239,6 +303,8 @@ impl fmt::Debug for Application {
             .field("verification_keys", &self.assertions.keys)
             .field("policies", &self.assertions.policies)
             .field("federated_clients", &self.assertions.federated_clients)
+            .field("max_assertion_lifetime", &self.assertions.max_lifetime)
+            .field("allow_any_account", &self.allow_any_account)
             .finish()
     }
 }

@@ -1,6 +1,7 @@
-//! Input JWTs (client assertions): verification against the application's
-//! trusted keys or, for federated applications, the issuer's own keys; date
-//! checks; single use; policies; and the identity they stand for.
+//! Input JWTs (client assertions) from external issuers: verification
+//! against the application's trusted keys; date and lifetime checks; single
+//! use; policies; and the identity they stand for. (Tokens of federated
+//! applications are traded by the endpoint: see `federation`.)
 
 use jsonwebtoken::{Algorithm, Validation};
 use secrecy::ExposeSecret;
@@ -48,13 +49,11 @@ struct Registered {
 
 /// Verifies an input JWT for `request.application` and says who it stands for.
 ///
-/// A JWT from an external issuer (not a federated one) stands for an
-/// automatic service account that `store` records on first use (see
+/// A JWT from an external issuer stands for an automatic service account
+/// that `store` records on first use (see
 /// [`CredentialStore::external_account`]), after every check and policy has
 /// passed: a disabled record refuses the JWT, and the stored username (which
-/// may be disambiguated) names the client. A federated token is not
-/// recorded: it stands for an account of this issuer, which was checked when
-/// the token was minted, and can be revoked.
+/// may be disambiguated) names the client.
 pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
     request: &ClientAuthentication,
     token: &str,
@@ -63,15 +62,9 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
 ) -> Result<Principal, VerifyError> {
     let application = &request.application;
     let rules = &application.assertions;
-    // Only applications that federate need the (unverified) issuer up front.
-    let federated = if rules.federated.is_empty() {
-        None
-    } else {
-        let peeked = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(token)
-            .ok()
-            .and_then(|claims| claims.get("iss")?.as_str().map(str::to_owned));
-        peeked.and_then(|iss| rules.federated.iter().find(|(issuer, _)| *issuer == iss))
-    };
+    if rules.keys.is_empty() {
+        return Err(Rejection::UntrustedAssertion.into());
+    }
 
     // Each key narrows the algorithms further; HS256 only ever matches a
     // shared secret configured explicitly. Narrowed to the token's own
@@ -85,50 +78,20 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
     let mut validation = Validation::new(algorithm);
     validation.leeway = rules.leeway.as_secs();
     validation.validate_nbf = true;
-    let claims: serde_json::Value = match federated {
-        Some((issuer, client_id)) => {
-            // A token this issuer minted for a federated application.
-            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-            validation.set_issuer(&[issuer]);
-            validation.set_audience(&[client_id]);
-            let claims: serde_json::Value = request
-                .issuer_keys
-                .verification_keys()
-                .verify(token, &validation)
-                .map_err(Rejection::InvalidAssertion)?
-                .claims;
-            // A revoked token must not be traded either.
-            let jti = claims
-                .get("jti")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            if let Some(revocations) = &request.revocations
-                && revocations.is_revoked(jti).await?
-            {
-                return Err(Rejection::InvalidAssertion(JwtError::Revoked).into());
-            }
-            claims
+    if rules.audiences.is_empty() {
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.validate_aud = false;
+    } else {
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        validation.set_audience(&rules.audiences);
+    }
+    let claims: serde_json::Value = match rules.keys.verify(token, &validation).await {
+        Ok(data) => data.claims,
+        Err(VerifyTokenError::Invalid(error)) => {
+            return Err(Rejection::InvalidAssertion(error).into());
         }
-        None => {
-            if rules.keys.is_empty() {
-                return Err(Rejection::UntrustedAssertion.into());
-            }
-            if rules.audiences.is_empty() {
-                validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-                validation.validate_aud = false;
-            } else {
-                validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-                validation.set_audience(&rules.audiences);
-            }
-            match rules.keys.verify(token, &validation).await {
-                Ok(data) => data.claims,
-                Err(VerifyTokenError::Invalid(error)) => {
-                    return Err(Rejection::InvalidAssertion(error).into());
-                }
-                Err(VerifyTokenError::Unavailable(error)) => {
-                    return Err(VerifyError::KeysUnavailable(error));
-                }
-            }
+        Err(VerifyTokenError::Unavailable(error)) => {
+            return Err(VerifyError::KeysUnavailable(error));
         }
     };
     let registered = Registered::deserialize(&claims)
@@ -142,6 +105,11 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
     }
     if registered.iat.is_some_and(|iat| iat > now + leeway) {
         return Err(Rejection::InvalidAssertion(JwtError::NotYetValid).into());
+    }
+    // A JWT valid for years is a standing credential, not a platform token.
+    let lifetime = registered.exp - registered.iat.unwrap_or(now);
+    if lifetime > rules.max_lifetime.as_secs_f64() {
+        return Err(Rejection::AssertionLifetime.into());
     }
 
     if rules.single_use {
@@ -174,9 +142,7 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
     let expires = std::time::UNIX_EPOCH
         .checked_add(std::time::Duration::try_from_secs_f64(registered.exp).unwrap_or_default());
     let mut principal = principal(application, registered);
-    if federated.is_none()
-        && let Some(external) = principal.external.clone()
-    {
+    if let Some(external) = principal.external.clone() {
         let account = ExternalAccount::new(external.issuer, external.subject, &principal.username)
             .with_name(&principal.name)
             .with_expires(expires);

@@ -14,9 +14,12 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use secrecy::ExposeSecret;
 use tower_service::Service;
 
-use super::assertion::JWT_BEARER;
+use super::assertion::{self, JWT_BEARER};
 use super::attempts::{self, AddressSource, AttemptGuard};
+use super::authorize::{Provenance, authorize};
 use super::claims::{self, AccessTokenClaims, Actor, IdTokenClaims};
+use super::directory::Directory;
+use super::federation;
 use super::introspection::{self, Revocations};
 use super::request::{self, BasicCredentials, TokenRequest, present, present_secret};
 use super::{
@@ -48,6 +51,8 @@ pub(crate) struct EndpointConfig {
     pub(crate) introspection_path: String,
     pub(crate) revocation_path: String,
     pub(crate) revocations: Arc<dyn Revocations>,
+    /// Accounts and bindings, for authorization and trades.
+    pub(crate) directory: Arc<dyn Directory>,
     pub(crate) attempts: Option<AttemptGuard>,
     pub(crate) client_address: AddressSource,
     pub(crate) issuer_path: String,
@@ -62,8 +67,9 @@ pub(crate) struct EndpointConfig {
 }
 
 impl EndpointConfig {
-    pub(crate) fn new(base_url: String, keys: KeyRing) -> Self {
+    pub(crate) fn new(base_url: String, keys: KeyRing, directory: Arc<dyn Directory>) -> Self {
         let mut config = Self {
+            directory,
             subject_salt: base_url.clone(),
             base_url,
             keys,
@@ -124,14 +130,22 @@ impl EndpointConfig {
         self.routes = routes;
     }
 
-    /// Resolves each application's federated `client_id`s to the issuer and
-    /// audience of the tokens this endpoint mints for them.
+    /// Sets each application's issuer URL from the current paths (so the
+    /// builder's call order does not matter), and resolves its federated
+    /// `client_id`s to the issuer and audience of the tokens this endpoint
+    /// mints for them.
     fn resolve_federation(&mut self) {
         let issuers: HashMap<String, String> = self
             .applications
             .values()
-            .map(|app| (app.client_id().to_owned(), app.issuer().to_owned()))
+            .map(|app| (app.client_id().to_owned(), self.issuer(app.slug())))
             .collect();
+        for application in self.applications.values_mut() {
+            let issuer = &issuers[application.client_id()];
+            if application.issuer != *issuer {
+                Arc::make_mut(application).issuer = issuer.clone();
+            }
+        }
         for application in self.applications.values_mut() {
             let resolved: Vec<(String, String)> = application
                 .assertions
@@ -238,18 +252,30 @@ where
     })
 }
 
-/// Asks the verifier who the client of `form` is; also clamps the
-/// `requested` scopes to the application's (the verifier sees the result;
-/// the granted scopes come back space-separated).
+/// A client that authenticated and may get a token at `application`.
+pub(crate) struct Authenticated {
+    pub(crate) application: Arc<Application>,
+    pub(crate) principal: Principal,
+    /// The granted scopes, space-separated.
+    pub(crate) scope: String,
+    /// For a trade: the traded token's `exp`, which the new token must not pass.
+    pub(crate) expires_by: Option<u64>,
+}
+
+/// Authenticates the client of `form` and authorizes it at the application
+/// it names: a token of a federated application is traded by the endpoint
+/// itself, other credentials go to the verifier (which sees the `requested`
+/// scopes clamped to the application's); then the account's binding to the
+/// application is checked and narrows the scopes.
 /// With an attempt limiter, a locked-out address or `client_id` gets 429
-/// before the verifier runs, and authentication failures are counted.
+/// before anything is looked up, and authentication failures are counted.
 pub(crate) async fn authenticate<V>(
     config: &EndpointConfig,
-    mut verifier: V,
+    verifier: V,
     form: Form,
     grant_type: GrantType,
     requested: &str,
-) -> Result<(Arc<Application>, Principal, String), TokenError>
+) -> Result<Authenticated, TokenError>
 where
     V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
 {
@@ -269,31 +295,84 @@ where
         }
         return Err(TokenError::InvalidClient);
     };
-    let granted = application.clamp_scopes(requested);
-    let scope = granted.join(" ");
-    let scopes: Vec<String> = granted.into_iter().map(str::to_owned).collect();
-    poll_fn(|cx| verifier.poll_ready(cx))
-        .await
-        .map_err(verify_error)?;
-    let mut request = ClientAuthentication::new(
-        application.clone(),
+    let mut scopes: Vec<String> = application
+        .clamp_scopes(requested)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let outcome = authenticate_at(
+        config,
+        verifier,
+        &application,
         credentials,
         grant_type,
-        config.keys.clone(),
+        &mut scopes,
     )
-    .with_scopes(scopes);
-    request.revocations = Some(config.revocations.clone());
-    let principal = match verifier.call(request).await {
-        Ok(principal) => principal,
+    .await;
+    match outcome {
+        Ok((principal, expires_by)) => Ok(Authenticated {
+            scope: scopes.join(" "),
+            application,
+            principal,
+            expires_by,
+        }),
         Err(error) => {
             tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
             if let (VerifyError::Rejected(_), Some(attempt)) = (&error, &attempt) {
                 attempt.failed().await;
             }
-            return Err(verify_error(error));
+            Err(verify_error(error))
         }
+    }
+}
+
+/// Who the client is (by trade or by the verifier), and whether it may get
+/// a token at `application`; narrows `scopes`.
+async fn authenticate_at<V>(
+    config: &EndpointConfig,
+    mut verifier: V,
+    application: &Arc<Application>,
+    credentials: Credentials,
+    grant_type: GrantType,
+    scopes: &mut Vec<String>,
+) -> Result<(Principal, Option<u64>), VerifyError>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+{
+    let jwt = match &credentials {
+        Credentials::Assertion(jwt) => Some(jwt.expose_secret()),
+        Credentials::ClientSecret(secret) if assertion::is_compact_jws(secret.expose_secret()) => {
+            Some(secret.expose_secret())
+        }
+        _ => None,
     };
-    Ok((application, principal, scope))
+    if let Some(jwt) = jwt
+        && let Some(source) = federation::source(config, application, jwt)
+    {
+        // Boxed: trades are rare, and their future is large.
+        let trade = Box::pin(federation::trade(config, application, source, jwt)).await?;
+        scopes.retain(|scope| trade.scopes.contains(scope));
+        authorize(
+            config,
+            application,
+            &trade.principal,
+            Provenance::Trade,
+            scopes,
+        )
+        .await?;
+        return Ok((trade.principal, Some(trade.expires)));
+    }
+    poll_fn(|cx| verifier.poll_ready(cx)).await?;
+    let request = ClientAuthentication::new(
+        application.clone(),
+        credentials,
+        grant_type,
+        config.keys.clone(),
+    )
+    .with_scopes(scopes.clone());
+    let principal = verifier.call(request).await?;
+    authorize(config, application, &principal, Provenance::Login, scopes).await?;
+    Ok((principal, None))
 }
 
 async fn issue<V, B>(
@@ -318,9 +397,8 @@ where
         Some(_) => return Err(TokenError::UnsupportedGrantType),
     };
     let requested = present(&form.fields.scope).unwrap_or("").to_owned();
-    let (application, principal, scope) =
-        authenticate(config, verifier, form, grant_type, &requested).await?;
-    mint(config, &application, &principal, &scope)
+    let authenticated = authenticate(config, verifier, form, grant_type, &requested).await?;
+    mint(config, &authenticated)
 }
 
 pub(crate) fn verify_error(error: VerifyError) -> TokenError {
@@ -453,15 +531,21 @@ fn client_authentication(
 }
 
 /// Mints the access token (and ID token) and serializes the response body.
-fn mint(
-    config: &EndpointConfig,
-    application: &Application,
-    principal: &Principal,
-    scope: &str,
-) -> Result<Vec<u8>, TokenError> {
+/// A traded token's successor expires no later than it.
+fn mint(config: &EndpointConfig, authenticated: &Authenticated) -> Result<Vec<u8>, TokenError> {
+    let Authenticated {
+        application,
+        principal,
+        scope,
+        expires_by,
+    } = authenticated;
+    let scope = scope.as_str();
     let now = claims::now();
-    let lifetime = application.token_lifetime().as_secs();
-    let exp = now.saturating_add(lifetime);
+    let mut exp = now.saturating_add(application.token_lifetime().as_secs());
+    if let Some(limit) = *expires_by {
+        exp = exp.min(limit);
+    }
+    let lifetime = exp.saturating_sub(now);
     let iss = application.issuer.as_str();
     let sub = claims::subject(application, principal, &config.subject_salt);
     let jti = claims::token_id().ok_or(TokenError::ServerError)?;

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use tower_service::Service;
 
 use super::endpoint::{self, BoxError, EndpointConfig};
+use super::federation;
 use super::request::present_secret;
 use super::{
     Application, ClientAuthentication, GrantType, Principal, TokenError, VerifyError, response,
@@ -123,13 +124,13 @@ where
     let token = present_secret(&form.fields.token)
         .map(|token| token.expose_secret().to_owned())
         .ok_or(TokenError::InvalidRequest("parameter token is missing"))?;
-    let (caller, _, _) =
-        endpoint::authenticate(config, verifier, form, GrantType::ClientCredentials, "")
-            .await
-            .map_err(|error| match error {
-                TokenError::InvalidGrant => TokenError::InvalidClient,
-                other => other,
-            })?;
+    let caller = endpoint::authenticate(config, verifier, form, GrantType::ClientCredentials, "")
+        .await
+        .map_err(|error| match error {
+            TokenError::InvalidGrant => TokenError::InvalidClient,
+            other => other,
+        })?
+        .application;
     Ok((caller, token))
 }
 
@@ -175,7 +176,20 @@ async fn live_claims(
     {
         return Ok(None);
     }
-    Ok(Some(data.claims))
+    // A token is active only while its account is (disabling an account
+    // ends its tokens for every introspecting resource server).
+    let claim = |name: &str| {
+        data.claims
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    match federation::account_behind(config, owner, claim("preferred_username"), claim("sub")).await
+    {
+        Ok(_) => Ok(Some(data.claims)),
+        Err(VerifyError::Rejected(_)) => Ok(None),
+        Err(_) => Err(TokenError::TemporarilyUnavailable),
+    }
 }
 
 /// The same application, or one federated with it either way.

@@ -9,9 +9,9 @@ use tower_layer::Layer;
 use super::attempts::{AttemptGuard, AttemptLimits, Attempts};
 use super::endpoint::EndpointConfig;
 use super::introspection::Revocations;
-use super::{Application, TokenEndpoint};
+use super::{Application, StoreVerifier, TokenEndpoint};
 use crate::keys::KeyRing;
-use crate::store::{AttemptLimiter, RevocationList};
+use crate::store::{AttemptLimiter, CredentialStore, ReplayCache, RevocationList};
 
 /// A tower layer that adds an OAuth2 token endpoint (client credentials) to
 /// any service, with each application's JWKS and metadata.
@@ -49,13 +49,48 @@ pub enum ConfigError {
     /// A path does not start with `/`, or a per-application path lacks `{slug}`.
     #[error("invalid path {0:?}: paths start with '/' and per-application paths contain {{slug}}")]
     Path(String),
+    /// Two applications with one `client_id`.
+    #[error("two applications have the client_id {0:?}")]
+    DuplicateClientId(String),
+    /// Two applications with one slug (they would share an issuer).
+    #[error("two applications have the slug {0:?}")]
+    DuplicateSlug(String),
+    /// An application federates with a `client_id` that no application has.
+    #[error("application {client_id:?} federates with {federated:?}, which is no application")]
+    UnknownFederatedApplication {
+        /// The federating application.
+        client_id: String,
+        /// The `client_id` it names.
+        federated: String,
+    },
+    /// An application federates with itself.
+    #[error("application {0:?} federates with itself")]
+    SelfFederation(String),
+    /// Applications federate in a circle (each listed accepts the next one's
+    /// tokens, the last the first's), so tokens could be traded round it.
+    #[error("applications federate in a cycle: {0:?}")]
+    FederationCycle(Vec<String>),
+    /// An application trusts a remote JWKS with neither a policy nor an
+    /// assertion audience, so it would accept every token that source signs,
+    /// for anyone (see `Application::danger_accept_unpinned_jwks`).
+    #[error(
+        "application {0:?} trusts a remote JWKS but pins nothing: add a policy or an assertion \
+         audience that only its own tokens pass, or opt in with danger_accept_unpinned_jwks"
+    )]
+    UnpinnedJwks(String),
 }
 
-impl<V> TokenEndpointLayer<V> {
+impl<S: CredentialStore> TokenEndpointLayer<StoreVerifier<S>> {
     /// An endpoint for the issuer at `base_url` (e.g.
-    /// `https://auth.example.com`), signing with `keys` and asking `verifier`
-    /// who clients are (usually a [`StoreVerifier`](super::StoreVerifier)).
-    pub fn new(base_url: &str, keys: KeyRing, verifier: V) -> Result<Self, ConfigError> {
+    /// `https://auth.example.com`), signing with `keys`, whose service
+    /// accounts, app passwords and bindings are in `store`.
+    ///
+    /// Clients are authenticated by a [`StoreVerifier`] over `store` (swap it
+    /// with [`verifier`](TokenEndpointLayer::verifier)); whatever verifier
+    /// is used, the endpoint itself checks against `store` which accounts
+    /// are bound to which application, and that the account behind a traded
+    /// token is still active.
+    pub fn new(base_url: &str, keys: KeyRing, store: S) -> Result<Self, ConfigError> {
         let base_url = base_url.trim_end_matches('/');
         let uri: http::Uri = base_url.parse().map_err(|_| ConfigError::BaseUrl)?;
         let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
@@ -63,10 +98,37 @@ impl<V> TokenEndpointLayer<V> {
         if !scheme_ok || uri.authority().is_none() || !bare {
             return Err(ConfigError::BaseUrl);
         }
+        let store = Arc::new(store);
         Ok(Self {
-            verifier,
-            config: Arc::new(EndpointConfig::new(base_url.to_owned(), keys)),
+            verifier: StoreVerifier::shared(store.clone()),
+            config: Arc::new(EndpointConfig::new(base_url.to_owned(), keys, store)),
         })
+    }
+}
+
+impl<S: CredentialStore, R: ReplayCache> TokenEndpointLayer<StoreVerifier<S, R>> {
+    /// Remembers single-use input JWTs in `replay` (default: in memory;
+    /// share one between instances to refuse replays across them).
+    pub fn replay_cache<R2: ReplayCache>(
+        self,
+        replay: R2,
+    ) -> TokenEndpointLayer<StoreVerifier<S, R2>> {
+        TokenEndpointLayer {
+            verifier: self.verifier.with_replay_cache(replay),
+            config: self.config,
+        }
+    }
+}
+
+impl<V> TokenEndpointLayer<V> {
+    /// Asks `verifier` who clients are instead: any
+    /// `tower::Service<ClientAuthentication, Response = Principal, Error = VerifyError>`.
+    /// Bindings and trades are still checked against the store.
+    pub fn verifier<V2>(self, verifier: V2) -> TokenEndpointLayer<V2> {
+        TokenEndpointLayer {
+            verifier,
+            config: self.config,
+        }
     }
 
     fn update(mut self, f: impl FnOnce(&mut EndpointConfig)) -> Self {
@@ -76,14 +138,34 @@ impl<V> TokenEndpointLayer<V> {
         self
     }
 
-    /// Adds an application (one with the same `client_id` is replaced).
-    pub fn application(self, mut application: Application) -> Self {
-        self.update(|config| {
-            application.issuer = config.issuer(application.slug());
-            config
-                .applications
-                .insert(application.client_id().to_owned(), Arc::new(application));
-        })
+    /// Adds an application. Refused: a `client_id` or slug taken already, a
+    /// federation with an unknown application or with itself, and an
+    /// unpinned remote JWKS (see [`ConfigError`]).
+    pub fn application(self, application: Application) -> Result<Self, ConfigError> {
+        self.applications([application])
+    }
+
+    /// Adds several applications at once, in any order: federations among
+    /// them are checked when all are in (no unknown target, no cycle).
+    pub fn applications(
+        mut self,
+        applications: impl IntoIterator<Item = Application>,
+    ) -> Result<Self, ConfigError> {
+        let mut added = self.config.applications.clone();
+        for application in applications {
+            check_application(&application)?;
+            let client_id = application.client_id().to_owned();
+            if added.contains_key(&client_id) {
+                return Err(ConfigError::DuplicateClientId(client_id));
+            }
+            if added.values().any(|app| app.slug() == application.slug()) {
+                return Err(ConfigError::DuplicateSlug(application.slug().to_owned()));
+            }
+            added.insert(client_id, Arc::new(application));
+        }
+        check_federation(&added)?;
+        self = self.update(|config| config.applications = added);
+        Ok(self)
     }
 
     /// The token endpoint path (default `/application/o/token/`).
@@ -171,8 +253,7 @@ impl<V> TokenEndpointLayer<V> {
         self.update(|config| config.client_address = source)
     }
 
-    /// The issuer path template (default `/application/o/{slug}/`). Set it
-    /// before adding applications.
+    /// The issuer path template (default `/application/o/{slug}/`).
     pub fn issuer_path(self, path: &str) -> Result<Self, ConfigError> {
         let path = checked_path(path, true)?;
         Ok(self.update(|config| config.issuer_path = path))
@@ -247,6 +328,69 @@ impl<V> TokenEndpointLayer<V> {
     pub fn get_application(&self, client_id: &str) -> Option<&Application> {
         self.config.applications.get(client_id).map(|app| &**app)
     }
+}
+
+/// The rules one application must satisfy by itself.
+fn check_application(application: &Application) -> Result<(), ConfigError> {
+    let rules = &application.assertions;
+    if rules.keys.has_remote()
+        && rules.policies.is_empty()
+        && rules.audiences.is_empty()
+        && !rules.unpinned
+    {
+        return Err(ConfigError::UnpinnedJwks(
+            application.client_id().to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Every federated `client_id` names another application, and no chain of
+/// federations comes back to where it started.
+fn check_federation(
+    applications: &std::collections::HashMap<String, Arc<Application>>,
+) -> Result<(), ConfigError> {
+    for application in applications.values() {
+        for federated in &application.assertions.federated_clients {
+            if federated == application.client_id() {
+                return Err(ConfigError::SelfFederation(federated.clone()));
+            }
+            if !applications.contains_key(federated) {
+                return Err(ConfigError::UnknownFederatedApplication {
+                    client_id: application.client_id().to_owned(),
+                    federated: federated.clone(),
+                });
+            }
+        }
+    }
+    // Depth-first search for a back edge; `path` is the chain being walked.
+    fn visit<'a>(
+        client_id: &'a str,
+        applications: &'a std::collections::HashMap<String, Arc<Application>>,
+        done: &mut std::collections::HashSet<&'a str>,
+        path: &mut Vec<&'a str>,
+    ) -> Result<(), ConfigError> {
+        if let Some(start) = path.iter().position(|id| *id == client_id) {
+            let cycle = path[start..].iter().map(|id| (*id).to_owned()).collect();
+            return Err(ConfigError::FederationCycle(cycle));
+        }
+        if !done.insert(client_id) {
+            return Ok(());
+        }
+        path.push(client_id);
+        for next in &applications[client_id].assertions.federated_clients {
+            visit(next, applications, done, path)?;
+        }
+        path.pop();
+        Ok(())
+    }
+    let mut done = std::collections::HashSet::new();
+    let mut ids: Vec<&str> = applications.keys().map(String::as_str).collect();
+    ids.sort_unstable();
+    for client_id in ids {
+        visit(client_id, applications, &mut done, &mut Vec::new())?;
+    }
+    Ok(())
 }
 
 fn checked_path(path: &str, per_application: bool) -> Result<String, ConfigError> {

@@ -19,9 +19,9 @@
 //! use bytes::Bytes;
 //! use jsonwebtoken::Algorithm;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
+//! use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
 //! use tower_m2m_auth::keys::{KeyRing, SigningKey};
-//! use tower_m2m_auth::store::{AppPassword, MemoryStore, ServiceAccount};
+//! use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
 //! # use secrecy::ExposeSecret;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -33,9 +33,12 @@
 //! store.insert_account(account);
 //! store.insert_app_password(password);
 //!
+//! // It may get tokens (with scope `read`) at the application `my-client`.
+//! store.bind("deployer", Binding::new("my-client", ["read"]));
+//!
 //! let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256)?);
-//! let layer = TokenEndpointLayer::new("https://auth.example.com", keys, StoreVerifier::new(store))?
-//!     .application(Application::new("my-client", "my-app").with_allowed_scopes(["read"]));
+//! let layer = TokenEndpointLayer::new("https://auth.example.com", keys, store)?
+//!     .application(Application::new("my-client", "my-app").with_allowed_scopes(["read"]))?;
 //!
 //! let service = ServiceBuilder::new()
 //!     .layer(layer)
@@ -66,11 +69,14 @@
 mod application;
 mod assertion;
 mod attempts;
+mod authorize;
 mod body;
 mod claims;
 mod credentials;
+mod directory;
 mod endpoint;
 mod error;
+mod federation;
 mod future;
 mod introspection;
 mod layer;

@@ -69,6 +69,21 @@ pub enum Rejection {
     /// A policy denied the input JWT.
     #[error("input JWT denied by policy")]
     PolicyDenied,
+    /// The input JWT is valid for longer than the application accepts
+    /// ([`Application::with_max_assertion_lifetime`](super::Application::with_max_assertion_lifetime)).
+    #[error("input JWT lives longer than the application accepts")]
+    AssertionLifetime,
+    /// The account is not bound to the application (see
+    /// [`Binding`](crate::store::Binding)).
+    #[error("account not bound to the application")]
+    NotBound,
+    /// The account behind a traded token no longer exists (or its name now
+    /// belongs to another account).
+    #[error("the account behind the token no longer exists")]
+    AccountRemoved,
+    /// A token offered for a trade is not an access token (an ID token).
+    #[error("not an access token")]
+    NotAnAccessToken,
 }
 
 impl From<Rejection> for VerifyError {
@@ -115,8 +130,13 @@ impl<S, R> Clone for StoreVerifier<S, R> {
 impl<S: CredentialStore> StoreVerifier<S> {
     /// A verifier that reads `store`, with an in-memory replay cache.
     pub fn new(store: S) -> Self {
+        Self::shared(Arc::new(store))
+    }
+
+    /// A verifier over a store the endpoint shares.
+    pub(crate) fn shared(store: Arc<S>) -> Self {
         Self {
-            store: Arc::new(store),
+            store,
             replay: Arc::new(MemoryReplayCache::new()),
         }
     }

@@ -70,6 +70,12 @@ impl VerificationKeys {
         self
     }
 
+    /// Whether any source is a JWKS URL (fetched, so possibly a platform
+    /// that signs for many parties).
+    pub fn has_remote(&self) -> bool {
+        !self.remotes.is_empty()
+    }
+
     /// Whether no key or source is configured.
     pub fn is_empty(&self) -> bool {
         self.fixed.is_empty() && self.remotes.is_empty()

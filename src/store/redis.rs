@@ -47,12 +47,12 @@ return ttl";
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use tower_m2m_auth::store::{MemoryStore, RedisStore};
-/// use tower_m2m_auth::issuer::{AttemptLimits, StoreVerifier, TokenEndpointLayer};
+/// use tower_m2m_auth::issuer::{AttemptLimits, TokenEndpointLayer};
 /// # let keys = tower_m2m_auth::KeyRing::new(tower_m2m_auth::SigningKey::generate(jsonwebtoken::Algorithm::ES256)?);
 ///
 /// let redis = RedisStore::connect("redis://127.0.0.1:6379/").await?;
-/// let verifier = StoreVerifier::new(MemoryStore::new()).with_replay_cache(redis.clone());
-/// let layer = TokenEndpointLayer::new("https://auth.example.com", keys, verifier)?
+/// let layer = TokenEndpointLayer::new("https://auth.example.com", keys, MemoryStore::new())?
+///     .replay_cache(redis.clone())
 ///     .revocation_list(redis.clone())
 ///     .attempt_limiter(redis, AttemptLimits::default());
 /// # Ok(()) }

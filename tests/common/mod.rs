@@ -19,7 +19,7 @@ use jsonwebtoken::jwk::JwkSet;
 use secrecy::ExposeSecret;
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
-use tower_m2m_auth::store::{AppPassword, MemoryStore, ServiceAccount};
+use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
 
 pub const CLIENT_ID: &str = "test-client";
 pub const SLUG: &str = "test-app";
@@ -49,8 +49,16 @@ impl Server {
         self.url(&format!("/application/o/{SLUG}/"))
     }
 
-    /// Adds another service account with one fresh token.
+    /// Adds another service account with one fresh token, bound to the
+    /// test application with all its scopes.
     pub fn add_account(&self, username: &str) -> (ServiceAccount, String) {
+        let (account, token) = self.add_unbound_account(username);
+        self.store.bind(username, all_scopes());
+        (account, token)
+    }
+
+    /// Adds another service account with one fresh token, bound nowhere.
+    pub fn add_unbound_account(&self, username: &str) -> (ServiceAccount, String) {
         let account = ServiceAccount::new(username);
         let (token, password) = AppPassword::generate(&account.id);
         self.store.insert_account(account.clone());
@@ -66,6 +74,11 @@ impl Server {
             .await
             .unwrap()
     }
+}
+
+/// A binding to the test application with every scope it allows.
+pub fn all_scopes() -> Binding {
+    Binding::new(CLIENT_ID, ["read", "write", "openid"])
 }
 
 pub fn application() -> Application {
@@ -87,14 +100,16 @@ pub async fn start_with(
     let (token, password) = AppPassword::generate(&account.id);
     store.insert_account(account.clone());
     store.insert_app_password(password);
+    store.bind(USERNAME, all_scopes());
 
     let keys = KeyRing::new(SigningKey::generate(algorithm).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
-    let layer = TokenEndpointLayer::new(&base, keys.clone(), StoreVerifier::new(store.clone()))
+    let layer = TokenEndpointLayer::new(&base, keys.clone(), store.clone())
         .unwrap()
-        .application(application());
+        .application(application())
+        .unwrap();
     let layer = configure(layer);
     let app = Router::new().route("/{*path}", any(echo)).layer(layer);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
