@@ -12,7 +12,7 @@ use common::jwks::External;
 use common::{form_encode, http};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
+use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
 use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{
     AccountAdmin, AdminError, AppPassword, CredentialStore, ExternalAccount, ServiceAccount,

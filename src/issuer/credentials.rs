@@ -6,7 +6,6 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::Application;
-use crate::keys::KeyRing;
 use crate::store::ServiceAccount;
 
 /// The grant a token request asked for. authentik treats `password` exactly
@@ -64,10 +63,9 @@ pub struct ClientAuthentication {
     pub credentials: Credentials,
     /// The requested grant.
     pub grant_type: GrantType,
-    /// The scopes the token will carry (requested ∩ allowed).
+    /// The scopes requested that the application allows (a binding may
+    /// narrow them further after the verifier answers).
     pub scopes: Vec<String>,
-    /// The issuer's own keys.
-    pub issuer_keys: KeyRing,
 }
 
 impl ClientAuthentication {
@@ -76,14 +74,12 @@ impl ClientAuthentication {
         application: Arc<Application>,
         credentials: Credentials,
         grant_type: GrantType,
-        issuer_keys: KeyRing,
     ) -> Self {
         Self {
             application,
             credentials,
             grant_type,
             scopes: Vec::new(),
-            issuer_keys,
         }
     }
 

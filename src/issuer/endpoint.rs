@@ -363,13 +363,8 @@ where
         return Ok((trade.principal, Some(trade.expires)));
     }
     poll_fn(|cx| verifier.poll_ready(cx)).await?;
-    let request = ClientAuthentication::new(
-        application.clone(),
-        credentials,
-        grant_type,
-        config.keys.clone(),
-    )
-    .with_scopes(scopes.clone());
+    let request = ClientAuthentication::new(application.clone(), credentials, grant_type)
+        .with_scopes(scopes.clone());
     let principal = verifier.call(request).await?;
     authorize(config, application, &principal, Provenance::Login, scopes).await?;
     Ok((principal, None))
