@@ -283,3 +283,92 @@ async fn introspection_and_revocation_take_post_only_and_are_in_the_metadata() {
         server.url("/application/o/revoke/")
     );
 }
+
+// ------------------------------------------------------- HS256 signing keys
+
+#[tokio::test]
+async fn hs256_tokens_are_introspected_and_revoked() {
+    // The secret is never published, so the JWKS cannot verify these
+    // tokens; the issuer verifies them with its own secret.
+    let server = start_with(Algorithm::HS256, |layer| layer).await;
+    let token = access_token(&server).await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).unwrap().alg,
+        Algorithm::HS256
+    );
+    assert!(server.jwks().await.keys.is_empty());
+    let client = (CLIENT_ID, APP_SECRET);
+    let other = access_token(&server).await;
+    let answer = introspect(&server, client, &token).await;
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["username"], USERNAME);
+
+    revoke(&server, client, &token).await;
+    assert_eq!(
+        introspect(&server, client, &token).await,
+        json!({"active": false})
+    );
+    assert_eq!(introspect(&server, client, &other).await["active"], true);
+}
+
+#[tokio::test]
+async fn hs256_tokens_of_a_rotated_out_secret_stay_introspectable() {
+    let server = start_with(Algorithm::HS256, |layer| layer).await;
+    let token = access_token(&server).await;
+    server
+        .keys
+        .rotate(SigningKey::generate(Algorithm::HS256).unwrap());
+    let client = (CLIENT_ID, APP_SECRET);
+    assert_eq!(introspect(&server, client, &token).await["active"], true);
+    revoke(&server, client, &token).await;
+    assert_eq!(introspect(&server, client, &token).await["active"], false);
+}
+
+#[tokio::test]
+async fn hs256_tokens_of_another_secret_or_a_public_key_are_inactive() {
+    // HS256 in the introspection allow-list opens no key confusion: an
+    // HMAC "signature" keyed with the published public key, or with a
+    // secret that is not the ring's, verifies nothing.
+    let server = start_with(Algorithm::ES256, |layer| {
+        // A second key in the ring, whose secret is the ring's own.
+        let _ = layer
+            .keys()
+            .clone()
+            .with_published(SigningKey::generate(Algorithm::HS256).unwrap());
+        layer
+    })
+    .await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({
+        "iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now + 300,
+        "client_id": CLIENT_ID,
+    });
+    let jwks = server.jwks().await;
+    let public_jwk = serde_json::to_vec(&jwks.keys[0]).unwrap();
+    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+    header.kid = jwks.keys[0].common.key_id.clone();
+    let confused = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&public_jwk),
+    )
+    .unwrap();
+    // Without a `kid`, every key of the ring is tried: still nothing.
+    let kidless = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&public_jwk),
+    )
+    .unwrap();
+    let stranger = SigningKey::generate(Algorithm::HS256)
+        .unwrap()
+        .sign_jwt(Some("at+jwt"), &claims)
+        .unwrap();
+    let client = (CLIENT_ID, APP_SECRET);
+    for token in [confused, kidless, stranger] {
+        assert_eq!(
+            introspect(&server, client, &token).await,
+            json!({"active": false})
+        );
+    }
+}

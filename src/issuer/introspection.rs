@@ -149,8 +149,11 @@ async fn live_claims(
     if !may_see(caller, owner) {
         return Ok(None);
     }
+    // The ring's own HS256 secrets verify too; each key allows only its
+    // own algorithms, so no key confusion follows from listing HS256.
     let mut validation = Validation::new(Algorithm::ES256);
     validation.algorithms = ASYMMETRIC_ALGORITHMS.to_vec();
+    validation.algorithms.push(Algorithm::HS256);
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "iss", "aud", "jti"]);
     validation.set_issuer(&[owner.issuer()]);
