@@ -155,16 +155,20 @@ async fn unparseable_foreign_and_expired_tokens_are_inactive() {
 
     let forger = SigningKey::generate(Algorithm::ES256).unwrap();
     let now = jsonwebtoken::get_current_timestamp();
-    let claims =
-        json!({"iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now + 300});
+    let claims = json!({
+        "iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now + 300,
+        "client_id": CLIENT_ID,
+    });
     let forged = forger.sign_jwt(None, &claims).unwrap();
     assert_eq!(
         introspect(&server, client, &forged).await,
         json!({"active": false})
     );
 
-    let expired_claims =
-        json!({"iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now - 10});
+    let expired_claims = json!({
+        "iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now - 10,
+        "client_id": CLIENT_ID,
+    });
     let expired = server
         .keys
         .active()
@@ -281,6 +285,36 @@ async fn introspection_and_revocation_take_post_only_and_are_in_the_metadata() {
     assert_eq!(
         metadata["revocation_endpoint"],
         server.url("/application/o/revoke/")
+    );
+}
+
+#[tokio::test]
+async fn id_token_is_not_an_active_access_token() {
+    // Same issuer, key, audience and lifetime as the access token beside it:
+    // a resource server that introspects must not take it for one.
+    let server = server().await;
+    let response = post_form(
+        &server,
+        &form_encode(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("username", USERNAME),
+            ("password", &server.token),
+            ("scope", "read"),
+        ]),
+    )
+    .await;
+    let json: Value = response.json().await.unwrap();
+    let id_token = json["id_token"].as_str().unwrap();
+    let client = (CLIENT_ID, APP_SECRET);
+    assert_eq!(
+        introspect(&server, client, id_token).await,
+        json!({"active": false})
+    );
+    let access_token = json["access_token"].as_str().unwrap();
+    assert_eq!(
+        introspect(&server, client, access_token).await["active"],
+        true
     );
 }
 

@@ -52,7 +52,8 @@ impl<T: RevocationList> Revocations for T {
 }
 
 /// `POST` introspection: `{"active": false}` for revoked, expired, foreign or
-/// unparseable tokens, else the token's claims with `active: true`.
+/// unparseable tokens and for ID tokens, else the access token's claims with
+/// `active: true`.
 pub(crate) async fn introspect<V, B>(
     config: &EndpointConfig,
     verifier: V,
@@ -165,6 +166,13 @@ async fn live_claims(
     else {
         return Ok(None);
     };
+    // Only access tokens are introspected (as authentik, which looks tokens
+    // up among its access tokens): an ID token, which never carries
+    // `client_id`, is inactive, so a resource server that introspects
+    // cannot take it for an access token either.
+    if !data.claims.contains_key("client_id") {
+        return Ok(None);
+    }
     let jti = data
         .claims
         .get("jti")
