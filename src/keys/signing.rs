@@ -159,7 +159,9 @@ impl SigningKey {
     ///
     /// Symmetric keys are never published in the JWKS: whoever verifies the
     /// tokens must be given the same secret, and can then mint tokens too.
-    /// Its `kid` is derived from the secret's SHA-256 digest.
+    /// In a [`KeyRing`](super::KeyRing), the issuer verifies them itself
+    /// (introspection, revocation, federation). Its `kid` is derived from
+    /// the secret's SHA-256 digest.
     pub fn from_hmac_secret(secret: &[u8]) -> Result<Self, KeyError> {
         if secret.len() < 32 {
             return Err(KeyError::WeakSecret);
