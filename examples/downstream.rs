@@ -58,6 +58,11 @@ struct Args {
     /// Turn the verified-token cache off (every request pays a signature check).
     #[arg(long)]
     no_cache: bool,
+    /// Also accept access tokens without `typ: at+jwt` if they carry
+    /// `client_id` or `scope` (authentik's, or the example server's with
+    /// `[endpoint] at_jwt_typ = false`). ID tokens stay refused.
+    #[arg(long)]
+    allow_untyped_access_tokens: bool,
 }
 
 /// The claims `/api/claims` answers with.
@@ -107,7 +112,8 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     };
     let mut layer = JwtValidateLayer::new()
         .issuer(issuer)
-        .audience(&args.audience);
+        .audience(&args.audience)
+        .allow_untyped_access_tokens(args.allow_untyped_access_tokens);
     if args.no_cache {
         layer = layer.token_cache(0);
     }

@@ -52,6 +52,11 @@ enum Command {
         /// A scope every call needs.
         #[arg(long)]
         scope: Option<String>,
+        /// Also accept access tokens without `typ: at+jwt` if they carry
+        /// `client_id` or `scope` (authentik's, or the example server's with
+        /// `[endpoint] at_jwt_typ = false`). ID tokens stay refused.
+        #[arg(long)]
+        allow_untyped_access_tokens: bool,
     },
     /// Call `grpc.health.v1.Health/Check` and print the answer.
     Check {
@@ -68,12 +73,23 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         issuer: "http://127.0.0.1:9000/application/o/demo/".into(),
         audience: "demo-client".into(),
         scope: None,
+        allow_untyped_access_tokens: false,
     }) {
         Command::Serve {
             issuer,
             audience,
             scope,
-        } => serve(args.addr, &issuer, &audience, scope).await,
+            allow_untyped_access_tokens,
+        } => {
+            serve(
+                args.addr,
+                &issuer,
+                &audience,
+                scope,
+                allow_untyped_access_tokens,
+            )
+            .await
+        }
         Command::Check { token } => check(args.addr, token).await,
     }
 }
@@ -83,10 +99,12 @@ async fn serve(
     issuer: &str,
     audience: &str,
     scope: Option<String>,
+    allow_untyped_access_tokens: bool,
 ) -> Result<(), Box<dyn Error + Send + Sync>> {
     let mut layer = JwtValidateLayer::new()
         .issuer(Issuer::with_jwks_url(issuer, format!("{issuer}jwks/")))
-        .audience(audience);
+        .audience(audience)
+        .allow_untyped_access_tokens(allow_untyped_access_tokens);
     if let Some(scope) = scope {
         layer = layer.require_scopes([scope])?;
     }

@@ -1310,18 +1310,24 @@ fn api(validator: JwtValidateLayer) -> Router {
 
 /// Trusts the tokens each application of the endpoint mints: its issuer,
 /// its `client_id` as audience, and the endpoint's own published keys.
+/// Access tokens without `typ: at+jwt` (`[endpoint] at_jwt_typ = false`)
+/// pass only then, and only with their `client_id`: ID tokens never do.
 fn api_validator(endpoint: &Endpoint, config: &Config) -> JwtValidateLayer {
     let keys = endpoint.keys().verification_keys();
+    let untyped = config.endpoint.at_jwt_typ == Some(false);
     config
         .applications
         .iter()
         .filter_map(|app| endpoint.get_application(&app.client_id))
-        .fold(JwtValidateLayer::new(), |layer, application| {
-            layer.issuer(
-                Issuer::with_key_set(application.issuer(), (*keys).clone())
-                    .audience(application.client_id()),
-            )
-        })
+        .fold(
+            JwtValidateLayer::new().allow_untyped_access_tokens(untyped),
+            |layer, application| {
+                layer.issuer(
+                    Issuer::with_key_set(application.issuer(), (*keys).clone())
+                        .audience(application.client_id()),
+                )
+            },
+        )
 }
 
 /// `GET /api/hello`.

@@ -158,16 +158,20 @@ async fn unparseable_foreign_and_expired_tokens_are_inactive() {
 
     let forger = SigningKey::generate(Algorithm::ES256).unwrap();
     let now = jsonwebtoken::get_current_timestamp();
-    let claims =
-        json!({"iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now + 300});
+    let claims = json!({
+        "iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now + 300,
+        "client_id": CLIENT_ID,
+    });
     let forged = forger.sign_jwt(None, &claims).unwrap();
     assert_eq!(
         introspect(&server, client, &forged).await,
         json!({"active": false})
     );
 
-    let expired_claims =
-        json!({"iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now - 10});
+    let expired_claims = json!({
+        "iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now - 10,
+        "client_id": CLIENT_ID,
+    });
     let expired = server
         .keys
         .active()
@@ -290,4 +294,123 @@ async fn introspection_and_revocation_take_post_only_and_are_in_the_metadata() {
         metadata["revocation_endpoint"],
         server.url("/application/o/revoke/")
     );
+}
+
+#[tokio::test]
+async fn id_token_is_not_an_active_access_token() {
+    // Same issuer, key, audience and lifetime as the access token beside it:
+    // a resource server that introspects must not take it for one.
+    let server = server().await;
+    let response = post_form(
+        &server,
+        &form_encode(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("username", USERNAME),
+            ("password", &server.token),
+            ("scope", "read"),
+        ]),
+    )
+    .await;
+    let json: Value = response.json().await.unwrap();
+    let id_token = json["id_token"].as_str().unwrap();
+    let client = (CLIENT_ID, APP_SECRET);
+    assert_eq!(
+        introspect(&server, client, id_token).await,
+        json!({"active": false})
+    );
+    let access_token = json["access_token"].as_str().unwrap();
+    assert_eq!(
+        introspect(&server, client, access_token).await["active"],
+        true
+    );
+}
+
+// ------------------------------------------------------- HS256 signing keys
+
+#[tokio::test]
+async fn hs256_tokens_are_introspected_and_revoked() {
+    // The secret is never published, so the JWKS cannot verify these
+    // tokens; the issuer verifies them with its own secret.
+    let server = start_with(Algorithm::HS256, |layer| layer).await;
+    let token = access_token(&server).await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).unwrap().alg,
+        Algorithm::HS256
+    );
+    assert!(server.jwks().await.keys.is_empty());
+    let client = (CLIENT_ID, APP_SECRET);
+    let other = access_token(&server).await;
+    let answer = introspect(&server, client, &token).await;
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["username"], USERNAME);
+
+    revoke(&server, client, &token).await;
+    assert_eq!(
+        introspect(&server, client, &token).await,
+        json!({"active": false})
+    );
+    assert_eq!(introspect(&server, client, &other).await["active"], true);
+}
+
+#[tokio::test]
+async fn hs256_tokens_of_a_rotated_out_secret_stay_introspectable() {
+    let server = start_with(Algorithm::HS256, |layer| layer).await;
+    let token = access_token(&server).await;
+    server
+        .keys
+        .rotate(SigningKey::generate(Algorithm::HS256).unwrap());
+    let client = (CLIENT_ID, APP_SECRET);
+    assert_eq!(introspect(&server, client, &token).await["active"], true);
+    revoke(&server, client, &token).await;
+    assert_eq!(introspect(&server, client, &token).await["active"], false);
+}
+
+#[tokio::test]
+async fn hs256_tokens_of_another_secret_or_a_public_key_are_inactive() {
+    // HS256 in the introspection allow-list opens no key confusion: an
+    // HMAC "signature" keyed with the published public key, or with a
+    // secret that is not the ring's, verifies nothing.
+    let server = start_with(Algorithm::ES256, |layer| {
+        // A second key in the ring, whose secret is the ring's own.
+        let _ = layer
+            .keys()
+            .clone()
+            .with_published(SigningKey::generate(Algorithm::HS256).unwrap());
+        layer
+    })
+    .await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({
+        "iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now + 300,
+        "client_id": CLIENT_ID,
+    });
+    let jwks = server.jwks().await;
+    let public_jwk = serde_json::to_vec(&jwks.keys[0]).unwrap();
+    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+    header.kid = jwks.keys[0].common.key_id.clone();
+    let confused = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&public_jwk),
+    )
+    .unwrap();
+    // Without a `kid`, every key of the ring is tried: still nothing.
+    let kidless = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&public_jwk),
+    )
+    .unwrap();
+    let stranger = SigningKey::generate(Algorithm::HS256)
+        .unwrap()
+        .sign_jwt(Some("at+jwt"), &claims)
+        .unwrap();
+    let client = (CLIENT_ID, APP_SECRET);
+    for token in [confused, kidless, stranger] {
+        assert_eq!(
+            introspect(&server, client, &token).await,
+            json!({"active": false})
+        );
+    }
 }

@@ -236,15 +236,30 @@ async fn username_subject_mode_puts_the_username_in_sub() {
 }
 
 #[tokio::test]
-async fn at_jwt_typ_option_marks_access_tokens() {
-    let server = start_with(Algorithm::ES256, |layer| {
-        layer.at_jwt_typ(true).id_token(false)
-    })
-    .await;
+async fn access_tokens_are_typed_at_jwt_and_id_tokens_jwt_by_default() {
+    // RFC 9068 §2.1: what lets a resource server refuse an ID token.
+    let server = start().await;
     let json = token_json(&server, &password_form(&server.token)).await;
-    let header = jsonwebtoken::decode_header(json["access_token"].as_str().unwrap()).unwrap();
-    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-    assert!(json.get("id_token").is_none());
+    let typ = |token: &serde_json::Value| {
+        jsonwebtoken::decode_header(token.as_str().unwrap())
+            .unwrap()
+            .typ
+    };
+    assert_eq!(typ(&json["access_token"]).as_deref(), Some("at+jwt"));
+    assert_eq!(typ(&json["id_token"]).as_deref(), Some("JWT"));
+}
+
+#[tokio::test]
+async fn at_jwt_typ_can_be_turned_off_for_clients_that_need_plain_jwts() {
+    let server = start_with(Algorithm::ES256, |layer| layer.at_jwt_typ(false)).await;
+    let json = token_json(&server, &password_form(&server.token)).await;
+    let typ = |token: &serde_json::Value| {
+        jsonwebtoken::decode_header(token.as_str().unwrap())
+            .unwrap()
+            .typ
+    };
+    assert_eq!(typ(&json["access_token"]), None);
+    assert_eq!(typ(&json["id_token"]).as_deref(), Some("JWT"));
 }
 
 async fn signs_verifiably_with(algorithm: Algorithm) {

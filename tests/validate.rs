@@ -198,7 +198,7 @@ async fn token_from_a_configured_foreign_issuer_is_accepted() {
             .issuer(foreign_issuer(&foreign).audience("api")),
     )
     .await;
-    let token = foreign.mint(&foreign.claims("api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     let response = with_token(&format!("{api}/api/hello"), &token).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "hello foreign-robot");
@@ -221,7 +221,7 @@ async fn foreign_issuer_found_by_discovery_is_accepted() {
             .audience("api"),
     )
     .await;
-    let token = foreign.mint(&foreign.claims("api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     assert_eq!(
         with_token(&format!("{api}/api/hello"), &token)
             .await
@@ -244,7 +244,7 @@ async fn discovery_document_naming_another_issuer_is_refused() {
     .await;
     let mut claims = foreign.claims("api", "read");
     claims["iss"] = json!(iss);
-    let token = foreign.mint(&claims);
+    let token = foreign.mint_at_jwt(&claims);
     let response = with_token(&format!("{api}/api/hello"), &token).await;
     assert_eq!(
         response.status(),
@@ -258,7 +258,7 @@ async fn discovery_document_naming_another_issuer_is_refused() {
 async fn eddsa_key_without_alg_is_accepted() {
     let foreign = Foreign::start_with(Algorithm::EdDSA, true).await;
     let api = foreign_downstream(&foreign).await;
-    let token = foreign.mint(&foreign.claims("api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     assert_eq!(
         with_token(&format!("{api}/api/hello"), &token)
             .await
@@ -289,7 +289,7 @@ async fn typed_claims_reach_the_handler() {
 async fn repeated_token_is_served_from_the_cache() {
     let foreign = Foreign::start(Algorithm::ES256).await;
     let api = foreign_downstream(&foreign).await;
-    let token = foreign.mint(&foreign.claims("api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     for _ in 0..20 {
         assert_eq!(
             with_token(&format!("{api}/api/hello"), &token)
@@ -313,7 +313,7 @@ async fn cached_token_is_refused_once_it_expires() {
     .await;
     let mut claims = foreign.claims("api", "read");
     claims["exp"] = json!(now() + 2);
-    let token = foreign.mint(&claims);
+    let token = foreign.mint_at_jwt(&claims);
     let url = format!("{api}/api/hello");
     assert_eq!(with_token(&url, &token).await.status(), 200);
     tokio::time::sleep(Duration::from_millis(3100)).await;
@@ -335,7 +335,7 @@ async fn missing_authorization_header_is_rejected_without_error_code() {
 async fn wrong_scheme_is_rejected_as_no_token() {
     let foreign = Foreign::start(Algorithm::ES256).await;
     let api = foreign_downstream(&foreign).await;
-    let token = foreign.mint(&foreign.claims("api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     for value in ["Basic dXNlcjpwYXNz".to_owned(), format!("Token {token}")] {
         let response = call(&format!("{api}/api/hello"), Some(&value)).await;
         assert_eq!(response.status(), 401);
@@ -347,7 +347,7 @@ async fn wrong_scheme_is_rejected_as_no_token() {
 async fn bearer_scheme_is_case_insensitive() {
     let foreign = Foreign::start(Algorithm::ES256).await;
     let api = foreign_downstream(&foreign).await;
-    let token = foreign.mint(&foreign.claims("api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     let response = call(
         &format!("{api}/api/hello"),
         Some(&format!("bEaReR {token}")),
@@ -362,7 +362,7 @@ async fn expired_token_is_rejected() {
     let api = foreign_downstream(&foreign).await;
     let mut claims = foreign.claims("api", "read");
     claims["exp"] = json!(now() - 120);
-    let token = foreign.mint(&claims);
+    let token = foreign.mint_at_jwt(&claims);
     let response = with_token(&format!("{api}/api/hello"), &token).await;
     assert!(challenge(&response).contains("the token has expired"));
     assert_invalid_token(response, &token).await;
@@ -374,7 +374,7 @@ async fn token_not_valid_yet_is_rejected() {
     let api = foreign_downstream(&foreign).await;
     let mut claims = foreign.claims("api", "read");
     claims["nbf"] = json!(now() + 120);
-    let token = foreign.mint(&claims);
+    let token = foreign.mint_at_jwt(&claims);
     let response = with_token(&format!("{api}/api/hello"), &token).await;
     assert!(challenge(&response).contains("not valid yet"));
     assert_invalid_token(response, &token).await;
@@ -386,7 +386,7 @@ async fn wrong_issuer_is_rejected() {
     let api = foreign_downstream(&foreign).await;
     let mut claims = foreign.claims("api", "read");
     claims["iss"] = json!("https://someone-else.example/");
-    let token = foreign.mint(&claims);
+    let token = foreign.mint_at_jwt(&claims);
     let response = with_token(&format!("{api}/api/hello"), &token).await;
     assert!(challenge(&response).contains("issuer is not accepted"));
     assert_invalid_token(response, &token).await;
@@ -398,7 +398,7 @@ async fn missing_issuer_is_rejected() {
     let api = foreign_downstream(&foreign).await;
     let mut claims = foreign.claims("api", "read");
     claims.as_object_mut().unwrap().remove("iss");
-    let token = foreign.mint(&claims);
+    let token = foreign.mint_at_jwt(&claims);
     assert_invalid_token(
         with_token(&format!("{api}/api/hello"), &token).await,
         &token,
@@ -421,7 +421,7 @@ async fn token_claiming_another_configured_issuer_is_rejected() {
     .await;
     let mut claims = foreign.claims(CLIENT_ID, "read");
     claims["iss"] = json!(server.issuer());
-    let token = foreign.mint(&claims);
+    let token = foreign.mint_at_jwt(&claims);
     assert_invalid_token(
         with_token(&format!("{api}/api/hello"), &token).await,
         &token,
@@ -433,7 +433,7 @@ async fn token_claiming_another_configured_issuer_is_rejected() {
 async fn wrong_audience_is_rejected() {
     let foreign = Foreign::start(Algorithm::ES256).await;
     let api = foreign_downstream(&foreign).await;
-    let token = foreign.mint(&foreign.claims("another-api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("another-api", "read"));
     let response = with_token(&format!("{api}/api/hello"), &token).await;
     assert!(challenge(&response).contains("audience is not accepted"));
     assert_invalid_token(response, &token).await;
@@ -445,7 +445,7 @@ async fn missing_audience_is_rejected() {
     let api = foreign_downstream(&foreign).await;
     let mut claims = foreign.claims("api", "read");
     claims.as_object_mut().unwrap().remove("aud");
-    let token = foreign.mint(&claims);
+    let token = foreign.mint_at_jwt(&claims);
     assert_invalid_token(
         with_token(&format!("{api}/api/hello"), &token).await,
         &token,
@@ -457,7 +457,7 @@ async fn missing_audience_is_rejected() {
 async fn no_configured_audience_rejects_every_token() {
     let foreign = Foreign::start(Algorithm::ES256).await;
     let api = downstream(JwtValidateLayer::new().issuer(foreign_issuer(&foreign))).await;
-    let token = foreign.mint(&foreign.claims("api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     assert_invalid_token(
         with_token(&format!("{api}/api/hello"), &token).await,
         &token,
@@ -469,7 +469,7 @@ async fn no_configured_audience_rejects_every_token() {
 async fn bad_signature_is_rejected() {
     let foreign = Foreign::start(Algorithm::ES256).await;
     let api = foreign_downstream(&foreign).await;
-    let token = foreign.mint(&foreign.claims("api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     // Same header and signature, other claims (another subject).
     let mut claims = foreign.claims("api", "read");
     claims["sub"] = json!("admin");
@@ -493,7 +493,7 @@ async fn alg_none_is_rejected() {
     let token = format!(
         "{}.",
         encode_unsigned(
-            &json!({"alg": "none", "typ": "JWT", "kid": kid}),
+            &json!({"alg": "none", "typ": "at+jwt", "kid": kid}),
             &foreign.claims("api", "read"),
         )
     );
@@ -515,6 +515,7 @@ async fn hs256_signed_with_the_public_key_is_rejected() {
     let claims = foreign.claims("api", "read");
     let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
     header.kid = Some(kid);
+    header.typ = Some("at+jwt".into());
     for secret in [public_jwk, foreign.jwks_url().into_bytes()] {
         let token = jsonwebtoken::encode(
             &header,
@@ -561,7 +562,7 @@ async fn unknown_kid_is_rejected_after_one_refresh() {
     )
     .await;
     let url = format!("{api}/api/hello");
-    let good = foreign.mint(&foreign.claims("api", "read"));
+    let good = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     assert_eq!(with_token(&url, &good).await.status(), 200);
     assert_eq!(foreign.jwks_hits.load(Ordering::SeqCst), 1);
     tokio::time::sleep(Duration::from_millis(1100)).await; // past the cooldown
@@ -570,7 +571,7 @@ async fn unknown_kid_is_rejected_after_one_refresh() {
         .unwrap()
         .with_kid("unknown-kid");
     let token = stranger
-        .sign_jwt(None, &foreign.claims("api", "read"))
+        .sign_jwt(Some("at+jwt"), &foreign.claims("api", "read"))
         .unwrap();
     let response = with_token(&url, &token).await;
     assert!(challenge(&response).contains("key is unknown"));
@@ -640,38 +641,210 @@ async fn layer_wide_required_scope_is_enforced() {
     )
     .await;
     let url = format!("{api}/api/hello");
-    let token = foreign.mint(&foreign.claims("api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     let response = with_token(&url, &token).await;
     assert_eq!(response.status(), 403);
     assert!(challenge(&response).ends_with(r#"scope="admin""#));
     // `scp` as an array counts too.
     let mut claims = foreign.claims("api", "read");
     claims["scp"] = json!(["admin"]);
-    assert_eq!(with_token(&url, &foreign.mint(&claims)).await.status(), 200);
-}
-
-#[tokio::test]
-async fn at_jwt_type_is_required_when_configured() {
-    let foreign = Foreign::start(Algorithm::ES256).await;
-    let api = downstream(
-        JwtValidateLayer::new()
-            .issuer(foreign_issuer(&foreign))
-            .audience("api")
-            .require_at_jwt(true),
-    )
-    .await;
-    let url = format!("{api}/api/hello");
-    let claims = foreign.claims("api", "read");
-    let plain = foreign.mint(&claims);
-    let response = with_token(&url, &plain).await;
-    assert!(challenge(&response).contains("typ at+jwt"));
-    assert_invalid_token(response, &plain).await;
     assert_eq!(
         with_token(&url, &foreign.mint_at_jwt(&claims))
             .await
             .status(),
         200
     );
+}
+
+// ------------------------------------------- access tokens, not ID tokens
+
+/// A token response of our token endpoint: (access token, id_token).
+async fn issue_tokens(server: &Server) -> (String, String) {
+    let body = common::form_encode(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", CLIENT_ID),
+        ("username", USERNAME),
+        ("password", &server.token),
+        ("scope", "read"),
+    ]);
+    let response = common::post_form(server, &body).await;
+    assert_eq!(response.status(), 200);
+    let json: Value = response.json().await.unwrap();
+    let token = |name: &str| json[name].as_str().unwrap().to_owned();
+    (token("access_token"), token("id_token"))
+}
+
+/// Asserts 401 `invalid_token` because the token is not an access token.
+async fn assert_not_an_access_token(response: reqwest::Response, token: &str) {
+    assert!(
+        challenge(&response).contains("typ at+jwt"),
+        "{}",
+        challenge(&response)
+    );
+    assert_invalid_token(response, token).await;
+}
+
+#[tokio::test]
+async fn id_token_from_our_token_endpoint_is_not_an_access_token() {
+    // Same issuer, same key, same audience, unexpired: only the type differs.
+    let server = common::start().await;
+    let api = downstream(
+        JwtValidateLayer::new()
+            .issuer(our_issuer(&server))
+            .audience(CLIENT_ID),
+    )
+    .await;
+    let url = format!("{api}/api/hello");
+    let (access_token, id_token) = issue_tokens(&server).await;
+    assert_not_an_access_token(with_token(&url, &id_token).await, &id_token).await;
+    assert_eq!(with_token(&url, &access_token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn id_token_is_refused_even_where_untyped_access_tokens_are_allowed() {
+    // The compatibility pairing: an endpoint minting plain-JWT access tokens
+    // (as authentik does), a validator allowing them. The ID token of the
+    // same response, which has no access-token claim, still does not pass.
+    let server = common::start_with(Algorithm::ES256, |layer| layer.at_jwt_typ(false)).await;
+    let api = downstream(
+        JwtValidateLayer::new()
+            .issuer(our_issuer(&server))
+            .audience(CLIENT_ID)
+            .allow_untyped_access_tokens(true),
+    )
+    .await;
+    let url = format!("{api}/api/hello");
+    let (access_token, id_token) = issue_tokens(&server).await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&access_token).unwrap().typ,
+        None
+    );
+    assert_eq!(with_token(&url, &access_token).await.status(), 200);
+    assert_not_an_access_token(with_token(&url, &id_token).await, &id_token).await;
+}
+
+#[tokio::test]
+async fn untyped_access_token_is_refused_by_default_and_accepted_with_the_switch() {
+    let foreign = Foreign::start(Algorithm::ES256).await;
+    let claims = foreign.claims("api", "read");
+    let untyped = foreign.mint_untyped(&claims);
+    let typ_jwt = foreign
+        .ring
+        .active()
+        .sign_jwt(Some("JWT"), &claims)
+        .unwrap();
+
+    let strict = foreign_downstream(&foreign).await;
+    let url = format!("{strict}/api/hello");
+    // Strict by default: access-token claims do not make up for the type.
+    assert_not_an_access_token(with_token(&url, &untyped).await, &untyped).await;
+    assert_not_an_access_token(with_token(&url, &typ_jwt).await, &typ_jwt).await;
+    assert_eq!(
+        with_token(&url, &foreign.mint_at_jwt(&claims))
+            .await
+            .status(),
+        200
+    );
+
+    let compat = downstream(
+        JwtValidateLayer::new()
+            .issuer(foreign_issuer(&foreign))
+            .audience("api")
+            .allow_untyped_access_tokens(true),
+    )
+    .await;
+    let url = format!("{compat}/api/hello");
+    assert_eq!(with_token(&url, &untyped).await.status(), 200);
+    assert_eq!(with_token(&url, &typ_jwt).await.status(), 200);
+    // authentik's access tokens: `scope` and `azp`, no `client_id`.
+    let mut authentik = claims.clone();
+    authentik.as_object_mut().unwrap().remove("client_id");
+    authentik["azp"] = json!("api");
+    let token = foreign.mint_untyped(&authentik);
+    assert_eq!(with_token(&url, &token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn untyped_token_without_an_access_token_claim_is_refused_with_the_switch() {
+    // An ID token of an authentik-style issuer: no `typ`, no `client_id`,
+    // `scope` or `scp` (an `azp` does not count: ID tokens may carry one).
+    let foreign = Foreign::start(Algorithm::ES256).await;
+    let api = downstream(
+        JwtValidateLayer::new()
+            .issuer(foreign_issuer(&foreign))
+            .audience("api")
+            .allow_untyped_access_tokens(true),
+    )
+    .await;
+    let url = format!("{api}/api/hello");
+    let mut id_token = foreign.claims("api", "read");
+    let object = id_token.as_object_mut().unwrap();
+    object.remove("client_id");
+    object.remove("scope");
+    object.insert("azp".into(), json!("api"));
+    for token in [
+        foreign.mint_untyped(&id_token),
+        foreign
+            .ring
+            .active()
+            .sign_jwt(Some("JWT"), &id_token)
+            .unwrap(),
+    ] {
+        assert_not_an_access_token(with_token(&url, &token).await, &token).await;
+    }
+}
+
+#[tokio::test]
+async fn other_token_types_are_refused_even_with_the_switch() {
+    let foreign = Foreign::start(Algorithm::ES256).await;
+    let api = downstream(
+        JwtValidateLayer::new()
+            .issuer(foreign_issuer(&foreign))
+            .audience("api")
+            .allow_untyped_access_tokens(true),
+    )
+    .await;
+    let url = format!("{api}/api/hello");
+    let claims = foreign.claims("api", "read");
+    for typ in ["logout+jwt", "secevent+jwt", "dpop+jwt", ""] {
+        let token = foreign.ring.active().sign_jwt(Some(typ), &claims).unwrap();
+        assert_not_an_access_token(with_token(&url, &token).await, &token).await;
+    }
+    // RFC 9068 §4: the media type form, in any case, is an access token.
+    for typ in ["application/at+jwt", "AT+JWT"] {
+        let token = foreign.ring.active().sign_jwt(Some(typ), &claims).unwrap();
+        assert_eq!(with_token(&url, &token).await.status(), 200, "{typ}");
+    }
+}
+
+#[tokio::test]
+async fn untyped_access_tokens_can_be_allowed_for_one_issuer_only() {
+    // An authentik-style issuer beside one that types its access tokens.
+    let plain = Foreign::start(Algorithm::ES256).await;
+    let typed = Foreign::start(Algorithm::ES256).await;
+    let api = downstream(
+        JwtValidateLayer::new()
+            .issuer(foreign_issuer(&plain).allow_untyped_access_tokens(true))
+            .issuer(Issuer::with_jwks(&typed.iss, &typed.ring.jwks()))
+            .audience("api"),
+    )
+    .await;
+    let url = format!("{api}/api/hello");
+    let token = plain.mint_untyped(&plain.claims("api", "read"));
+    assert_eq!(with_token(&url, &token).await.status(), 200);
+    let token = typed.mint_untyped(&typed.claims("api", "read"));
+    assert_not_an_access_token(with_token(&url, &token).await, &token).await;
+    // And the issuer's own `false` wins over the layer's `true`.
+    let api = downstream(
+        JwtValidateLayer::new()
+            .issuer(foreign_issuer(&plain).allow_untyped_access_tokens(false))
+            .audience("api")
+            .allow_untyped_access_tokens(true),
+    )
+    .await;
+    let token = plain.mint_untyped(&plain.claims("api", "read"));
+    let url = format!("{api}/api/hello");
+    assert_not_an_access_token(with_token(&url, &token).await, &token).await;
 }
 
 #[tokio::test]
@@ -686,7 +859,7 @@ async fn unreachable_jwks_fails_closed() {
             .audience("api"),
     )
     .await;
-    let token = foreign.mint(&foreign.claims("api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     let response = with_token(&format!("{api}/api/hello"), &token).await;
     assert_eq!(response.status(), 503);
     assert!(response.headers().get("www-authenticate").is_none());
@@ -709,7 +882,7 @@ async fn optional_mode_lets_requests_without_a_token_through() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "hello anonymous");
 
-    let token = foreign.mint(&foreign.claims("api", "read"));
+    let token = foreign.mint_at_jwt(&foreign.claims("api", "read"));
     let response = with_token(&url, &token).await;
     assert_eq!(response.text().await.unwrap(), "hello foreign-robot");
 
@@ -717,7 +890,7 @@ async fn optional_mode_lets_requests_without_a_token_through() {
     let expired = {
         let mut claims = foreign.claims("api", "read");
         claims["exp"] = json!(now() - 120);
-        foreign.mint(&claims)
+        foreign.mint_at_jwt(&claims)
     };
     assert_invalid_token(with_token(&url, &expired).await, &expired).await;
     // And handlers that need claims say so.
@@ -759,7 +932,7 @@ async fn rejection_response_is_pluggable_and_carries_the_error() {
     let api = serve(app).await;
     let mut claims = foreign.claims("api", "read");
     claims["exp"] = json!(now() - 120);
-    let token = foreign.mint(&claims);
+    let token = foreign.mint_at_jwt(&claims);
     let response = with_token(&format!("{api}/api/hello"), &token).await;
     assert_eq!(response.status(), 401);
     assert_eq!(response.headers()["x-auth-error"], "InvalidToken(Expired)");

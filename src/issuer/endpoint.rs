@@ -87,7 +87,7 @@ impl EndpointConfig {
             body_limit: 64 * 1024,
             body_timeout: None,
             id_token: true,
-            at_jwt_typ: false,
+            at_jwt_typ: true,
         };
         config.rebuild_routes();
         config

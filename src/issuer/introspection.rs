@@ -53,7 +53,8 @@ impl<T: RevocationList> Revocations for T {
 }
 
 /// `POST` introspection: `{"active": false}` for revoked, expired, foreign or
-/// unparseable tokens, else the token's claims with `active: true`.
+/// unparseable tokens and for ID tokens, else the access token's claims with
+/// `active: true`.
 pub(crate) async fn introspect<V, B>(
     config: &EndpointConfig,
     verifier: V,
@@ -150,8 +151,11 @@ async fn live_claims(
     if !may_see(caller, owner) {
         return Ok(None);
     }
+    // The ring's own HS256 secrets verify too; each key allows only its
+    // own algorithms, so no key confusion follows from listing HS256.
     let mut validation = Validation::new(Algorithm::ES256);
     validation.algorithms = ASYMMETRIC_ALGORITHMS.to_vec();
+    validation.algorithms.push(Algorithm::HS256);
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "iss", "aud", "jti"]);
     validation.set_issuer(&[owner.issuer()]);
@@ -163,6 +167,13 @@ async fn live_claims(
     else {
         return Ok(None);
     };
+    // Only access tokens are introspected (as authentik, which looks tokens
+    // up among its access tokens): an ID token, which never carries
+    // `client_id`, is inactive, so a resource server that introspects
+    // cannot take it for an access token either.
+    if !data.claims.contains_key("client_id") {
+        return Ok(None);
+    }
     let jti = data
         .claims
         .get("jti")

@@ -292,7 +292,14 @@ impl<V> TokenEndpointLayer<V> {
     }
 
     /// Whether access tokens carry the JOSE header `typ: at+jwt` (RFC 9068
-    /// §2.1; default `false`, `typ` then is omitted as authentik does).
+    /// §2.1; default `true`). ID tokens always carry `typ: JWT`, so this is
+    /// what lets a validator tell the two apart.
+    ///
+    /// `false` omits `typ` from access tokens, for clients that cannot
+    /// handle `at+jwt` (as with authentik's tokens). Validators of this
+    /// crate then need
+    /// [`allow_untyped_access_tokens`](crate::validate::JwtValidateLayer::allow_untyped_access_tokens),
+    /// which still refuses ID tokens (they carry no `client_id`).
     pub fn at_jwt_typ(self, enabled: bool) -> Self {
         self.update(|config| config.at_jwt_typ = enabled)
     }

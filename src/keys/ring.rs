@@ -12,7 +12,9 @@ use super::{KeySet, SigningKey};
 ///
 /// One key is active and signs new tokens; every asymmetric key in the ring is
 /// published in the JWKS, so tokens signed by a previous key still verify
-/// while they are in flight. A `KeyRing` is a cheap handle: clones share the
+/// while they are in flight. HS256 keys are never published; the ring still
+/// verifies their tokens itself ([`verification_keys`](Self::verification_keys)),
+/// so introspection, revocation and federation work with them too. A `KeyRing` is a cheap handle: clones share the
 /// same keys, and [`rotate`](Self::rotate) or [`retire`](Self::retire) on one
 /// handle is seen by every endpoint that holds another. Reads never lock:
 /// the key set is swapped atomically.
@@ -56,7 +58,15 @@ impl RingState {
                 .collect(),
         };
         let jwks_json = Bytes::from(serde_json::to_vec(&jwks).unwrap_or_default());
-        let verification = Arc::new(KeySet::from_jwks(&jwks));
+        // The published keys, and the ring's secrets, which only the
+        // issuer itself may verify with (an HS256 key only allows HS256:
+        // no public key can stand in for it, nor it for one).
+        let mut verification = KeySet::from_jwks(&jwks);
+        verification.extend(&KeySet::new(
+            keys.iter()
+                .filter_map(|key| key.secret_verification_key().cloned()),
+        ));
+        let verification = Arc::new(verification);
         Self {
             active,
             keys,
@@ -131,8 +141,11 @@ impl KeyRing {
         self.state.load().jwks_json.clone()
     }
 
-    /// The published keys, parsed for verification (once per change of the
-    /// ring): what verifies tokens this issuer minted.
+    /// What verifies the tokens this issuer minted, parsed once per change
+    /// of the ring: the published keys, and the secrets of HS256 keys.
+    /// These hold the signing secret: keep them inside the issuer's
+    /// process (its introspection, revocation, a validator in the same
+    /// process), never hand them to another party.
     pub fn verification_keys(&self) -> Arc<KeySet> {
         self.state.load().verification.clone()
     }

@@ -21,7 +21,7 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::signature::{self, Signer};
 use serde::Serialize;
 
-use super::KeyError;
+use super::{KeyError, VerificationKey};
 
 /// A private key that signs the tokens the issuer mints.
 ///
@@ -56,7 +56,9 @@ enum KeyPairKind {
     Ecdsa(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
     Rsa(RsaKeyPair),
-    Hmac(Box<hmac::Key>),
+    /// The secret as a signing key, and as the key that verifies what it
+    /// signed (for the issuer's own use only, never published).
+    Hmac(Box<hmac::Key>, Box<VerificationKey>),
 }
 
 impl SigningKey {
@@ -157,14 +159,20 @@ impl SigningKey {
     ///
     /// Symmetric keys are never published in the JWKS: whoever verifies the
     /// tokens must be given the same secret, and can then mint tokens too.
-    /// Its `kid` is derived from the secret's SHA-256 digest.
+    /// In a [`KeyRing`](super::KeyRing), the issuer verifies them itself
+    /// (introspection, revocation, federation). Its `kid` is derived from
+    /// the secret's SHA-256 digest.
     pub fn from_hmac_secret(secret: &[u8]) -> Result<Self, KeyError> {
         if secret.len() < 32 {
             return Err(KeyError::WeakSecret);
         }
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
         let kid = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]);
-        let pair = KeyPairKind::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret)));
+        let verifier = VerificationKey::from_hmac_secret(secret)?.with_kid(kid.clone());
+        let pair = KeyPairKind::Hmac(
+            Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret)),
+            Box::new(verifier),
+        );
         Ok(Self {
             headers: encoded_headers(Algorithm::HS256, &kid),
             kid,
@@ -203,6 +211,9 @@ impl SigningKey {
         if let Some(jwk) = &mut self.public_jwk {
             jwk.common.key_id = Some(self.kid.clone());
         }
+        if let KeyPairKind::Hmac(_, verifier) = &mut self.pair {
+            **verifier = verifier.as_ref().clone().with_kid(self.kid.clone());
+        }
         self
     }
 
@@ -220,6 +231,16 @@ impl SigningKey {
     /// for a symmetric key, which must never be published.
     pub fn public_jwk(&self) -> Option<&Jwk> {
         self.public_jwk.as_ref()
+    }
+
+    /// For an HS256 key, the same secret as a key that verifies the tokens
+    /// it signed: for the issuer itself (introspection, revocation,
+    /// federation), never to be published.
+    pub(crate) fn secret_verification_key(&self) -> Option<&VerificationKey> {
+        match &self.pair {
+            KeyPairKind::Hmac(_, verifier) => Some(verifier),
+            _ => None,
+        }
     }
 
     /// The private key as a PKCS#8 PEM document, to store a generated key.
@@ -302,7 +323,7 @@ impl Signer<Vec<u8>> for SigningKey {
                 .map_err(failed)?;
                 Ok(signature)
             }
-            KeyPairKind::Hmac(key) => Ok(hmac::sign(key, message).as_ref().to_vec()),
+            KeyPairKind::Hmac(key, _) => Ok(hmac::sign(key, message).as_ref().to_vec()),
         }
     }
 }
@@ -355,7 +376,7 @@ fn public_jwk(algorithm: Algorithm, pair: &KeyPairKind) -> Option<Jwk> {
                 e: b64(public.exponent().big_endian_without_leading_zero()),
             })
         }
-        KeyPairKind::Hmac(_) => return None,
+        KeyPairKind::Hmac(..) => return None,
     };
     Some(Jwk {
         common: CommonParameters {

@@ -30,6 +30,7 @@ pub struct Issuer {
     pub(crate) iss: String,
     pub(crate) keys: IssuerKeys,
     pub(crate) audiences: Vec<String>,
+    pub(crate) untyped_access_tokens: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +114,7 @@ impl Issuer {
             iss,
             keys,
             audiences: Vec::new(),
+            untyped_access_tokens: None,
         }
     }
 
@@ -121,6 +123,16 @@ impl Issuer {
     /// apply.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// Whether this issuer's tokens without `typ: at+jwt` may pass as
+    /// access tokens when they carry `client_id`, `scope` or `scp` (see
+    /// [`JwtValidateLayer::allow_untyped_access_tokens`](super::JwtValidateLayer::allow_untyped_access_tokens),
+    /// whose setting applies when this is not set). For an authentik
+    /// issuer beside issuers that type their access tokens.
+    pub fn allow_untyped_access_tokens(mut self, allow: bool) -> Self {
+        self.untyped_access_tokens = Some(allow);
         self
     }
 

@@ -22,10 +22,27 @@ use super::{DefaultRejection, Issuer, JwtValidate};
 /// | audiences | none: every token is refused until one is added |
 /// | algorithms | ES256, ES384, EdDSA, RS256/384/512, PS256/384/512 (no HMAC, never `none`) |
 /// | leeway on `exp`/`nbf` | 30 seconds |
-/// | `typ: at+jwt` | not required |
+/// | token type | `typ: at+jwt` (or `application/at+jwt`) required: ID tokens and other JWTs of the issuer are refused |
 /// | required scopes | none |
 /// | requests without a token | refused |
 /// | verified-token cache | 10,000 tokens, 16 MiB, entries live ≤ 5 minutes and never past `exp` |
+///
+/// # Access tokens, not ID tokens
+///
+/// An issuer signs ID tokens and access tokens with the same key, for the
+/// same audience; only the JOSE `typ` header tells them apart (RFC 9068
+/// §2.1, §4). So by default a token passes only with `typ: at+jwt`, which
+/// this crate's token endpoint sets on every access token and never on an
+/// ID token (`typ: JWT`). Any other `typ` (`JWT`, `logout+jwt`, none) is
+/// `invalid_token`.
+///
+/// Issuers that sign access tokens as plain JWTs (authentik; this crate's
+/// endpoint with [`at_jwt_typ(false)`](crate::issuer::TokenEndpointLayer::at_jwt_typ))
+/// need [`allow_untyped_access_tokens`](Self::allow_untyped_access_tokens)
+/// (or the same setting on one [`Issuer`]). Even then, a token without
+/// `typ` or with `typ: JWT` passes only if it carries `client_id`, `scope`
+/// or `scp`: claims that authentik's and this crate's access tokens always
+/// have and their ID tokens never do.
 ///
 /// See the [module docs](crate::validate) for an example.
 #[derive(Clone)]
@@ -117,11 +134,16 @@ impl<R> JwtValidateLayer<R> {
         self.update(|config| config.leeway = leeway.as_secs())
     }
 
-    /// Requires the JOSE header `typ: at+jwt` (RFC 9068 §4), so that ID
-    /// tokens and other JWTs of the same issuer are refused (default:
-    /// not required).
-    pub fn require_at_jwt(self, required: bool) -> Self {
-        self.update(|config| config.require_at_jwt = required)
+    /// Also accepts, as access tokens, JWTs with no `typ` header or with
+    /// `typ: JWT`, **if** they carry a `client_id`, `scope` or `scp` claim,
+    /// which ID tokens never have. For issuers that do not mark access
+    /// tokens with `typ: at+jwt`: authentik, or this crate's endpoint with
+    /// [`at_jwt_typ(false)`](crate::issuer::TokenEndpointLayer::at_jwt_typ).
+    /// Applies to the issuers without a setting of their own
+    /// ([`Issuer::allow_untyped_access_tokens`]). Default `false`: only
+    /// `typ: at+jwt` passes (RFC 9068 §4).
+    pub fn allow_untyped_access_tokens(self, allow: bool) -> Self {
+        self.update(|config| config.untyped_access_tokens = allow)
     }
 
     /// Requires every one of `scopes` in the token's `scope` (or `scp`)
@@ -203,7 +225,7 @@ impl<R> std::fmt::Debug for JwtValidateLayer<R> {
             .field("audiences", &config.audiences)
             .field("algorithms", &config.algorithms)
             .field("leeway", &config.leeway)
-            .field("require_at_jwt", &config.require_at_jwt)
+            .field("untyped_access_tokens", &config.untyped_access_tokens)
             .field("scopes", &config.scopes)
             .field("allow_missing_token", &config.allow_missing)
             .field("cache", &config.cache)

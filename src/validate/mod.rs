@@ -15,9 +15,12 @@
 //! - **Checks** (RFC 8725, RFC 9068): the signature, with an algorithm
 //!   allow-list and each key's own list (no `none`, no key confusion);
 //!   `exp` and `nbf` with a leeway; `iss`, `aud` (one of a configured set)
-//!   and `exp` *required*, not merely checked when present; optionally
-//!   `typ: at+jwt`; required scopes, for all routes or per route
-//!   ([`RequireScopeLayer`]).
+//!   and `exp` *required*, not merely checked when present; `typ: at+jwt`
+//!   required, so an ID token never passes as an access token (plain JWTs
+//!   with an access-token claim only behind
+//!   [`allow_untyped_access_tokens`](JwtValidateLayer::allow_untyped_access_tokens),
+//!   for authentik-style issuers); required scopes, for all routes or per
+//!   route ([`RequireScopeLayer`]).
 //! - **Claims** go into the request's extensions as [`VerifiedClaims`]; the
 //!   axum extractor [`Claims<T>`] (feature `axum`) deserializes them into
 //!   any `T: DeserializeOwned`.
@@ -80,13 +83,22 @@
 //!
 //! // A token of another audience: 401 invalid_token.
 //! let claims = serde_json::json!({"iss": iss, "aud": "someone-else", "exp": exp, "scope": "read"});
-//! let token = ring.active().sign_jwt(None, &claims)?;
+//! let token = ring.active().sign_jwt(Some("at+jwt"), &claims)?;
+//! let request = Request::builder()
+//!     .header("authorization", format!("Bearer {token}"))
+//!     .body(Full::default())?;
+//! let response = service.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert!(response.headers()["www-authenticate"].to_str()?.contains(r#"error="invalid_token""#));
+//!
+//! // An ID token (`typ: JWT`) of the right issuer and audience: refused too.
+//! let claims = serde_json::json!({"iss": iss, "aud": "my-client", "sub": "deployer", "exp": exp});
+//! let token = ring.active().sign_jwt(Some("JWT"), &claims)?;
 //! let request = Request::builder()
 //!     .header("authorization", format!("Bearer {token}"))
 //!     .body(Full::default())?;
 //! let response = service.oneshot(request).await?;
 //! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-//! assert!(response.headers()["www-authenticate"].to_str()?.contains(r#"error="invalid_token""#));
 //! # Ok(())
 //! # }
 //! ```

@@ -32,8 +32,9 @@ pub enum AuthError {
     /// The token is not valid: `invalid_token`, 401.
     #[error(transparent)]
     InvalidToken(#[from] JwtError),
-    /// The token's `typ` header is not `at+jwt` (RFC 9068 §4), when that is
-    /// required: `invalid_token`, 401.
+    /// The token is not an access token: its `typ` header is not `at+jwt`
+    /// (RFC 9068 §4), and it is not a plain JWT with an access-token claim
+    /// where those are allowed (an ID token, for one): `invalid_token`, 401.
     #[error("the token is not a JWT access token (typ at+jwt)")]
     WrongTokenType,
     /// The token lacks a required scope: `insufficient_scope`, 403.

@@ -30,7 +30,9 @@ pub(crate) struct Config {
     pub(crate) audiences: Vec<String>,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) leeway: u64,
-    pub(crate) require_at_jwt: bool,
+    /// Whether tokens without `typ: at+jwt` may pass as access tokens (see
+    /// [`JwtValidateLayer::allow_untyped_access_tokens`](super::JwtValidateLayer::allow_untyped_access_tokens)).
+    pub(crate) untyped_access_tokens: bool,
     pub(crate) scopes: Option<RequiredScopes>,
     pub(crate) allow_missing: bool,
     pub(crate) cache_settings: CacheSettings,
@@ -48,6 +50,9 @@ struct CompiledIssuer {
     /// `KeySet::verify` narrows (clones) a list of several.
     validations: Vec<(Algorithm, Validation)>,
     has_audience: bool,
+    /// Untyped access tokens are accepted from this issuer (its own
+    /// setting, else the layer's).
+    untyped_access_tokens: bool,
 }
 
 impl CompiledIssuer {
@@ -66,7 +71,7 @@ impl Default for Config {
             audiences: Vec::new(),
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             leeway: 30,
-            require_at_jwt: false,
+            untyped_access_tokens: false,
             scopes: None,
             allow_missing: false,
             cache_settings: CacheSettings::default(),
@@ -114,6 +119,9 @@ impl Config {
                     keys: issuer.keys.clone(),
                     validations,
                     has_audience: !audiences.is_empty(),
+                    untyped_access_tokens: issuer
+                        .untyped_access_tokens
+                        .unwrap_or(self.untyped_access_tokens),
                 }
             })
             .collect();
@@ -153,15 +161,20 @@ impl Config {
 
     async fn verify_token(&self, token: &str) -> Result<VerifiedClaims, AuthError> {
         let peeked = Peeked::parse(token)?;
-        if self.require_at_jwt && !peeked.is_at_jwt {
-            return Err(AuthError::WrongTokenType);
-        }
         let iss = peeked.iss.as_deref().ok_or(JwtError::InvalidClaims)?;
         let issuer = self
             .compiled
             .iter()
             .find(|issuer| issuer.iss == iss)
             .ok_or(JwtError::InvalidIssuer)?;
+        // RFC 9068 §4: an access token says so in its `typ`. A plain JWT
+        // (an ID token above all) passes only where explicitly allowed, and
+        // then only with an access-token claim (checked once verified).
+        match peeked.typ {
+            TokenTyp::AccessToken => {}
+            TokenTyp::Plain if issuer.untyped_access_tokens => {}
+            TokenTyp::Plain | TokenTyp::Other => return Err(AuthError::WrongTokenType),
+        }
         let validation = issuer
             .validation(peeked.alg)
             .ok_or(JwtError::NoMatchingKey)?;
@@ -192,8 +205,32 @@ impl Config {
                 );
             }
         })?;
+        if peeked.typ == TokenTyp::Plain && !has_access_token_claim(&peeked.payload) {
+            return Err(AuthError::WrongTokenType);
+        }
         Ok(VerifiedClaims::new(peeked.payload, data.claims))
     }
+}
+
+/// Whether a verified claims set carries `client_id` (RFC 9068 §2.2),
+/// `scope` or `scp`: claims of access tokens that an ID token never has
+/// (OpenID Connect Core §2 defines none of them; authentik's ID tokens are
+/// its access tokens without `azp`, `uid` and `scope`, this crate's without
+/// `client_id`, `azp` and `scope`). `azp` does not count: OpenID Connect
+/// ID tokens may carry it.
+fn has_access_token_claim(payload: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct AccessTokenClaims {
+        #[serde(default)]
+        client_id: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        scope: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        scp: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<AccessTokenClaims>(payload).is_ok_and(|claims| {
+        claims.client_id.is_some() || claims.scope.is_some() || claims.scp.is_some()
+    })
 }
 
 /// The bearer token of the request (RFC 6750 §2.1; the scheme is
@@ -222,13 +259,45 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
     Ok(token)
 }
 
+/// What a token's JOSE `typ` header says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenTyp {
+    /// `at+jwt` or `application/at+jwt` (RFC 9068 §4, case-insensitive).
+    AccessToken,
+    /// No `typ`, or `JWT` / `application/jwt` (RFC 7519 §5.1): says
+    /// nothing about what the token is for; ID tokens look like this.
+    Plain,
+    /// Any other type (`logout+jwt`, `secevent+jwt`, …): never an access
+    /// token.
+    Other,
+}
+
+impl TokenTyp {
+    fn of(typ: Option<&str>) -> Self {
+        let Some(typ) = typ else {
+            return Self::Plain;
+        };
+        let bare = typ
+            .get(..12)
+            .filter(|prefix| prefix.eq_ignore_ascii_case("application/"))
+            .map_or(typ, |_| &typ[12..]);
+        if bare.eq_ignore_ascii_case("at+jwt") {
+            Self::AccessToken
+        } else if bare.eq_ignore_ascii_case("jwt") {
+            Self::Plain
+        } else {
+            Self::Other
+        }
+    }
+}
+
 /// What the middleware reads from a token before its signature is checked:
 /// only to choose the issuer, the key and the validation rules. Nothing
 /// here is trusted until the signature verifies.
 struct Peeked {
     alg: Algorithm,
     kid: Option<String>,
-    is_at_jwt: bool,
+    typ: TokenTyp,
     iss: Option<String>,
     /// The decoded claims set, kept for [`VerifiedClaims::json`] once the
     /// signature over it has verified.
@@ -271,14 +340,10 @@ impl Peeked {
             .map_err(|_| JwtError::InvalidClaims)?
             .iss
             .map(Cow::into_owned);
-        // RFC 9068 §4: `at+jwt`, or the full media type.
-        let is_at_jwt = header.typ.as_deref().is_some_and(|typ| {
-            typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
-        });
         Ok(Self {
             alg: header.alg,
             kid: header.kid.map(Cow::into_owned),
-            is_at_jwt,
+            typ: TokenTyp::of(header.typ.as_deref()),
             iss,
             payload,
         })
@@ -328,6 +393,43 @@ mod tests {
             bearer_token(&headers("Bearer")),
             Err(AuthError::InvalidRequest(_))
         ));
+    }
+
+    #[test]
+    fn typ_is_classified_case_insensitively_with_or_without_media_type_prefix() {
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/At+Jwt",
+        ] {
+            assert_eq!(TokenTyp::of(Some(typ)), TokenTyp::AccessToken, "{typ}");
+        }
+        for typ in [None, Some("JWT"), Some("jwt"), Some("application/jwt")] {
+            assert_eq!(TokenTyp::of(typ), TokenTyp::Plain, "{typ:?}");
+        }
+        for typ in [
+            "",
+            "logout+jwt",
+            "application/",
+            "at+jwt ",
+            "dpop+jwt",
+            "JWE",
+        ] {
+            assert_eq!(TokenTyp::of(Some(typ)), TokenTyp::Other, "{typ}");
+        }
+    }
+
+    #[test]
+    fn access_token_claims_are_told_apart_from_id_token_claims() {
+        assert!(has_access_token_claim(br#"{"client_id":"a"}"#));
+        assert!(has_access_token_claim(br#"{"scope":""}"#));
+        assert!(has_access_token_claim(br#"{"scp":["read"]}"#));
+        // An ID token: authentik's and this crate's alike.
+        assert!(!has_access_token_claim(
+            br#"{"iss":"i","sub":"s","aud":"a","exp":1,"azp":"a","preferred_username":"u"}"#
+        ));
+        assert!(!has_access_token_claim(br#"{"client_id":null}"#));
     }
 
     #[test]

@@ -108,9 +108,17 @@ impl Foreign {
         })
     }
 
-    /// Signs `claims` with the active key.
+    /// Signs `claims` with the active key, without `typ` (as an input JWT
+    /// of a platform, or an access token of an issuer that does not type
+    /// its access tokens).
     pub fn mint(&self, claims: &Value) -> String {
         self.ring.active().sign_jwt(None, claims).unwrap()
+    }
+
+    /// Signs `claims` with the active key, without `typ`: [`mint`](Self::mint),
+    /// named for what a validator makes of it.
+    pub fn mint_untyped(&self, claims: &Value) -> String {
+        self.mint(claims)
     }
 
     /// Signs `claims` with the active key and `typ: at+jwt`.
