@@ -676,3 +676,61 @@ pub trait AccountAdmin: Send + Sync + 'static {
         username: &str,
     ) -> impl Future<Output = Result<Vec<Binding>, AdminError>> + Send;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_account_names_are_recognised_in_any_ascii_case() {
+        for name in [
+            "ak-Demo-client_credentials",
+            "ak--client_credentials",
+            "AK-x-CLIENT_CREDENTIALS",
+            "ak-a b-client_credentials",
+        ] {
+            assert!(ServiceAccount::is_automatic_username(name), "{name}");
+        }
+        for name in [
+            "ak-client_credentials",
+            "ak-demo",
+            "demo-client_credentials",
+            "xak-demo-client_credentials",
+            "ak-demo-client_credentials@0123456789ab",
+            "ak-ü-client_credential",
+        ] {
+            assert!(!ServiceAccount::is_automatic_username(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_jwt_identity_never_asks_for_a_reserved_or_unprintable_name() {
+        let plain = ExternalAccount::new("https://ci.example", "job", "deployer");
+        assert_eq!(
+            plain.candidate_usernames(),
+            ["deployer".to_owned(), plain.disambiguated_username()]
+        );
+        for asked in ["ak-Demo-client_credentials", "", "evil\nline"] {
+            let account = ExternalAccount::new("https://ci.example", "job", asked);
+            let candidates = account.candidate_usernames();
+            assert_eq!(candidates, [account.disambiguated_username()], "{asked:?}");
+            let name = &candidates[0];
+            assert!(!ServiceAccount::is_automatic_username(name), "{name}");
+            assert!(!name.chars().any(char::is_control), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn the_accounts_of_jwt_identities_are_told_apart() {
+        let identity = ExternalAccount::new("https://ci.example", "job", "deployer");
+        let recorded = identity.to_service_account("deployer");
+        assert!(recorded.is_jwt_identity());
+        assert_eq!(
+            recorded.external_issuer.as_deref(),
+            Some("https://ci.example")
+        );
+        assert!(matches!(recorded.check(), Err(AdminError::ReservedId(_))));
+        assert!(!ServiceAccount::new("deployer").is_jwt_identity());
+        assert!(ServiceAccount::new("deployer").check().is_ok());
+    }
+}
