@@ -796,7 +796,9 @@ pub async fn a_jwt_never_gets_an_automatic_account_name<S: SuiteStore>(store: S)
 /// own error, through create and import alike, and nothing is stored.
 pub async fn reserved_names_and_ids_are_refused<S: SuiteStore>(store: S) {
     let before = store.list_service_accounts().await.unwrap();
-    let cases: Vec<(ServiceAccount, fn(&AdminError) -> bool)> = vec![
+    /// Whether an error is the expected one.
+    type Expected = fn(&AdminError) -> bool;
+    let cases: Vec<(ServiceAccount, Expected)> = vec![
         (ServiceAccount::new("ak-Demo-client_credentials"), |e| {
             matches!(e, AdminError::ReservedUsername(_))
         }),
