@@ -14,6 +14,8 @@
 //! cargo run --features sqlite --example server -- list --config my.toml
 //! cargo run --features sqlite --example server -- revoke-token --sha256 <hex> --config my.toml
 //! cargo run --features sqlite --example server -- disable ci --config my.toml   # or enable
+//! cargo run --features sqlite --example server -- bind ci deploy-bot --scope deploy --config my.toml
+//! cargo run --features sqlite --example server -- unbind ci deploy-bot --config my.toml
 //! ```
 //!
 //! `examples/server.toml` documents the configuration format. Without
@@ -69,9 +71,9 @@ use tower_m2m_auth::store::PgStore;
 #[cfg(feature = "sqlite")]
 use tower_m2m_auth::store::SqliteStore;
 use tower_m2m_auth::store::{
-    AccountAdmin, AccountCredential, AdminError, AppPassword, CredentialStore, MemoryReplayCache,
-    MemoryRevocationList, MemoryStore, ReplayCache, RevocationList, ServiceAccount, StoreError,
-    TokenDigest,
+    AccountAdmin, AccountCredential, AdminError, AppPassword, Binding, CredentialStore,
+    ExternalAccount, MemoryReplayCache, MemoryRevocationList, MemoryStore, ReplayCache,
+    RevocationList, ServiceAccount, StoreError, TokenDigest,
 };
 use tower_m2m_auth::validate::{Issuer, JwtValidateLayer};
 use tracing_subscriber::EnvFilter;
@@ -143,7 +145,7 @@ async fn run(config_path: Option<PathBuf>, args: ServeArgs) -> Result<(), BoxErr
     // Everything that can be checked is, before the store file or the key
     // file is created.
     let choice = StoreChoice::of(config.store.as_ref(), &source)?;
-    let accounts = configured_accounts(&config.service_accounts)?;
+    let accounts = configured_accounts(&config.service_accounts, &config.applications)?;
     let mut remotes = RemoteSources::default();
     let applications = build_applications(&config.applications, source.base_dir(), &mut remotes)?;
     let store = open_store(choice, &accounts).await?;
@@ -224,7 +226,9 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         expires: Option<Duration>,
     },
-    /// List the service accounts: username, display name, active.
+    /// List the accounts: username, display name, active, kind (`service`,
+    /// or `jwt <issuer>` for identities recorded from input JWTs) and
+    /// bindings (`client_id(scopes)`).
     List,
     /// Revoke an app-password token, given as itself or by its SHA-256.
     RevokeToken(RevokedToken),
@@ -237,6 +241,27 @@ enum Command {
     Enable {
         /// The account's username.
         username: String,
+    },
+    /// Bind a service account to an application: it may then get tokens
+    /// there, with at most these scopes (and the application's). Binding
+    /// again replaces the scopes.
+    Bind {
+        /// The account's username.
+        username: String,
+        /// The application's `client_id` (one of the configuration's).
+        client_id: String,
+        /// A scope the account may get there; repeat for several [default:
+        /// none].
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+    },
+    /// Remove a service account's binding to an application: its next token
+    /// request there is refused.
+    Unbind {
+        /// The account's username.
+        username: String,
+        /// The application's `client_id`.
+        client_id: String,
     },
 }
 
@@ -504,10 +529,22 @@ struct ServiceAccountConfig {
     active: bool,
     #[serde(default)]
     tokens: Vec<TokenConfig>,
+    #[serde(default)]
+    bindings: Vec<BindingConfig>,
 }
 
 fn default_active() -> bool {
     true
+}
+
+/// One binding of a configured service account: the application where it
+/// may get tokens, and the scopes it may get there.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindingConfig {
+    client_id: String,
+    #[serde(default)]
+    scopes: Vec<String>,
 }
 
 /// One app-password token of a service account: the token or its digest,
@@ -844,16 +881,19 @@ fn check_scope(scope: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A service account of the configuration, with its tokens.
+/// A service account of the configuration, with its tokens and bindings.
 struct ConfiguredAccount {
     account: ServiceAccount,
     passwords: Vec<AppPassword>,
+    bindings: Vec<Binding>,
 }
 
-/// The service accounts of the configuration, checked: unique usernames, and
-/// no token configured twice.
+/// The service accounts of the configuration, checked: unique usernames
+/// outside the reserved namespaces, no token configured twice, and bindings
+/// to configured applications only.
 fn configured_accounts(
     configs: &[ServiceAccountConfig],
+    applications: &[ApplicationConfig],
 ) -> Result<Vec<ConfiguredAccount>, BoxError> {
     let mut accounts = Vec::with_capacity(configs.len());
     let mut usernames = HashSet::new();
@@ -867,6 +907,9 @@ fn configured_accounts(
             return Err(context("username is used twice".into()).into());
         }
         let account = config.account();
+        account
+            .check()
+            .map_err(|error| context(error.to_string()))?;
         let mut passwords = Vec::with_capacity(config.tokens.len());
         for (index, token) in config.tokens.iter().enumerate() {
             let context = |error| context(format!("token #{}: {error}", index + 1));
@@ -888,9 +931,59 @@ fn configured_accounts(
             }
             passwords.push(password);
         }
-        accounts.push(ConfiguredAccount { account, passwords });
+        let mut bindings: Vec<Binding> = Vec::with_capacity(config.bindings.len());
+        for binding in &config.bindings {
+            let context = |error| context(format!("binding {:?}: {error}", binding.client_id));
+            if bindings.iter().any(|b| b.client_id == binding.client_id) {
+                return Err(context("this application is bound twice".into()).into());
+            }
+            let binding = Binding::new(&binding.client_id, binding.scopes.iter().cloned());
+            binding
+                .check()
+                .map_err(|error| context(error.to_string()))?;
+            check_bound_application(applications, &binding).map_err(context)?;
+            bindings.push(binding);
+        }
+        accounts.push(ConfiguredAccount {
+            account,
+            passwords,
+            bindings,
+        });
     }
     Ok(accounts)
+}
+
+/// A binding names a configured application (a typo would bind nothing);
+/// scopes the application does not allow are never granted: a warning.
+fn check_bound_application(
+    applications: &[ApplicationConfig],
+    binding: &Binding,
+) -> Result<(), String> {
+    let Some(application) = applications
+        .iter()
+        .find(|application| application.client_id == binding.client_id)
+    else {
+        let known: Vec<&str> = applications.iter().map(|a| a.client_id.as_str()).collect();
+        return Err(format!(
+            "no [[applications]] has client_id {:?} (configured: {})",
+            binding.client_id,
+            known.join(", ")
+        ));
+    };
+    let unknown: Vec<&str> = binding
+        .scopes
+        .iter()
+        .filter(|scope| !application.scopes.contains(scope))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        tracing::warn!(
+            client_id = binding.client_id,
+            scopes = unknown.join(" "),
+            "bound scopes that the application does not allow are never granted"
+        );
+    }
+    Ok(())
 }
 
 impl ServiceAccountConfig {
@@ -1585,6 +1678,8 @@ async fn open_store(
 /// is there already stays as it is: a restart changes nothing, and an
 /// account disabled with `disable` stays disabled. A configured token that
 /// was revoked is imported again, though: remove it from the file too.
+/// Configured bindings are applied at every start (the file's scopes win);
+/// bindings made with `bind` to other applications stay.
 async fn import_accounts(store: &Store, accounts: &[ConfiguredAccount]) -> Result<(), BoxError> {
     let mut new_tokens = 0;
     for configured in accounts {
@@ -1616,6 +1711,12 @@ async fn import_accounts(store: &Store, accounts: &[ConfiguredAccount]) -> Resul
                 }
                 Err(error) => return Err(context(format!("token #{}: {error}", index + 1)).into()),
             }
+        }
+        for binding in &configured.bindings {
+            store
+                .bind_account(username, binding.clone())
+                .await
+                .map_err(|error| context(format!("binding {:?}: {error}", binding.client_id)))?;
         }
     }
     tracing::info!(
@@ -1667,6 +1768,25 @@ impl CredentialStore for Store {
         digest: &TokenDigest,
     ) -> Result<Option<AccountCredential>, StoreError> {
         dispatch!(self, accounts, |s| s.app_password(username, digest).await)
+    }
+
+    async fn external_account(
+        &self,
+        account: &ExternalAccount,
+    ) -> Result<Option<ServiceAccount>, StoreError> {
+        dispatch!(self, accounts, |s| s.external_account(account).await)
+    }
+
+    async fn account(&self, username: &str) -> Result<Option<ServiceAccount>, StoreError> {
+        dispatch!(self, accounts, |s| s.account(username).await)
+    }
+
+    async fn binding(
+        &self,
+        account_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Binding>, StoreError> {
+        dispatch!(self, accounts, |s| s.binding(account_id, client_id).await)
     }
 }
 
@@ -1737,6 +1857,20 @@ impl AccountAdmin for Store {
             .import_app_password(username, password)
             .await)
     }
+
+    async fn bind_account(&self, username: &str, binding: Binding) -> Result<(), AdminError> {
+        dispatch!(self, accounts, |s| s.bind_account(username, binding).await)
+    }
+
+    async fn unbind_account(&self, username: &str, client_id: &str) -> Result<bool, AdminError> {
+        dispatch!(self, accounts, |s| s
+            .unbind_account(username, client_id)
+            .await)
+    }
+
+    async fn list_bindings(&self, username: &str) -> Result<Vec<Binding>, AdminError> {
+        dispatch!(self, accounts, |s| s.list_bindings(username).await)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1764,7 +1898,7 @@ async fn admin(config_path: Option<PathBuf>, command: Command) -> Result<(), Box
         )
         .into());
     }
-    let accounts = configured_accounts(&config.service_accounts)?;
+    let accounts = configured_accounts(&config.service_accounts, &config.applications)?;
     let store_name = choice.to_string();
     let store = open_store(choice, &accounts).await?;
 
@@ -1795,8 +1929,12 @@ async fn admin(config_path: Option<PathBuf>, command: Command) -> Result<(), Box
             print_new_token(&username, &token, expires);
         }
         Command::List => {
-            let accounts = store.list_service_accounts().await?;
-            print_accounts(&accounts);
+            let mut listed = Vec::new();
+            for account in store.list_service_accounts().await? {
+                let bindings = store.list_bindings(&account.username).await?;
+                listed.push((account, bindings));
+            }
+            print_accounts(&listed);
         }
         Command::RevokeToken(which) => {
             let digest = which.digest()?;
@@ -1821,6 +1959,45 @@ async fn admin(config_path: Option<PathBuf>, command: Command) -> Result<(), Box
         }
         Command::Disable { username } => set_active(&store, &username, false, &store_name).await?,
         Command::Enable { username } => set_active(&store, &username, true, &store_name).await?,
+        Command::Bind {
+            username,
+            client_id,
+            scopes,
+        } => {
+            let binding = Binding::new(client_id, scopes);
+            binding.check()?;
+            check_bound_application(&config.applications, &binding)?;
+            store.bind_account(&username, binding.clone()).await?;
+            eprintln!(
+                "Bound {username:?} to {:?} with scopes [{}] in the {store_name}.",
+                binding.client_id,
+                binding.scopes.join(" ")
+            );
+        }
+        Command::Unbind {
+            username,
+            client_id,
+        } => {
+            // Every start applies the configured bindings again.
+            if accounts.iter().any(|configured| {
+                configured.account.username == username
+                    && configured.bindings.iter().any(|b| b.client_id == client_id)
+            }) {
+                return Err(format!(
+                    "{source} binds {username:?} to {client_id:?}: remove the binding from the \
+                     file first, then unbind (the server applies the file's bindings at every \
+                     start)"
+                )
+                .into());
+            }
+            if !store.unbind_account(&username, &client_id).await? {
+                return Err(format!(
+                    "{username:?} is not bound to {client_id:?} in the {store_name}"
+                )
+                .into());
+            }
+            eprintln!("Unbound {username:?} from {client_id:?} in the {store_name}.");
+        }
     }
     Ok(())
 }
@@ -1886,26 +2063,53 @@ fn print_new_token(username: &str, token: &secrecy::SecretString, expires: Optio
     println!("{}", token.expose_secret());
 }
 
-/// The accounts, as a table on stdout.
-fn print_accounts(accounts: &[ServiceAccount]) {
-    let width = |header: &str, column: fn(&ServiceAccount) -> &str| {
-        accounts
-            .iter()
-            .map(|account| column(account).chars().count())
-            .fold(header.len(), usize::max)
+/// The accounts with their bindings, as a table on stdout. KIND tells
+/// service accounts from identities recorded from input JWTs (`jwt <iss>`),
+/// which never get app passwords or bindings.
+fn print_accounts(accounts: &[(ServiceAccount, Vec<Binding>)]) {
+    let rows: Vec<[String; 5]> = accounts
+        .iter()
+        .map(|(account, bindings)| {
+            let active = if account.active { "yes" } else { "no" };
+            let kind = match &account.external_issuer {
+                Some(issuer) => format!("jwt {issuer}"),
+                None if account.is_jwt_identity() => "jwt".to_owned(),
+                None => "service".to_owned(),
+            };
+            let bindings: Vec<String> = bindings
+                .iter()
+                .map(|b| format!("{}({})", b.client_id, b.scopes.join(",")))
+                .collect();
+            [
+                account.username.clone(),
+                account.name.clone(),
+                active.to_owned(),
+                kind,
+                bindings.join(" "),
+            ]
+        })
+        .collect();
+    let headers = ["USERNAME", "NAME", "ACTIVE", "KIND", "BINDINGS"];
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut line = String::new();
+        for (index, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if index + 1 == cells.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:width$}  "));
+            }
+        }
+        println!("{}", line.trim_end());
     };
-    let username_width = width("USERNAME", |account| &account.username);
-    let name_width = width("NAME", |account| &account.name);
-    println!(
-        "{:username_width$}  {:name_width$}  ACTIVE",
-        "USERNAME", "NAME"
-    );
-    for account in accounts {
-        let active = if account.active { "yes" } else { "no" };
-        println!(
-            "{:username_width$}  {:name_width$}  {active}",
-            account.username, account.name
-        );
+    line(headers);
+    for row in &rows {
+        line(row.each_ref().map(String::as_str));
     }
 }
 

@@ -24,7 +24,8 @@ use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
 use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey};
 use tower_m2m_auth::store::{
-    AccountAdmin, CredentialStore, ReplayCache, RevocationList, ServiceAccount, TokenDigest,
+    AccountAdmin, Binding, CredentialStore, ReplayCache, RevocationList, ServiceAccount,
+    TokenDigest,
 };
 
 fn unix_now() -> u64 {
@@ -149,6 +150,43 @@ async fn expiry_is_kept_to_the_microsecond<S: CredentialStore + AccountAdmin>(st
     );
 }
 
+/// Bindings and account state changed through one instance are seen by
+/// another on its next lookup (nothing is cached), scopes exactly as bound.
+async fn bindings_are_seen_across_instances<A, B>(a: &A, b: &B)
+where
+    A: CredentialStore + AccountAdmin,
+    B: CredentialStore + AccountAdmin,
+{
+    let (account, _) = a
+        .create_service_account(ServiceAccount::new("svc-shared"), None)
+        .await
+        .unwrap();
+    assert_eq!(b.binding(&account.id, "ops-api").await.unwrap(), None);
+    let scopes = ["read", "deploy:prod", "https://api.example/x"];
+    a.bind_account("svc-shared", Binding::new("ops-api", scopes))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.binding(&account.id, "ops-api").await.unwrap(),
+        Some(Binding::new("ops-api", scopes))
+    );
+    b.bind_account("svc-shared", Binding::new("ops-api", ["read"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.binding(&account.id, "ops-api").await.unwrap(),
+        Some(Binding::new("ops-api", ["read"]))
+    );
+    assert_eq!(
+        a.list_bindings("svc-shared").await.unwrap(),
+        [Binding::new("ops-api", ["read"])]
+    );
+    assert!(b.unbind_account("svc-shared", "ops-api").await.unwrap());
+    assert_eq!(a.binding(&account.id, "ops-api").await.unwrap(), None);
+    assert!(a.set_account_active("svc-shared", false).await.unwrap());
+    assert!(!b.account("svc-shared").await.unwrap().unwrap().active);
+}
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use std::path::PathBuf;
@@ -244,6 +282,12 @@ mod sqlite {
     async fn revocation_list_is_shared_by_instances_on_one_file() {
         let path = fresh_path();
         revocation_is_seen_across_instances(&open(&path).await, &open(&path).await).await;
+    }
+
+    #[tokio::test]
+    async fn bindings_are_shared_by_instances_on_one_file() {
+        let path = fresh_path();
+        bindings_are_seen_across_instances(&open(&path).await, &open(&path).await).await;
     }
 
     #[tokio::test]
@@ -393,6 +437,17 @@ mod postgres {
     }
 
     #[tokio::test]
+    async fn bindings_are_shared_by_instances() {
+        let _server = SERVER.read().await;
+        let url = fresh_database().await;
+        let (a, b) = (
+            PgStore::connect(&url).await.unwrap(),
+            PgStore::connect(&url).await.unwrap(),
+        );
+        bindings_are_seen_across_instances(&a, &b).await;
+    }
+
+    #[tokio::test]
     async fn instances_starting_together_migrate_once() {
         let _server = SERVER.read().await;
         let url = fresh_database().await;
@@ -402,7 +457,7 @@ mod postgres {
             .fetch_one(stores[0].pool())
             .await
             .unwrap();
-        assert_eq!(applied, 2, "0001 and 0002, each applied once");
+        assert_eq!(applied, 3, "0001 to 0003, each applied once");
     }
 
     #[tokio::test]

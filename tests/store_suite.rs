@@ -12,11 +12,11 @@ use common::jwks::External;
 use common::{form_encode, http};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
+use tower_m2m_auth::issuer::{Application, SubjectMode, TokenEndpointLayer};
 use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{
-    AccountAdmin, AdminError, AppPassword, CredentialStore, ExternalAccount, ServiceAccount,
-    TokenDigest,
+    AccountAdmin, AdminError, AppPassword, Binding, CredentialStore, ExternalAccount,
+    ServiceAccount, TokenDigest,
 };
 
 /// A store every behaviour can use.
@@ -45,15 +45,29 @@ async fn endpoint_trusting<S: SuiteStore>(store: S, external: Option<&External>)
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
     let mut layer = TokenEndpointLayer::new(&base, keys, store)
         .unwrap()
-        .application(Application::new("suite-client", "suite"))
+        // The behaviours at `suite-client` are about credentials; bindings
+        // have behaviours of their own, at the other applications.
+        .application(Application::new("suite-client", "suite").danger_allow_any_account())
         .unwrap();
+    // `sub` is the username here: shows that usernames never collide.
+    let mut by_username = Application::new(BY_USERNAME, BY_USERNAME)
+        .with_name("by-username")
+        .with_subject_mode(SubjectMode::Username)
+        .with_client_secret(BY_USERNAME_SECRET);
     if let Some(external) = external {
         let trusted = VerificationKeys::new()
             .with_key(VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap());
+        by_username = by_username.with_verification_keys(trusted.clone());
         layer = layer
             .application(Application::new("suite-jwt", "suite-jwt").with_verification_keys(trusted))
             .unwrap();
     }
+    layer = layer
+        .applications([
+            by_username,
+            Application::new(BOUND_CLIENT, BOUND_CLIENT).with_allowed_scopes(["read", "write"]),
+        ])
+        .unwrap();
     let app = Router::new()
         .route("/", get(|| async { "inner" }))
         .layer(layer);
@@ -61,22 +75,54 @@ async fn endpoint_trusting<S: SuiteStore>(store: S, external: Option<&External>)
     format!("{base}/application/o/token/")
 }
 
+/// An application whose tokens' `sub` is the account's username, trusting
+/// the same input JWTs as `suite-jwt` in `jwt_endpoint`.
+const BY_USERNAME: &str = "suite-by-username";
+
+/// An application that only accounts bound to it may use (the default).
+const BOUND_CLIENT: &str = "suite-bound";
+
+/// The client secret of `BY_USERNAME`: logs in as its automatic account.
+const BY_USERNAME_SECRET: &str = "suite-by-username-secret";
+
 /// The HTTP status of a token request as `username` with `token`.
 async fn login(url: &str, username: &str, token: &SecretString) -> u16 {
-    http()
+    login_at(url, "suite-client", username, token).await.0
+}
+
+/// A token request at `client_id` as `username` with `token`: the status,
+/// and the claims of the access token if one was issued.
+async fn login_at(
+    url: &str,
+    client_id: &str,
+    username: &str,
+    token: &SecretString,
+) -> (u16, Option<Value>) {
+    let response = http()
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form_encode(&[
             ("grant_type", "client_credentials"),
-            ("client_id", "suite-client"),
+            ("client_id", client_id),
             ("username", username),
             ("password", token.expose_secret()),
         ]))
         .send()
         .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .unwrap();
+    token_claims(response).await
+}
+
+/// The status of a token response, and the claims of its access token.
+async fn token_claims(response: reqwest::Response) -> (u16, Option<Value>) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    let claims = body["access_token"].as_str().map(|token| {
+        jsonwebtoken::dangerous::insecure_decode::<Value>(token)
+            .unwrap()
+            .claims
+    });
+    (status, claims)
 }
 
 pub async fn created_account_authenticates<S: SuiteStore>(store: S) {
@@ -370,12 +416,17 @@ fn input_jwt(external: &External, sub: &str, exp: u64, preferred_username: Optio
 /// Exchanges an input JWT at `suite-jwt`: the status, and the claims of the
 /// access token if one was issued.
 async fn exchange(url: &str, jwt: &str) -> (u16, Option<Value>) {
+    exchange_at(url, "suite-jwt", jwt).await
+}
+
+/// Exchanges an input JWT at `client_id`.
+async fn exchange_at(url: &str, client_id: &str, jwt: &str) -> (u16, Option<Value>) {
     let response = http()
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form_encode(&[
             ("grant_type", "client_credentials"),
-            ("client_id", "suite-jwt"),
+            ("client_id", client_id),
             (
                 "client_assertion_type",
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -385,14 +436,7 @@ async fn exchange(url: &str, jwt: &str) -> (u16, Option<Value>) {
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap();
-    let claims = body["access_token"].as_str().map(|token| {
-        jsonwebtoken::dangerous::insecure_decode::<Value>(token)
-            .unwrap()
-            .claims
-    });
-    (status, claims)
+    token_claims(response).await
 }
 
 /// The stored account of the identity (`JWT_ISSUER`, `sub`), if any.
@@ -564,6 +608,454 @@ pub async fn input_jwt_account_expiry_follows_the_newest_exp<S: SuiteStore>(stor
     assert_eq!(jwt_account(&store, "job-exp").await.unwrap(), stored);
 }
 
+/// Every way of making `username` a service account, or of giving it
+/// credentials or bindings, refused as `AdminError::NameOfJwtIdentity`.
+async fn assert_every_admin_path_refuses<S: SuiteStore>(store: &S, username: &str) {
+    let is_jwt_name = |error: AdminError| {
+        assert!(
+            matches!(&error, AdminError::NameOfJwtIdentity(name) if name == username),
+            "{error}"
+        );
+    };
+    is_jwt_name(
+        store
+            .create_service_account(ServiceAccount::new(username), None)
+            .await
+            .unwrap_err(),
+    );
+    is_jwt_name(
+        store
+            .import_service_account(ServiceAccount::new(username).with_name("Configured"))
+            .await
+            .unwrap_err(),
+    );
+    is_jwt_name(store.add_app_password(username, None).await.unwrap_err());
+    let password = AppPassword::new("", TokenDigest::of("a token for the JWT identity"));
+    is_jwt_name(
+        store
+            .import_app_password(username, password)
+            .await
+            .unwrap_err(),
+    );
+    is_jwt_name(
+        store
+            .bind_account(username, Binding::new("suite-client", ["read"]))
+            .await
+            .unwrap_err(),
+    );
+}
+
+/// Issue 8, case 3, JWT first: an identity recorded from an input JWT keeps
+/// its name; creating, importing (as a server does with its configured
+/// accounts on every start), or adding a token or a binding under that name
+/// is a clear error, never a merge. Its `sub` stays the same in every
+/// subject mode, and no password logs in as it.
+pub async fn a_jwt_identity_name_never_becomes_a_service_account<S: SuiteStore>(store: S) {
+    let (url, external) = jwt_endpoint(store.clone()).await;
+    let jwt = input_jwt(
+        &external,
+        "job-first",
+        unix_now() + 300,
+        Some("svc-jwt-first"),
+    );
+    let (status, hashed) = exchange(&url, &jwt).await;
+    assert_eq!(status, 200);
+    let (status, by_username) = exchange_at(&url, BY_USERNAME, &jwt).await;
+    assert_eq!(status, 200);
+    assert_eq!(by_username.as_ref().unwrap()["sub"], "svc-jwt-first");
+    let recorded = jwt_account(&store, "job-first").await.unwrap();
+    assert_eq!(recorded.username, "svc-jwt-first");
+    assert!(recorded.is_jwt_identity());
+
+    assert_every_admin_path_refuses(&store, "svc-jwt-first").await;
+
+    assert_eq!(
+        jwt_account(&store, "job-first").await,
+        Some(recorded.clone())
+    );
+    assert_eq!(
+        store.account("svc-jwt-first").await.unwrap(),
+        Some(recorded)
+    );
+    assert!(
+        store
+            .list_bindings("svc-jwt-first")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The identity's tokens are as before; no token logs in as it.
+    assert_eq!(
+        exchange(&url, &jwt).await.1.unwrap()["sub"],
+        hashed.unwrap()["sub"]
+    );
+    assert_eq!(
+        exchange_at(&url, BY_USERNAME, &jwt).await.1.unwrap()["sub"],
+        "svc-jwt-first"
+    );
+    let guess = SecretString::from("a token for the JWT identity");
+    assert_eq!(login(&url, "svc-jwt-first", &guess).await, 400);
+    // Under another name, the service account is fine.
+    let (account, _) = store
+        .create_service_account(ServiceAccount::new("svc-jwt-first-2"), None)
+        .await
+        .unwrap();
+    assert!(!account.is_jwt_identity());
+}
+
+/// Issue 8, case 3, account first: a JWT asking for a service account's
+/// name gets the disambiguated name, and the account keeps its own, its
+/// `sub` (in username mode too) and its import stays idempotent.
+pub async fn a_service_account_name_is_never_taken_by_a_jwt<S: SuiteStore>(store: S) {
+    let (url, external) = jwt_endpoint(store.clone()).await;
+    let configured = ServiceAccount::new("svc-configured").with_name("Configured");
+    let imported = store
+        .import_service_account(configured.clone())
+        .await
+        .unwrap();
+    assert_eq!(imported, configured);
+    let token = store
+        .add_app_password("svc-configured", None)
+        .await
+        .unwrap();
+    store
+        .bind_account(
+            "svc-configured",
+            Binding::new(BY_USERNAME, Vec::<String>::new()),
+        )
+        .await
+        .unwrap();
+    let (status, before) = login_at(&url, BY_USERNAME, "svc-configured", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(before.unwrap()["sub"], "svc-configured");
+
+    let jwt = input_jwt(
+        &external,
+        "job-second",
+        unix_now() + 300,
+        Some("svc-configured"),
+    );
+    let (status, claims) = exchange_at(&url, BY_USERNAME, &jwt).await;
+    assert_eq!(status, 200);
+    let disambiguated =
+        ExternalAccount::new(JWT_ISSUER, "job-second", "svc-configured").disambiguated_username();
+    assert_eq!(claims.unwrap()["sub"], disambiguated);
+
+    // A restart imports the configured account again: still the same one.
+    assert_eq!(
+        store
+            .import_service_account(configured.clone())
+            .await
+            .unwrap(),
+        configured
+    );
+    assert_eq!(
+        store.account("svc-configured").await.unwrap(),
+        Some(configured)
+    );
+    let (status, after) = login_at(&url, BY_USERNAME, "svc-configured", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(after.unwrap()["sub"], "svc-configured");
+    let recorded = jwt_account(&store, "job-second").await.unwrap();
+    assert_eq!(recorded.username, disambiguated);
+    assert_eq!(recorded.external_issuer.as_deref(), Some(JWT_ISSUER));
+    assert_eq!(recorded.external_subject.as_deref(), Some("job-second"));
+}
+
+/// No input JWT holds a name of the automatic form
+/// `ak-<application name>-client_credentials`, whether that application
+/// exists (then it would share the automatic account's `sub` in username
+/// mode) or is added later.
+pub async fn a_jwt_never_gets_an_automatic_account_name<S: SuiteStore>(store: S) {
+    let (url, external) = jwt_endpoint(store.clone()).await;
+    for (sub, asked) in [
+        ("job-ak-own", "ak-by-username-client_credentials"),
+        ("job-ak-other", "ak-suite-client_credentials"),
+        ("job-ak-later", "ak-Not Yet Added-client_credentials"),
+        ("job-ak-case", "AK-by-username-CLIENT_CREDENTIALS"),
+    ] {
+        let jwt = input_jwt(&external, sub, unix_now() + 300, Some(asked));
+        let (status, claims) = exchange_at(&url, BY_USERNAME, &jwt).await;
+        assert_eq!(status, 200, "{asked}");
+        let expected = ExternalAccount::new(JWT_ISSUER, sub, asked).disambiguated_username();
+        assert_eq!(claims.unwrap()["sub"], expected, "{asked}");
+        assert!(
+            !ServiceAccount::is_automatic_username(&expected),
+            "{expected}"
+        );
+        assert_eq!(jwt_account(&store, sub).await.unwrap().username, expected);
+    }
+    // The automatic account of by-username keeps its name and `sub`.
+    let response = http()
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_encode(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", BY_USERNAME),
+            ("client_secret", BY_USERNAME_SECRET),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let (status, claims) = token_claims(response).await;
+    assert_eq!(status, 200);
+    assert_eq!(claims.unwrap()["sub"], "ak-by-username-client_credentials");
+}
+
+/// Service accounts stay out of the namespaces of automatic accounts and
+/// input-JWT identities, and have printable names: each refused with its
+/// own error, through create and import alike, and nothing is stored.
+pub async fn reserved_names_and_ids_are_refused<S: SuiteStore>(store: S) {
+    let before = store.list_service_accounts().await.unwrap();
+    /// Whether an error is the expected one.
+    type Expected = fn(&AdminError) -> bool;
+    let cases: Vec<(ServiceAccount, Expected)> = vec![
+        (ServiceAccount::new("ak-Demo-client_credentials"), |e| {
+            matches!(e, AdminError::ReservedUsername(_))
+        }),
+        (ServiceAccount::new("Ak-demo-Client_Credentials"), |e| {
+            matches!(e, AdminError::ReservedUsername(_))
+        }),
+        (ServiceAccount::new("svc-jwt-id").with_id("jwt:0123"), |e| {
+            matches!(e, AdminError::ReservedId(_))
+        }),
+        (
+            ServiceAccount::new("svc-auto-id").with_id("client_credentials:suite-client"),
+            |e| matches!(e, AdminError::ReservedId(_)),
+        ),
+        (ServiceAccount::new("svc-empty-id").with_id(""), |e| {
+            matches!(e, AdminError::ReservedId(_))
+        }),
+        (ServiceAccount::new(""), |e| {
+            matches!(e, AdminError::InvalidUsername(_))
+        }),
+        (ServiceAccount::new("svc\nforged log line"), |e| {
+            matches!(e, AdminError::InvalidUsername(_))
+        }),
+    ];
+    for (account, expected) in cases {
+        assert!(account.check().is_err(), "{account:?}");
+        let error = store
+            .create_service_account(account.clone(), None)
+            .await
+            .unwrap_err();
+        assert!(expected(&error), "create {:?}: {error}", account.username);
+        let error = store
+            .import_service_account(account.clone())
+            .await
+            .unwrap_err();
+        assert!(expected(&error), "import {:?}: {error}", account.username);
+    }
+    assert_eq!(store.list_service_accounts().await.unwrap(), before);
+    // The forms that are not reserved.
+    for username in ["ak-client_credentials", "ak-demo", "svc-client_credentials"] {
+        store
+            .create_service_account(ServiceAccount::new(username), None)
+            .await
+            .unwrap();
+    }
+}
+
+/// A service account never shares its id or UUID (the `id` and `uuid`
+/// subject modes) with an input-JWT identity or another account.
+pub async fn an_account_with_the_uuid_or_id_of_another_is_refused<S: SuiteStore>(store: S) {
+    let (url, external) = jwt_endpoint(store.clone()).await;
+    let jwt = input_jwt(&external, "job-uuid", unix_now() + 300, None);
+    assert_eq!(exchange(&url, &jwt).await.0, 200);
+    let recorded = jwt_account(&store, "job-uuid").await.unwrap();
+    let twin = ServiceAccount::new("svc-uuid-twin").with_uuid(recorded.uuid);
+    let error = store
+        .import_service_account(twin.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AdminError::IdTaken(_)), "{error}");
+    let error = store.create_service_account(twin, None).await.unwrap_err();
+    assert!(matches!(error, AdminError::IdTaken(_)), "{error}");
+
+    let (first, _) = store
+        .create_service_account(ServiceAccount::new("svc-id-first"), None)
+        .await
+        .unwrap();
+    let same_id = ServiceAccount::new("svc-id-second").with_id(first.id.clone());
+    let error = store.import_service_account(same_id).await.unwrap_err();
+    assert!(matches!(error, AdminError::IdTaken(_)), "{error}");
+    assert_eq!(store.account("svc-uuid-twin").await.unwrap(), None);
+    assert_eq!(store.account("svc-id-second").await.unwrap(), None);
+    assert_eq!(jwt_account(&store, "job-uuid").await, Some(recorded));
+}
+
+/// `account` finds service accounts and JWT identities by username, active
+/// or not, and tells them apart.
+pub async fn accounts_are_looked_up_by_username<S: SuiteStore>(store: S) {
+    let (created, _) = store
+        .create_service_account(ServiceAccount::new("svc-lookup"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.account("svc-lookup").await.unwrap(),
+        Some(created.clone())
+    );
+    assert!(!created.is_jwt_identity());
+    assert_eq!(created.external_issuer, None);
+    assert!(store.set_account_active("svc-lookup", false).await.unwrap());
+    assert!(!store.account("svc-lookup").await.unwrap().unwrap().active);
+    assert_eq!(store.account("svc-nobody").await.unwrap(), None);
+
+    let identity = ExternalAccount::new(JWT_ISSUER, "job-lookup", "svc-lookup-jwt");
+    let recorded = store.external_account(&identity).await.unwrap().unwrap();
+    let found = store.account("svc-lookup-jwt").await.unwrap().unwrap();
+    assert_eq!(found, recorded);
+    assert!(found.is_jwt_identity());
+    assert_eq!(found.id, identity.id);
+    assert_eq!(found.external_issuer.as_deref(), Some(JWT_ISSUER));
+    assert_eq!(found.external_subject.as_deref(), Some("job-lookup"));
+}
+
+/// Bindings: bind, rebind (the scopes are replaced), list (by `client_id`),
+/// look up by account id, unbind; an unknown account and a malformed
+/// binding are errors.
+pub async fn bindings_are_created_replaced_listed_and_removed<S: SuiteStore>(store: S) {
+    let (account, _) = store
+        .create_service_account(ServiceAccount::new("svc-bound"), None)
+        .await
+        .unwrap();
+    assert!(store.list_bindings("svc-bound").await.unwrap().is_empty());
+    assert_eq!(store.binding(&account.id, "ops-api").await.unwrap(), None);
+
+    store
+        .bind_account("svc-bound", Binding::new("ops-api", ["read", "write"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.binding(&account.id, "ops-api").await.unwrap(),
+        Some(Binding::new("ops-api", ["read", "write"]))
+    );
+    store
+        .bind_account("svc-bound", Binding::new("ops-api", ["read"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.binding(&account.id, "ops-api").await.unwrap(),
+        Some(Binding::new("ops-api", ["read"]))
+    );
+    store
+        .bind_account("svc-bound", Binding::new("metrics", Vec::<String>::new()))
+        .await
+        .unwrap();
+    store
+        .bind_account("svc-bound", Binding::new("Zeta", ["admin"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_bindings("svc-bound").await.unwrap(),
+        [
+            Binding::new("Zeta", ["admin"]),
+            Binding::new("metrics", Vec::<String>::new()),
+            Binding::new("ops-api", ["read"]),
+        ]
+    );
+    // Another account's bindings are its own.
+    let (other, _) = store
+        .create_service_account(ServiceAccount::new("svc-unbound"), None)
+        .await
+        .unwrap();
+    assert_eq!(store.binding(&other.id, "ops-api").await.unwrap(), None);
+    assert!(store.list_bindings("svc-unbound").await.unwrap().is_empty());
+
+    assert!(store.unbind_account("svc-bound", "ops-api").await.unwrap());
+    assert!(!store.unbind_account("svc-bound", "ops-api").await.unwrap());
+    assert_eq!(store.binding(&account.id, "ops-api").await.unwrap(), None);
+    assert_eq!(store.list_bindings("svc-bound").await.unwrap().len(), 2);
+    // A disabled account keeps its bindings (the endpoint refuses it anyway).
+    assert!(store.set_account_active("svc-bound", false).await.unwrap());
+    assert_eq!(store.list_bindings("svc-bound").await.unwrap().len(), 2);
+
+    let no_such = |error: AdminError| {
+        assert!(matches!(error, AdminError::NoSuchAccount(_)), "{error}");
+    };
+    no_such(
+        store
+            .bind_account("svc-ghost", Binding::new("ops-api", ["read"]))
+            .await
+            .unwrap_err(),
+    );
+    no_such(
+        store
+            .unbind_account("svc-ghost", "ops-api")
+            .await
+            .unwrap_err(),
+    );
+    no_such(store.list_bindings("svc-ghost").await.unwrap_err());
+    for invalid in [
+        Binding::new("ops-api", ["read write"]),
+        Binding::new("ops-api", [""]),
+        Binding::new("ops-api", ["quote\""]),
+        Binding::new("", ["read"]),
+        Binding::new("ops\napi", ["read"]),
+    ] {
+        let error = store
+            .bind_account("svc-unbound", invalid.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, AdminError::InvalidBinding(_)),
+            "{invalid:?}: {error}"
+        );
+    }
+    assert!(store.list_bindings("svc-unbound").await.unwrap().is_empty());
+}
+
+/// Issue 8, case 4: the endpoint asks the store for the binding on every
+/// request: unbound, refused; bound, the binding's scopes; unbound again,
+/// refused on the very next request.
+pub async fn a_binding_decides_at_the_endpoint<S: SuiteStore>(store: S) {
+    let url = endpoint(store.clone()).await;
+    let (_, token) = store
+        .create_service_account(ServiceAccount::new("svc-binding"), None)
+        .await
+        .unwrap();
+    let request = |scope: &'static str| {
+        let (url, token) = (url.clone(), token.clone());
+        async move {
+            let response = http()
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form_encode(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", BOUND_CLIENT),
+                    ("username", "svc-binding"),
+                    ("password", token.expose_secret()),
+                    ("scope", scope),
+                ]))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+    let (status, body) = request("read write").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    store
+        .bind_account("svc-binding", Binding::new(BOUND_CLIENT, ["read"]))
+        .await
+        .unwrap();
+    let (status, body) = request("read write").await;
+    assert_eq!((status, body["scope"].as_str()), (200, Some("read")));
+    assert!(
+        store
+            .unbind_account("svc-binding", BOUND_CLIENT)
+            .await
+            .unwrap()
+    );
+    let (status, _) = request("read").await;
+    assert_eq!(status, 400);
+}
+
 /// Instantiates every behaviour for one backend: `store_suite!(module, async { store })`.
 #[macro_export]
 macro_rules! store_suite {
@@ -590,6 +1082,14 @@ macro_rules! store_suite {
                 input_jwt_cannot_take_over_an_existing_account,
                 a_disabled_input_jwt_account_is_refused,
                 input_jwt_account_expiry_follows_the_newest_exp,
+                a_jwt_identity_name_never_becomes_a_service_account,
+                a_service_account_name_is_never_taken_by_a_jwt,
+                a_jwt_never_gets_an_automatic_account_name,
+                reserved_names_and_ids_are_refused,
+                an_account_with_the_uuid_or_id_of_another_is_refused,
+                accounts_are_looked_up_by_username,
+                bindings_are_created_replaced_listed_and_removed,
+                a_binding_decides_at_the_endpoint,
             );
         }
     };

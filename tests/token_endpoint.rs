@@ -219,11 +219,11 @@ async fn hashed_subject_is_stable_and_reveals_no_account_data() {
 
 #[tokio::test]
 async fn username_subject_mode_puts_the_username_in_sub() {
-    let server = start_with(Algorithm::ES256, |layer| {
-        layer
-            .application(application().with_subject_mode(SubjectMode::Username))
-            .unwrap()
-    })
+    let server = start_with_application(
+        Algorithm::ES256,
+        application().with_subject_mode(SubjectMode::Username),
+        |layer| layer,
+    )
     .await;
     let json = token_json(&server, &password_form(&server.token)).await;
     let claims = verify(
@@ -892,6 +892,7 @@ async fn accounts_added_at_runtime_authenticate_immediately() {
     let (token, password) = AppPassword::generate(&account.id);
     server.store.insert_account(account);
     server.store.insert_app_password(password);
+    server.store.bind("svc-late", all_scopes());
     use secrecy::ExposeSecret;
     let form = [
         ("grant_type", "client_credentials"),
@@ -911,11 +912,11 @@ async fn accounts_added_at_runtime_authenticate_immediately() {
 
 #[tokio::test]
 async fn huge_token_lifetime_saturates_instead_of_overflowing() {
-    let server = start_with(Algorithm::ES256, |layer| {
-        layer
-            .application(application().with_token_lifetime(Duration::MAX))
-            .unwrap()
-    })
+    let server = start_with_application(
+        Algorithm::ES256,
+        application().with_token_lifetime(Duration::MAX),
+        |layer| layer,
+    )
     .await;
     let json = token_json(&server, &password_form(&server.token)).await;
     let claims = verify(

@@ -42,13 +42,38 @@ struct Inner {
     bindings: HashMap<String, HashMap<String, Vec<String>>>,
 }
 
+impl Inner {
+    /// The id of the service account `username`: not an input-JWT identity.
+    fn service_account_id(&self, username: &str) -> Result<String, AdminError> {
+        match self.accounts.get(username) {
+            None => Err(AdminError::NoSuchAccount(username.to_owned())),
+            Some(account) if account.is_jwt_identity() => {
+                Err(AdminError::NameOfJwtIdentity(username.to_owned()))
+            }
+            Some(account) => Ok(account.id.clone()),
+        }
+    }
+
+    /// Whether an account other than `username` has this id or UUID.
+    fn id_taken(&self, account: &ServiceAccount) -> bool {
+        self.accounts.values().any(|other| {
+            other.username != account.username
+                && (other.id == account.id || other.uuid == account.uuid)
+        })
+    }
+}
+
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds or replaces (by username) a service account.
+    /// Adds or replaces (by username) a service account, unchecked: for
+    /// accounts the embedding program sets up itself. For checked changes
+    /// (reserved names and ids, input-JWT identities never replaced) use
+    /// [`AccountAdmin::import_service_account`] or
+    /// [`AccountAdmin::create_service_account`].
     pub fn insert_account(&self, account: ServiceAccount) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner.accounts.insert(account.username.clone(), account);
@@ -81,18 +106,23 @@ impl MemoryStore {
     }
 
     /// Binds the account `username` to an application (replacing an earlier
-    /// binding there); returns whether the account exists.
+    /// binding there); returns whether it was bound: `false` if there is no
+    /// such account, it is an input-JWT identity, or the binding fails
+    /// [`Binding::check`] ([`AccountAdmin::bind_account`] says which).
     pub fn bind(&self, username: &str, binding: Binding) -> bool {
+        self.try_bind(username, binding).is_ok()
+    }
+
+    fn try_bind(&self, username: &str, binding: Binding) -> Result<(), AdminError> {
+        binding.check()?;
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let Some(id) = inner.accounts.get(username).map(|a| a.id.clone()) else {
-            return false;
-        };
+        let id = inner.service_account_id(username)?;
         inner
             .bindings
             .entry(id)
             .or_default()
             .insert(binding.client_id, binding.scopes);
-        true
+        Ok(())
     }
 
     fn lookup(&self, username: &str, digest: &TokenDigest) -> Option<AccountCredential> {
@@ -171,7 +201,8 @@ impl MemoryStore {
             accounts.get(username).is_some_and(|a| a.id != account.id)
                 || accounts.values().any(|a| a.uuid == account.uuid)
         };
-        let username = [account.username.clone(), account.disambiguated_username()]
+        let username = account
+            .candidate_usernames()
             .into_iter()
             .find(|username| !taken(username))
             .ok_or_else(|| {
@@ -196,10 +227,18 @@ impl AccountAdmin for MemoryStore {
         mut account: ServiceAccount,
         expires: Option<SystemTime>,
     ) -> Result<(ServiceAccount, SecretString), AdminError> {
+        account.check()?;
         account.expires = None;
+        account.external_issuer = None;
+        account.external_subject = None;
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if inner.accounts.contains_key(&account.username) {
-            return Err(AdminError::AccountExists(account.username));
+        match inner.accounts.get(&account.username) {
+            Some(stored) if stored.is_jwt_identity() => {
+                return Err(AdminError::NameOfJwtIdentity(account.username));
+            }
+            Some(_) => return Err(AdminError::AccountExists(account.username)),
+            None if inner.id_taken(&account) => return Err(AdminError::IdTaken(account.username)),
+            None => {}
         }
         let (token, mut password) = AppPassword::generate(&account.id);
         password.expires = expires;
@@ -225,12 +264,7 @@ impl AccountAdmin for MemoryStore {
         expires: Option<SystemTime>,
     ) -> Result<SecretString, AdminError> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let account_id = inner
-            .accounts
-            .get(username)
-            .ok_or_else(|| AdminError::NoSuchAccount(username.to_owned()))?
-            .id
-            .clone();
+        let account_id = inner.service_account_id(username)?;
         let (token, mut password) = AppPassword::generate(account_id);
         password.expires = expires;
         inner
@@ -251,13 +285,24 @@ impl AccountAdmin for MemoryStore {
         &self,
         mut account: ServiceAccount,
     ) -> Result<ServiceAccount, AdminError> {
+        account.check()?;
         account.expires = None;
+        account.external_issuer = None;
+        account.external_subject = None;
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        Ok(inner
-            .accounts
-            .entry(account.username.clone())
-            .or_insert(account)
-            .clone())
+        match inner.accounts.get(&account.username) {
+            Some(stored) if stored.is_jwt_identity() => {
+                Err(AdminError::NameOfJwtIdentity(account.username))
+            }
+            Some(stored) => Ok(stored.clone()),
+            None if inner.id_taken(&account) => Err(AdminError::IdTaken(account.username)),
+            None => {
+                inner
+                    .accounts
+                    .insert(account.username.clone(), account.clone());
+                Ok(account)
+            }
+        }
     }
 
     async fn import_app_password(
@@ -266,12 +311,7 @@ impl AccountAdmin for MemoryStore {
         mut password: AppPassword,
     ) -> Result<bool, AdminError> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let account_id = inner
-            .accounts
-            .get(username)
-            .ok_or_else(|| AdminError::NoSuchAccount(username.to_owned()))?
-            .id
-            .clone();
+        let account_id = inner.service_account_id(username)?;
         match inner.passwords.get(password.digest.as_bytes()) {
             Some(stored) if stored.account_id == account_id => Ok(false),
             Some(_) => Err(AdminError::PasswordOfAnotherAccount),
@@ -286,11 +326,7 @@ impl AccountAdmin for MemoryStore {
     }
 
     async fn bind_account(&self, username: &str, binding: Binding) -> Result<(), AdminError> {
-        if self.bind(username, binding) {
-            Ok(())
-        } else {
-            Err(AdminError::NoSuchAccount(username.to_owned()))
-        }
+        self.try_bind(username, binding)
     }
 
     async fn unbind_account(&self, username: &str, client_id: &str) -> Result<bool, AdminError> {

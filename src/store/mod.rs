@@ -60,7 +60,22 @@ pub struct ServiceAccount {
     /// seen; a store may then delete it. `None` for every other account.
     /// Set by the stores: creating or importing an account ignores it.
     pub expires: Option<SystemTime>,
+    /// For the account of an input-JWT identity: the JWT's `iss`. `None` for
+    /// every other account. Set by the stores, like `expires`.
+    pub external_issuer: Option<String>,
+    /// For the account of an input-JWT identity: the JWT's `sub`. `None` for
+    /// every other account. Set by the stores, like `expires`.
+    pub external_subject: Option<String>,
 }
+
+/// The id prefix of the accounts of input-JWT identities
+/// ([`ExternalAccount::id`]); no service account's id starts with it.
+pub const JWT_ID_PREFIX: &str = "jwt:";
+
+/// The id prefix of applications' automatic accounts
+/// (`client_credentials:<client_id>`, never stored); no service account's id
+/// starts with it.
+pub const AUTOMATIC_ID_PREFIX: &str = "client_credentials:";
 
 impl ServiceAccount {
     /// A new active account with a fresh UUID, which also serves as its id.
@@ -74,7 +89,59 @@ impl ServiceAccount {
             username,
             active: true,
             expires: None,
+            external_issuer: None,
+            external_subject: None,
         }
+    }
+
+    /// Whether this is the account recorded for an input-JWT identity (see
+    /// [`ExternalAccount`]; its id starts with [`JWT_ID_PREFIX`]) rather than
+    /// a service account. Such an account never has app passwords or
+    /// bindings, and no service account can be created or imported under its
+    /// username.
+    pub fn is_jwt_identity(&self) -> bool {
+        self.id.starts_with(JWT_ID_PREFIX)
+    }
+
+    /// Whether `username` has the form of an application's automatic account,
+    /// `ak-<application name>-client_credentials` (ASCII case ignored): no
+    /// service account and no input-JWT identity may hold such a name.
+    pub fn is_automatic_username(username: &str) -> bool {
+        const PREFIX: &str = "ak-";
+        const SUFFIX: &str = "-client_credentials";
+        username.len() >= PREFIX.len() + SUFFIX.len()
+            && username
+                .get(..PREFIX.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(PREFIX))
+            && username
+                .get(username.len() - SUFFIX.len()..)
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(SUFFIX))
+    }
+
+    /// Checks that this account may be created or imported as a service
+    /// account; every store runs this check first.
+    ///
+    /// Refused: an empty username or one with control characters
+    /// ([`AdminError::InvalidUsername`]), a username of the automatic form
+    /// `ak-…-client_credentials` ([`AdminError::ReservedUsername`]), and an
+    /// empty id or one in the namespaces of input-JWT identities (`jwt:`) or
+    /// automatic accounts (`client_credentials:`)
+    /// ([`AdminError::ReservedId`]). So a service account never shares a
+    /// username, id, or any `sub` derived from them, with those identities.
+    pub fn check(&self) -> Result<(), AdminError> {
+        if self.username.is_empty() || self.username.chars().any(char::is_control) {
+            return Err(AdminError::InvalidUsername(self.username.clone()));
+        }
+        if Self::is_automatic_username(&self.username) {
+            return Err(AdminError::ReservedUsername(self.username.clone()));
+        }
+        if self.id.is_empty()
+            || self.id.starts_with(JWT_ID_PREFIX)
+            || self.id.starts_with(AUTOMATIC_ID_PREFIX)
+        {
+            return Err(AdminError::ReservedId(self.id.clone()));
+        }
+        Ok(())
     }
 
     /// Sets the display name.
@@ -187,6 +254,31 @@ impl Binding {
             scopes: scopes.into_iter().map(Into::into).collect(),
         }
     }
+
+    /// Checks that this binding can be stored ([`AdminError::InvalidBinding`]
+    /// otherwise): a `client_id` that is not empty and has no control
+    /// characters, and scopes that are each an RFC 6749 `scope-token`
+    /// (printable ASCII without spaces, `"` or `\`). Every store runs this
+    /// check before binding.
+    pub fn check(&self) -> Result<(), AdminError> {
+        if self.client_id.is_empty() || self.client_id.chars().any(char::is_control) {
+            return Err(AdminError::InvalidBinding(format!(
+                "client_id {:?} is empty or contains control characters",
+                self.client_id
+            )));
+        }
+        let scope_char = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\';
+        if let Some(scope) = self
+            .scopes
+            .iter()
+            .find(|scope| scope.is_empty() || !scope.chars().all(scope_char))
+        {
+            return Err(AdminError::InvalidBinding(format!(
+                "scope {scope:?} is not printable ASCII without spaces, quotes or backslashes"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The automatic service account of a client that authenticated with an
@@ -238,7 +330,7 @@ impl ExternalAccount {
         let identity = format!("{issuer}\u{0}{subject}");
         let username = username.into();
         Self {
-            id: format!("jwt:{}", TokenDigest::of(&identity).to_hex()),
+            id: format!("{JWT_ID_PREFIX}{}", TokenDigest::of(&identity).to_hex()),
             uuid: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, identity.as_bytes()),
             name: username.clone(),
             username,
@@ -261,12 +353,33 @@ impl ExternalAccount {
     }
 
     /// The username stored when [`username`](Self::username) belongs to
-    /// another account already: `<username>@<first 12 hex digits of
-    /// SHA-256(id)>`, stable for this identity. The existing account is never
+    /// another account already, or may not be held by an input-JWT identity
+    /// (see [`candidate_usernames`](Self::candidate_usernames)):
+    /// `<username>@<first 12 hex digits of SHA-256(id)>`, control characters
+    /// left out, stable for this identity. The existing account is never
     /// taken over.
     pub fn disambiguated_username(&self) -> String {
         let hash = TokenDigest::of(&self.id).to_hex();
-        format!("{}@{}", self.username, &hash[..12])
+        let username: String = self.username.chars().filter(|c| !c.is_control()).collect();
+        format!("{username}@{}", &hash[..12])
+    }
+
+    /// The usernames a store tries, in order, when it first records this
+    /// identity: [`username`](Self::username), then the
+    /// [disambiguated](Self::disambiguated_username) one. Only the latter
+    /// when `username` is empty, has control characters, or has the form of
+    /// an application's automatic account (`ak-…-client_credentials`, see
+    /// [`ServiceAccount::is_automatic_username`]): no input JWT ever holds
+    /// such a name, even for an application added later.
+    pub fn candidate_usernames(&self) -> Vec<String> {
+        let usable = !self.username.is_empty()
+            && !self.username.chars().any(char::is_control)
+            && !ServiceAccount::is_automatic_username(&self.username);
+        if usable {
+            vec![self.username.clone(), self.disambiguated_username()]
+        } else {
+            vec![self.disambiguated_username()]
+        }
     }
 
     /// The account as first recorded: active.
@@ -278,6 +391,8 @@ impl ExternalAccount {
             name: self.name.clone(),
             active: true,
             expires: self.expires,
+            external_issuer: Some(self.issuer.clone()),
+            external_subject: Some(self.subject.clone()),
         }
     }
 
@@ -410,6 +525,37 @@ pub enum AdminError {
     /// An account with this username exists already.
     #[error("a service account named {0:?} exists already")]
     AccountExists(String),
+    /// This username belongs to an identity recorded from input JWTs (see
+    /// [`ServiceAccount::is_jwt_identity`]): it never becomes a service
+    /// account, and never gets app passwords or bindings. Choose another
+    /// username.
+    #[error(
+        "{0:?} is the username of an identity recorded from input JWTs, not of a service \
+         account: choose another username"
+    )]
+    NameOfJwtIdentity(String),
+    /// The username has the form of an application's automatic account,
+    /// `ak-<application name>-client_credentials`, which is reserved.
+    #[error(
+        "username {0:?} has the reserved form of an application's automatic account \
+         (ak-<application name>-client_credentials)"
+    )]
+    ReservedUsername(String),
+    /// The username is empty or contains control characters.
+    #[error("username {0:?} is empty or contains control characters")]
+    InvalidUsername(String),
+    /// The account id is empty, or starts with a prefix reserved for
+    /// input-JWT identities (`jwt:`) or automatic accounts
+    /// (`client_credentials:`).
+    #[error("account id {0:?} is empty or in a reserved namespace (jwt:, client_credentials:)")]
+    ReservedId(String),
+    /// Another account (by another username) has this account's `id` or
+    /// `uuid`.
+    #[error("another account has the id or UUID given for {0:?}")]
+    IdTaken(String),
+    /// The binding cannot be stored (see [`Binding::check`]).
+    #[error("invalid binding: {0}")]
+    InvalidBinding(String),
     /// No account has this username.
     #[error("no service account named {0:?}")]
     NoSuchAccount(String),
@@ -430,6 +576,11 @@ pub enum AdminError {
 pub trait AccountAdmin: Send + Sync + 'static {
     /// Creates `account` and a first app password (expiring at `expires`) in
     /// one step, and returns the token: the only time it is ever seen.
+    ///
+    /// Fails if [`ServiceAccount::check`] does; with
+    /// [`AdminError::AccountExists`] if the username is taken,
+    /// [`AdminError::NameOfJwtIdentity`] if an input-JWT identity holds it,
+    /// and [`AdminError::IdTaken`] if another account has its id or UUID.
     fn create_service_account(
         &self,
         account: ServiceAccount,
@@ -443,6 +594,8 @@ pub trait AccountAdmin: Send + Sync + 'static {
 
     /// Adds another app password to the account `username` (several may be
     /// valid at once, so clients rotate without downtime); returns the token.
+    /// [`AdminError::NoSuchAccount`] if there is no account `username`,
+    /// [`AdminError::NameOfJwtIdentity`] if it is an input-JWT identity.
     fn add_app_password(
         &self,
         username: &str,
@@ -468,8 +621,13 @@ pub trait AccountAdmin: Send + Sync + 'static {
     /// left unchanged (name, `active` and ids included) and returned: the
     /// store is authoritative once an account is in it, so importing is
     /// idempotent, e.g. on every start of a server. Otherwise `account` is
-    /// inserted and returned. Fails with [`AdminError::Store`] if another
-    /// account has the same `id` or `uuid` in an SQL store.
+    /// inserted and returned.
+    ///
+    /// Never merges with an input-JWT identity: if one holds the username,
+    /// [`AdminError::NameOfJwtIdentity`] (the identity keeps its name; import
+    /// the account under another). Fails if [`ServiceAccount::check`] does,
+    /// and with [`AdminError::IdTaken`] if another account has the same `id`
+    /// or `uuid`.
     fn import_service_account(
         &self,
         account: ServiceAccount,
@@ -482,6 +640,7 @@ pub trait AccountAdmin: Send + Sync + 'static {
     /// `Ok(true)`: it was inserted. `Ok(false)`: this digest is stored
     /// already for this account, and left unchanged (its expiry included).
     /// [`AdminError::NoSuchAccount`] if there is no account `username`;
+    /// [`AdminError::NameOfJwtIdentity`] if it is an input-JWT identity;
     /// [`AdminError::PasswordOfAnotherAccount`] if the digest is stored for
     /// another account, which keeps it: a token never moves between accounts.
     fn import_app_password(
@@ -492,7 +651,10 @@ pub trait AccountAdmin: Send + Sync + 'static {
 
     /// Binds the account `username` to the application `binding.client_id`
     /// with `binding.scopes`, replacing an earlier binding there.
-    /// [`AdminError::NoSuchAccount`] if there is no account `username`.
+    /// [`AdminError::NoSuchAccount`] if there is no account `username`,
+    /// [`AdminError::NameOfJwtIdentity`] if it is an input-JWT identity
+    /// (those are never bound), [`AdminError::InvalidBinding`] if
+    /// [`Binding::check`] fails.
     fn bind_account(
         &self,
         username: &str,
@@ -508,9 +670,67 @@ pub trait AccountAdmin: Send + Sync + 'static {
         client_id: &str,
     ) -> impl Future<Output = Result<bool, AdminError>> + Send;
 
-    /// The bindings of the account `username`, by `client_id`.
+    /// The bindings of the account `username`, by `client_id` (byte order).
     fn list_bindings(
         &self,
         username: &str,
     ) -> impl Future<Output = Result<Vec<Binding>, AdminError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_account_names_are_recognised_in_any_ascii_case() {
+        for name in [
+            "ak-Demo-client_credentials",
+            "ak--client_credentials",
+            "AK-x-CLIENT_CREDENTIALS",
+            "ak-a b-client_credentials",
+        ] {
+            assert!(ServiceAccount::is_automatic_username(name), "{name}");
+        }
+        for name in [
+            "ak-client_credentials",
+            "ak-demo",
+            "demo-client_credentials",
+            "xak-demo-client_credentials",
+            "ak-demo-client_credentials@0123456789ab",
+            "ak-ü-client_credential",
+        ] {
+            assert!(!ServiceAccount::is_automatic_username(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_jwt_identity_never_asks_for_a_reserved_or_unprintable_name() {
+        let plain = ExternalAccount::new("https://ci.example", "job", "deployer");
+        assert_eq!(
+            plain.candidate_usernames(),
+            ["deployer".to_owned(), plain.disambiguated_username()]
+        );
+        for asked in ["ak-Demo-client_credentials", "", "evil\nline"] {
+            let account = ExternalAccount::new("https://ci.example", "job", asked);
+            let candidates = account.candidate_usernames();
+            assert_eq!(candidates, [account.disambiguated_username()], "{asked:?}");
+            let name = &candidates[0];
+            assert!(!ServiceAccount::is_automatic_username(name), "{name}");
+            assert!(!name.chars().any(char::is_control), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn the_accounts_of_jwt_identities_are_told_apart() {
+        let identity = ExternalAccount::new("https://ci.example", "job", "deployer");
+        let recorded = identity.to_service_account("deployer");
+        assert!(recorded.is_jwt_identity());
+        assert_eq!(
+            recorded.external_issuer.as_deref(),
+            Some("https://ci.example")
+        );
+        assert!(matches!(recorded.check(), Err(AdminError::ReservedId(_))));
+        assert!(!ServiceAccount::new("deployer").is_jwt_identity());
+        assert!(ServiceAccount::new("deployer").check().is_ok());
+    }
 }

@@ -11,11 +11,12 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::sql::{
     ACQUIRE_TIMEOUT, AccountRow, CredentialRow, MIGRATIONS_TABLE, PurgeTicker, account_from_row,
-    from_unix_micros, now_unix, store_error, unix_micros, unix_seconds,
+    credential_from_row, is_jwt_id, join_scopes, now_unix, refused_account, split_scopes,
+    store_error, unix_micros, unix_seconds,
 };
 use super::{
-    AccountAdmin, AccountCredential, AdminError, AppPassword, CredentialStore, ExternalAccount,
-    ReplayCache, RevocationList, ServiceAccount, StoreError, TokenDigest,
+    AccountAdmin, AccountCredential, AdminError, AppPassword, Binding, CredentialStore,
+    ExternalAccount, ReplayCache, RevocationList, ServiceAccount, StoreError, TokenDigest,
 };
 
 /// Service accounts, app-password digests, the replay cache and the
@@ -100,27 +101,63 @@ impl PgStore {
             .map_err(store_error)?;
         row.map(account_from_row).transpose()
     }
+
+    /// The id of the account `username`, if there is one.
+    async fn account_id(&self, username: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(ACCOUNT_ID_BY_USERNAME)
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The id of the service account `username`: not an input-JWT identity.
+    async fn service_account_id(&self, username: &str) -> Result<String, AdminError> {
+        match self.account_id(username).await? {
+            None => Err(AdminError::NoSuchAccount(username.to_owned())),
+            Some(id) if is_jwt_id(&id) => Err(AdminError::NameOfJwtIdentity(username.to_owned())),
+            Some(id) => Ok(id),
+        }
+    }
 }
 
 /// The account `username` with its app password `digest`, in one indexed
 /// statement: the digest's primary key, then the owner by its primary key,
 /// kept only if its username is the one asked for.
 const APP_PASSWORD: &str = "SELECT a.id, a.uuid::text, a.username, a.name, a.active, \
-    (extract(epoch FROM a.expires) * 1000000)::int8, \
+    (extract(epoch FROM a.expires) * 1000000)::int8, a.external_issuer, a.external_subject, \
     (extract(epoch FROM p.expires) * 1000000)::int8 \
     FROM m2m_app_passwords AS p \
     JOIN m2m_service_accounts AS a ON a.id = p.account_id \
     WHERE p.digest = $1 AND a.username = $2";
 
-/// A new app password for the account `username` (none if there is no such
-/// account).
+/// A new app password for the service account `username` (none if there is
+/// no such account, or it is an input-JWT identity).
 const ADD_APP_PASSWORD: &str = "INSERT INTO m2m_app_passwords (digest, account_id, expires) \
     SELECT $1, id, timestamptz 'epoch' + $2 * interval '1 microsecond' \
-    FROM m2m_service_accounts WHERE username = $3";
+    FROM m2m_service_accounts WHERE username = $3 AND substr(id, 1, 4) <> 'jwt:'";
 
 const ACCOUNT_BY_USERNAME: &str = "SELECT id, uuid::text, username, name, active, \
-    (extract(epoch FROM expires) * 1000000)::int8 \
+    (extract(epoch FROM expires) * 1000000)::int8, external_issuer, external_subject \
     FROM m2m_service_accounts WHERE username = $1";
+
+/// A service account, unless any of its unique columns is taken.
+const INSERT_ACCOUNT: &str = "INSERT INTO m2m_service_accounts (id, uuid, username, name, active) \
+    VALUES ($1, $2::uuid, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+/// The scopes of one binding, by its primary key.
+const BINDING: &str = "SELECT scopes FROM m2m_bindings WHERE account_id = $1 AND client_id = $2";
+
+/// Binds, or replaces the scopes of an existing binding.
+const BIND: &str = "INSERT INTO m2m_bindings (account_id, client_id, scopes) VALUES ($1, $2, $3) \
+    ON CONFLICT (account_id, client_id) DO UPDATE SET scopes = excluded.scopes";
+
+const UNBIND: &str = "DELETE FROM m2m_bindings WHERE account_id = $1 AND client_id = $2";
+
+/// An account's bindings, through the primary key's prefix (byte order,
+/// whatever the database's collation, as MemoryStore does).
+const LIST_BINDINGS: &str = "SELECT client_id, scopes FROM m2m_bindings WHERE account_id = $1 \
+    ORDER BY client_id COLLATE \"C\"";
 
 const ACCOUNT_ID_BY_USERNAME: &str = "SELECT id FROM m2m_service_accounts WHERE username = $1";
 
@@ -135,7 +172,7 @@ const IS_REVOKED: &str =
 
 /// The account of an input-JWT identity, by its primary key.
 const EXTERNAL_ACCOUNT: &str = "SELECT id, uuid::text, username, name, active, \
-    (extract(epoch FROM expires) * 1000000)::int8 \
+    (extract(epoch FROM expires) * 1000000)::int8, external_issuer, external_subject \
     FROM m2m_service_accounts WHERE id = $1";
 
 /// Moves the expiry of an input-JWT account forward (to never if `$2` is
@@ -175,6 +212,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0002_external_accounts.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "bindings".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0003_bindings.sql").into_sql_str(),
+            false,
+        ),
     ]);
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
     migrator
@@ -192,12 +236,12 @@ impl CredentialStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(store_error)?;
-        let Some((id, uuid, username, name, active, account_expires, expires)) = row else {
+        let Some(row) = row else {
             return Ok(None);
         };
-        let account = account_from_row((id, uuid, username, name, active, account_expires))?;
+        let (account, expires) = credential_from_row(row)?;
         let mut password = AppPassword::new(&account.id, *digest);
-        password.expires = expires.map(from_unix_micros);
+        password.expires = expires;
         Ok(Some(AccountCredential::new(account, password)))
     }
 
@@ -227,7 +271,7 @@ impl CredentialStore for PgStore {
         // First use: the username asked for, or else the disambiguated one;
         // never an account that exists (any unique column conflicting means
         // no insert). A concurrent first use may win: then its row is read.
-        for username in [account.username.clone(), account.disambiguated_username()] {
+        for username in account.candidate_usernames() {
             let inserted = sqlx::query(INSERT_EXTERNAL_ACCOUNT)
                 .bind(&account.id)
                 .bind(account.uuid.to_string())
@@ -254,6 +298,29 @@ impl CredentialStore for PgStore {
             .into(),
         ))
     }
+
+    async fn account(&self, username: &str) -> Result<Option<ServiceAccount>, StoreError> {
+        let row: Option<AccountRow> = sqlx::query_as(ACCOUNT_BY_USERNAME)
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.map(account_from_row).transpose()
+    }
+
+    async fn binding(
+        &self,
+        account_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Binding>, StoreError> {
+        let scopes: Option<String> = sqlx::query_scalar(BINDING)
+            .bind(account_id)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(scopes.map(|scopes| Binding::new(client_id, split_scopes(&scopes))))
+    }
 }
 
 impl AccountAdmin for PgStore {
@@ -262,22 +329,25 @@ impl AccountAdmin for PgStore {
         account: ServiceAccount,
         expires: Option<SystemTime>,
     ) -> Result<(ServiceAccount, SecretString), AdminError> {
+        account.check()?;
         let (token, password) = AppPassword::generate(&account.id);
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let inserted = sqlx::query(
-            "INSERT INTO m2m_service_accounts (id, uuid, username, name, active) \
-             VALUES ($1, $2::uuid, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
-        )
-        .bind(&account.id)
-        .bind(account.uuid.to_string())
-        .bind(&account.username)
-        .bind(&account.name)
-        .bind(account.active)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
+        let inserted = sqlx::query(INSERT_ACCOUNT)
+            .bind(&account.id)
+            .bind(account.uuid.to_string())
+            .bind(&account.username)
+            .bind(&account.name)
+            .bind(account.active)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
         if inserted.rows_affected() == 0 {
-            return Err(AdminError::AccountExists(account.username));
+            let holder: Option<String> = sqlx::query_scalar(ACCOUNT_ID_BY_USERNAME)
+                .bind(&account.username)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            return Err(refused_account(account.username, holder.as_deref()));
         }
         sqlx::query(
             "INSERT INTO m2m_app_passwords (digest, account_id, expires) \
@@ -290,6 +360,12 @@ impl AccountAdmin for PgStore {
         .await
         .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
+        let account = ServiceAccount {
+            expires: None,
+            external_issuer: None,
+            external_subject: None,
+            ..account
+        };
         Ok((account, token))
     }
 
@@ -297,8 +373,8 @@ impl AccountAdmin for PgStore {
         // Byte order, whatever the database's collation, as MemoryStore does.
         let rows: Vec<AccountRow> = sqlx::query_as(
             "SELECT id, uuid::text, username, name, active, \
-             (extract(epoch FROM expires) * 1000000)::int8 FROM m2m_service_accounts \
-             ORDER BY username COLLATE \"C\"",
+             (extract(epoch FROM expires) * 1000000)::int8, external_issuer, external_subject \
+             FROM m2m_service_accounts ORDER BY username COLLATE \"C\"",
         )
         .fetch_all(&self.pool)
         .await
@@ -320,6 +396,8 @@ impl AccountAdmin for PgStore {
             .await
             .map_err(store_error)?;
         if inserted.rows_affected() == 0 {
+            // No such account, or an input-JWT identity: say which.
+            self.service_account_id(username).await?;
             return Err(AdminError::NoSuchAccount(username.to_owned()));
         }
         Ok(token)
@@ -348,25 +426,25 @@ impl AccountAdmin for PgStore {
         &self,
         account: ServiceAccount,
     ) -> Result<ServiceAccount, AdminError> {
-        // Inserted unless the username is taken; then whichever is stored.
-        sqlx::query(
-            "INSERT INTO m2m_service_accounts (id, uuid, username, name, active) \
-             VALUES ($1, $2::uuid, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
-        )
-        .bind(&account.id)
-        .bind(account.uuid.to_string())
-        .bind(&account.username)
-        .bind(&account.name)
-        .bind(account.active)
-        .execute(&self.pool)
-        .await
-        .map_err(store_error)?;
-        let row: AccountRow = sqlx::query_as(ACCOUNT_BY_USERNAME)
+        account.check()?;
+        // Inserted unless a unique column is taken; then whichever account
+        // holds the username, if it is a service account.
+        sqlx::query(INSERT_ACCOUNT)
+            .bind(&account.id)
+            .bind(account.uuid.to_string())
             .bind(&account.username)
-            .fetch_one(&self.pool)
+            .bind(&account.name)
+            .bind(account.active)
+            .execute(&self.pool)
             .await
             .map_err(store_error)?;
-        Ok(account_from_row(row)?)
+        match self.account(&account.username).await? {
+            Some(stored) if !stored.is_jwt_identity() => Ok(stored),
+            stored => Err(refused_account(
+                account.username,
+                stored.as_ref().map(|stored| stored.id.as_str()),
+            )),
+        }
     }
 
     async fn import_app_password(
@@ -380,8 +458,12 @@ impl AccountAdmin for PgStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(store_error)?;
-        let Some(account_id) = account_id else {
-            return Err(AdminError::NoSuchAccount(username.to_owned()));
+        let account_id = match account_id {
+            None => return Err(AdminError::NoSuchAccount(username.to_owned())),
+            Some(id) if is_jwt_id(&id) => {
+                return Err(AdminError::NameOfJwtIdentity(username.to_owned()));
+            }
+            Some(id) => id,
         };
         let inserted = sqlx::query(
             "INSERT INTO m2m_app_passwords (digest, account_id, expires) \
@@ -409,6 +491,47 @@ impl AccountAdmin for PgStore {
             Some(owner) if owner != account_id => Err(AdminError::PasswordOfAnotherAccount),
             _ => Ok(false),
         }
+    }
+
+    async fn bind_account(&self, username: &str, binding: Binding) -> Result<(), AdminError> {
+        binding.check()?;
+        let account_id = self.service_account_id(username).await?;
+        sqlx::query(BIND)
+            .bind(&account_id)
+            .bind(&binding.client_id)
+            .bind(join_scopes(&binding.scopes))
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn unbind_account(&self, username: &str, client_id: &str) -> Result<bool, AdminError> {
+        let Some(account_id) = self.account_id(username).await? else {
+            return Err(AdminError::NoSuchAccount(username.to_owned()));
+        };
+        let deleted = sqlx::query(UNBIND)
+            .bind(&account_id)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn list_bindings(&self, username: &str) -> Result<Vec<Binding>, AdminError> {
+        let Some(account_id) = self.account_id(username).await? else {
+            return Err(AdminError::NoSuchAccount(username.to_owned()));
+        };
+        let rows: Vec<(String, String)> = sqlx::query_as(LIST_BINDINGS)
+            .bind(&account_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(client_id, scopes)| Binding::new(client_id, split_scopes(&scopes)))
+            .collect())
     }
 }
 
@@ -569,6 +692,10 @@ mod tests {
                 EXTEND_EXTERNAL_ACCOUNT,
                 plan!(EXTEND_EXTERNAL_ACCOUNT, "jwt:x", Some(0i64)),
             ),
+            (BINDING, plan!(BINDING, "id", "client")),
+            (BIND, plan!(BIND, "id", "client", "read write")),
+            (UNBIND, plan!(UNBIND, "id", "client")),
+            (LIST_BINDINGS, plan!(LIST_BINDINGS, "id")),
         ] {
             let plan = plan.join("\n");
             assert!(!plan.contains("Seq Scan"), "{sql}:\n{plan}");

@@ -74,8 +74,17 @@ impl PurgeTicker {
 }
 
 /// An account row: id, uuid (text), username, name, active, expires (Unix
-/// microseconds).
-pub(crate) type AccountRow = (String, String, String, String, bool, Option<i64>);
+/// microseconds), external issuer, external subject.
+pub(crate) type AccountRow = (
+    String,
+    String,
+    String,
+    String,
+    bool,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
 
 /// An account row followed by the expiry of one of its app passwords.
 pub(crate) type CredentialRow = (
@@ -85,11 +94,13 @@ pub(crate) type CredentialRow = (
     String,
     bool,
     Option<i64>,
+    Option<String>,
+    Option<String>,
     Option<i64>,
 );
 
 pub(crate) fn account_from_row(
-    (id, uuid, username, name, active, expires): AccountRow,
+    (id, uuid, username, name, active, expires, external_issuer, external_subject): AccountRow,
 ) -> Result<ServiceAccount, StoreError> {
     let uuid = Uuid::parse_str(&uuid).map_err(store_error)?;
     Ok(ServiceAccount {
@@ -99,7 +110,48 @@ pub(crate) fn account_from_row(
         name,
         active,
         expires: expires.map(from_unix_micros),
+        external_issuer,
+        external_subject,
     })
+}
+
+/// An account row with one of its app passwords: the account, and the
+/// password's expiry.
+pub(crate) fn credential_from_row(
+    (id, uuid, username, name, active, expires, issuer, subject, password_expires): CredentialRow,
+) -> Result<(ServiceAccount, Option<SystemTime>), StoreError> {
+    let account = account_from_row((id, uuid, username, name, active, expires, issuer, subject))?;
+    Ok((account, password_expires.map(from_unix_micros)))
+}
+
+/// Space-separated scopes, as the bindings table stores them (scopes never
+/// contain spaces: [`Binding::check`](super::Binding::check)).
+pub(crate) fn join_scopes(scopes: &[String]) -> String {
+    scopes.join(" ")
+}
+
+/// The scopes of a stored binding.
+pub(crate) fn split_scopes(scopes: &str) -> Vec<String> {
+    scopes
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Why an account could not be inserted, given the id of the account that
+/// holds its username (`None`: none does, so its id or UUID is taken).
+pub(crate) fn refused_account(username: String, holder: Option<&str>) -> super::AdminError {
+    match holder {
+        Some(id) if is_jwt_id(id) => super::AdminError::NameOfJwtIdentity(username),
+        Some(_) => super::AdminError::AccountExists(username),
+        None => super::AdminError::IdTaken(username),
+    }
+}
+
+/// Whether a stored account id is that of an input-JWT identity.
+pub(crate) fn is_jwt_id(id: &str) -> bool {
+    id.starts_with(super::JWT_ID_PREFIX)
 }
 
 #[cfg(test)]

@@ -95,6 +95,18 @@ pub async fn start_with(
         TokenEndpointLayer<StoreVerifier<MemoryStore>>,
     ) -> TokenEndpointLayer<StoreVerifier<MemoryStore>>,
 ) -> Server {
+    start_with_application(algorithm, application(), configure).await
+}
+
+/// Like [`start_with`], with `application` as the test application (its
+/// `client_id` must be `CLIENT_ID`).
+pub async fn start_with_application(
+    algorithm: Algorithm,
+    application: Application,
+    configure: impl FnOnce(
+        TokenEndpointLayer<StoreVerifier<MemoryStore>>,
+    ) -> TokenEndpointLayer<StoreVerifier<MemoryStore>>,
+) -> Server {
     let store = MemoryStore::new();
     let account = ServiceAccount::new(USERNAME).with_name("Deployer");
     let (token, password) = AppPassword::generate(&account.id);
@@ -108,7 +120,7 @@ pub async fn start_with(
     let base = format!("http://{addr}");
     let layer = TokenEndpointLayer::new(&base, keys.clone(), store.clone())
         .unwrap()
-        .application(application())
+        .application(application)
         .unwrap();
     let layer = configure(layer);
     let app = Router::new().route("/{*path}", any(echo)).layer(layer);
