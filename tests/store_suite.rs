@@ -13,7 +13,9 @@ use common::{form_encode, http};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
-use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey, VerificationKey, VerificationKeys};
+use tower_m2m_auth::keys::{
+    Algorithm, KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys,
+};
 use tower_m2m_auth::store::{
     AccountAdmin, AdminError, AppPassword, CredentialStore, ExternalAccount, ServiceAccount,
     TokenDigest,
@@ -47,8 +49,10 @@ async fn endpoint_trusting<S: SuiteStore>(store: S, external: Option<&External>)
         .unwrap()
         .application(Application::new("suite-client", "suite"));
     if let Some(external) = external {
-        let trusted = VerificationKeys::new()
-            .with_key(VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap());
+        let trusted =
+            VerificationKeys::new().with_issuer(TrustedIssuer::new(JWT_ISSUER).with_key(
+                VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap(),
+            ));
         layer = layer.application(
             Application::new("suite-jwt", "suite-jwt").with_verification_keys(trusted),
         );
