@@ -22,7 +22,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::ExposeSecret;
 use support::{bench_request, endpoint};
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
-use tower_m2m_auth::keys::{KeyRing, SigningKey, VerificationKey, VerificationKeys};
+use tower_m2m_auth::keys::{KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
 
 /// A message the size of a typical header.claims signing input.
@@ -141,8 +141,10 @@ fn jwt_authentication(c: &mut Criterion) {
         b.iter(|| pair.sign(&rng, std::hint::black_box(&output)).unwrap())
     });
 
-    let keys = VerificationKeys::new()
-        .with_key(VerificationKey::from_jwk(external.public_jwk().unwrap()).unwrap());
+    let keys = VerificationKeys::new().with_issuer(
+        TrustedIssuer::new("https://ci.example")
+            .with_key(VerificationKey::from_jwk(external.public_jwk().unwrap()).unwrap()),
+    );
     let application = Application::new("ci-client", "ci")
         .with_verification_keys(keys)
         .with_allowed_scopes(["deploy"])

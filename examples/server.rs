@@ -64,7 +64,8 @@ use tower_m2m_auth::issuer::{Application, StoreVerifier, SubjectMode, TokenEndpo
 #[cfg(feature = "reqwest")]
 use tower_m2m_auth::keys::ReqwestFetcher;
 use tower_m2m_auth::keys::{
-    JwksFetcher, KeyRing, KeySet, RemoteJwks, SigningKey, VerificationKey, VerificationKeys,
+    DiscoveredJwks, JwksFetcher, KeyRing, KeySet, RemoteJwks, SigningKey, TrustedIssuer,
+    VerificationKey, VerificationKeys,
 };
 #[cfg(feature = "postgres")]
 use tower_m2m_auth::store::PgStore;
@@ -457,15 +458,15 @@ struct ApplicationConfig {
     subject_mode: SubjectModeName,
 
     // JWT authentication: the input JWTs (client assertions) it trusts.
-    /// PEM files of `CERTIFICATE` or `PUBLIC KEY` blocks.
+    /// The issuers it trusts, each with the keys that speak for it.
     #[serde(default)]
-    verification_certificates: Vec<PathBuf>,
-    /// JSON Web Key Set files.
-    #[serde(default)]
-    jwks_files: Vec<PathBuf>,
-    /// JWKS URLs, fetched and cached (https, or http to loopback only).
-    #[serde(default)]
-    jwks_urls: Vec<String>,
+    trusted_issuers: Vec<TrustedIssuerConfig>,
+    /// Former unscoped key sources: an error that says what to write.
+    verification_certificates: Option<Vec<String>>,
+    /// Former unscoped key sources: an error that says what to write.
+    jwks_files: Option<Vec<String>>,
+    /// Former unscoped key sources: an error that says what to write.
+    jwks_urls: Option<Vec<String>>,
     /// CEL expressions that every input JWT must satisfy (feature `cel`).
     #[serde(default)]
     policies: Vec<String>,
@@ -495,6 +496,25 @@ struct ApplicationConfig {
 
 fn default_token_lifetime() -> u64 {
     3600
+}
+
+/// One `[[applications.trusted_issuers]]` entry: an issuer (the exact `iss`
+/// of its JWTs) and the key sources that speak for it, at least one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustedIssuerConfig {
+    issuer: String,
+    /// Find the JWKS by OpenID discovery from the issuer URL.
+    #[serde(default)]
+    discovery: bool,
+    /// A JWKS URL, fetched and cached (https, or http to loopback only).
+    jwks_url: Option<String>,
+    /// PEM files of `CERTIFICATE` or `PUBLIC KEY` blocks.
+    #[serde(default)]
+    certificates: Vec<PathBuf>,
+    /// JSON Web Key Set files.
+    #[serde(default)]
+    jwks_files: Vec<PathBuf>,
 }
 
 /// The `subject_mode` values.
@@ -1078,10 +1098,112 @@ const MAX_ASSERTION_LEEWAY_SECS: u64 = 300;
 impl ApplicationConfig {
     /// Whether the application accepts input JWTs from some issuer.
     fn trusts_input_jwts(&self) -> bool {
-        !(self.verification_certificates.is_empty()
-            && self.jwks_files.is_empty()
-            && self.jwks_urls.is_empty()
-            && self.federated_applications.is_empty())
+        !(self.trusted_issuers.is_empty() && self.federated_applications.is_empty())
+    }
+
+    /// The keys of the trusted issuers, each bound to its issuer, and how
+    /// many static keys they hold.
+    fn verification_keys(
+        &self,
+        base_dir: &Path,
+        remotes: &mut RemoteSources,
+    ) -> Result<(VerificationKeys, usize), String> {
+        self.refuse_unscoped_keys()?;
+        let mut keys = VerificationKeys::new();
+        let mut static_keys = 0;
+        let mut seen = HashSet::new();
+        for config in &self.trusted_issuers {
+            let iss = &config.issuer;
+            let context = |error: String| format!("trusted_issuers {iss:?}: {error}");
+            if iss.is_empty() {
+                return Err(
+                    "trusted_issuers: issuer is empty (it is the exact `iss` of the \
+                     JWTs its keys sign)"
+                        .into(),
+                );
+            }
+            if !seen.insert(iss.as_str()) {
+                return Err(context(
+                    "listed twice: put all its key sources in one table".into(),
+                ));
+            }
+            if !config.discovery
+                && config.jwks_url.is_none()
+                && config.certificates.is_empty()
+                && config.jwks_files.is_empty()
+            {
+                return Err(context(
+                    "no key source: set discovery = true, jwks_url, certificates or jwks_files"
+                        .into(),
+                ));
+            }
+            let mut issuer = if config.discovery {
+                TrustedIssuer::discovered(remotes.discover(iss).map_err(context)?)
+            } else {
+                TrustedIssuer::new(iss)
+            };
+            for file in &config.certificates {
+                for key in read_verification_keys(&base_dir.join(file)).map_err(context)? {
+                    issuer = issuer.with_key(key);
+                    static_keys += 1;
+                }
+            }
+            for file in &config.jwks_files {
+                let (jwks, usable) = read_jwks_file(&base_dir.join(file)).map_err(context)?;
+                issuer = issuer.with_jwks(&jwks);
+                static_keys += usable;
+            }
+            if let Some(url) = &config.jwks_url {
+                issuer = issuer.with_remote(remotes.get(url).map_err(context)?);
+            }
+            keys = keys.with_issuer(issuer);
+        }
+        Ok((keys, static_keys))
+    }
+
+    /// The former flat key sources trusted their keys for any `iss`: refuse
+    /// them, showing the table that replaces them.
+    fn refuse_unscoped_keys(&self) -> Result<(), String> {
+        let quoted = |values: &[String]| {
+            let values: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+            values.join(", ")
+        };
+        let old = [
+            (
+                "verification_certificates",
+                &self.verification_certificates,
+                "certificates",
+            ),
+            ("jwks_files", &self.jwks_files, "jwks_files"),
+        ];
+        for (key, values, new_key) in old {
+            if let Some(values) = values {
+                return Err(format!(
+                    "`{key}` is no longer supported: each key source now names the issuer it \
+                     speaks for, and verifies only JWTs whose `iss` is that issuer. Write\n\n\
+                     [[applications.trusted_issuers]]\n\
+                     issuer = \"<the exact iss of the JWTs these keys sign>\"\n\
+                     {new_key} = [{}]\n",
+                    quoted(values)
+                ));
+            }
+        }
+        if let Some(urls) = &self.jwks_urls {
+            let url = urls.first().map(String::as_str).unwrap_or("https://...");
+            return Err(format!(
+                "`jwks_urls` is no longer supported: each key source now names the issuer it \
+                 speaks for, and verifies only JWTs whose `iss` is that issuer. Write, for \
+                 each URL,\n\n\
+                 [[applications.trusted_issuers]]\n\
+                 issuer = \"<the exact iss of the JWTs this JWKS signs>\"\n\
+                 jwks_url = {url:?}\n\n\
+                 or, for an issuer that publishes OpenID discovery metadata,\n\n\
+                 [[applications.trusted_issuers]]\n\
+                 issuer = \"<its issuer URL>\"\n\
+                 discovery = true\n"
+            ));
+        }
+        Ok(())
     }
 
     /// Adds the trusted keys and the rules of JWT authentication.
@@ -1102,28 +1224,16 @@ impl ApplicationConfig {
             if let Some((key, _)) = rules.iter().find(|(_, set)| *set) {
                 return Err(format!(
                     "{key} is set, but the application trusts no input JWT: add \
-                     verification_certificates, jwks_files, jwks_urls or federated_applications"
+                     [[applications.trusted_issuers]] or federated_applications"
                 ));
             }
+            self.refuse_unscoped_keys()?;
             return Ok(application);
         }
 
-        let mut keys = VerificationKeys::new();
-        let mut static_keys = 0;
-        for file in &self.verification_certificates {
-            for key in read_verification_keys(&base_dir.join(file))? {
-                keys = keys.with_key(key);
-                static_keys += 1;
-            }
-        }
-        for file in &self.jwks_files {
-            let (jwks, usable) = read_jwks_file(&base_dir.join(file))?;
-            keys = keys.with_jwks(&jwks);
-            static_keys += usable;
-        }
-        for url in &self.jwks_urls {
-            keys = keys.with_remote(remotes.get(url)?);
-        }
+        let (keys, static_keys) = self.verification_keys(base_dir, remotes)?;
+        let issuers: Vec<String> = keys.issuers().map(|i| i.iss().to_owned()).collect();
+        let has_keys = !keys.is_empty();
         let mut application =
             with_policies(application.with_verification_keys(keys), &self.policies)?;
 
@@ -1150,7 +1260,7 @@ impl ApplicationConfig {
         tracing::info!(
             client_id = self.client_id,
             static_keys,
-            jwks_urls = ?self.jwks_urls,
+            issuers = ?issuers,
             policies = self.policies.len(),
             audiences = ?self.assertion_audiences,
             single_use = self.single_use_assertions,
@@ -1158,7 +1268,6 @@ impl ApplicationConfig {
             federated = ?self.federated_applications,
             "application trusts input JWTs"
         );
-        let has_keys = static_keys > 0 || !self.jwks_urls.is_empty();
         if has_keys && self.policies.is_empty() && self.assertion_audiences.is_empty() {
             tracing::warn!(
                 client_id = self.client_id,
@@ -1280,25 +1389,44 @@ fn with_policies(application: Application, policies: &[String]) -> Result<Applic
     )
 }
 
-/// The JWKS URLs of every application: one cache per distinct URL, all
-/// fetched by one HTTP client.
+/// The JWKS URLs and discovered issuers of every application: one cache per
+/// distinct URL or issuer, all fetched by one HTTP client.
 #[derive(Default)]
 struct RemoteSources {
     #[cfg(feature = "reqwest")]
     fetcher: Option<Arc<dyn JwksFetcher>>,
     by_url: Vec<RemoteJwks>,
+    by_issuer: Vec<DiscoveredJwks>,
+}
+
+/// A remote key source to fetch ahead of the first input JWT.
+enum RemoteSource {
+    Jwks(RemoteJwks),
+    Discovered(DiscoveredJwks),
 }
 
 impl RemoteSources {
     /// The source for `url`, shared with the applications that trust it too.
     fn get(&mut self, url: &str) -> Result<RemoteJwks, String> {
-        check_jwks_url(url)?;
+        check_url("jwks_url", url)?;
         if let Some(remote) = self.by_url.iter().find(|remote| remote.url() == url) {
             return Ok(remote.clone());
         }
         let remote = RemoteJwks::new(url, self.fetcher()?);
         self.by_url.push(remote.clone());
         Ok(remote)
+    }
+
+    /// The JWKS of `issuer`, found by OpenID discovery (whose metadata must
+    /// name the same issuer), shared with the applications that trust it too.
+    fn discover(&mut self, issuer: &str) -> Result<DiscoveredJwks, String> {
+        check_url("issuer (with discovery = true)", issuer)?;
+        if let Some(known) = self.by_issuer.iter().find(|known| known.issuer() == issuer) {
+            return Ok(known.clone());
+        }
+        let discovered = DiscoveredJwks::new(issuer, self.fetcher()?);
+        self.by_issuer.push(discovered.clone());
+        Ok(discovered)
     }
 
     #[cfg(feature = "reqwest")]
@@ -1311,24 +1439,29 @@ impl RemoteSources {
 
     #[cfg(not(feature = "reqwest"))]
     fn fetcher(&mut self) -> Result<Arc<dyn JwksFetcher>, String> {
-        Err("jwks_urls need the `reqwest` feature (on by default): \
+        Err(
+            "jwks_url and discovery need the `reqwest` feature (on by default): \
              build without --no-default-features"
-            .into())
+                .into(),
+        )
     }
 
-    fn into_sources(self) -> Vec<RemoteJwks> {
-        self.by_url
+    fn into_sources(self) -> Vec<RemoteSource> {
+        let urls = self.by_url.into_iter().map(RemoteSource::Jwks);
+        urls.chain(self.by_issuer.into_iter().map(RemoteSource::Discovered))
+            .collect()
     }
 }
 
-/// A JWKS URL must be https, or plain http to a loopback host (the fetcher
-/// refuses anything else; saying so at start beats a 503 on each request).
-fn check_jwks_url(url: &str) -> Result<(), String> {
+/// A URL to fetch keys from (a JWKS URL, or an issuer URL for discovery)
+/// must be https, or plain http to a loopback host (the fetcher refuses
+/// anything else; saying so at start beats a 503 on each request).
+fn check_url(key: &str, url: &str) -> Result<(), String> {
     let uri: Uri = url
         .parse()
-        .map_err(|_| format!("jwks_urls: {url:?} is not a URL"))?;
+        .map_err(|_| format!("{key}: {url:?} is not a URL"))?;
     let Some(host) = uri.host() else {
-        return Err(format!("jwks_urls: {url:?} is not an absolute URL"));
+        return Err(format!("{key}: {url:?} is not an absolute URL"));
     };
     let loopback = host == "localhost"
         || host
@@ -1340,29 +1473,30 @@ fn check_jwks_url(url: &str) -> Result<(), String> {
         Some("https") => Ok(()),
         Some("http") if loopback => Ok(()),
         Some("http") => Err(format!(
-            "jwks_urls: {url:?}: plain http is only allowed to loopback hosts \
+            "{key}: {url:?}: plain http is only allowed to loopback hosts \
              (keys fetched over http could be swapped on the way): use https"
         )),
-        _ => Err(format!("jwks_urls: {url:?} must be an https URL")),
+        _ => Err(format!("{key}: {url:?} must be an https URL")),
     }
 }
 
-/// Fetches a JWKS ahead of the first input JWT, to report a source that
-/// cannot be read at start. Not fatal: the source may come up later, and
-/// until then the JWTs it should verify are refused (503).
-async fn prefetch_jwks(remote: RemoteJwks) {
-    match remote.keys().await {
+/// Fetches a JWKS (discovering it first, for an issuer with `discovery`)
+/// ahead of the first input JWT, to report a source that cannot be read at
+/// start. Not fatal: the source may come up later, and until then the JWTs
+/// it should verify are refused (503).
+async fn prefetch_jwks(remote: RemoteSource) {
+    let (source, keys) = match &remote {
+        RemoteSource::Jwks(jwks) => (jwks.url(), jwks.keys().await),
+        RemoteSource::Discovered(discovered) => (discovered.issuer(), discovered.keys().await),
+    };
+    match keys {
         Ok(keys) if keys.is_empty() => tracing::warn!(
-            url = remote.url(),
+            source,
             "the JWKS has no usable key: no input JWT verifies with it"
         ),
-        Ok(keys) => tracing::info!(
-            url = remote.url(),
-            keys = keys.keys().count(),
-            "JWKS fetched"
-        ),
+        Ok(keys) => tracing::info!(source, keys = keys.keys().count(), "JWKS fetched"),
         Err(error) => tracing::warn!(
-            url = remote.url(),
+            source,
             %error,
             "cannot fetch the JWKS yet: the input JWTs it should verify are refused until it can"
         ),

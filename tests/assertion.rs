@@ -14,7 +14,8 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tower_m2m_auth::issuer::Application;
 use tower_m2m_auth::keys::{
-    CachePolicy, KeyRing, RemoteJwks, ReqwestFetcher, SigningKey, VerificationKey, VerificationKeys,
+    CachePolicy, KeyRing, RemoteJwks, ReqwestFetcher, SigningKey, TrustedIssuer, VerificationKey,
+    VerificationKeys,
 };
 use tower_m2m_auth::store::{AccountAdmin, Binding, ExternalAccount};
 
@@ -71,9 +72,17 @@ async fn issuer(
     .await
 }
 
+/// `keys` trusted for the CI issuer.
+fn ci_keys(issuer: TrustedIssuer) -> VerificationKeys {
+    VerificationKeys::new().with_issuer(issuer)
+}
+
 fn cert_keys(external: &External) -> VerificationKeys {
-    VerificationKeys::new()
-        .with_key(VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap())
+    ci_keys(TrustedIssuer::new(CI_ISSUER).with_key(certificate_key(external)))
+}
+
+fn certificate_key(external: &External) -> VerificationKey {
+    VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap()
 }
 
 async fn assert_with(server: &Server, pairs: &[(&str, &str)]) -> reqwest::Response {
@@ -123,11 +132,13 @@ fn fast_policy() -> CachePolicy {
 }
 
 fn remote(url: &str) -> VerificationKeys {
-    VerificationKeys::new().with_remote(RemoteJwks::with_policy(
-        url,
-        Arc::new(ReqwestFetcher::new()),
-        fast_policy(),
-    ))
+    ci_keys(
+        TrustedIssuer::new(CI_ISSUER).with_remote(RemoteJwks::with_policy(
+            url,
+            Arc::new(ReqwestFetcher::new()),
+            fast_policy(),
+        )),
+    )
 }
 
 // ---- success through each key source -------------------------------------------
@@ -165,8 +176,10 @@ async fn ed25519_certificate_verifies_input_jwt() {
 #[tokio::test]
 async fn pem_public_key_verifies_input_jwt_without_kid() {
     let external = External::new(Algorithm::ES256);
-    let keys = VerificationKeys::new()
-        .with_key(VerificationKey::from_pem(external.public_key_pem().as_bytes()).unwrap());
+    let keys = ci_keys(
+        TrustedIssuer::new(CI_ISSUER)
+            .with_key(VerificationKey::from_pem(external.public_key_pem().as_bytes()).unwrap()),
+    );
     let server = issuer(keys, |app| app).await;
     exchange_ok(&server, &external.mint_without_kid(&ci_claims())).await;
 }
@@ -174,9 +187,10 @@ async fn pem_public_key_verifies_input_jwt_without_kid() {
 #[tokio::test]
 async fn inline_jwks_verifies_input_jwt() {
     let external = External::new(Algorithm::EdDSA);
-    let server = issuer(VerificationKeys::new().with_jwks(&external.jwks()), |app| {
-        app
-    })
+    let server = issuer(
+        ci_keys(TrustedIssuer::new(CI_ISSUER).with_jwks(&external.jwks())),
+        |app| app,
+    )
     .await;
     exchange_ok(&server, &external.mint(&ci_claims())).await;
 }
@@ -540,7 +554,11 @@ async fn cel_policy_checks_the_issuer() {
     let policy =
         CelPolicy::new(r#"claims.iss == "https://ci.example" && claims.repository == "org/app""#)
             .unwrap();
-    let server = issuer(cert_keys(&external), |app| app.with_policy(policy)).await;
+    // The key speaks for both issuers: the policy is what tells them apart.
+    let keys = cert_keys(&external).with_issuer(
+        TrustedIssuer::new("https://elsewhere.example").with_key(certificate_key(&external)),
+    );
+    let server = issuer(keys, |app| app.with_policy(policy)).await;
     exchange_ok(&server, &external.mint(&ci_claims())).await;
     let mut claims = ci_claims();
     claims["iss"] = json!("https://elsewhere.example");
@@ -821,9 +839,8 @@ async fn rotation_is_picked_up_even_when_a_certificate_is_also_trusted() {
     let certificate_issuer = External::new(Algorithm::ES256);
     let ring = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
     let source = JwksSource::start(ring.jwks(), true, "max-age=600").await;
-    let keys = remote(&source.url).with_key(
-        VerificationKey::from_pem(certificate_issuer.certificate_pem().as_bytes()).unwrap(),
-    );
+    let keys = remote(&source.url)
+        .with_issuer(TrustedIssuer::new(CI_ISSUER).with_key(certificate_key(&certificate_issuer)));
     let server = issuer(keys, |app| app).await;
     exchange_ok(
         &server,

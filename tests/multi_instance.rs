@@ -16,8 +16,10 @@ use common::pg::{fresh_database, required};
 use common::{APP_SECRET, CLIENT_ID, application, form_encode, http};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
-use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey, VerificationKey, VerificationKeys};
+use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
+use tower_m2m_auth::keys::{
+    Algorithm, KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys,
+};
 use tower_m2m_auth::store::{AccountAdmin, PgStore, RedisStore, ServiceAccount, TokenDigest};
 
 const CI_CLIENT: &str = "ci-client";
@@ -44,8 +46,10 @@ impl Instance {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let ci = Application::new(CI_CLIENT, "ci")
-            .with_verification_keys(VerificationKeys::new().with_key(
-                VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap(),
+            .with_verification_keys(VerificationKeys::new().with_issuer(
+                TrustedIssuer::new("https://ci.example").with_key(
+                    VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap(),
+                ),
             ))
             .with_single_use_assertions(true);
         // The instances share their signing keys, as replicas do.

@@ -21,8 +21,8 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tower_m2m_auth::issuer::{Application, AttemptLimits, StoreVerifier, TokenEndpointLayer};
-use tower_m2m_auth::keys::{KeyRing, SigningKey, VerificationKey, VerificationKeys};
+use tower_m2m_auth::issuer::{Application, AttemptLimits, TokenEndpointLayer};
+use tower_m2m_auth::keys::{KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{
     AttemptLimiter, FailureLimit, MemoryStore, RedisStore, ReplayCache, RevocationList,
 };
@@ -86,8 +86,10 @@ impl Shared {
     /// limiter (3 failures per `client_id` a minute) are `redis`.
     async fn start(&self, redis: RedisStore) -> Instance {
         let ci = Application::new(CI_CLIENT, "ci")
-            .with_verification_keys(VerificationKeys::new().with_key(
-                VerificationKey::from_pem(self.external.certificate_pem().as_bytes()).unwrap(),
+            .with_verification_keys(VerificationKeys::new().with_issuer(
+                TrustedIssuer::new("https://ci.example").with_key(
+                    VerificationKey::from_pem(self.external.certificate_pem().as_bytes()).unwrap(),
+                ),
             ))
             .with_allowed_scopes(["deploy"])
             .with_single_use_assertions(true);

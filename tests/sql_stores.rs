@@ -21,7 +21,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use secrecy::{ExposeSecret, SecretString};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
+use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
 use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     AccountAdmin, Binding, CredentialStore, ReplayCache, RevocationList, ServiceAccount,

@@ -13,7 +13,9 @@ use common::{form_encode, http};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tower_m2m_auth::issuer::{Application, SubjectMode, TokenEndpointLayer};
-use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey, VerificationKey, VerificationKeys};
+use tower_m2m_auth::keys::{
+    Algorithm, KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys,
+};
 use tower_m2m_auth::store::{
     AccountAdmin, AdminError, AppPassword, Binding, CredentialStore, ExternalAccount,
     ServiceAccount, TokenDigest,
@@ -55,8 +57,10 @@ async fn endpoint_trusting<S: SuiteStore>(store: S, external: Option<&External>)
         .with_subject_mode(SubjectMode::Username)
         .with_client_secret(BY_USERNAME_SECRET);
     if let Some(external) = external {
-        let trusted = VerificationKeys::new()
-            .with_key(VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap());
+        let trusted =
+            VerificationKeys::new().with_issuer(TrustedIssuer::new(JWT_ISSUER).with_key(
+                VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap(),
+            ));
         by_username = by_username.with_verification_keys(trusted.clone());
         layer = layer
             .application(Application::new("suite-jwt", "suite-jwt").with_verification_keys(trusted))

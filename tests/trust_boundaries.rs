@@ -11,7 +11,9 @@ use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use tower_m2m_auth::issuer::{Application, ConfigError, TokenEndpointLayer};
-use tower_m2m_auth::keys::{KeyRing, RemoteJwks, ReqwestFetcher, SigningKey, VerificationKeys};
+use tower_m2m_auth::keys::{
+    KeyRing, RemoteJwks, ReqwestFetcher, SigningKey, TrustedIssuer, VerificationKeys,
+};
 use tower_m2m_auth::store::{AccountAdmin, Binding, MemoryStore};
 
 const OPS_CLIENT: &str = "ops-api";
@@ -382,10 +384,14 @@ fn duplicate_client_id_and_slug_are_refused() {
 }
 
 fn remote_keys() -> VerificationKeys {
-    VerificationKeys::new().with_remote(RemoteJwks::new(
-        "https://token.actions.githubusercontent.com/.well-known/jwks",
-        Arc::new(ReqwestFetcher::new()),
-    ))
+    VerificationKeys::new().with_issuer(
+        TrustedIssuer::new("https://token.actions.githubusercontent.com").with_remote(
+            RemoteJwks::new(
+                "https://token.actions.githubusercontent.com/.well-known/jwks",
+                Arc::new(ReqwestFetcher::new()),
+            ),
+        ),
+    )
 }
 
 #[test]

@@ -189,8 +189,9 @@ impl Application {
         self
     }
 
-    /// The keys trusted to sign input JWTs (client assertions, RFC 7523):
-    /// any mix of certificates, public keys, inline JWKS and JWKS URLs.
+    /// The keys trusted to sign input JWTs (client assertions, RFC 7523),
+    /// each bound to the issuer it speaks for (see [`VerificationKeys`]): an
+    /// input JWT is verified only by the keys of the issuer its `iss` names.
     pub fn with_verification_keys(mut self, keys: VerificationKeys) -> Self {
         self.assertions.keys = keys;
         self

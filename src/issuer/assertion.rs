@@ -47,6 +47,17 @@ struct Registered {
     nickname: Option<String>,
 }
 
+impl Registered {
+    /// Whether `iss`, `sub` and `jti` are free of control characters. They
+    /// are joined with a NUL into the identity (`iss`, `sub`) and the replay
+    /// key (`iss`, `jti`): without a NUL in them, each join has one reading,
+    /// so no two pairs share an account or a replay entry.
+    fn has_plain_identifiers(&self) -> bool {
+        let plain = |value: &str| !value.chars().any(char::is_control);
+        plain(&self.iss) && plain(&self.sub) && self.jti.as_deref().is_none_or(plain)
+    }
+}
+
 /// Verifies an input JWT for `request.application` and says who it stands for.
 ///
 /// A JWT from an external issuer stands for an automatic service account
@@ -96,6 +107,9 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
     };
     let registered = Registered::deserialize(&claims)
         .map_err(|_| Rejection::InvalidAssertion(JwtError::InvalidClaims))?;
+    if !registered.has_plain_identifiers() {
+        return Err(Rejection::InvalidAssertion(JwtError::InvalidClaims).into());
+    }
 
     // "exp must not be now or in the past"; iat must not be in the future.
     let now = claims::now() as f64;

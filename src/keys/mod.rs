@@ -8,8 +8,8 @@
 //!   signature check both sides use.
 //! - [`RemoteJwks`]: keys behind a JWKS URL, cached and refreshed;
 //!   [`DiscoveredJwks`]: the same, found from the issuer URL by OpenID discovery.
-//! - [`VerificationKeys`]: every key a party trusts (static and remote), as
-//!   one source.
+//! - [`TrustedIssuer`] and [`VerificationKeys`]: every key a party trusts
+//!   (static and remote), each bound to the issuer (`iss`) it speaks for.
 
 mod discovery;
 mod remote;
@@ -27,7 +27,7 @@ pub use remote::{
 };
 pub use ring::KeyRing;
 pub use signing::SigningKey;
-pub use sources::{VerificationKeys, VerifyTokenError};
+pub use sources::{TrustedIssuer, VerificationKeys, VerifyTokenError};
 pub use verify::{ASYMMETRIC_ALGORITHMS, JwtError, KeySet, VerificationKey};
 
 /// The JWS algorithms, re-exported from `jsonwebtoken` so that users need

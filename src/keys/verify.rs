@@ -344,6 +344,9 @@ pub enum JwtError {
     /// `iss` is not an accepted issuer.
     #[error("the token's issuer is not accepted")]
     InvalidIssuer,
+    /// `iss` names an issuer that no trusted key source speaks for.
+    #[error("no trusted key speaks for the token's issuer")]
+    UntrustedIssuer,
     /// `aud` is not an accepted audience.
     #[error("the token's audience is not accepted")]
     InvalidAudience,

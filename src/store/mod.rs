@@ -297,7 +297,9 @@ pub struct ExternalAccount {
     /// The input JWT's `sub`.
     pub subject: String,
     /// The account id, derived from (`iss`, `sub`): `jwt:` and the hex
-    /// SHA-256 of `iss`, a NUL and `sub`. Records are keyed by it.
+    /// SHA-256 of `iss`, a NUL and `sub`. Records are keyed by it. (The token
+    /// endpoint refuses input JWTs with a control character in `iss` or
+    /// `sub`, so the join has one reading.)
     pub id: String,
     /// The account UUID (version 5 of the same pair).
     pub uuid: uuid::Uuid,
