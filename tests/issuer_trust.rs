@@ -58,10 +58,18 @@ fn certificate_key(external: &External) -> VerificationKey {
 
 /// An issuer whose `ci-client` application trusts `keys`.
 async fn server(keys: VerificationKeys, subject_mode: SubjectMode) -> Server {
-    let application = Application::new(CI_CLIENT, CI_SLUG)
+    let remote = keys.has_remote();
+    let mut application = Application::new(CI_CLIENT, CI_SLUG)
         .with_verification_keys(keys)
         .with_allowed_scopes(["deploy"])
         .with_subject_mode(subject_mode);
+    if remote {
+        // A JWKS URL may sign for others too: pin this application's JWTs.
+        application =
+            application.with_policy(|context: &tower_m2m_auth::policy::PolicyContext<'_>| {
+                context.claims["repository"] == "org/app"
+            });
+    }
     start_with(Algorithm::ES256, move |layer| {
         layer.application(application).unwrap()
     })

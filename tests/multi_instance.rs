@@ -20,7 +20,9 @@ use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
 use tower_m2m_auth::keys::{
     Algorithm, KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys,
 };
-use tower_m2m_auth::store::{AccountAdmin, PgStore, RedisStore, ServiceAccount, TokenDigest};
+use tower_m2m_auth::store::{
+    AccountAdmin, Binding, PgStore, RedisStore, ServiceAccount, TokenDigest,
+};
 
 const CI_CLIENT: &str = "ci-client";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -120,10 +122,34 @@ async fn an_account_created_through_one_instance_is_accepted_by_the_other() {
         .create_service_account(ServiceAccount::new("svc-shared"), None)
         .await
         .unwrap();
+    // Unbound, it gets no token; bound through one instance, the other
+    // accepts it at once; unbound again, refused at once.
+    assert_eq!(
+        b.login("svc-shared", token.expose_secret()).await.status(),
+        400
+    );
+    a.store
+        .bind_account("svc-shared", Binding::new(CLIENT_ID, ["read"]))
+        .await
+        .unwrap();
     assert_eq!(
         b.login("svc-shared", token.expose_secret()).await.status(),
         200
     );
+    assert!(
+        a.store
+            .unbind_account("svc-shared", CLIENT_ID)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        b.login("svc-shared", token.expose_secret()).await.status(),
+        400
+    );
+    a.store
+        .bind_account("svc-shared", Binding::new(CLIENT_ID, ["read"]))
+        .await
+        .unwrap();
 
     // Revoking the app password through one is seen by the other at once.
     assert!(
@@ -144,6 +170,10 @@ async fn an_access_token_revoked_through_one_instance_is_inactive_on_the_other()
     let (_, password) = a
         .store
         .create_service_account(ServiceAccount::new("svc-revoke"), None)
+        .await
+        .unwrap();
+    a.store
+        .bind_account("svc-revoke", Binding::new(CLIENT_ID, ["read"]))
         .await
         .unwrap();
     let json: Value = a

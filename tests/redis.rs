@@ -73,6 +73,7 @@ impl Shared {
         let (token, password) = tower_m2m_auth::store::AppPassword::generate(&account.id);
         store.insert_account(account);
         store.insert_app_password(password);
+        store.bind(USERNAME, all_scopes());
         use secrecy::ExposeSecret;
         Self {
             keys: KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap()),

@@ -260,6 +260,10 @@ mod sqlite {
             .create_service_account(ServiceAccount::new("svc-durable"), None)
             .await
             .unwrap();
+        store
+            .bind_account("svc-durable", Binding::new("sql-client", ["read"]))
+            .await
+            .unwrap();
         store.revoke("at-durable", unix_now() + 300).await.unwrap();
         store.pool().close().await;
         drop(store);
@@ -499,6 +503,10 @@ mod postgres {
         let endpoint = endpoint(store.clone());
         let (_, token) = store
             .create_service_account(ServiceAccount::new("svc-outage"), None)
+            .await
+            .unwrap();
+        store
+            .bind_account("svc-outage", Binding::new("sql-client", ["read"]))
             .await
             .unwrap();
         let second = store.add_app_password("svc-outage", None).await.unwrap();
