@@ -241,11 +241,12 @@ where
 /// Asks the verifier who the client of `form` is; also clamps the
 /// `requested` scopes to the application's (the verifier sees the result;
 /// the granted scopes come back space-separated).
-/// With an attempt limiter, a locked-out address or `client_id` gets 429
-/// before the verifier runs, and authentication failures are counted.
+/// With an attempt limiter, the request takes its failure slots first (429
+/// for a locked-out address or `client_id`, before the verifier runs); they
+/// stay taken only if authentication failed.
 pub(crate) async fn authenticate<V>(
     config: &EndpointConfig,
-    mut verifier: V,
+    verifier: V,
     form: Form,
     grant_type: GrantType,
     requested: &str,
@@ -264,17 +265,52 @@ where
         None => None,
     };
     let Some(application) = application.cloned() else {
-        if let Some(attempt) = &attempt {
-            attempt.failed().await;
+        if let Some(attempt) = attempt {
+            attempt.end(true).await;
         }
         return Err(TokenError::InvalidClient);
     };
     let granted = application.clamp_scopes(requested);
     let scope = granted.join(" ");
     let scopes: Vec<String> = granted.into_iter().map(str::to_owned).collect();
-    poll_fn(|cx| verifier.poll_ready(cx))
-        .await
-        .map_err(verify_error)?;
+    let verified = verify(
+        config,
+        verifier,
+        &application,
+        credentials,
+        grant_type,
+        scopes,
+    )
+    .await;
+    if let Some(attempt) = attempt {
+        // Only rejected credentials count; a verifier or store that could
+        // not answer (503) does not.
+        attempt
+            .end(matches!(verified, Err(VerifyError::Rejected(_))))
+            .await;
+    }
+    match verified {
+        Ok(principal) => Ok((application, principal, scope)),
+        Err(error) => {
+            tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
+            Err(verify_error(error))
+        }
+    }
+}
+
+/// One call of the verifier.
+async fn verify<V>(
+    config: &EndpointConfig,
+    mut verifier: V,
+    application: &Arc<Application>,
+    credentials: Credentials,
+    grant_type: GrantType,
+    scopes: Vec<String>,
+) -> Result<Principal, VerifyError>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+{
+    poll_fn(|cx| verifier.poll_ready(cx)).await?;
     let mut request = ClientAuthentication::new(
         application.clone(),
         credentials,
@@ -283,17 +319,7 @@ where
     )
     .with_scopes(scopes);
     request.revocations = Some(config.revocations.clone());
-    let principal = match verifier.call(request).await {
-        Ok(principal) => principal,
-        Err(error) => {
-            tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
-            if let (VerifyError::Rejected(_), Some(attempt)) = (&error, &attempt) {
-                attempt.failed().await;
-            }
-            return Err(verify_error(error));
-        }
-    };
-    Ok((application, principal, scope))
+    verifier.call(request).await
 }
 
 async fn issue<V, B>(
