@@ -31,7 +31,7 @@ impl FailureLimit {
         self.max_failures
     }
 
-    /// The window, opened by the first failure.
+    /// The window, opened by a key's first attempt.
     pub fn window(&self) -> Duration {
         self.window
     }
