@@ -35,6 +35,10 @@
 //! ignored: without the `cel` feature, a configuration that has one is
 //! refused at start.
 //!
+//! Failed authentication attempts are limited per `client_id` and per peer
+//! address, in memory or (feature `redis`) in a Redis shared by every
+//! instance; the `[attempt_limits]` table sizes the limit or turns it off.
+//!
 //! Secrets never reach the log: the configuration types do not implement
 //! `Debug`, and the library keeps only digests of tokens and secrets.
 
@@ -49,7 +53,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::Uri;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -60,7 +64,9 @@ use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_m2m_auth::issuer::{Application, StoreVerifier, SubjectMode, TokenEndpointLayer};
+use tower_m2m_auth::issuer::{
+    Application, AttemptLimits, StoreVerifier, SubjectMode, TokenEndpointLayer,
+};
 #[cfg(feature = "reqwest")]
 use tower_m2m_auth::keys::ReqwestFetcher;
 use tower_m2m_auth::keys::{
@@ -69,12 +75,14 @@ use tower_m2m_auth::keys::{
 };
 #[cfg(feature = "postgres")]
 use tower_m2m_auth::store::PgStore;
+#[cfg(feature = "redis")]
+use tower_m2m_auth::store::RedisStore;
 #[cfg(feature = "sqlite")]
 use tower_m2m_auth::store::SqliteStore;
 use tower_m2m_auth::store::{
     AccountAdmin, AccountCredential, AdminError, AppPassword, Binding, CredentialStore,
-    ExternalAccount, MemoryReplayCache, MemoryRevocationList, MemoryStore, ReplayCache,
-    RevocationList, ServiceAccount, StoreError, TokenDigest,
+    ExternalAccount, FailureLimit, MemoryAttemptLimiter, MemoryReplayCache, MemoryRevocationList,
+    MemoryStore, ReplayCache, RevocationList, ServiceAccount, StoreError, TokenDigest,
 };
 use tower_m2m_auth::validate::{Issuer, JwtValidateLayer};
 use tracing_subscriber::EnvFilter;
@@ -147,11 +155,13 @@ async fn run(config_path: Option<PathBuf>, args: ServeArgs) -> Result<(), BoxErr
     // file is created.
     let choice = StoreChoice::of(config.store.as_ref(), &source)?;
     let accounts = configured_accounts(&config.service_accounts, &config.applications)?;
+    let attempt_limits = config.attempt_limits.check()?;
     let mut remotes = RemoteSources::default();
     let applications = build_applications(&config.applications, source.base_dir(), &mut remotes)?;
     let store = open_store(choice, &accounts).await?;
     let keys = load_keys(&config.keys, &source)?;
     let endpoint = build_endpoint(&config, &issuer, keys, applications, store)?;
+    let endpoint = attempt_limits.apply(endpoint).await?;
     for remote in remotes.into_sources() {
         tokio::spawn(prefetch_jwks(remote));
     }
@@ -356,6 +366,8 @@ struct Config {
     #[serde(default)]
     service_accounts: Vec<ServiceAccountConfig>,
     store: Option<StoreConfig>,
+    #[serde(default)]
+    attempt_limits: AttemptLimitsConfig,
 }
 
 /// `[store]`: where service accounts, tokens, the replay cache and the
@@ -383,6 +395,130 @@ impl Config {
             return Err(format!("{source} defines no [[applications]]").into());
         }
         Ok(config)
+    }
+}
+
+/// `[attempt_limits]`: the limit on failed authentication attempts, per
+/// `client_id` and per peer address. On by default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AttemptLimitsConfig {
+    /// `false` turns the limit off.
+    enabled: bool,
+    /// Failures per `client_id` within the window (0: no such limit).
+    per_client_id: u32,
+    /// Failures per peer address (IPv6: per /64) within the window (0: no
+    /// such limit).
+    per_address: u32,
+    /// The window, opened by a key's first attempt.
+    window_secs: u64,
+    /// Addresses held at most by the in-memory limiter.
+    max_addresses: usize,
+    /// A Redis URL: count in Redis, shared by every instance (feature
+    /// `redis`), instead of in memory.
+    redis: Option<String>,
+}
+
+impl Default for AttemptLimitsConfig {
+    fn default() -> Self {
+        let limits = AttemptLimits::default();
+        let max = |limit: Option<FailureLimit>| limit.map_or(0, |limit| limit.max_failures());
+        Self {
+            enabled: true,
+            per_client_id: max(limits.client_limit()),
+            per_address: max(limits.address_limit()),
+            window_secs: limits
+                .client_limit()
+                .map_or(60, |limit| limit.window().as_secs()),
+            max_addresses: MemoryAttemptLimiter::DEFAULT_CAPACITY,
+            redis: None,
+        }
+    }
+}
+
+/// The checked `[attempt_limits]`: what [`AttemptLimitsConfig::apply`] sets up.
+enum AttemptLimitsPlan {
+    Off,
+    Memory(AttemptLimits, usize),
+    #[cfg(feature = "redis")]
+    Redis(AttemptLimits, String),
+}
+
+impl AttemptLimitsConfig {
+    fn check(&self) -> Result<AttemptLimitsPlan, BoxError> {
+        if !self.enabled {
+            return Ok(AttemptLimitsPlan::Off);
+        }
+        if self.window_secs == 0 {
+            return Err("[attempt_limits] window_secs must be at least 1".into());
+        }
+        let window = Duration::from_secs(self.window_secs);
+        let limit = |max: u32| (max > 0).then(|| FailureLimit::new(max, window));
+        let limits = AttemptLimits::new()
+            .with_client_limit(limit(self.per_client_id))
+            .with_address_limit(limit(self.per_address));
+        match &self.redis {
+            None => Ok(AttemptLimitsPlan::Memory(limits, self.max_addresses)),
+            #[cfg(feature = "redis")]
+            Some(url) => Ok(AttemptLimitsPlan::Redis(limits, url.clone())),
+            #[cfg(not(feature = "redis"))]
+            Some(_) => Err(
+                "[attempt_limits] redis needs the `redis` feature: run with \
+                 `--features redis`, e.g. `cargo run --features sqlite,redis --example server \
+                 -- --config FILE`"
+                    .into(),
+            ),
+        }
+    }
+}
+
+impl AttemptLimitsPlan {
+    /// Puts the limiter on `endpoint`, keyed by `client_id` and by the peer
+    /// address (axum's `ConnectInfo`, which [`serve`] provides).
+    async fn apply(self, endpoint: Endpoint) -> Result<Endpoint, BoxError> {
+        let describe = |limits: &AttemptLimits, place: &str| {
+            let show = |limit: Option<FailureLimit>| {
+                limit.map_or_else(|| "none".to_owned(), |l| l.max_failures().to_string())
+            };
+            tracing::info!(
+                per_client_id = show(limits.client_limit()),
+                per_address = show(limits.address_limit()),
+                window_secs = limits
+                    .client_limit()
+                    .or(limits.address_limit())
+                    .map(|l| l.window().as_secs()),
+                counted_in = place,
+                "failed attempts limited"
+            );
+        };
+        let endpoint = match self {
+            Self::Off => {
+                tracing::warn!(
+                    "[attempt_limits] enabled = false: failed authentication attempts are not \
+                     limited, so credentials can be guessed as fast as the server answers"
+                );
+                return Ok(endpoint);
+            }
+            Self::Memory(limits, capacity) => {
+                describe(&limits, "memory");
+                endpoint.attempt_limiter(MemoryAttemptLimiter::with_capacity(capacity), limits)
+            }
+            #[cfg(feature = "redis")]
+            Self::Redis(limits, url) => {
+                let redis = RedisStore::connect(&url)
+                    .await
+                    // The URL may hold a password: name the table, not the URL.
+                    .map_err(|error| format!("[attempt_limits] redis: {error}"))?;
+                describe(&limits, "redis");
+                endpoint.attempt_limiter(redis, limits)
+            }
+        };
+        Ok(endpoint.client_address(|parts| {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip())
+        }))
     }
 }
 
@@ -1519,7 +1655,9 @@ async fn serve(
         .map_response(IntoResponse::into_response)
         .layer(endpoint)
         .service(api(validator));
-    axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
+    // The peer address goes into each request, for the attempt limiter.
+    let app = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|error| format!("server error: {error}"))?;

@@ -24,7 +24,8 @@ use tokio::sync::watch;
 use tower_m2m_auth::issuer::{Application, AttemptLimits, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{
-    AttemptLimiter, FailureLimit, MemoryStore, RedisStore, ReplayCache, RevocationList,
+    Admission, AttemptKey, AttemptLimiter, FailureLimit, MemoryStore, RedisStore, ReplayCache,
+    RevocationList,
 };
 
 const ISSUER_BASE: &str = "https://auth.example.com";
@@ -86,6 +87,11 @@ impl Shared {
     /// Starts an instance whose replay cache, revocation list and attempt
     /// limiter (3 failures per `client_id` a minute) are `redis`.
     async fn start(&self, redis: RedisStore) -> Instance {
+        self.start_limited(redis, 3).await
+    }
+
+    /// As [`start`](Self::start), with `max_failures` per `client_id` a minute.
+    async fn start_limited(&self, redis: RedisStore, max_failures: u32) -> Instance {
         let ci = Application::new(CI_CLIENT, "ci")
             .with_verification_keys(VerificationKeys::new().with_issuer(
                 TrustedIssuer::new("https://ci.example").with_key(
@@ -105,7 +111,7 @@ impl Shared {
             .attempt_limiter(
                 redis,
                 AttemptLimits::default()
-                    .with_client_limit(Some(FailureLimit::new(3, MINUTE)))
+                    .with_client_limit(Some(FailureLimit::new(max_failures, MINUTE)))
                     .with_address_limit(None),
             );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -251,36 +257,152 @@ async fn failed_attempts_are_counted_across_instances() {
     assert_eq!(error_code(response).await, "temporarily_unavailable");
 }
 
-// ---- the store's own rules ------------------------------------------------------
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_guesses_at_two_instances_cannot_pass_the_limit() {
+    let shared = Shared::new();
+    let prefix = prefix();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let redis = RedisStore::connect(&redis_url())
+            .await
+            .unwrap()
+            .with_prefix(&prefix);
+        instances.push(shared.start_limited(redis, 10).await);
+    }
+    let guess = form_encode(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", CLIENT_ID),
+        ("username", USERNAME),
+        ("password", "wrong-token"),
+    ]);
+    // 25 at each instance, all at once.
+    let urls: Vec<String> = instances.iter().map(|i| i.server.token_url()).collect();
+    let answers = guesses::send_at_once(&urls, &guess, 50).await;
+    assert!(answers.other.is_empty(), "{answers:?}");
+    assert!(answers.invalid_grant <= 10, "{answers:?}");
+    assert_eq!(answers.invalid_grant + answers.too_many, 50, "{answers:?}");
+    assert_eq!(instances[0].password(&shared.token).await.status(), 429);
+}
 
-#[tokio::test]
-async fn locked_out_key_is_free_again_when_its_window_ends() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_guesses_cannot_pass_the_limit() {
+    let shared = Shared::new();
     let redis = RedisStore::connect(&redis_url())
         .await
         .unwrap()
         .with_prefix(prefix());
+    let instance = shared.start_limited(redis, 10).await;
+    let guess = form_encode(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", CLIENT_ID),
+        ("username", USERNAME),
+        ("password", "wrong-token"),
+    ]);
+    let answers = guesses::send_at_once(&[instance.server.token_url()], &guess, 50).await;
+    assert!(answers.other.is_empty(), "{answers:?}");
+    assert!(answers.invalid_grant <= 10, "{answers:?}");
+    assert_eq!(answers.invalid_grant + answers.too_many, 50, "{answers:?}");
+    assert_eq!(instance.password(&shared.token).await.status(), 429);
+}
+
+#[tokio::test]
+async fn successes_do_not_consume_the_budget() {
+    let shared = Shared::new();
+    let (a, b) = shared.pair().await;
+    for _ in 0..5 {
+        assert_eq!(a.password(&shared.token).await.status(), 200);
+        assert_eq!(b.password(&shared.token).await.status(), 200);
+    }
+    for instance in [&a, &b, &a] {
+        let response = instance.password("wrong-token").await;
+        assert_eq!(error_code(response).await, "invalid_grant");
+    }
+    assert_eq!(b.password(&shared.token).await.status(), 429);
+}
+
+// ---- the store's own rules ------------------------------------------------------
+
+/// One attempt of `key` that fails.
+async fn fail(redis: &RedisStore, key: &AttemptKey, limit: FailureLimit) {
+    assert_eq!(redis.begin(key, limit).await.unwrap(), Admission::Admitted);
+    redis.end(key, limit, true).await.unwrap();
+}
+
+async fn fresh_redis() -> RedisStore {
+    RedisStore::connect(&redis_url())
+        .await
+        .unwrap()
+        .with_prefix(prefix())
+}
+
+#[tokio::test]
+async fn locked_out_key_is_free_again_when_its_window_ends() {
+    let redis = fresh_redis().await;
+    let k = AttemptKey::client("k");
     let limit = FailureLimit::new(2, Duration::from_millis(1200));
-    redis.record_failure("k", limit).await.unwrap();
-    assert_eq!(redis.check("k", limit).await.unwrap(), None);
-    redis.record_failure("k", limit).await.unwrap();
-    let wait = redis.check("k", limit).await.unwrap().unwrap();
+    fail(&redis, &k, limit).await;
+    fail(&redis, &k, limit).await;
+    let Admission::LockedOut(wait) = redis.begin(&k, limit).await.unwrap() else {
+        panic!("not locked out");
+    };
     assert!(wait <= Duration::from_millis(1200), "{wait:?}");
-    assert_eq!(redis.check("other", limit).await.unwrap(), None);
+    let other = AttemptKey::client("other");
+    assert_eq!(
+        redis.begin(&other, limit).await.unwrap(),
+        Admission::Admitted
+    );
     tokio::time::sleep(wait + Duration::from_millis(100)).await;
-    assert_eq!(redis.check("k", limit).await.unwrap(), None);
+    assert_eq!(redis.begin(&k, limit).await.unwrap(), Admission::Admitted);
+}
+
+#[tokio::test]
+async fn attempts_in_flight_hold_the_remaining_slots() {
+    let redis = fresh_redis().await;
+    let k = AttemptKey::address("192.0.2.1".parse().unwrap());
+    let limit = FailureLimit::new(3, MINUTE);
+    fail(&redis, &k, limit).await;
+    for _ in 0..2 {
+        assert_eq!(redis.begin(&k, limit).await.unwrap(), Admission::Admitted);
+    }
+    assert_eq!(redis.begin(&k, limit).await.unwrap(), Admission::Busy);
+    redis.end(&k, limit, false).await.unwrap();
+    assert_eq!(redis.begin(&k, limit).await.unwrap(), Admission::Admitted);
+    redis.end(&k, limit, true).await.unwrap();
+    redis.end(&k, limit, true).await.unwrap();
+    assert!(matches!(
+        redis.begin(&k, limit).await.unwrap(),
+        Admission::LockedOut(_)
+    ));
+}
+
+#[tokio::test]
+async fn attempts_that_do_not_fail_leave_no_trace() {
+    let redis = fresh_redis().await;
+    let k = AttemptKey::client("k");
+    let limit = FailureLimit::new(1, MINUTE);
+    for _ in 0..5 {
+        assert_eq!(redis.begin(&k, limit).await.unwrap(), Admission::Admitted);
+        redis.end(&k, limit, false).await.unwrap();
+    }
+    fail(&redis, &k, limit).await;
+    assert!(matches!(
+        redis.begin(&k, limit).await.unwrap(),
+        Admission::LockedOut(_)
+    ));
 }
 
 #[tokio::test]
 async fn reset_unlocks_a_key() {
-    let redis = RedisStore::connect(&redis_url())
-        .await
-        .unwrap()
-        .with_prefix(prefix());
+    let redis = fresh_redis().await;
+    let k = AttemptKey::client("k");
     let limit = FailureLimit::new(1, MINUTE);
-    redis.record_failure("k", limit).await.unwrap();
-    assert!(redis.check("k", limit).await.unwrap().is_some());
-    redis.reset("k").await.unwrap();
-    assert_eq!(redis.check("k", limit).await.unwrap(), None);
+    fail(&redis, &k, limit).await;
+    assert!(matches!(
+        redis.begin(&k, limit).await.unwrap(),
+        Admission::LockedOut(_)
+    ));
+    redis.reset(&k).await.unwrap();
+    assert_eq!(redis.begin(&k, limit).await.unwrap(), Admission::Admitted);
 }
 
 #[tokio::test]

@@ -1,22 +1,30 @@
 //! Limiting failed authentication attempts per `client_id` and per client
 //! address, at the token, introspection and revocation endpoints.
 //!
-//! Only authentication failures count: credentials the verifier rejected
-//! (`invalid_grant`, or `invalid_client` at introspection and revocation) and
-//! `client_id`s that name no application (counted for the address only, so
-//! that made-up `client_id`s cannot fill the limiter). Malformed requests do
-//! not count. A key over its limit gets 429 before the verifier runs, so a
-//! brute force costs no credential lookup. A success does not reset the
-//! `client_id` counter: a `client_id` is public and shared by every service
-//! account of its application, so one valid credential would otherwise let
-//! an attacker reset the counter between guesses.
+//! Count, then decide: before the verifier runs, each key of the request
+//! takes a failure slot in the limiter, in the same atomic step that decides
+//! whether it may try at all; a key with no free slot gets 429 (locked out:
+//! until its window ends; every slot held by attempts in flight: after a
+//! short wait for one to end). So however many requests arrive at once, no
+//! more than the limit are verified and fail. Once the request is answered,
+//! the slot stays taken if it was an authentication failure (credentials the
+//! verifier rejected: `invalid_grant`, or `invalid_client` at introspection
+//! and revocation; and `client_id`s that name no application, counted for the
+//! address only, so that made-up `client_id`s cannot fill the limiter), and
+//! is given back otherwise (a success, a verifier or store that could not
+//! answer). Malformed requests are refused before they take a slot.
+//!
+//! A success does not reset the `client_id` counter: a `client_id` is public
+//! and shared by every service account of its application, so one valid
+//! credential would otherwise let an attacker reset the counter between
+//! guesses.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::keys::BoxFuture;
-use crate::store::{AttemptLimiter, FailureLimit, StoreError};
+use crate::store::{Admission, AttemptKey, AttemptLimiter, FailureLimit, StoreError};
 
 use super::TokenError;
 
@@ -80,33 +88,35 @@ impl AttemptLimits {
 
 /// An [`AttemptLimiter`] behind a pointer (its futures boxed).
 pub(crate) trait Attempts: Send + Sync + 'static {
-    fn check<'a>(
+    fn begin<'a>(
         &'a self,
-        key: &'a str,
+        key: &'a AttemptKey,
         limit: FailureLimit,
-    ) -> BoxFuture<'a, Result<Option<Duration>, StoreError>>;
-    fn record_failure<'a>(
+    ) -> BoxFuture<'a, Result<Admission, StoreError>>;
+    fn end<'a>(
         &'a self,
-        key: &'a str,
+        key: &'a AttemptKey,
         limit: FailureLimit,
+        failed: bool,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 impl<T: AttemptLimiter> Attempts for T {
-    fn check<'a>(
+    fn begin<'a>(
         &'a self,
-        key: &'a str,
+        key: &'a AttemptKey,
         limit: FailureLimit,
-    ) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
-        Box::pin(AttemptLimiter::check(self, key, limit))
+    ) -> BoxFuture<'a, Result<Admission, StoreError>> {
+        Box::pin(AttemptLimiter::begin(self, key, limit))
     }
 
-    fn record_failure<'a>(
+    fn end<'a>(
         &'a self,
-        key: &'a str,
+        key: &'a AttemptKey,
         limit: FailureLimit,
+        failed: bool,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(AttemptLimiter::record_failure(self, key, limit))
+        Box::pin(AttemptLimiter::end(self, key, limit, failed))
     }
 }
 
@@ -127,93 +137,93 @@ pub(crate) struct AttemptGuard {
     pub(crate) limits: AttemptLimits,
 }
 
-/// The keys of one request, each with its limit.
+/// The slots one request holds, one per key. Dropped without
+/// [`end`](Self::end) (the request abandoned midway), they stay taken until
+/// their windows end: an abandoned attempt counts as a failure.
 pub(crate) struct Attempt<'a> {
     guard: &'a AttemptGuard,
-    address: Option<(String, FailureLimit)>,
-    client: Option<(String, FailureLimit)>,
+    held: Vec<(AttemptKey, FailureLimit)>,
 }
 
+/// How long a request waits for a slot while every one is held by attempts
+/// in flight, before it gets 429.
+const BUSY_WAIT: Duration = Duration::from_secs(2);
+
 impl AttemptGuard {
-    /// Checks the address of a request (and its `client_id`, when it names an
-    /// application): 429 if either is locked out.
+    /// Takes a slot for the address of a request and for its `client_id`
+    /// (when it names an application): 429 if either is locked out, or still
+    /// busy after [`BUSY_WAIT`]; 503 if the limiter cannot answer.
     pub(crate) async fn admit(
         &self,
         address: Option<IpAddr>,
         known_client_id: Option<&str>,
     ) -> Result<Attempt<'_>, TokenError> {
-        let attempt = Attempt {
-            guard: self,
-            address: self
-                .limits
+        let keys: Vec<(AttemptKey, FailureLimit)> = [
+            self.limits
                 .address
                 .zip(address)
-                .map(|(limit, address)| (address_key(address), limit)),
-            client: self
-                .limits
+                .map(|(limit, address)| (AttemptKey::address(address), limit)),
+            self.limits
                 .client
                 .zip(known_client_id)
-                .map(|(limit, client_id)| (format!("client:{client_id}"), limit)),
-        };
-        for (key, limit) in attempt.keys() {
-            match self.limiter.check(key, limit).await {
-                Ok(None) => {}
-                Ok(Some(wait)) => {
-                    tracing::debug!(key, "too many failed attempts");
-                    return Err(TokenError::TooManyAttempts(wait));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "attempt limiter unavailable");
-                    return Err(TokenError::TemporarilyUnavailable);
+                .map(|(limit, client_id)| (AttemptKey::client(client_id), limit)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let mut attempt = Attempt {
+                guard: self,
+                held: Vec::with_capacity(keys.len()),
+            };
+            let mut busy = false;
+            for (key, limit) in &keys {
+                match self.limiter.begin(key, *limit).await {
+                    Ok(Admission::Admitted) => attempt.held.push((key.clone(), *limit)),
+                    Ok(Admission::Busy) => {
+                        busy = true;
+                        break;
+                    }
+                    Ok(Admission::LockedOut(wait)) => {
+                        tracing::debug!(key = key.as_str(), "too many failed attempts");
+                        attempt.end(false).await;
+                        return Err(TokenError::TooManyAttempts(wait));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "attempt limiter unavailable");
+                        attempt.end(false).await;
+                        return Err(TokenError::TemporarilyUnavailable);
+                    }
                 }
             }
+            if !busy {
+                return Ok(attempt);
+            }
+            // Give back what this round took, so that two requests waiting
+            // on each other's keys cannot block each other.
+            attempt.end(false).await;
+            if tokio::time::Instant::now() + pause > deadline {
+                tracing::debug!("every attempt slot in flight");
+                return Err(TokenError::TooManyAttempts(Duration::from_secs(1)));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
-        Ok(attempt)
     }
 }
 
 impl Attempt<'_> {
-    fn keys(&self) -> impl Iterator<Item = (&str, FailureLimit)> {
-        [&self.address, &self.client]
-            .into_iter()
-            .flatten()
-            .map(|(key, limit)| (key.as_str(), *limit))
-    }
-
-    /// Counts an authentication failure against every key of the request.
-    /// A limiter that cannot record it is logged; the answer stays the
-    /// failure (the next check fails closed if the limiter is still down).
-    pub(crate) async fn failed(&self) {
-        for (key, limit) in self.keys() {
-            if let Err(error) = self.guard.limiter.record_failure(key, limit).await {
-                tracing::warn!(%error, "attempt limiter could not record a failure");
+    /// Ends the attempt: `failed` (an authentication failure) keeps its
+    /// slots taken, otherwise they are given back. A limiter that cannot
+    /// record it is logged; the answer stays as it is (a slot not given
+    /// back is freed when its window ends).
+    pub(crate) async fn end(self, failed: bool) {
+        for (key, limit) in &self.held {
+            if let Err(error) = self.guard.limiter.end(key, *limit, failed).await {
+                tracing::warn!(%error, "attempt limiter could not end an attempt");
             }
         }
-    }
-}
-
-/// `address:<ip>`, IPv6 by its /64 (IPv4-mapped addresses as IPv4).
-fn address_key(address: IpAddr) -> String {
-    match address.to_canonical() {
-        IpAddr::V4(v4) => format!("address:{v4}"),
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            format!("address:{}/64", std::net::Ipv6Addr::from(prefix))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv6_addresses_count_per_64_and_mapped_ipv4_as_ipv4() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        assert_eq!(address_key(a), address_key(b));
-        assert_eq!(address_key(a), "address:2001:db8:1:2::/64");
-        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(address_key(mapped), "address:192.0.2.7");
     }
 }

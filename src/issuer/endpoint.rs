@@ -267,8 +267,9 @@ pub(crate) struct Authenticated {
 /// itself, other credentials go to the verifier (which sees the `requested`
 /// scopes clamped to the application's); then the account's binding to the
 /// application is checked and narrows the scopes.
-/// With an attempt limiter, a locked-out address or `client_id` gets 429
-/// before anything is looked up, and authentication failures are counted.
+/// With an attempt limiter, the request takes its failure slots first (429
+/// for a locked-out address or `client_id`, before anything is looked up);
+/// they stay taken only if authentication or authorization failed.
 pub(crate) async fn authenticate<V>(
     config: &EndpointConfig,
     verifier: V,
@@ -290,8 +291,8 @@ where
         None => None,
     };
     let Some(application) = application.cloned() else {
-        if let Some(attempt) = &attempt {
-            attempt.failed().await;
+        if let Some(attempt) = attempt {
+            attempt.end(true).await;
         }
         return Err(TokenError::InvalidClient);
     };
@@ -309,6 +310,13 @@ where
         &mut scopes,
     )
     .await;
+    if let Some(attempt) = attempt {
+        // Only rejected credentials (and refused authorization) count; a
+        // verifier or store that could not answer (503) does not.
+        attempt
+            .end(matches!(outcome, Err(VerifyError::Rejected(_))))
+            .await;
+    }
     match outcome {
         Ok((principal, expires_by)) => Ok(Authenticated {
             scope: scopes.join(" "),
@@ -318,9 +326,6 @@ where
         }),
         Err(error) => {
             tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
-            if let (VerifyError::Rejected(_), Some(attempt)) = (&error, &attempt) {
-                attempt.failed().await;
-            }
             Err(verify_error(error))
         }
     }

@@ -198,8 +198,15 @@ impl<V> TokenEndpointLayer<V> {
     /// revocation paths. A `client_id` or address with `limits` failures
     /// within the window gets 429 with `Retry-After` until the window ends,
     /// before its credentials are looked up. Only rejected credentials and
-    /// unknown `client_id`s count, never malformed requests; a success does
-    /// not reset the count. If `limiter` cannot answer, requests get 503.
+    /// unknown `client_id`s count, never malformed requests nor a verifier
+    /// or store that could not answer; a success neither counts nor resets
+    /// the count. If `limiter` cannot answer, requests get 503.
+    ///
+    /// Each request takes a failure slot before its credentials are checked
+    /// (count, then decide: see [`AttemptLimiter`]), so concurrent guesses
+    /// cannot pass the limit. Hence no more requests of one key are checked
+    /// at once than it has slots left; the others wait up to 2 s for one to
+    /// end, then get 429 with `Retry-After: 1`.
     ///
     /// The address limit needs the client's address: see
     /// [`client_address`](Self::client_address). Share one limiter (e.g.

@@ -25,7 +25,9 @@ mod sqlite;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use digest::TokenDigest;
-pub use limiter::{AttemptLimiter, FailureLimit, MemoryAttemptLimiter};
+pub use limiter::{
+    Admission, AttemptKey, AttemptKeyKind, AttemptLimiter, FailureLimit, MemoryAttemptLimiter,
+};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;

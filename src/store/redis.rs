@@ -7,26 +7,59 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Cmd, FromRedisValue};
 
-use super::{AttemptLimiter, FailureLimit, ReplayCache, RevocationList, StoreError};
+use super::{
+    Admission, AttemptKey, AttemptLimiter, FailureLimit, ReplayCache, RevocationList, StoreError,
+};
 
-/// Counts one failure: `INCR`, and the window's expiry on the first one.
-const RECORD_FAILURE: &str = r"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+/// [`AttemptLimiter::begin`] in one step: a hash of failures `f` and
+/// attempts in flight `p`, with the window as its expiry. Answers 0
+/// (admitted: `p` incremented), -1 (busy) or the milliseconds until the
+/// window of a locked-out key ends.
+const BEGIN: &str = r"
+local max = tonumber(ARGV[1])
+local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+if f >= max then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    ttl = tonumber(ARGV[2])
+  end
+  return math.max(ttl, 1)
 end
-return n";
-
-/// Milliseconds until the window of a locked-out key ends, else 0.
-const CHECK: &str = r"
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n < tonumber(ARGV[1]) then return 0 end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
+local p = tonumber(redis.call('HGET', KEYS[1], 'p') or '0')
+if f + p >= max then return -1 end
+redis.call('HINCRBY', KEYS[1], 'p', 1)
+if redis.call('PTTL', KEYS[1]) < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return tonumber(ARGV[2])
 end
-return ttl";
+return 0";
+
+/// [`AttemptLimiter::end`] in one step: `p` decremented, `f` incremented if
+/// the attempt failed (opening a window if the attempt's own has ended); a
+/// key left with neither is deleted.
+const END: &str = r"
+local failed = ARGV[2] == '1'
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if failed then
+    redis.call('HSET', KEYS[1], 'f', 1)
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  end
+  return 0
+end
+local p = redis.call('HINCRBY', KEYS[1], 'p', -1)
+if p < 0 then
+  redis.call('HSET', KEYS[1], 'p', 0)
+  p = 0
+end
+if failed then
+  redis.call('HINCRBY', KEYS[1], 'f', 1)
+  if redis.call('PTTL', KEYS[1]) < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  end
+elseif p == 0 and tonumber(redis.call('HGET', KEYS[1], 'f') or '0') == 0 then
+  redis.call('DEL', KEYS[1])
+end
+return 0";
 
 /// A [`ReplayCache`], [`RevocationList`] and [`AttemptLimiter`] in Redis, so
 /// that several token-endpoint instances refuse a replayed `jti`, see each
@@ -214,34 +247,46 @@ fn window_ms(limit: FailureLimit) -> u64 {
         .max(1)
 }
 
+/// The key of an attempt counter: `attempt:`, not the `attempts:` of the
+/// earlier string counters, so that a server still holding those does not
+/// answer a type error.
+const ATTEMPT: &str = "attempt";
+
 impl AttemptLimiter for RedisStore {
-    async fn check(&self, key: &str, limit: FailureLimit) -> Result<Option<Duration>, StoreError> {
+    async fn begin(&self, key: &AttemptKey, limit: FailureLimit) -> Result<Admission, StoreError> {
         let mut cmd = ::redis::cmd("EVAL");
-        cmd.arg(CHECK)
+        cmd.arg(BEGIN)
             .arg(1)
-            .arg(self.key("attempts", key))
+            .arg(self.key(ATTEMPT, key.as_str()))
             .arg(limit.max_failures())
             .arg(window_ms(limit));
-        let wait_ms: i64 = self.run(&cmd).await?;
-        Ok(u64::try_from(wait_ms)
-            .ok()
-            .filter(|ms| *ms > 0)
-            .map(Duration::from_millis))
+        let answer: i64 = self.run(&cmd).await?;
+        Ok(match answer {
+            0 => Admission::Admitted,
+            ms if ms > 0 => Admission::LockedOut(Duration::from_millis(ms.unsigned_abs())),
+            _ => Admission::Busy,
+        })
     }
 
-    async fn record_failure(&self, key: &str, limit: FailureLimit) -> Result<(), StoreError> {
+    async fn end(
+        &self,
+        key: &AttemptKey,
+        limit: FailureLimit,
+        failed: bool,
+    ) -> Result<(), StoreError> {
         let mut cmd = ::redis::cmd("EVAL");
-        cmd.arg(RECORD_FAILURE)
+        cmd.arg(END)
             .arg(1)
-            .arg(self.key("attempts", key))
-            .arg(window_ms(limit));
+            .arg(self.key(ATTEMPT, key.as_str()))
+            .arg(window_ms(limit))
+            .arg(u8::from(failed));
         let _: i64 = self.run(&cmd).await?;
         Ok(())
     }
 
-    async fn reset(&self, key: &str) -> Result<(), StoreError> {
+    async fn reset(&self, key: &AttemptKey) -> Result<(), StoreError> {
         let mut cmd = ::redis::cmd("DEL");
-        cmd.arg(self.key("attempts", key));
+        cmd.arg(self.key(ATTEMPT, key.as_str()));
         let _: i64 = self.run(&cmd).await?;
         Ok(())
     }

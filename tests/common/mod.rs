@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod guesses;
 pub mod jwks;
 #[cfg(feature = "postgres")]
 pub mod pg;
