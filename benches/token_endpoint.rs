@@ -109,12 +109,18 @@ fn jwt_authentication(c: &mut Criterion) {
         .to_pkcs8_pem()
         .unwrap();
     let external = SigningKey::generate(Algorithm::ES256).unwrap();
+    // Valid for 50 minutes from now: within the applications' default
+    // lifetime cap of one hour, and longer than a run.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let input_jwt = external
         .sign_jwt(
             Some("JWT"),
             &serde_json::json!({
                 "iss": "https://ci.example", "sub": "repo:org/app:ref:refs/heads/main",
-                "aud": "https://auth.example.com", "exp": 4_000_000_000u64, "iat": 1_700_000_000u64,
+                "aud": "https://auth.example.com", "exp": now + 3000, "iat": now,
                 "jti": "0123456789abcdef", "repository": "org/app",
             }),
         )
