@@ -464,9 +464,11 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// The account named `username` (active or not, JWT identities
     /// included), or `None`. The token endpoint asks before it trades a
     /// token of a federated application, so that a disabled or removed
-    /// account cannot renew its tokens.
+    /// account cannot renew its tokens, and before introspection reports a
+    /// token active.
     ///
-    /// The default knows no account: such trades are refused.
+    /// The default knows no account: such trades are refused, and
+    /// introspection reports every token of a stored account inactive.
     fn account(
         &self,
         username: &str,
