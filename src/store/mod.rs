@@ -468,7 +468,8 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// token active.
     ///
     /// The default knows no account: such trades are refused, and
-    /// introspection reports every token of a stored account inactive.
+    /// introspection reports the tokens of every account but the
+    /// applications' automatic ones inactive.
     fn account(
         &self,
         username: &str,
