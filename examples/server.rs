@@ -1356,6 +1356,14 @@ impl ApplicationConfig {
                 ("assertion_audiences", !self.assertion_audiences.is_empty()),
                 ("single_use_assertions", self.single_use_assertions),
                 ("assertion_leeway_secs", self.assertion_leeway_secs != 0),
+                (
+                    "max_assertion_lifetime_secs",
+                    self.max_assertion_lifetime_secs.is_some(),
+                ),
+                (
+                    "danger_accept_unpinned_jwks",
+                    self.danger_accept_unpinned_jwks,
+                ),
             ];
             if let Some((key, _)) = rules.iter().find(|(_, set)| *set) {
                 return Err(format!(
