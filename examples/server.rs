@@ -53,11 +53,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, Request};
+use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::http::Uri;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Router, ServiceExt};
 use clap::{Parser, Subcommand};
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
@@ -87,6 +87,9 @@ use tower_m2m_auth::store::{
 use tower_m2m_auth::validate::{Issuer, JwtValidateLayer};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
+
+#[path = "support/connections.rs"]
+mod connections;
 
 /// The embedded demo configuration: the documented sample file itself.
 const DEMO_CONFIG: &str = include_str!("server.toml");
@@ -156,12 +159,16 @@ async fn run(config_path: Option<PathBuf>, args: ServeArgs) -> Result<(), BoxErr
     let choice = StoreChoice::of(config.store.as_ref(), &source)?;
     let accounts = configured_accounts(&config.service_accounts, &config.applications)?;
     let attempt_limits = config.attempt_limits.check()?;
+    let (connection_limits, body_timeout) = config.server.limits()?;
     let mut remotes = RemoteSources::default();
     let applications = build_applications(&config.applications, source.base_dir(), &mut remotes)?;
     let store = open_store(choice, &accounts).await?;
     let keys = load_keys(&config.keys, &source)?;
     let endpoint = build_endpoint(&config, &issuer, keys, applications, store)?;
-    let endpoint = attempt_limits.apply(endpoint).await?;
+    let endpoint = attempt_limits
+        .apply(endpoint)
+        .await?
+        .body_timeout(body_timeout);
     for remote in remotes.into_sources() {
         tokio::spawn(prefetch_jwks(remote));
     }
@@ -175,7 +182,8 @@ async fn run(config_path: Option<PathBuf>, args: ServeArgs) -> Result<(), BoxErr
     }
 
     let validator = api_validator(&endpoint, &config);
-    serve(listener, endpoint, validator).await
+    serve(listener, endpoint, validator, connection_limits).await;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -368,6 +376,60 @@ struct Config {
     store: Option<StoreConfig>,
     #[serde(default)]
     attempt_limits: AttemptLimitsConfig,
+    #[serde(default)]
+    server: ServerConfig,
+}
+
+/// `[server]`: limits on connections, against slow and idle clients.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ServerConfig {
+    /// Seconds a request's headers may take to arrive (and an idle
+    /// connection may wait for its next request).
+    header_read_timeout_secs: u64,
+    /// Seconds a token request's body may take to arrive.
+    body_read_timeout_secs: u64,
+    /// Connections open at once.
+    max_connections: usize,
+    /// Seconds a shutdown waits for the requests in flight.
+    shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 10,
+            max_connections: 4096,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The limits, once each is checked to be at least 1.
+    fn limits(&self) -> Result<(connections::ConnectionLimits, Duration), BoxError> {
+        let positive = |key: &str, value: u64| {
+            if value == 0 {
+                Err(format!("[server] {key} must be at least 1"))
+            } else {
+                Ok(Duration::from_secs(value))
+            }
+        };
+        let limits = connections::ConnectionLimits {
+            header_read_timeout: positive(
+                "header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            )?,
+            max_connections: self.max_connections,
+            shutdown_grace: positive("shutdown_grace_secs", self.shutdown_grace_secs)?,
+        };
+        if self.max_connections == 0 {
+            return Err("[server] max_connections must be at least 1".into());
+        }
+        let body = positive("body_read_timeout_secs", self.body_read_timeout_secs)?;
+        Ok((limits, body))
+    }
 }
 
 /// `[store]`: where service accounts, tokens, the replay cache and the
@@ -1656,21 +1718,18 @@ async fn serve(
     listener: TcpListener,
     endpoint: Endpoint,
     validator: JwtValidateLayer,
-) -> Result<(), BoxError> {
+    limits: connections::ConnectionLimits,
+) {
     // The endpoint wraps the whole router: it answers its own paths (token,
     // JWKS, metadata) before any routing and passes every other request on.
+    // Each request carries its peer's address (`ConnectInfo`), for the
+    // attempt limiter.
     let app = ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
         .layer(endpoint)
         .service(api(validator));
-    // The peer address goes into each request, for the attempt limiter.
-    let app = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|error| format!("server error: {error}"))?;
+    connections::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("stopped");
-    Ok(())
 }
 
 /// The application the tokens are for: every route needs a bearer token
@@ -1735,7 +1794,6 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
-    tracing::info!("shutting down: finishing the requests in flight");
 }
 
 // ---------------------------------------------------------------------------
