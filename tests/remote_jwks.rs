@@ -102,6 +102,13 @@ async fn source_down_after_a_good_fetch_serves_the_last_good_copy() {
         let keys = remote.keys().await.unwrap();
         assert!(keys.contains_kid(ring.active().kid()));
     }
+    // The refresh runs in the background.
+    for _ in 0..100 {
+        if source.hits() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(source.hits() >= 2, "a refresh was attempted");
     // Back up: the next refresh after the backoff succeeds.
     source.set_up(true);
@@ -155,4 +162,59 @@ async fn oversized_jwks_is_refused() {
     );
     let error = remote.keys().await.unwrap_err();
     assert!(error.to_string().contains("larger than"), "{error}");
+}
+
+#[tokio::test]
+async fn a_slow_source_delays_no_token_whose_key_is_cached() {
+    let ring = ring();
+    let (source, url) = start_source(&ring, true, "max-age=0").await;
+    let remote = remote(&url);
+    remote.keys().await.unwrap();
+    // The copy is stale at once; the source now takes a minute to answer.
+    source
+        .delay_ms
+        .store(60_000, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in 0..50 {
+        let keys = tokio::time::timeout(Duration::from_secs(5), remote.keys())
+            .await
+            .expect("a stale copy is served while the refresh waits on the source")
+            .unwrap();
+        assert!(keys.contains_kid(ring.active().kid()));
+    }
+    // One refresh is in flight, not one per request.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(source.hits(), 2);
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_costs_one_fetch_per_cooldown() {
+    let ring = ring();
+    let (source, url) = start_source(&ring, true, "max-age=600").await;
+    let mut policy = policy();
+    policy.unknown_kid_cooldown = Duration::from_secs(3);
+    let remote = RemoteJwks::with_policy(&url, Arc::new(ReqwestFetcher::new()), policy);
+    remote.keys().await.unwrap();
+    // Within the cooldown of the first fetch, no refresh at all...
+    let keys = remote.refresh_for_unknown_kid("bogus").await.unwrap();
+    assert!(!keys.contains_kid("bogus"));
+    assert_eq!(source.hits(), 1);
+    // ...after it, one for the whole flood (which takes far less than 3 s).
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    let flood: Vec<_> = (0..2_000)
+        .map(|i| {
+            let remote = remote.clone();
+            tokio::spawn(async move {
+                let keys = remote
+                    .refresh_for_unknown_kid(&format!("bogus-{i}"))
+                    .await
+                    .unwrap();
+                assert!(!keys.contains_kid(&format!("bogus-{i}")));
+            })
+        })
+        .collect();
+    for task in flood {
+        task.await.unwrap();
+    }
+    assert_eq!(source.hits(), 2, "the first fetch and one refresh");
 }

@@ -127,8 +127,9 @@ pub enum KeySourceError {
 /// A JWKS URL with its cache. Cheap to clone; clones share the cache.
 ///
 /// Reads never lock: the key set is swapped atomically. Only one fetch runs
-/// at a time; while a stale copy is being refreshed, other requests go on
-/// with the stale copy.
+/// at a time. A stale copy is refreshed in the background while every
+/// request goes on with it, so a slow or broken source delays no token whose
+/// key is cached; only tokens with an unknown `kid` wait for a fetch.
 #[derive(Clone)]
 pub struct RemoteJwks {
     inner: Arc<Inner>,
@@ -139,7 +140,7 @@ struct Inner {
     fetcher: Arc<dyn JwksFetcher>,
     policy: CachePolicy,
     current: ArcSwapOption<Cached>,
-    refresh: tokio::sync::Mutex<()>,
+    refresh: Arc<tokio::sync::Mutex<()>>,
     /// Milliseconds since `epoch` of the last fetch attempt (0: never).
     last_attempt: AtomicU64,
     last_failed: std::sync::atomic::AtomicBool,
@@ -169,7 +170,7 @@ impl RemoteJwks {
                 fetcher,
                 policy,
                 current: ArcSwapOption::empty(),
-                refresh: tokio::sync::Mutex::new(()),
+                refresh: Arc::new(tokio::sync::Mutex::new(())),
                 last_attempt: AtomicU64::new(0),
                 last_failed: std::sync::atomic::AtomicBool::new(false),
                 epoch: Instant::now(),
@@ -182,25 +183,27 @@ impl RemoteJwks {
         &self.inner.url
     }
 
-    /// The current keys: the cached copy while fresh; when stale, one caller
-    /// refreshes while the others keep using the stale copy; when there was
-    /// never a copy, a fetch (and its error: fail closed).
+    /// The current keys: the cached copy while fresh; when stale, the stale
+    /// copy, while one background task refreshes it (needs a tokio runtime);
+    /// when there was never a copy, a fetch (and its error: fail closed).
     pub async fn keys(&self) -> Result<Arc<KeySet>, KeySourceError> {
         let inner = &self.inner;
         if let Some(cached) = &*inner.current.load() {
             if Instant::now() < cached.expires {
                 return Ok(cached.keys.clone());
             }
-            let stale = cached.keys.clone();
-            // Someone is refreshing already, or it failed a moment ago: go on
-            // with the last good copy.
-            if inner.in_backoff() {
-                return Ok(stale);
+            // Unless someone is refreshing already, or it failed a moment
+            // ago, refresh in the background; go on with the stale copy.
+            if !inner.in_backoff()
+                && let Ok(guard) = inner.refresh.clone().try_lock_owned()
+            {
+                let task = self.inner.clone();
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    task.fetch().await;
+                });
             }
-            let Ok(_guard) = inner.refresh.try_lock() else {
-                return Ok(stale);
-            };
-            return Ok(inner.fetch().await.unwrap_or(stale));
+            return Ok(cached.keys.clone());
         }
         let _guard = inner.refresh.lock().await;
         if let Some(cached) = &*inner.current.load() {

@@ -2,7 +2,7 @@
 //! HTTP by a source whose keys, availability and hit count the test controls.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -20,6 +20,8 @@ pub struct JwksSource {
     pub jwks: Arc<ArcSwap<JwkSet>>,
     pub up: Arc<AtomicBool>,
     pub hits: Arc<AtomicUsize>,
+    /// Milliseconds each answer is held back (a slow source).
+    pub delay_ms: Arc<AtomicU64>,
     pub cache_control: &'static str,
     pub url: String,
 }
@@ -32,6 +34,7 @@ impl JwksSource {
             jwks: Arc::new(ArcSwap::from_pointee(jwks)),
             up: Arc::new(AtomicBool::new(up)),
             hits: Arc::new(AtomicUsize::new(0)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
             cache_control,
             url: format!("http://{}/jwks", listener.local_addr().unwrap()),
         };
@@ -57,6 +60,10 @@ impl JwksSource {
 
 async fn serve(State(source): State<JwksSource>) -> axum::response::Response {
     source.hits.fetch_add(1, Ordering::SeqCst);
+    let delay = source.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     if !source.up.load(Ordering::SeqCst) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
