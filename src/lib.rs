@@ -24,6 +24,7 @@ mod macros;
 
 pub mod issuer;
 pub mod keys;
+pub mod observe;
 pub mod policy;
 pub mod store;
 pub mod validate;
