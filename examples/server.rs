@@ -88,6 +88,10 @@ use tower_m2m_auth::validate::{Issuer, JwtValidateLayer};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
+// `[metrics]` (Prometheus); its tests run the whole server.
+#[path = "server/observability.rs"]
+mod observability;
+
 /// The embedded demo configuration: the documented sample file itself.
 const DEMO_CONFIG: &str = include_str!("server.toml");
 
@@ -166,6 +170,7 @@ async fn run(config_path: Option<PathBuf>, args: ServeArgs) -> Result<(), BoxErr
         tokio::spawn(prefetch_jwks(remote));
     }
 
+    observability::start(config.metrics.as_ref()).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
@@ -368,6 +373,8 @@ struct Config {
     store: Option<StoreConfig>,
     #[serde(default)]
     attempt_limits: AttemptLimitsConfig,
+    /// `[metrics]`: Prometheus metrics on a listener of their own.
+    metrics: Option<observability::MetricsConfig>,
 }
 
 /// `[store]`: where service accounts, tokens, the replay cache and the
