@@ -48,14 +48,38 @@
 //!   `account_id`, `auth_method`, `scope`, `jti`, `exp`, `act_iss` and
 //!   `act_sub` (for a JWT-authenticated client: who the JWT said it was),
 //!   `client.address`.
-//! - `event = "credential_rejected"` (level `WARN`): `endpoint`,
-//!   `application` (the `client_id`, or empty when it names no application),
-//!   `auth_method`, `reason` (a [`Rejection`](crate::issuer::Rejection)
+//! - `event = "credential_rejected"` (level `WARN`):
+//!   `application` (the `client_id`, or empty when it names no application;
+//!   then `unknown_client_id`, quoted and cut to 64 characters), `auth_method`, `reason` (a [`Rejection`](crate::issuer::Rejection)
 //!   class, `unknown_client` or `locked_out`), `client.address`.
 //!
-//! Route them with a per-target filter, e.g.
-//! `tracing_subscriber::filter::Targets::new().with_target(AUDIT_TARGET, Level::INFO)`
-//! on a layer that writes JSON to your SIEM.
+//! Route them by target, e.g. to a file of JSON lines that the SIEM
+//! collects, and keep them out of the ordinary log:
+//!
+//! ```no_run
+//! use tracing::Level;
+//! use tracing::level_filters::LevelFilter;
+//! use tracing_subscriber::{filter::Targets, fmt, prelude::*};
+//! use tower_m2m_auth::observe::AUDIT_TARGET;
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let audit_file = std::fs::OpenOptions::new().create(true).append(true).open("audit.jsonl")?;
+//! tracing_subscriber::registry()
+//!     .with(
+//!         fmt::layer()
+//!             .json()
+//!             .with_writer(audit_file)
+//!             .with_filter(Targets::new().with_target(AUDIT_TARGET, Level::INFO)),
+//!     )
+//!     .with(fmt::layer().with_filter(
+//!         Targets::new()
+//!             .with_default(Level::INFO)
+//!             .with_target(AUDIT_TARGET, LevelFilter::OFF),
+//!     ))
+//!     .init();
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! [`TokenEndpointLayer::instrument`]: crate::issuer::TokenEndpointLayer::instrument
 //! [`JwtValidateLayer::instrument`]: crate::validate::JwtValidateLayer::instrument
