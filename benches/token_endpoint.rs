@@ -244,12 +244,13 @@ fn observability(c: &mut Criterion) {
         const ROUNDS: usize = 2000;
         const PER_ROUND: usize = 50;
         const VARIANTS: usize = 5;
-        let mut times = vec![vec![0f64; ROUNDS]; VARIANTS];
+        let mut times: Vec<[f64; VARIANTS]> = Vec::with_capacity(ROUNDS);
         for round in 0..ROUNDS {
+            let mut row = [0f64; VARIANTS];
             for step in 0..VARIANTS {
                 let variant = (round + step) % VARIANTS;
                 let run = |service: &mut _| time_requests(&runtime, service, &body, PER_ROUND);
-                times[variant][round] = match variant {
+                row[variant] = match variant {
                     0 => run(&mut off),
                     1 => run(&mut off),
                     2 => run(&mut on),
@@ -259,6 +260,7 @@ fn observability(c: &mut Criterion) {
                     }),
                 };
             }
+            times.push(row);
         }
         let names = [
             "control (uninstrumented again)",
@@ -267,9 +269,7 @@ fn observability(c: &mut Criterion) {
             "prometheus_and_span_subscriber",
         ];
         for (variant, name) in names.iter().enumerate().map(|(i, n)| (i + 1, n)) {
-            let mut ratios: Vec<f64> = (0..ROUNDS)
-                .map(|round| times[variant][round] / times[0][round])
-                .collect();
+            let mut ratios: Vec<f64> = times.iter().map(|row| row[variant] / row[0]).collect();
             ratios.sort_by(f64::total_cmp);
             println!(
                 "observability/interleaved {name} / uninstrumented: median {:.3}x (quartiles {:.3}x to {:.3}x; {ROUNDS} rounds of {PER_ROUND} requests)",

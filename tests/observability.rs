@@ -23,9 +23,12 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Spans as (name, parent's name), and the `event` field of audit events.
+/// Each span as (name, parent's name).
+type Spans = Vec<(String, Option<String>)>;
+
+/// Spans, and the `event` field of audit events.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<(Vec<(String, Option<String>)>, Vec<String>)>>);
+struct Capture(Arc<Mutex<(Spans, Vec<String>)>>);
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -61,7 +64,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
 
 /// Serves the endpoint and a protected `/api/hello` behind `TraceLayer`,
 /// gets a token and calls the API with it; returns what was captured.
-async fn traffic(instrument: bool) -> (Vec<(String, Option<String>)>, Vec<String>) {
+async fn traffic(instrument: bool) -> (Spans, Vec<String>) {
     let capture = Capture::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
