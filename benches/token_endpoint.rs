@@ -7,6 +7,10 @@
 //!   raw ES256 signature and one `jsonwebtoken::encode`.
 //! - `jwt_assertion`: JWT authentication (an ES256 input JWT verified by a
 //!   certificate key) vs one raw ES256 verify plus one raw ES256 sign.
+//! - `observability`: the static token request without metrics and spans
+//!   (`instrument(false)`), with them and no recorder (the facade's no-op),
+//!   with a Prometheus recorder, and with a Prometheus recorder plus a
+//!   tracing subscriber that records every span (`tracing_subscriber::Registry`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -176,5 +180,149 @@ fn jwt_authentication(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, static_authentication, jwt_authentication);
+fn observability(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pem = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .to_pkcs8_pem()
+        .unwrap();
+    let store = MemoryStore::new();
+    let account = ServiceAccount::new("svc-bench");
+    let (token, password) = AppPassword::generate(&account.id);
+    store.insert_account(account);
+    store.insert_app_password(password);
+    store.bind("svc-bench", Binding::new("bench-client", ["read"]));
+    let body = Bytes::from(format!(
+        "grant_type=client_credentials&client_id=bench-client&username=svc-bench&password={}&scope=read",
+        token.expose_secret()
+    ));
+    let application = Application::new("bench-client", "bench").with_allowed_scopes(["read"]);
+    let layer = |instrument: bool| {
+        issuer_layer(&pem, &store, application.clone(), false).instrument(instrument)
+    };
+    let mut off = endpoint(layer(false));
+    let mut on = endpoint(layer(true));
+    // The example server's recorder, set for this thread only.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                tower_m2m_auth::observe::REQUEST_DURATION.into(),
+            ),
+            &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.01, 0.1, 1.0],
+        )
+        .unwrap()
+        .build_recorder();
+    let spans = tracing::Dispatch::new(tracing_subscriber::registry());
+
+    let mut group = c.benchmark_group("observability");
+    bench_request(
+        &mut group,
+        &runtime,
+        "uninstrumented",
+        &mut off,
+        body.clone(),
+    );
+    bench_request(&mut group, &runtime, "noop_recorder", &mut on, body.clone());
+    metrics::with_local_recorder(&prometheus, || {
+        bench_request(&mut group, &runtime, "prometheus", &mut on, body.clone());
+        tracing::dispatcher::with_default(&spans, || {
+            let name = "prometheus_and_span_subscriber";
+            bench_request(&mut group, &runtime, name, &mut on, body.clone());
+        });
+    });
+    group.finish();
+
+    // On a shared machine the load drifts between criterion's runs of the
+    // variants above, more than the overhead measured. So also: short rounds
+    // in which every variant runs the same number of requests back to back,
+    // the order rotating; the ratio to the uninstrumented layer per round,
+    // and its median over the rounds. The uninstrumented layer is also timed
+    // twice per round (`control`), which shows the method's own spread.
+    if !std::env::args().any(|arg| arg == "--test" || arg == "--list") {
+        const ROUNDS: usize = 2000;
+        const PER_ROUND: usize = 50;
+        const VARIANTS: usize = 5;
+        let mut times: Vec<[f64; VARIANTS]> = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            let mut row = [0f64; VARIANTS];
+            for step in 0..VARIANTS {
+                let variant = (round + step) % VARIANTS;
+                let run = |service: &mut _| time_requests(&runtime, service, &body, PER_ROUND);
+                row[variant] = match variant {
+                    0 => run(&mut off),
+                    1 => run(&mut off),
+                    2 => run(&mut on),
+                    3 => metrics::with_local_recorder(&prometheus, || run(&mut on)),
+                    _ => metrics::with_local_recorder(&prometheus, || {
+                        tracing::dispatcher::with_default(&spans, || run(&mut on))
+                    }),
+                };
+            }
+            times.push(row);
+        }
+        let names = [
+            "control (uninstrumented again)",
+            "noop_recorder",
+            "prometheus",
+            "prometheus_and_span_subscriber",
+        ];
+        for (variant, name) in names.iter().enumerate().map(|(i, n)| (i + 1, n)) {
+            let mut ratios: Vec<f64> = times.iter().map(|row| row[variant] / row[0]).collect();
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "observability/interleaved {name} / uninstrumented: median {:.3}x (quartiles {:.3}x to {:.3}x; {ROUNDS} rounds of {PER_ROUND} requests)",
+                ratios[ROUNDS / 2],
+                ratios[ROUNDS / 4],
+                ratios[3 * ROUNDS / 4]
+            );
+        }
+    }
+    // The recorder did record: the comparison is not with a silent one.
+    let page = prometheus.handle().render();
+    assert!(page.contains("tower_m2m_auth_tokens_issued_total{application=\"bench-client\""));
+}
+
+/// Seconds that `count` token requests through `service` take.
+fn time_requests<S, B>(
+    runtime: &tokio::runtime::Runtime,
+    service: &mut S,
+    body: &Bytes,
+    count: usize,
+) -> f64
+where
+    S: tower::Service<http::Request<http_body_util::Full<Bytes>>, Response = http::Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    use http_body_util::BodyExt as _;
+    let requests: Vec<_> = (0..count)
+        .map(|_| {
+            http::Request::post("/application/o/token/")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(http_body_util::Full::new(body.clone()))
+                .unwrap()
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    runtime.block_on(async {
+        for request in requests {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(service.poll_ready(&mut cx).is_ready());
+            let response = service.call(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            std::hint::black_box(response.into_body().collect().await.unwrap());
+        }
+    });
+    start.elapsed().as_secs_f64()
+}
+
+criterion_group!(
+    benches,
+    static_authentication,
+    jwt_authentication,
+    observability
+);
 criterion_main!(benches);

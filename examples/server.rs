@@ -90,6 +90,9 @@ use uuid::Uuid;
 
 #[path = "support/connections.rs"]
 mod connections;
+// `[metrics]` (Prometheus); its tests run the whole server.
+#[path = "server/observability.rs"]
+mod observability;
 
 /// The embedded demo configuration: the documented sample file itself.
 const DEMO_CONFIG: &str = include_str!("server.toml");
@@ -173,6 +176,7 @@ async fn run(config_path: Option<PathBuf>, args: ServeArgs) -> Result<(), BoxErr
         tokio::spawn(prefetch_jwks(remote));
     }
 
+    observability::start(config.metrics.as_ref()).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
@@ -378,6 +382,8 @@ struct Config {
     attempt_limits: AttemptLimitsConfig,
     #[serde(default)]
     server: ServerConfig,
+    /// `[metrics]`: Prometheus metrics on a listener of their own.
+    metrics: Option<observability::MetricsConfig>,
 }
 
 /// `[server]`: limits on connections, against slow and idle clients.

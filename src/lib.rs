@@ -12,6 +12,8 @@
 //! - **Stores** ([`store`]): where service accounts and their app passwords
 //!   (stored as digests) are kept, with the replay cache and revocation list.
 //! - **Policies** ([`policy`]): checks over input JWTs' claims.
+//! - **Observability** ([`observe`]): metrics (through the `metrics` facade),
+//!   spans and audit events, with the names an operator queries.
 //!
 //! The model is authentik's machine-to-machine "client credentials" feature,
 //! wire-compatible with it.
@@ -24,6 +26,7 @@ mod macros;
 
 pub mod issuer;
 pub mod keys;
+pub mod observe;
 pub mod policy;
 pub mod store;
 pub mod validate;

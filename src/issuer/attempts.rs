@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::keys::BoxFuture;
-use crate::store::{Admission, AttemptKey, AttemptLimiter, FailureLimit, StoreError};
+use crate::store::{
+    Admission, AttemptKey, AttemptKeyKind, AttemptLimiter, FailureLimit, StoreError,
+};
 
 use super::TokenError;
 
@@ -188,6 +190,11 @@ impl AttemptGuard {
                     }
                     Ok(Admission::LockedOut(wait)) => {
                         tracing::debug!(key = key.as_str(), "too many failed attempts");
+                        let kind = match key.kind() {
+                            AttemptKeyKind::Client => "client_id",
+                            AttemptKeyKind::Address => "address",
+                        };
+                        metrics::counter!(crate::observe::LOCKOUTS, "key" => kind).increment(1);
                         attempt.end(false).await;
                         return Err(TokenError::TooManyAttempts(wait));
                     }
@@ -206,6 +213,7 @@ impl AttemptGuard {
             attempt.end(false).await;
             if tokio::time::Instant::now() + pause > deadline {
                 tracing::debug!("every attempt slot in flight");
+                metrics::counter!(crate::observe::LOCKOUTS, "key" => "busy").increment(1);
                 return Err(TokenError::TooManyAttempts(Duration::from_secs(1)));
             }
             tokio::time::sleep(pause).await;

@@ -13,6 +13,8 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use secrecy::ExposeSecret;
 use tower_service::Service;
+use tracing::Span;
+use tracing::field::{Empty, display};
 
 use super::assertion::{self, JWT_BEARER};
 use super::attempts::{self, AddressSource, AttemptGuard};
@@ -27,6 +29,7 @@ use super::{
     metadata, response,
 };
 use crate::keys::KeyRing;
+use crate::observe::{self, AUDIT_TARGET, REJECTIONS, TOKENS_ISSUED};
 use crate::store::MemoryRevocationList;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -39,6 +42,19 @@ pub(crate) enum Route {
     Revoke,
     Jwks,
     Discovery(Arc<Application>),
+}
+
+impl Route {
+    /// The `endpoint` label of its metrics.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Route::Token => "token",
+            Route::Introspect => "introspect",
+            Route::Revoke => "revoke",
+            Route::Jwks => "jwks",
+            Route::Discovery(_) => "discovery",
+        }
+    }
 }
 
 /// Everything the endpoint needs to answer, shared by every clone.
@@ -64,6 +80,9 @@ pub(crate) struct EndpointConfig {
     pub(crate) id_token: bool,
     pub(crate) at_jwt_typ: bool,
     pub(crate) subject_salt: String,
+    /// Whether requests are counted, timed and traced (audit events are
+    /// always emitted).
+    pub(crate) instrument: bool,
 }
 
 impl EndpointConfig {
@@ -88,6 +107,7 @@ impl EndpointConfig {
             body_timeout: None,
             id_token: true,
             at_jwt_typ: true,
+            instrument: true,
         };
         config.rebuild_routes();
         config
@@ -165,6 +185,30 @@ impl EndpointConfig {
     pub(crate) fn route(&self, path: &str) -> Option<&Route> {
         self.routes.get(path)
     }
+
+    /// The span of one request to `route` (OpenTelemetry field names where
+    /// they exist); fields unknown yet are filled in as the request goes.
+    pub(crate) fn span(&self, route: &Route) -> Span {
+        let http_route = match route {
+            Route::Token => self.token_path.as_str(),
+            Route::Introspect => self.introspection_path.as_str(),
+            Route::Revoke => self.revocation_path.as_str(),
+            Route::Jwks => self.jwks_path.as_str(),
+            Route::Discovery(_) => self.discovery_path.as_str(),
+        };
+        tracing::info_span!(
+            "tower_m2m_auth.issuer",
+            otel.name = route.name(),
+            otel.status_code = Empty,
+            http.route = http_route,
+            client.address = Empty,
+            oauth2.client_id = Empty,
+            oauth2.auth_method = Empty,
+            oauth2.outcome = Empty,
+            oauth2.reason = Empty,
+            error.type = Empty,
+        )
+    }
 }
 
 /// Answers a request to one of the endpoint's paths.
@@ -179,15 +223,27 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
+    let start = config.instrument.then(std::time::Instant::now);
+    let name = route.name();
     let head = request.method() == Method::HEAD;
     let used_basic = uses_basic(&request);
-    let answer = |result: Result<Response<Full<Bytes>>, TokenError>| {
-        result.unwrap_or_else(|error| {
+    let instrument = config.instrument;
+    let answer = |result: Result<Response<Full<Bytes>>, TokenError>| match result {
+        Ok(response) => {
+            if instrument {
+                Span::current().record("oauth2.outcome", "ok");
+            }
+            response
+        }
+        Err(error) => {
             tracing::debug!(error = %error, "request to the token endpoint rejected");
+            if instrument {
+                observe_rejection(name, &error);
+            }
             response::error(error, used_basic)
-        })
+        }
     };
-    match route {
+    let response = match route {
         Route::Token | Route::Introspect | Route::Revoke if request.method() != Method::POST => {
             response::method_not_allowed("POST")
         }
@@ -204,7 +260,64 @@ where
         Route::Discovery(application) => {
             response::public_json(metadata::discovery(&config, &application), head)
         }
+    };
+    if let Some(start) = start {
+        observe::record_duration(name, start);
     }
+    response
+}
+
+/// Counts a refused request and notes why on its span.
+fn observe_rejection(endpoint: &'static str, error: &TokenError) {
+    metrics::counter!(REJECTIONS, "endpoint" => endpoint, "reason" => error.reason()).increment(1);
+    let span = Span::current();
+    span.record("oauth2.outcome", "rejected");
+    span.record("oauth2.reason", error.reason());
+    span.record("error.type", error.code());
+    if matches!(
+        error,
+        TokenError::ServerError | TokenError::TemporarilyUnavailable
+    ) {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// How a client authenticated, as the `auth_method` label and field say it
+/// (`federation` is decided later, when a JWT turns out to be a trade).
+fn auth_method(credentials: &Credentials) -> &'static str {
+    match credentials {
+        Credentials::Password { .. } => "app_password",
+        Credentials::ClientSecret(secret) if assertion::is_compact_jws(secret.expose_secret()) => {
+            "jwt"
+        }
+        Credentials::ClientSecret(_) => "client_secret",
+        Credentials::Assertion(_) => "jwt",
+    }
+}
+
+/// The audit event of a refused credential. A `client_id` that names no
+/// application is shown quoted and cut to 64 characters: it came from the
+/// client.
+fn audit_rejected(
+    application: Option<&Application>,
+    client_id: &str,
+    reason: &'static str,
+    method: &'static str,
+    address: Option<IpAddr>,
+) {
+    let unknown = application
+        .is_none()
+        .then(|| client_id.chars().take(64).collect::<String>());
+    tracing::warn!(
+        target: AUDIT_TARGET,
+        event = "credential_rejected",
+        application = application.map_or("", |app| app.client_id()),
+        unknown_client_id = unknown.as_deref().map(tracing::field::debug),
+        auth_method = method,
+        reason,
+        client.address = address.map(display),
+        "credential rejected"
+    );
 }
 
 /// Whether the client authenticated with HTTP Basic.
@@ -220,7 +333,8 @@ fn uses_basic<B>(request: &Request<B>) -> bool {
 pub(crate) struct Form {
     pub(crate) basic: Option<BasicCredentials>,
     pub(crate) fields: TokenRequest,
-    /// The client's address, when the endpoint limits attempts and knows it.
+    /// The client's address, when the endpoint knows it (for the attempt
+    /// limiter and the audit events).
     pub(crate) address: Option<IpAddr>,
 }
 
@@ -241,10 +355,7 @@ where
     let basic = request::basic_credentials(&parts.headers)?;
     let body = read_body(config, &parts.headers, body).await?;
     let fields = TokenRequest::from_form(&body)?;
-    let address = config
-        .attempts
-        .as_ref()
-        .and_then(|_| (config.client_address)(&parts));
+    let address = (config.client_address)(&parts);
     Ok(Form {
         basic,
         fields,
@@ -260,6 +371,10 @@ pub(crate) struct Authenticated {
     pub(crate) scope: String,
     /// For a trade: the traded token's `exp`, which the new token must not pass.
     pub(crate) expires_by: Option<u64>,
+    /// How the client authenticated (the `auth_method` label).
+    pub(crate) method: &'static str,
+    /// The client's address, if known.
+    pub(crate) address: Option<IpAddr>,
 }
 
 /// Authenticates the client of `form` and authorizes it at the application
@@ -281,19 +396,42 @@ where
     V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
 {
     let (client_id, credentials) = client_authentication(&form.fields, form.basic)?;
+    let method = auth_method(&credentials);
+    let address = form.address;
     let application = config.applications.get(&client_id);
+    if config.instrument {
+        let span = Span::current();
+        if let Some(application) = application {
+            span.record("oauth2.client_id", application.client_id());
+        }
+        span.record("oauth2.auth_method", method);
+        if let Some(address) = address {
+            span.record("client.address", display(address));
+        }
+    }
     let attempt = match &config.attempts {
-        Some(guard) => Some(
-            guard
-                .admit(form.address, application.map(|app| app.client_id()))
-                .await?,
-        ),
+        Some(guard) => {
+            match guard
+                .admit(address, application.map(|app| app.client_id()))
+                .await
+            {
+                Ok(attempt) => Some(attempt),
+                Err(error) => {
+                    if let TokenError::TooManyAttempts(_) = error {
+                        let app = application.map(|app| &**app);
+                        audit_rejected(app, &client_id, error.reason(), method, address);
+                    }
+                    return Err(error);
+                }
+            }
+        }
         None => None,
     };
     let Some(application) = application.cloned() else {
         if let Some(attempt) = attempt {
             attempt.end(true).await;
         }
+        audit_rejected(None, &client_id, "unknown_client", method, address);
         return Err(TokenError::InvalidClient);
     };
     let mut scopes: Vec<String> = application
@@ -318,14 +456,36 @@ where
             .await;
     }
     match outcome {
-        Ok((principal, expires_by)) => Ok(Authenticated {
-            scope: scopes.join(" "),
-            application,
-            principal,
-            expires_by,
-        }),
+        Ok((principal, expires_by)) => {
+            // Only a trade sets a limit on the new token's `exp`.
+            let method = if expires_by.is_some() {
+                "federation"
+            } else {
+                method
+            };
+            if config.instrument && expires_by.is_some() {
+                Span::current().record("oauth2.auth_method", method);
+            }
+            Ok(Authenticated {
+                scope: scopes.join(" "),
+                application,
+                principal,
+                expires_by,
+                method,
+                address,
+            })
+        }
         Err(error) => {
             tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
+            if let VerifyError::Rejected(rejection) = &error {
+                audit_rejected(
+                    Some(&application),
+                    &client_id,
+                    rejection.reason(),
+                    method,
+                    address,
+                );
+            }
             Err(verify_error(error))
         }
     }
@@ -398,7 +558,16 @@ where
     };
     let requested = present(&form.fields.scope).unwrap_or("").to_owned();
     let authenticated = authenticate(config, verifier, form, grant_type, &requested).await?;
-    mint(config, &authenticated)
+    let body = mint(config, &authenticated)?;
+    if config.instrument {
+        metrics::counter!(
+            TOKENS_ISSUED,
+            "application" => authenticated.application.client_id().to_owned(),
+            "auth_method" => authenticated.method,
+        )
+        .increment(1);
+    }
+    Ok(body)
 }
 
 pub(crate) fn verify_error(error: VerifyError) -> TokenError {
@@ -538,6 +707,8 @@ fn mint(config: &EndpointConfig, authenticated: &Authenticated) -> Result<Vec<u8
         principal,
         scope,
         expires_by,
+        method,
+        address,
     } = authenticated;
     let scope = scope.as_str();
     let now = claims::now();
@@ -595,6 +766,22 @@ fn mint(config: &EndpointConfig, authenticated: &Authenticated) -> Result<Vec<u8
             tracing::error!(%error, "token signing failed");
             TokenError::ServerError
         })?;
+    let act = principal.external.as_ref();
+    tracing::info!(
+        target: AUDIT_TARGET,
+        event = "token_issued",
+        application = application.client_id(),
+        account = %principal.username,
+        account_id = %principal.id,
+        auth_method = *method,
+        scope,
+        jti = %jti,
+        exp,
+        act_iss = act.map(|external| external.issuer.as_str()),
+        act_sub = act.map(|external| external.subject.as_str()),
+        client.address = address.map(display),
+        "token issued"
+    );
     Ok(response::token_body(
         &access_token,
         lifetime,

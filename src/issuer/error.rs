@@ -46,6 +46,25 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// The reason class of the refusal, for metrics and logs (finer than
+    /// [`code`](Self::code), and never naming a secret): `invalid_request`,
+    /// `payload_too_large`, `body_timeout`, `invalid_client`,
+    /// `bad_credentials`, `unsupported_grant_type`, `unavailable`,
+    /// `server_error` or `locked_out`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::InvalidRequest(_) => "invalid_request",
+            TokenError::PayloadTooLarge => "payload_too_large",
+            TokenError::BodyTimeout => "body_timeout",
+            TokenError::InvalidClient => "invalid_client",
+            TokenError::InvalidGrant => "bad_credentials",
+            TokenError::UnsupportedGrantType => "unsupported_grant_type",
+            TokenError::TemporarilyUnavailable => "unavailable",
+            TokenError::ServerError => "server_error",
+            TokenError::TooManyAttempts(_) => "locked_out",
+        }
+    }
+
     /// The RFC 6749 `error` code.
     pub fn code(&self) -> &'static str {
         match self {

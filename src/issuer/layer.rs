@@ -311,6 +311,12 @@ impl<V> TokenEndpointLayer<V> {
         self.update(|config| config.at_jwt_typ = enabled)
     }
 
+    /// Whether the endpoint records metrics and spans (default `true`; see
+    /// [`observe`](crate::observe)). Audit events are emitted either way.
+    pub fn instrument(self, enabled: bool) -> Self {
+        self.update(|config| config.instrument = enabled)
+    }
+
     /// The salt of the hashed-id `sub` (default: the issuer base URL). Keep
     /// it stable: changing it changes every hashed subject.
     pub fn subject_salt(self, salt: impl Into<String>) -> Self {

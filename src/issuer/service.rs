@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
+use tracing::Instrument as _;
 
 use super::endpoint::{self, BoxError, EndpointConfig};
 use super::{
@@ -65,12 +66,24 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         match self.config.route(request.uri().path()) {
             None => ResponseFuture::inner(self.inner.call(request)),
-            Some(route) => ResponseFuture::endpoint(Box::pin(endpoint::handle(
-                self.config.clone(),
-                route.clone(),
-                self.verifier.clone(),
-                request,
-            ))),
+            Some(route) => {
+                // Created here, so that it is a child of the caller's span
+                // (tower-http's `TraceLayer`, say).
+                let span = if self.config.instrument {
+                    self.config.span(route)
+                } else {
+                    tracing::Span::none()
+                };
+                ResponseFuture::endpoint(Box::pin(
+                    endpoint::handle(
+                        self.config.clone(),
+                        route.clone(),
+                        self.verifier.clone(),
+                        request,
+                    )
+                    .instrument(span),
+                ))
+            }
         }
     }
 }

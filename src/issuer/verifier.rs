@@ -86,6 +86,27 @@ pub enum Rejection {
     NotAnAccessToken,
 }
 
+impl Rejection {
+    /// The reason class, for metrics and audit events: the variant's name in
+    /// snake case (`unknown_credentials`, `invalid_assertion`, `not_bound`, ...).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::UnknownCredentials => "unknown_credentials",
+            Rejection::AccountDisabled => "account_disabled",
+            Rejection::PasswordExpired => "password_expired",
+            Rejection::MalformedSecret => "malformed_secret",
+            Rejection::InvalidAssertion(_) => "invalid_assertion",
+            Rejection::UntrustedAssertion => "untrusted_assertion",
+            Rejection::AssertionReplayed => "assertion_replayed",
+            Rejection::PolicyDenied => "policy_denied",
+            Rejection::AssertionLifetime => "assertion_lifetime",
+            Rejection::NotBound => "not_bound",
+            Rejection::AccountRemoved => "account_removed",
+            Rejection::NotAnAccessToken => "not_an_access_token",
+        }
+    }
+}
+
 impl From<Rejection> for VerifyError {
     fn from(rejection: Rejection) -> Self {
         VerifyError::Rejected(rejection)

@@ -278,6 +278,16 @@ impl Inner {
             .store(self.now_millis(), Ordering::Release);
         let result = self.fetch_once().await;
         self.last_failed.store(result.is_err(), Ordering::Release);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(KeySourceError::Unavailable {
+                source: FetchError::Timeout,
+                ..
+            }) => "timeout",
+            Err(KeySourceError::NotAJwks { .. }) => "not_a_jwks",
+            Err(_) => "unavailable",
+        };
+        metrics::counter!(crate::observe::JWKS_FETCHES, "outcome" => outcome).increment(1);
         result
     }
 

@@ -358,6 +358,26 @@ pub enum JwtError {
     InvalidClaims,
 }
 
+impl JwtError {
+    /// The reason class, for metrics and logs: the variant's name in snake
+    /// case (`malformed`, `expired`, `bad_signature`, ...).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            JwtError::Malformed => "malformed",
+            JwtError::UnknownKey => "unknown_key",
+            JwtError::NoMatchingKey => "no_matching_key",
+            JwtError::BadSignature => "bad_signature",
+            JwtError::Expired => "expired",
+            JwtError::NotYetValid => "not_yet_valid",
+            JwtError::InvalidIssuer => "invalid_issuer",
+            JwtError::UntrustedIssuer => "untrusted_issuer",
+            JwtError::InvalidAudience => "invalid_audience",
+            JwtError::Revoked => "revoked",
+            JwtError::InvalidClaims => "invalid_claims",
+        }
+    }
+}
+
 impl From<ErrorKind> for JwtError {
     fn from(kind: ErrorKind) -> Self {
         match kind {

@@ -11,6 +11,7 @@ use tower_service::Service;
 
 use super::service::{authorize, reject};
 use super::verifier::Config;
+use super::watch::Watch;
 use super::{AuthError, OnAuthError, VerifiedClaims};
 use crate::keys::BoxFuture;
 
@@ -55,6 +56,7 @@ struct Pending<S, ReqBody, R> {
     inner: S,
     config: Arc<Config>,
     rejection: R,
+    watch: Option<Watch>,
 }
 
 impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
@@ -81,6 +83,7 @@ where
         inner: S,
         config: Arc<Config>,
         rejection: R,
+        watch: Option<Watch>,
     ) -> Self {
         Self {
             state: State::Verifying {
@@ -90,6 +93,7 @@ where
                     inner,
                     config,
                     rejection,
+                    watch,
                 }),
             },
         }
@@ -114,6 +118,7 @@ where
                         mut inner,
                         config,
                         mut rejection,
+                        watch,
                     } = pending
                         .take()
                         .expect("ResponseFuture polled after completion");
@@ -121,10 +126,20 @@ where
                         .map_err(|error| reject(&mut rejection, error, &request))
                         .and_then(|claims| authorize(&config, &mut rejection, request, claims));
                     match authorized {
-                        Ok(request) => this.state.set(State::Inner {
-                            future: inner.call(request),
-                        }),
-                        Err(response) => return Poll::Ready(Ok(response)),
+                        Ok(request) => {
+                            if let Some(watch) = watch {
+                                watch.passed(&request);
+                            }
+                            this.state.set(State::Inner {
+                                future: inner.call(request),
+                            });
+                        }
+                        Err(response) => {
+                            if let Some(watch) = watch {
+                                watch.refused(&response);
+                            }
+                            return Poll::Ready(Ok(response));
+                        }
                     }
                 }
                 StateProj::Inner { future } => return future.poll(cx),

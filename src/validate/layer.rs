@@ -189,6 +189,13 @@ impl<R> JwtValidateLayer<R> {
         self.update(|config| config.cache_settings.max_ttl = max_ttl)
     }
 
+    /// Whether the layer records metrics and spans (default `true`; see
+    /// [`observe`](crate::observe)).
+    pub fn instrument(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.config).instrument = enabled;
+        self
+    }
+
     /// Answers refused requests with `rejection`: an [`OnAuthError`]
     /// implementation or a closure `FnMut(&AuthError, &HeaderMap) -> Response<B>`.
     ///

@@ -191,6 +191,7 @@ mod response;
 mod scope;
 mod service;
 mod verifier;
+mod watch;
 
 #[cfg(feature = "axum")]
 pub use claims::ClaimsRejection;

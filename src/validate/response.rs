@@ -50,6 +50,20 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// The reason class, for metrics and logs: `missing_token`,
+    /// `invalid_request`, a [`JwtError::reason`], `wrong_token_type`,
+    /// `insufficient_scope` or `keys_unavailable`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken | AuthError::UnsupportedScheme => "missing_token",
+            AuthError::InvalidRequest(_) => "invalid_request",
+            AuthError::InvalidToken(error) => error.reason(),
+            AuthError::WrongTokenType => "wrong_token_type",
+            AuthError::InsufficientScope { .. } => "insufficient_scope",
+            AuthError::KeysUnavailable => "keys_unavailable",
+        }
+    }
+
     /// The HTTP status of the default response.
     pub fn status(&self) -> StatusCode {
         match self {

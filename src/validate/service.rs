@@ -5,8 +5,10 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower_service::Service;
+use tracing::Instrument as _;
 
 use super::verifier::{Config, bearer_token};
+use super::watch::Watch;
 use super::{
     AuthError, DefaultRejection, JwtValidateLayer, OnAuthError, ResponseFuture, VerifiedClaims,
 };
@@ -54,28 +56,53 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let watch = Watch::start(&self.config);
         let token = match bearer_token(request.headers()) {
             Ok(token) => token,
             Err(AuthError::MissingToken | AuthError::UnsupportedScheme)
                 if self.config.allow_missing =>
             {
+                if let Some(watch) = watch {
+                    watch.passed(&request);
+                }
                 return ResponseFuture::inner(self.inner.call(request));
             }
             Err(error) => {
-                return ResponseFuture::rejected(reject(&mut self.rejection, error, &request));
+                let response = reject(&mut self.rejection, error, &request);
+                if let Some(watch) = watch {
+                    watch.refused(&response);
+                }
+                return ResponseFuture::rejected(response);
             }
         };
         let (cached, hash) = self.config.cached(token);
+        if let (Some(watch), Some(_)) = (&watch, &self.config.cache) {
+            watch.cache_hit(cached.is_some());
+        }
         if let Some(claims) = cached {
             return match authorize(&self.config, &mut self.rejection, request, claims) {
-                Ok(request) => ResponseFuture::inner(self.inner.call(request)),
-                Err(response) => ResponseFuture::rejected(response),
+                Ok(request) => {
+                    if let Some(watch) = watch {
+                        watch.passed(&request);
+                    }
+                    ResponseFuture::inner(self.inner.call(request))
+                }
+                Err(response) => {
+                    if let Some(watch) = watch {
+                        watch.refused(&response);
+                    }
+                    ResponseFuture::rejected(response)
+                }
             };
         }
         // The signature check may await a JWKS refresh: hand the service
         // that was driven to readiness to the future, keep a clone
         // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
-        let verify = Box::pin(self.config.clone().verify(token.to_owned(), hash));
+        let verification = self.config.clone().verify(token.to_owned(), hash);
+        let verify: super::future::VerifyFuture = match &watch {
+            Some(watch) => Box::pin(verification.instrument(watch.span())),
+            None => Box::pin(verification),
+        };
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::verifying(
@@ -84,6 +111,7 @@ where
             inner,
             self.config.clone(),
             self.rejection.clone(),
+            watch,
         )
     }
 }

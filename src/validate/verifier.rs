@@ -36,6 +36,8 @@ pub(crate) struct Config {
     pub(crate) scopes: Option<RequiredScopes>,
     pub(crate) allow_missing: bool,
     pub(crate) cache_settings: CacheSettings,
+    /// Whether checks are counted, timed and traced.
+    pub(crate) instrument: bool,
     /// Derived from the above by [`Config::rebuild`].
     compiled: Vec<CompiledIssuer>,
     pub(crate) cache: Option<TokenCache>,
@@ -75,6 +77,7 @@ impl Default for Config {
             scopes: None,
             allow_missing: false,
             cache_settings: CacheSettings::default(),
+            instrument: true,
             compiled: Vec::new(),
             cache: None,
         };
@@ -136,7 +139,12 @@ impl Config {
             None => (None, None),
             Some(cache) => {
                 let hash = cache::hash(token);
-                (cache.get(&hash, cache::now()), Some(hash))
+                let cached = cache.get(&hash, cache::now());
+                if self.instrument {
+                    let result = if cached.is_some() { "hit" } else { "miss" };
+                    metrics::counter!(crate::observe::TOKEN_CACHE, "result" => result).increment(1);
+                }
+                (cached, Some(hash))
             }
         }
     }
