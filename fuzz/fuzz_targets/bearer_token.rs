@@ -29,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(miss.status(), plain.status(), "cache miss vs no cache");
         assert_eq!(hit.status(), plain.status(), "cache hit vs no cache");
         if plain.status() == 200 {
-            assert!(jws.trusted_signature, "a token the issuer did not sign passed");
+            assert!(
+                jws.trusted_signature,
+                "a token the issuer did not sign passed"
+            );
         }
     });
 });

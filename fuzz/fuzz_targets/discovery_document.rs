@@ -41,7 +41,10 @@ impl JwksFetcher for Server {
                 let _ = &self.other_url;
                 return Err(FetchError::Status(404));
             };
-            Ok(FetchedDocument { body, max_age: None })
+            Ok(FetchedDocument {
+                body,
+                max_age: None,
+            })
         })
     }
 }
@@ -52,9 +55,17 @@ fuzz_target!(|data: &[u8]| {
     };
     let issuer = issuer();
     let iss = format!("{BASE}/application/o/{SLUG}/");
-    let document = replace(&replace(document, b"$ISS", iss.as_bytes()), b"$JWKS_URI", JWKS_URI.as_bytes());
+    let document = replace(
+        &replace(document, b"$ISS", iss.as_bytes()),
+        b"$JWKS_URI",
+        JWKS_URI.as_bytes(),
+    );
     let [openid, rfc8414] = metadata_urls(&iss);
-    let (metadata_url, other_url) = if mode & 1 == 0 { (openid, rfc8414) } else { (rfc8414, openid) };
+    let (metadata_url, other_url) = if mode & 1 == 0 {
+        (openid, rfc8414)
+    } else {
+        (rfc8414, openid)
+    };
     let server = Server {
         metadata_url,
         other_url,
@@ -71,8 +82,13 @@ fuzz_target!(|data: &[u8]| {
     run(async {
         let answer = send_downstream(&service, &[token]).await;
         if answer.status() == 200 {
-            let metadata: Value = serde_json::from_slice(&document).expect("accepted metadata is JSON");
-            assert_eq!(metadata["issuer"], iss.as_str(), "metadata vouching for another issuer");
+            let metadata: Value =
+                serde_json::from_slice(&document).expect("accepted metadata is JSON");
+            assert_eq!(
+                metadata["issuer"],
+                iss.as_str(),
+                "metadata vouching for another issuer"
+            );
             assert_eq!(metadata["jwks_uri"], JWKS_URI);
         }
     });

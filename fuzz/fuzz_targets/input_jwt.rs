@@ -26,8 +26,8 @@ fuzz_target!(|data: &[u8]| {
     let Some(jws) = FuzzedJws::build(issuer, data, &issuer.ci_key, &issuer.stranger) else {
         return;
     };
-    let mut request = Request::post(TOKEN_PATH)
-        .header("content-type", "application/x-www-form-urlencoded");
+    let mut request =
+        Request::post(TOKEN_PATH).header("content-type", "application/x-www-form-urlencoded");
     let body = match jws.variant {
         b's' => form(&[
             ("grant_type", "password"),
@@ -57,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
         "the answer echoes the assertion"
     );
     if response.status() == 200 {
-        assert!(jws.trusted_signature, "a token for a JWT the trusted key did not sign");
+        assert!(
+            jws.trusted_signature,
+            "a token for a JWT the trusted key did not sign"
+        );
         let claims: Value = serde_json::from_slice(&jws.claims).expect("accepted claims are JSON");
         assert_eq!(claims["iss"], CI_ISSUER);
         let aud_ok = claims["aud"] == CI_AUDIENCE
@@ -65,6 +68,9 @@ fuzz_target!(|data: &[u8]| {
                 .as_array()
                 .is_some_and(|a| a.iter().any(|v| v == CI_AUDIENCE));
         assert!(aud_ok, "accepted without the pinned audience: {claims}");
-        assert!(claims["exp"].as_u64().is_some_and(|exp| exp + 60 >= now()), "{claims}");
+        assert!(
+            claims["exp"].as_u64().is_some_and(|exp| exp + 60 >= now()),
+            "{claims}"
+        );
     }
 });

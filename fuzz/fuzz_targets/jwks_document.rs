@@ -45,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
     let iss = format!("{BASE}/application/o/{SLUG}/");
     let remote = RemoteJwks::with_policy(
         "https://auth.example/jwks",
-        Arc::new(Document(Bytes::from(document.clone()), Duration::from_secs(age.into()))),
+        Arc::new(Document(
+            Bytes::from(document.clone()),
+            Duration::from_secs(age.into()),
+        )),
         CachePolicy::default(),
     );
     let service = downstream_with(

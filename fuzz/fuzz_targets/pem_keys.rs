@@ -25,9 +25,16 @@ fuzz_target!(|data: &[u8]| {
         ),
         3 => check_signing(SigningKey::from_pem(document)),
         4 => {
-            let algorithm = [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256, Algorithm::ES384]
-                [usize::from(document.first().copied().unwrap_or(0) % 4)];
-            check_signing(SigningKey::from_pkcs8_der(algorithm, document.get(1..).unwrap_or_default()))
+            let algorithm = [
+                Algorithm::ES256,
+                Algorithm::EdDSA,
+                Algorithm::RS256,
+                Algorithm::ES384,
+            ][usize::from(document.first().copied().unwrap_or(0) % 4)];
+            check_signing(SigningKey::from_pkcs8_der(
+                algorithm,
+                document.get(1..).unwrap_or_default(),
+            ))
         }
         _ => check_verification(VerificationKey::from_hmac_secret(document)),
     }
@@ -53,7 +60,9 @@ fn check_verification<E>(key: Result<VerificationKey, E>) {
 }
 
 fn key_alg(keys: &KeySet) -> Option<Algorithm> {
-    keys.keys().next().and_then(|k| k.algorithms().first().copied())
+    keys.keys()
+        .next()
+        .and_then(|k| k.algorithms().first().copied())
 }
 
 fn check_signing<E>(key: Result<SigningKey, E>) {

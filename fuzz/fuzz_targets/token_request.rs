@@ -49,4 +49,3 @@ fuzz_target!(|data: &[u8]| {
     let request = request.map(|_| Full::new(Bytes::from(issuer.expand(body))));
     run(send_to_issuer(issuer, request));
 });
-

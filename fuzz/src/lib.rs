@@ -132,7 +132,11 @@ thread_local! {
 
 /// The issuer, built once per process.
 pub fn issuer() -> &'static Issuer {
-    ISSUER.with(|cell| *cell.borrow_mut().get_or_insert_with(|| Box::leak(Box::new(build_issuer()))))
+    ISSUER.with(|cell| {
+        *cell
+            .borrow_mut()
+            .get_or_insert_with(|| Box::leak(Box::new(build_issuer())))
+    })
 }
 
 fn build_issuer() -> Issuer {
@@ -267,7 +271,10 @@ impl Issuer {
             return input.to_vec();
         }
         let now = now();
-        let basic = format!("Basic {}", STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")));
+        let basic = format!(
+            "Basic {}",
+            STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+        );
         let replacements: [(&[u8], Vec<u8>); 10] = [
             (b"$REVOCABLE", self.revocable.clone().into_bytes()),
             (b"$SECRET", CLIENT_SECRET.into()),
@@ -441,7 +448,10 @@ pub fn check_token_response(issuer: &Issuer, json: &Value) {
         other => panic!("a token for an unknown client {other}"),
     };
     for scope in granted {
-        assert!(allowed.contains(&scope), "scope {scope} granted beyond {allowed:?}");
+        assert!(
+            allowed.contains(&scope),
+            "scope {scope} granted beyond {allowed:?}"
+        );
     }
     if let Some(id_token) = json["id_token"].as_str() {
         verify_minted(issuer, id_token);
@@ -470,8 +480,11 @@ pub fn verify_minted(issuer: &Issuer, token: &str) -> Value {
 pub fn downstream(issuer: &Issuer, cache: bool) -> Service {
     let layer = JwtValidateLayer::new()
         .issuer(
-            ValidatedIssuer::with_jwks(format!("{BASE}/application/o/{SLUG}/"), &issuer.ring.jwks())
-                .audience(CLIENT_ID),
+            ValidatedIssuer::with_jwks(
+                format!("{BASE}/application/o/{SLUG}/"),
+                &issuer.ring.jwks(),
+            )
+            .audience(CLIENT_ID),
         )
         .token_cache(if cache { 1_000 } else { 0 });
     downstream_with(layer)
@@ -536,7 +549,9 @@ fn check_bearer_challenge(challenge: &str, status: StatusCode) {
         let end = after.find('"').expect("a closing quote");
         let value = &after[..end];
         assert!(
-            value.bytes().all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e)),
+            value
+                .bytes()
+                .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e)),
             "{challenge}"
         );
         if name == "error" {
