@@ -156,3 +156,36 @@ async fn oversized_jwks_is_refused() {
     let error = remote.keys().await.unwrap_err();
     assert!(error.to_string().contains("larger than"), "{error}");
 }
+
+// Found by the `jwks_document` fuzz target: a `max-age` past what an
+// `Instant` can hold, with no upper bound on the TTL, panicked on adding it
+// to the clock; bounds given in the wrong order panicked in `clamp`.
+
+#[tokio::test]
+async fn huge_max_age_without_an_upper_bound_is_cached_not_a_panic() {
+    let ring = ring();
+    let (source, url) = start_source(&ring, true, "max-age=18446744073709551615").await;
+    let mut policy = policy();
+    policy.max_ttl = Duration::MAX;
+    let remote = RemoteJwks::with_policy(url, Arc::new(ReqwestFetcher::new()), policy);
+    for _ in 0..3 {
+        let keys = remote.keys().await.unwrap();
+        assert!(keys.contains_kid(ring.active().kid()));
+    }
+    assert_eq!(source.hits(), 1, "cached, not refetched");
+}
+
+#[tokio::test]
+async fn ttl_bounds_in_the_wrong_order_do_not_panic() {
+    let ring = ring();
+    let (source, url) = start_source(&ring, true, "max-age=600").await;
+    let mut policy = policy();
+    policy.min_ttl = Duration::from_secs(86_400);
+    policy.max_ttl = Duration::from_secs(30);
+    let remote = RemoteJwks::with_policy(url, Arc::new(ReqwestFetcher::new()), policy);
+    for _ in 0..3 {
+        let keys = remote.keys().await.unwrap();
+        assert!(keys.contains_kid(ring.active().kid()));
+    }
+    assert_eq!(source.hits(), 1, "min_ttl wins: cached");
+}

@@ -3,8 +3,11 @@
 //! alike (the same code), then used to verify a token the issuer signed
 //! and one with an unknown `kid`.
 //!
-//! Input: the first byte picks `Cache-Control: max-age` (0–255 s), the rest
-//! is the document (`$JWK` expands to the signing key's public JWK).
+//! Input: the first byte picks the response's `max-age` (0–249 s, none, or
+//! the largest durations a `Cache-Control` header can give), the second the
+//! cache policy (the default, no upper bound on the TTL, bounds given in
+//! the wrong order), the rest is the document (`$JWK` expands to the
+//! signing key's public JWK).
 //! Oracle: the layer answers well-formed, and the good token passes only
 //! if the document holds the signing key's public key.
 #![no_main]
@@ -21,23 +24,35 @@ use tower_m2m_auth::keys::{
 use tower_m2m_auth::validate::{Issuer, JwtValidateLayer};
 use tower_m2m_auth_fuzz::*;
 
-struct Document(Bytes, Duration);
+struct Document(Bytes, Option<Duration>);
 
 impl JwksFetcher for Document {
     fn fetch<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, Result<FetchedDocument, FetchError>> {
         Box::pin(async move {
             Ok(FetchedDocument {
                 body: self.0.clone(),
-                max_age: Some(self.1),
+                max_age: self.1,
             })
         })
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&age, document)) = data.split_first() else {
+    let [age, policy_choice, document @ ..] = data else {
         return;
     };
+    let max_age = match age {
+        0..=249 => Some(Duration::from_secs(u64::from(*age))),
+        250 => None,
+        251 => Some(Duration::from_secs(u64::MAX)),
+        _ => Some(Duration::MAX),
+    };
+    let mut policy = CachePolicy::default();
+    match policy_choice % 3 {
+        0 => {}
+        1 => policy.max_ttl = Duration::MAX,
+        _ => std::mem::swap(&mut policy.min_ttl, &mut policy.max_ttl),
+    }
     let issuer = issuer();
     let active = issuer.ring.active();
     let jwk = serde_json::to_vec(active.public_jwk().unwrap()).unwrap();
@@ -45,11 +60,8 @@ fuzz_target!(|data: &[u8]| {
     let iss = format!("{BASE}/application/o/{SLUG}/");
     let remote = RemoteJwks::with_policy(
         "https://auth.example/jwks",
-        Arc::new(Document(
-            Bytes::from(document.clone()),
-            Duration::from_secs(age.into()),
-        )),
-        CachePolicy::default(),
+        Arc::new(Document(Bytes::from(document.clone()), max_age)),
+        policy,
     );
     let service = downstream_with(
         JwtValidateLayer::new()
