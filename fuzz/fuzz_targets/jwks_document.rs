@@ -1,7 +1,7 @@
 //! A JWKS document as a remote source delivers it, read by `RemoteJwks`
-//! behind `JwtValidateLayer` and by the token endpoint's `TrustedIssuer`
-//! alike (the same code), then used to verify a token the issuer signed
-//! and one with an unknown `kid`.
+//! behind `JwtValidateLayer` (the token endpoint's `TrustedIssuer` reads
+//! remote keys through the same `RemoteJwks`), then used to verify a token
+//! the issuer signed and one with an unknown `kid`.
 //!
 //! Input: the first byte picks the response's `max-age` (0–249 s, none, or
 //! the largest durations a `Cache-Control` header can give), the second the

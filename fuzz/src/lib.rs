@@ -41,6 +41,20 @@ use tower_m2m_auth::keys::{
 use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
 use tower_m2m_auth::validate::{Issuer as ValidatedIssuer, JwtValidateLayer};
 
+/// The placeholders, longest first where one is a prefix of another.
+const PLACEHOLDERS: [&str; 10] = [
+    "$SECRET",
+    "$PASSWORD",
+    "$BASIC",
+    "$REVOCABLE",
+    "$TOKEN",
+    "$JWT",
+    "$NOW",
+    "$EXP",
+    "$JTI",
+    "$ISS",
+];
+
 /// The longest one input may take.
 pub const TIME_LIMIT: Duration = Duration::from_secs(5);
 /// The issuer's base URL.
@@ -270,28 +284,34 @@ impl Issuer {
         if !input.contains(&b'$') {
             return input.to_vec();
         }
-        let now = now();
-        let basic = format!(
-            "Basic {}",
-            STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
-        );
-        let replacements: [(&[u8], Vec<u8>); 10] = [
-            (b"$REVOCABLE", self.revocable.clone().into_bytes()),
-            (b"$SECRET", CLIENT_SECRET.into()),
-            (b"$PASSWORD", self.password.clone().into_bytes()),
-            (b"$BASIC", basic.into_bytes()),
-            (b"$TOKEN", self.access_token.clone().into_bytes()),
-            (b"$JWT", self.ci_jwt().into_bytes()),
-            (b"$NOW", now.to_string().into_bytes()),
-            (b"$EXP", (now + 300).to_string().into_bytes()),
-            (b"$JTI", fresh_jti().into_bytes()),
-            (b"$ISS", CI_ISSUER.into()),
-        ];
         let mut out = input.to_vec();
-        for (from, to) in replacements {
-            out = replace(&out, from, &to);
+        for placeholder in PLACEHOLDERS {
+            if contains(&out, placeholder.as_bytes()) {
+                let value = self.placeholder(placeholder);
+                out = replace(&out, placeholder.as_bytes(), value.as_bytes());
+            }
         }
         out
+    }
+
+    /// The value of a placeholder, made only when the input has it.
+    fn placeholder(&self, name: &str) -> String {
+        match name {
+            "$SECRET" => CLIENT_SECRET.to_owned(),
+            "$PASSWORD" => self.password.clone(),
+            "$BASIC" => format!(
+                "Basic {}",
+                STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+            ),
+            "$REVOCABLE" => self.revocable.clone(),
+            "$TOKEN" => self.access_token.clone(),
+            "$JWT" => self.ci_jwt(),
+            "$NOW" => now().to_string(),
+            "$EXP" => (now() + 300).to_string(),
+            "$JTI" => fresh_jti(),
+            "$ISS" => CI_ISSUER.to_owned(),
+            _ => String::new(),
+        }
     }
 
     /// Secrets that no answer may contain.
@@ -630,23 +650,43 @@ impl FuzzedJws {
 /// The base64url signature of `signing_input` by `key` (a JWS's third
 /// part), taken from a token the key signs over the same header and claims.
 fn sign(key: &SigningKey, signing_input: &[u8]) -> String {
-    // `SigningKey` signs claims it serializes itself; to sign arbitrary
-    // bytes, rebuild the key as an aws-lc-rs key pair from its PKCS#8 form.
-    let pem = key.to_pkcs8_pem().expect("an asymmetric key");
-    let der = pem::parse(pem).expect("PEM").into_contents();
-    match key.algorithm() {
-        Algorithm::ES256 => {
-            use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).unwrap();
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+    enum Pair {
+        Ecdsa(EcdsaKeyPair),
+        Ed25519(Ed25519KeyPair),
+    }
+    thread_local! {
+        // Parsed once per key (by `kid` and algorithm), not per input.
+        static PAIRS: RefCell<Vec<(String, Algorithm, std::rc::Rc<Pair>)>> = const { RefCell::new(Vec::new()) };
+    }
+    let pair = PAIRS.with(|pairs| {
+        let mut pairs = pairs.borrow_mut();
+        if let Some((_, _, pair)) = pairs
+            .iter()
+            .find(|(kid, alg, _)| kid == key.kid() && *alg == key.algorithm())
+        {
+            return pair.clone();
+        }
+        // `SigningKey` signs claims it serializes itself; to sign arbitrary
+        // bytes, rebuild the key as an aws-lc-rs key pair from its PKCS#8 form.
+        let pem = key.to_pkcs8_pem().expect("an asymmetric key");
+        let der = pem::parse(pem).expect("PEM").into_contents();
+        let pair = std::rc::Rc::new(match key.algorithm() {
+            Algorithm::ES256 => Pair::Ecdsa(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).unwrap(),
+            ),
+            Algorithm::EdDSA => Pair::Ed25519(Ed25519KeyPair::from_pkcs8(&der).unwrap()),
+            other => panic!("the fuzz keys are ES256 or EdDSA, not {other:?}"),
+        });
+        pairs.push((key.kid().to_owned(), key.algorithm(), pair.clone()));
+        pair
+    });
+    match &*pair {
+        Pair::Ecdsa(pair) => {
             let rng = aws_lc_rs::rand::SystemRandom::new();
             URL_SAFE_NO_PAD.encode(pair.sign(&rng, signing_input).unwrap().as_ref())
         }
-        Algorithm::EdDSA => {
-            use aws_lc_rs::signature::Ed25519KeyPair;
-            let pair = Ed25519KeyPair::from_pkcs8(&der).unwrap();
-            URL_SAFE_NO_PAD.encode(pair.sign(signing_input).as_ref())
-        }
-        other => panic!("the fuzz keys are ES256 or EdDSA, not {other:?}"),
+        Pair::Ed25519(pair) => URL_SAFE_NO_PAD.encode(pair.sign(signing_input).as_ref()),
     }
 }
 
