@@ -28,9 +28,11 @@ for target in "${targets[@]}"; do
     mkdir -p "corpus/$target" "artifacts/$target"
     before=$(ls "artifacts/$target" | wc -l)
     start=$(date +%s)
-    # -timeout: an input running longer than 10 s is a hang (finding).
+    # -timeout: an input running longer than 30 s of wall time is a hang
+    # (finding). Generous because the machine may be shared: inside, every
+    # input also has a 5 s limit on its async work (harness TIME_LIMIT).
     cargo fuzz run "${flags[@]}" "$target" "corpus/$target" "seeds/$target" -- \
-        -runs="$runs" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+        -runs="$runs" -timeout=30 -rss_limit_mb=2048 -max_len=4096 \
         -print_final_stats=1 "${extra[@]}" >"logs/$target.log" 2>&1
     status=$?
     elapsed=$(( $(date +%s) - start ))
