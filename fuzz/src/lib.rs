@@ -656,15 +656,14 @@ fn sign(key: &SigningKey, signing_input: &[u8]) -> String {
         Ed25519(Ed25519KeyPair),
     }
     thread_local! {
-        // Parsed once per key (by `kid` and algorithm), not per input.
-        static PAIRS: RefCell<Vec<(String, Algorithm, std::rc::Rc<Pair>)>> = const { RefCell::new(Vec::new()) };
+        // Parsed once per key, not per input; known by its public JWK (two
+        // keys may share a `kid`: the stranger poses as the trusted key).
+        static PAIRS: RefCell<Vec<(String, std::rc::Rc<Pair>)>> = const { RefCell::new(Vec::new()) };
     }
+    let identity = serde_json::to_string(key.public_jwk().expect("an asymmetric key")).unwrap();
     let pair = PAIRS.with(|pairs| {
         let mut pairs = pairs.borrow_mut();
-        if let Some((_, _, pair)) = pairs
-            .iter()
-            .find(|(kid, alg, _)| kid == key.kid() && *alg == key.algorithm())
-        {
+        if let Some((_, pair)) = pairs.iter().find(|(known, _)| *known == identity) {
             return pair.clone();
         }
         // `SigningKey` signs claims it serializes itself; to sign arbitrary
@@ -678,7 +677,7 @@ fn sign(key: &SigningKey, signing_input: &[u8]) -> String {
             Algorithm::EdDSA => Pair::Ed25519(Ed25519KeyPair::from_pkcs8(&der).unwrap()),
             other => panic!("the fuzz keys are ES256 or EdDSA, not {other:?}"),
         });
-        pairs.push((key.kid().to_owned(), key.algorithm(), pair.clone()));
+        pairs.push((identity, pair.clone()));
         pair
     });
     match &*pair {
