@@ -290,8 +290,12 @@ impl Inner {
                 .await
                 .map_err(|_| unavailable(FetchError::Timeout))?
                 .map_err(unavailable)?;
-        let jwks: JwkSet =
-            serde_json::from_slice(&document.body).map_err(|_| KeySourceError::NotAJwks {
+        // JSON is UTF-8 (RFC 8259 §8.1): checked first, since serde_json
+        // skips the strings of members it ignores without checking them.
+        let jwks: JwkSet = std::str::from_utf8(&document.body)
+            .ok()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .ok_or_else(|| KeySourceError::NotAJwks {
                 url: self.url.clone(),
             })?;
         let keys = Arc::new(KeySet::from_jwks(&jwks));
