@@ -4,7 +4,7 @@
 //! Input: `MODE\nHEADER\nCLAIMS\nSIGNATURE` (see `FuzzedJws`); `v` signs
 //! with the issuer's active key. Oracle: a well-formed RFC 6750 answer;
 //! the cached layer (miss, then hit) decides as the uncached one; a token
-//! passes only if the issuer's key signed it.
+//! passes only if the issuer's key signed it, over a UTF-8 JSON claims set.
 #![no_main]
 
 use http::HeaderValue;
@@ -33,6 +33,9 @@ fuzz_target!(|data: &[u8]| {
                 jws.trusted_signature,
                 "a token the issuer did not sign passed"
             );
+            let claims = std::str::from_utf8(&jws.claims).expect("accepted claims are UTF-8");
+            let _: serde_json::Value =
+                serde_json::from_str(claims).expect("accepted claims are JSON");
         }
     });
 });
