@@ -689,6 +689,17 @@ fn sign(key: &SigningKey, signing_input: &[u8]) -> String {
     }
 }
 
+/// Asserts that `bytes` are a JSON text by RFC 8259's grammar: UTF-8, and
+/// well-formed. (Not "parses as `serde_json::Value`": the grammar allows an
+/// unpaired surrogate escape such as `"\udadd"`, RFC 8259 §8.2, which
+/// `Value` refuses.)
+pub fn assert_json(bytes: &[u8], what: &str) {
+    let text =
+        std::str::from_utf8(bytes).unwrap_or_else(|_| panic!("accepted {what} is not UTF-8"));
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .unwrap_or_else(|error| panic!("accepted {what} is not JSON: {error}"));
+}
+
 /// A header value from fuzzed bytes, if it is one.
 pub fn header_value(bytes: &[u8]) -> Option<HeaderValue> {
     HeaderValue::from_bytes(bytes).ok()
