@@ -11,7 +11,7 @@ use axum::routing::get;
 use common::jwks::JwksSource;
 use jsonwebtoken::Algorithm;
 use tower_m2m_auth::keys::{
-    CachePolicy, KeyRing, KeySourceError, RemoteJwks, ReqwestFetcher, SigningKey,
+    CachePolicy, DiscoveredJwks, KeyRing, KeySourceError, RemoteJwks, ReqwestFetcher, SigningKey,
 };
 
 /// A JWKS source on 127.0.0.1 serving `ring`'s keys, and its URL.
@@ -217,4 +217,111 @@ async fn a_flood_of_unknown_kids_costs_one_fetch_per_cooldown() {
         task.await.unwrap();
     }
     assert_eq!(source.hits(), 2, "the first fetch and one refresh");
+}
+
+// Found by the `jwks_document` fuzz target: a `max-age` past what an
+// `Instant` can hold, with no upper bound on the TTL, panicked on adding it
+// to the clock; bounds given in the wrong order panicked in `clamp`.
+
+#[tokio::test]
+async fn huge_max_age_without_an_upper_bound_is_cached_not_a_panic() {
+    let ring = ring();
+    let (source, url) = start_source(&ring, true, "max-age=18446744073709551615").await;
+    let mut policy = policy();
+    policy.max_ttl = Duration::MAX;
+    let remote = RemoteJwks::with_policy(url, Arc::new(ReqwestFetcher::new()), policy);
+    for _ in 0..3 {
+        let keys = remote.keys().await.unwrap();
+        assert!(keys.contains_kid(ring.active().kid()));
+    }
+    assert_eq!(source.hits(), 1, "cached, not refetched");
+}
+
+#[tokio::test]
+async fn ttl_bounds_in_the_wrong_order_do_not_panic() {
+    let ring = ring();
+    let (source, url) = start_source(&ring, true, "max-age=600").await;
+    let mut policy = policy();
+    policy.min_ttl = Duration::from_secs(86_400);
+    policy.max_ttl = Duration::from_secs(30);
+    let remote = RemoteJwks::with_policy(url, Arc::new(ReqwestFetcher::new()), policy);
+    for _ in 0..3 {
+        let keys = remote.keys().await.unwrap();
+        assert!(keys.contains_kid(ring.active().kid()));
+    }
+    assert_eq!(source.hits(), 1, "min_ttl wins: cached");
+}
+
+// Found by the `discovery_document` fuzz target: a document with a byte
+// that is not UTF-8 inside a member the parser ignores was accepted, though
+// it is not JSON (RFC 8259 §8.1). Both remote documents are refused now.
+
+/// Serves `metadata` at the OpenID location and `jwks` at `/jwks` on
+/// 127.0.0.1; returns the issuer URL (the server's root).
+async fn serve_documents(metadata: impl Fn(&str) -> Vec<u8>, jwks: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let metadata = metadata(&issuer);
+    let app = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || async move { metadata }),
+        )
+        .route("/jwks", get(move || async move { jwks }));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    issuer
+}
+
+/// `json` (an object) with a member `note` whose string holds byte 0x86.
+fn with_invalid_utf8(json: &serde_json::Value) -> Vec<u8> {
+    let mut body = serde_json::to_vec(json).unwrap();
+    body.pop();
+    body.extend_from_slice(b",\"note\":\"\x86\"}");
+    body
+}
+
+#[tokio::test]
+async fn a_jwks_that_is_not_utf8_is_not_a_jwks() {
+    let ring = ring();
+    let jwks = with_invalid_utf8(&serde_json::to_value(ring.jwks()).unwrap());
+    let issuer = serve_documents(|_| Vec::new(), jwks).await;
+    let error = remote(&format!("{issuer}/jwks")).keys().await.unwrap_err();
+    assert!(matches!(error, KeySourceError::NotAJwks { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn discovery_metadata_that_is_not_utf8_is_refused() {
+    let ring = ring();
+    let jwks = serde_json::to_vec(&ring.jwks()).unwrap();
+    let issuer = serve_documents(
+        |issuer| {
+            with_invalid_utf8(&serde_json::json!({
+                "issuer": issuer, "jwks_uri": format!("{issuer}/jwks"),
+            }))
+        },
+        jwks,
+    )
+    .await;
+    let discovered = DiscoveredJwks::new(&issuer, Arc::new(ReqwestFetcher::new()));
+    let error = discovered.keys().await.unwrap_err();
+    assert!(matches!(error, KeySourceError::Discovery { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn valid_discovery_metadata_still_leads_to_the_keys() {
+    let ring = ring();
+    let jwks = serde_json::to_vec(&ring.jwks()).unwrap();
+    let issuer = serve_documents(
+        |issuer| {
+            serde_json::to_vec(&serde_json::json!({
+                "issuer": issuer, "jwks_uri": format!("{issuer}/jwks"), "note": "é",
+            }))
+            .unwrap()
+        },
+        jwks,
+    )
+    .await;
+    let discovered = DiscoveredJwks::new(&issuer, Arc::new(ReqwestFetcher::new()));
+    let keys = discovered.keys().await.unwrap();
+    assert!(keys.contains_kid(ring.active().kid()));
 }

@@ -1098,3 +1098,66 @@ mod grpc {
         assert_eq!(status.code(), Code::PermissionDenied);
     }
 }
+
+// Found after the `discovery_document` finding, with a `bearer_token` input
+// signed by the trusted key: a token whose claims (or header) held a byte
+// that is not UTF-8 inside a member the parser ignores passed, though its
+// claims set is not JSON (RFC 7519 §7.2), and `VerifiedClaims::json` handed
+// those bytes on.
+
+/// A compact JWS over raw `header` and `payload` bytes, signed by `key`
+/// (ES256): what an issuer with a broken JSON encoder would send.
+fn sign_raw(key: &SigningKey, header: &[u8], payload: &[u8]) -> String {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    let der = pem::parse(key.to_pkcs8_pem().unwrap())
+        .unwrap()
+        .into_contents();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).unwrap();
+    let mut token = URL_SAFE_NO_PAD.encode(header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+    let signature = pair
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), token.as_bytes())
+        .unwrap();
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+    token
+}
+
+/// `json` (an object) with a member `note` whose string holds byte 0x86.
+fn with_invalid_utf8(json: &Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(json).unwrap();
+    bytes.pop();
+    bytes.extend_from_slice(b",\"note\":\"\x86\"}");
+    bytes
+}
+
+#[tokio::test]
+async fn token_whose_claims_or_header_are_not_utf8_is_refused() {
+    let foreign = Foreign::start(Algorithm::ES256).await;
+    let api = format!("{}/api/hello", foreign_downstream(&foreign).await);
+    let key = foreign.ring.active();
+    let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": key.kid()});
+    let claims = foreign.claims("api", "read");
+
+    let good = sign_raw(
+        &key,
+        &serde_json::to_vec(&header).unwrap(),
+        &serde_json::to_vec(&claims).unwrap(),
+    );
+    assert_eq!(with_token(&api, &good).await.status(), 200);
+
+    let bad_claims = sign_raw(
+        &key,
+        &serde_json::to_vec(&header).unwrap(),
+        &with_invalid_utf8(&claims),
+    );
+    assert_invalid_token(with_token(&api, &bad_claims).await, &bad_claims).await;
+
+    let bad_header = sign_raw(
+        &key,
+        &with_invalid_utf8(&header),
+        &serde_json::to_vec(&claims).unwrap(),
+    );
+    assert_invalid_token(with_token(&api, &bad_header).await, &bad_header).await;
+}

@@ -62,8 +62,12 @@ pub async fn discover_jwks_uri(
         url: url.clone(),
         reason,
     };
-    let metadata: Metadata = serde_json::from_slice(&document.body)
-        .map_err(|_| discovery("the document is not authorization server metadata"))?;
+    // JSON is UTF-8 (RFC 8259 §8.1): checked first, since serde_json skips
+    // the strings of members it ignores without checking them.
+    let metadata: Metadata = std::str::from_utf8(&document.body)
+        .ok()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .ok_or_else(|| discovery("the document is not authorization server metadata"))?;
     if metadata.issuer.as_deref() != Some(issuer) {
         return Err(discovery(
             "the metadata's issuer differs from the configured issuer",

@@ -62,9 +62,11 @@ pub trait JwksFetcher: Send + Sync + 'static {
 pub struct CachePolicy {
     /// Used when the response has no `max-age` (default 5 minutes).
     pub default_ttl: Duration,
-    /// `max-age` is raised to at least this (default 30 seconds).
+    /// `max-age` is raised to at least this (default 30 seconds); it wins
+    /// over `max_ttl` when the two are given in the wrong order.
     pub min_ttl: Duration,
-    /// `max-age` is lowered to at most this (default 1 day).
+    /// `max-age` is lowered to at most this (default 1 day; `Duration::MAX`
+    /// for no bound).
     pub max_ttl: Duration,
     /// At most one refresh for an unknown `kid` per this interval (default
     /// 30 seconds), so a flood of bogus `kid`s cannot hammer the source.
@@ -301,22 +303,39 @@ impl Inner {
                 .await
                 .map_err(|_| unavailable(FetchError::Timeout))?
                 .map_err(unavailable)?;
-        let jwks: JwkSet =
-            serde_json::from_slice(&document.body).map_err(|_| KeySourceError::NotAJwks {
+        // JSON is UTF-8 (RFC 8259 §8.1): checked first, since serde_json
+        // skips the strings of members it ignores without checking them.
+        let jwks: JwkSet = std::str::from_utf8(&document.body)
+            .ok()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .ok_or_else(|| KeySourceError::NotAJwks {
                 url: self.url.clone(),
             })?;
         let keys = Arc::new(KeySet::from_jwks(&jwks));
+        // Not `clamp`, which panics on bounds given in the wrong order:
+        // then `min_ttl` wins.
         let ttl = document
             .max_age
             .unwrap_or(self.policy.default_ttl)
-            .clamp(self.policy.min_ttl, self.policy.max_ttl);
+            .min(self.policy.max_ttl)
+            .max(self.policy.min_ttl);
         self.current.store(Some(Arc::new(Cached {
             keys: keys.clone(),
-            expires: Instant::now() + ttl,
+            expires: deadline(ttl),
         })));
         tracing::debug!(url = %self.url, keys = keys.keys().count(), ?ttl, "JWKS fetched");
         Ok(keys)
     }
+}
+
+/// `ttl` from now; a TTL past what an `Instant` can hold (a `max-age` of
+/// 2^64 - 1 seconds with no `max_ttl`) means a century.
+fn deadline(ttl: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
+    let now = Instant::now();
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now)
 }
 
 impl std::fmt::Debug for RemoteJwks {

@@ -338,13 +338,18 @@ impl Peeked {
         let header = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|_| JwtError::Malformed)?;
+        // Header and claims are UTF-8 JSON (RFC 7519 §7.2): checked first,
+        // since serde_json skips the strings of members it ignores without
+        // checking them, and `VerifiedClaims::json` hands the bytes on.
+        let header = std::str::from_utf8(&header).map_err(|_| JwtError::Malformed)?;
         // `alg: none` (or any algorithm jsonwebtoken does not know) fails here.
         let header: PeekHeader<'_> =
-            serde_json::from_slice(&header).map_err(|_| JwtError::Malformed)?;
+            serde_json::from_str(header).map_err(|_| JwtError::Malformed)?;
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| JwtError::Malformed)?;
-        let iss = serde_json::from_slice::<PeekPayload<'_>>(&payload)
+        let text = std::str::from_utf8(&payload).map_err(|_| JwtError::InvalidClaims)?;
+        let iss = serde_json::from_str::<PeekPayload<'_>>(text)
             .map_err(|_| JwtError::InvalidClaims)?
             .iss
             .map(Cow::into_owned);
