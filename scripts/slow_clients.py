@@ -35,7 +35,9 @@ import subprocess
 import sys
 import time
 
-HOST = "127.0.0.1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import HOST, build_examples, wait_for  # noqa: E402
+
 PORT = 19300
 TOKEN_BODY = (
     "grant_type=client_credentials&client_id=demo-client&username=demo-deployer"
@@ -43,31 +45,16 @@ TOKEN_BODY = (
 )
 
 
-def start_server(root):
-    subprocess.run(
-        ["cargo", "build", "--quiet", "--release", "--example", "server", "--features", "sqlite"],
-        cwd=root,
-        check=True,
-    )
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
-    binary = os.path.join(target, "release", "examples", "server")
+def start_server():
+    examples = build_examples(("server", "sqlite"))
     process = subprocess.Popen(
-        [binary, "--listen", f"{HOST}:{PORT}"],
+        [os.path.join(examples, "server"), "--listen", f"{HOST}:{PORT}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "RUST_LOG": "warn"},
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            import socket
-
-            with socket.create_connection((HOST, PORT), timeout=0.5):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    sys.exit("the server did not start")
+    wait_for(PORT)
+    return process
 
 
 def cpu_seconds(pid):
@@ -236,8 +223,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=20, help="of crowd (over 12: deadlines checked)")
     parser.add_argument("--requests", type=int, default=3000, help="per kind, for the CPU figures")
     args = parser.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    server = start_server(root)
+    server = start_server()
     ok = True
     try:
         latencies, idle_stats, trickle_stats = asyncio.run(

@@ -15,19 +15,27 @@ afterwards. Loopback only; bounded.
 """
 
 import asyncio
-import base64
-import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 
-HOST = "127.0.0.1"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import HOST, build_examples, post_form, wait_for  # noqa: E402
+
+
+async def request(fields, timeout=30.0):
+    """The status of a token request; "hang" or "error" when it has none."""
+    try:
+        return (await post_form(PORT, "/application/o/token/", fields, timeout=timeout))[0]
+    except asyncio.TimeoutError:
+        return "hang"
+    except (OSError, IndexError, ValueError):
+        return "error"
+
 PORT = 19320
 APP_SECRET = "fault-application-secret-0123456789"
 CLIENTS = 8
@@ -44,50 +52,14 @@ class Load:
         self.running = True
 
     async def client(self, fields):
-        body = urllib.parse.urlencode(fields)
         while self.running:
             start = time.monotonic()
-            status = await request("/application/o/token/", body)
+            status = await request(fields)
             self.samples.append((start, time.monotonic() - start, status))
             await asyncio.sleep(0.005)
 
     def window(self, begin, end):
         return [s for s in self.samples if begin <= s[0] < end]
-
-
-async def request(path, body, basic=None, timeout=30.0):
-    head = f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n"
-    head += "Content-Type: application/x-www-form-urlencoded\r\n"
-    if basic:
-        head += "Authorization: Basic " + base64.b64encode(basic.encode()).decode() + "\r\n"
-    head += f"Content-Length: {len(body)}\r\n\r\n"
-    try:
-        reader, writer = await asyncio.open_connection(HOST, PORT)
-        writer.write((head + body).encode())
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), timeout)
-        writer.close()
-        return int(data.split(b" ", 2)[1])
-    except asyncio.TimeoutError:
-        return "hang"
-    except (OSError, IndexError, ValueError):
-        return "error"
-
-
-async def request_json(path, fields, basic=None):
-    body = urllib.parse.urlencode(fields)
-    head = f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n"
-    head += "Content-Type: application/x-www-form-urlencoded\r\n"
-    if basic:
-        head += "Authorization: Basic " + base64.b64encode(basic.encode()).decode() + "\r\n"
-    head += f"Content-Length: {len(body)}\r\n\r\n"
-    reader, writer = await asyncio.open_connection(HOST, PORT)
-    writer.write((head + body).encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), json.loads(rest)
 
 
 def redis_pid():
@@ -140,20 +112,15 @@ async def run(binary, config):
         env={**os.environ, "RUST_LOG": "warn"},
     )
     try:
-        for _ in range(300):
-            try:
-                with socket.create_connection((HOST, PORT), timeout=0.5):
-                    break
-            except OSError:
-                await asyncio.sleep(0.05)
+        await asyncio.get_running_loop().run_in_executor(None, wait_for, PORT)
         basic = f"fault-client:{APP_SECRET}"
-        _, issued = await request_json(
+        _, issued = await post_form(PORT, 
             "/application/o/token/",
             {"grant_type": "client_credentials", "client_id": "fault-client",
              "client_secret": APP_SECRET},
         )
         revoked = issued["access_token"]
-        status, _ = await request_json("/application/o/revoke/", {"token": revoked}, basic)
+        status, _ = await post_form(PORT, "/application/o/revoke/", {"token": revoked}, basic)
         assert status == 200
 
         load = Load()
@@ -210,8 +177,8 @@ async def run(binary, config):
             ok = False
 
         # Nothing written before the faults is lost.
-        status, _ = await request_json("/application/o/token/", fields)
-        status_revoked, body = await request_json(
+        status, _ = await post_form(PORT, "/application/o/token/", fields)
+        status_revoked, body = await post_form(PORT, 
             "/application/o/introspect/", {"token": revoked}, basic
         )
         kept = status == 200 and status_revoked == 200 and body.get("active") is False
@@ -234,14 +201,7 @@ def main():
                  "FAULT_REDIS_DIR", "FAULT_REDIS_PORT"):
         if name not in os.environ:
             sys.exit(f"{name} is unset: run scripts/faults/services.sh")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    subprocess.run(
-        ["cargo", "build", "--quiet", "--release", "--example", "server",
-         "--features", "postgres,redis"],
-        cwd=root, check=True,
-    )
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
-    binary = os.path.join(target, "release", "examples", "server")
+    binary = os.path.join(build_examples(("server", "postgres,redis")), "server")
     with tempfile.TemporaryDirectory(prefix="m2m-fault-") as directory:
         config = os.path.join(directory, "server.toml")
         with open(config, "w") as file:

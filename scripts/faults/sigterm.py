@@ -20,14 +20,14 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
-HOST = "127.0.0.1"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import HOST, build_examples, wait_for  # noqa: E402
+
 PORT = 19350
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BODY = ("grant_type=client_credentials&client_id=demo-client&username=demo-deployer"
         "&password=demo-app-password-not-a-secret&scope=read")
 REQUEST = (f"POST /application/o/token/ HTTP/1.1\r\nHost: {HOST}\r\n"
@@ -74,12 +74,7 @@ async def one_round(binary):
     server = subprocess.Popen([binary, "--listen", f"{HOST}:{PORT}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "RUST_LOG": "error"})
-    for _ in range(600):
-        try:
-            with socket.create_connection((HOST, PORT), timeout=0.5):
-                break
-        except OSError:
-            await asyncio.sleep(0.05)
+    await asyncio.get_running_loop().run_in_executor(None, wait_for, PORT)
     stats = {"complete": 0, "ok": 0, "other": 0, "cut": 0, "closed_before_answer": 0,
              "refused": 0}
     stop = asyncio.Event()
@@ -99,10 +94,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--example", "server"],
-                   cwd=ROOT, check=True)
-    binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
-                          "release", "examples", "server")
+    binary = os.path.join(build_examples(("server", None)), "server")
     ok = True
     for round_number in range(1, args.rounds + 1):
         stats, before, code, took = asyncio.run(one_round(binary))

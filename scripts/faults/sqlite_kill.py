@@ -25,55 +25,28 @@ Exit status 0 when every check passes.
 
 import argparse
 import asyncio
-import base64
-import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import uuid
 
-try:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-except ImportError:
-    sys.exit("needs the Python package cryptography: pip install cryptography")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import HOST, Es256Signer, build_examples, post_form, wait_for  # noqa: E402
 
-HOST = "127.0.0.1"
 PORT = 19310
 ISSUER = "https://ci.fault.test"
 APP_SECRET = "fault-application-secret-0123456789"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-def b64url(data):
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-class Signer:
-    def __init__(self):
-        self.key = ec.generate_private_key(ec.SECP256R1())
-
-    def public_pem(self):
-        return self.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    def mint(self, jti):
-        now = int(time.time())
-        header = b64url(json.dumps({"alg": "ES256", "typ": "JWT"}).encode())
-        claims = {"iss": ISSUER, "sub": "job", "exp": now + 600, "iat": now, "jti": jti}
-        payload = b64url(json.dumps(claims).encode())
-        der = self.key.sign(f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
-        r, s = decode_dss_signature(der)
-        return f"{header}.{payload}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+def mint(signer, jti):
+    now = int(time.time())
+    return signer.mint({"iss": ISSUER, "sub": "job", "exp": now + 600, "iat": now, "jti": jti})
 
 
 CONFIG = f"""
@@ -118,14 +91,7 @@ class Server:
             stderr=open(os.path.join(self.directory, "server.log"), "a"),
             env={**os.environ, "RUST_LOG": "warn"},
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((HOST, PORT), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        sys.exit("the server did not start: see " + os.path.join(self.directory, "server.log"))
+        wait_for(PORT)
 
     def kill(self):
         self.process.send_signal(signal.SIGKILL)
@@ -141,31 +107,8 @@ class Server:
         )
 
 
-async def post(path, fields, basic=None):
-    """One form POST on a fresh connection: (status, JSON body or None)."""
-    body = urllib.parse.urlencode(fields)
-    head = f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n"
-    head += "Content-Type: application/x-www-form-urlencoded\r\n"
-    if basic:
-        head += "Authorization: Basic " + base64.b64encode(basic.encode()).decode() + "\r\n"
-    head += f"Content-Length: {len(body)}\r\n\r\n"
-    reader, writer = await asyncio.open_connection(HOST, PORT)
-    try:
-        writer.write((head + body).encode())
-        await writer.drain()
-        data = await reader.read()
-    finally:
-        writer.close()
-    head, _, rest = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    try:
-        return status, json.loads(rest) if rest else None
-    except ValueError:
-        return status, None
-
-
 async def exchange(jwt):
-    return await post(
+    return await post_form(PORT, 
         "/application/o/token/",
         {"grant_type": "client_credentials", "client_id": "ci-client",
          "client_assertion_type": JWT_BEARER, "client_assertion": jwt},
@@ -173,7 +116,7 @@ async def exchange(jwt):
 
 
 async def app_token():
-    return await post(
+    return await post_form(PORT, 
         "/application/o/token/",
         {"grant_type": "client_credentials", "client_id": "fault-client",
          "client_secret": APP_SECRET},
@@ -183,7 +126,7 @@ async def app_token():
 async def jwt_load(signer, acknowledged, stop):
     while time.monotonic() < stop:
         jti = uuid.uuid4().hex
-        jwt = signer.mint(jti)
+        jwt = mint(signer, jti)
         try:
             status, _ = await exchange(jwt)
         except (OSError, IndexError, ValueError):
@@ -199,7 +142,7 @@ async def revoke_load(revoked, stop):
             if status != 200:
                 continue
             token = body["access_token"]
-            status, _ = await post(
+            status, _ = await post_form(PORT, 
                 "/application/o/revoke/", {"token": token}, basic=f"fault-client:{APP_SECRET}"
             )
         except (OSError, IndexError, ValueError):
@@ -242,12 +185,12 @@ async def one_round(server, signer, seconds):
 async def verify(signer, acknowledged, revoked, created):
     failures = []
     # The restarted server works: a new JWT passes, a new token is active.
-    status, _ = await exchange(signer.mint(uuid.uuid4().hex))
+    status, _ = await exchange(mint(signer, uuid.uuid4().hex))
     if status != 200:
         failures.append(f"a new single-use JWT is refused after the restart: {status}")
     status, body = await app_token()
     if status == 200:
-        status, body = await post(
+        status, body = await post_form(PORT, 
             "/application/o/introspect/",
             {"token": body["access_token"]},
             basic=f"fault-client:{APP_SECRET}",
@@ -259,13 +202,13 @@ async def verify(signer, acknowledged, revoked, created):
         if not (status == 400 and body and body.get("error") == "invalid_grant"):
             failures.append(f"acknowledged jti accepted again after the kill: {status}")
     for token in revoked:
-        status, body = await post(
+        status, body = await post_form(PORT, 
             "/application/o/introspect/", {"token": token}, basic=f"fault-client:{APP_SECRET}"
         )
         if status != 200 or body.get("active") is not False:
             failures.append(f"revoked token active after the kill: {status} {body}")
     for username, token in created:
-        status, _ = await post(
+        status, _ = await post_form(PORT, 
             "/application/o/token/",
             {"grant_type": "client_credentials", "client_id": "fault-client",
              "username": username, "password": token, "scope": "read"},
@@ -280,14 +223,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4)
     args = parser.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    subprocess.run(
-        ["cargo", "build", "--quiet", "--release", "--example", "server", "--features", "sqlite"],
-        cwd=root, check=True,
-    )
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
-    binary = os.path.join(target, "release", "examples", "server")
-    signer = Signer()
+    binary = os.path.join(build_examples(("server", "sqlite")), "server")
+    signer = Es256Signer()
     ok = True
     with tempfile.TemporaryDirectory(prefix="m2m-fault-") as directory:
         with open(os.path.join(directory, "server.toml"), "w") as config:

@@ -24,30 +24,18 @@ import math
 import os
 import re
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
-HOST = "127.0.0.1"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import HOST, build_examples, ensure_wrk, stop, wait_for  # noqa: E402
+from common import ROOT  # noqa: E402
+
 PORT, DOWNSTREAM_PORT = 19340, 19341
 COOLDOWN = 30
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BODY = ("grant_type=client_credentials&client_id=demo-client&username=demo-deployer"
         "&password=demo-app-password-not-a-secret&scope=read")
-
-
-def wait_for(port):
-    for _ in range(600):
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
 
 
 def tokens(count):
@@ -90,14 +78,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=20)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
-    for example, features in (("server", "sqlite"), ("downstream", "axum")):
-        subprocess.run(["cargo", "build", "--quiet", "--release", "--example", example,
-                        "--features", features], cwd=ROOT, check=True)
-    examples = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
-                            "release", "examples")
+    ensure_wrk()
+    examples = build_examples(("server", "sqlite"), ("downstream", "axum"))
     processes = []
     try:
         with tempfile.TemporaryDirectory(prefix="m2m-kids-") as directory:
@@ -147,9 +129,7 @@ def main():
             print("PASS" if ok else "FAIL")
             return 0 if ok else 1
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=40)
+        stop(processes)
 
 
 if __name__ == "__main__":

@@ -25,28 +25,20 @@ import http.client
 import json
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-try:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-except ImportError:
-    sys.exit("needs the Python package cryptography: pip install cryptography")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import HOST, Es256Signer, build_examples, ensure_wrk, stop, wait_for  # noqa: E402
+from common import ROOT  # noqa: E402
 
-HOST = "127.0.0.1"
 PORT, DOWNSTREAM_PORT = 19330, 19331
 PASSWORD = "soak-app-password-not-a-secret"
 SECRET = "soak-application-secret-0123456789"
 ISSUER = "https://ci.soak.test"
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 
 CONFIG = f"""
 issuer = "http://{HOST}:{PORT}"
@@ -84,21 +76,10 @@ bindings = [{{ client_id = "demo-client", scopes = ["read"] }}]
 """
 
 
-def b64url(data):
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def mint_jwts(key, count):
+def mint_jwts(signer, count):
     now = int(time.time())
-    header = b64url(json.dumps({"alg": "ES256", "typ": "JWT"}).encode())
-    jwts = []
-    for i in range(count):
-        claims = {"iss": ISSUER, "sub": f"job-{i % 20}", "exp": now + 3300, "iat": now}
-        payload = b64url(json.dumps(claims).encode())
-        der = key.sign(f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
-        r, s = decode_dss_signature(der)
-        jwts.append(f"{header}.{payload}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}")
-    return jwts
+    return [signer.mint({"iss": ISSUER, "sub": f"job-{i % 20}", "exp": now + 3300, "iat": now})
+            for i in range(count)]
 
 
 def access_tokens(count):
@@ -115,16 +96,6 @@ def access_tokens(count):
             sys.exit(f"token request failed: {response.status} {payload[:200]!r}")
         tokens.append(json.loads(payload)["access_token"])
     return tokens
-
-
-def wait_for(port):
-    for _ in range(600):
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
 
 
 def memory_and_descriptors(pid):
@@ -148,24 +119,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=int, default=10)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--example", "server",
-                    "--features", "sqlite"], cwd=ROOT, check=True)
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--example", "downstream",
-                    "--features", "axum"], cwd=ROOT, check=True)
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    examples = os.path.join(target, "release", "examples")
-    key = ec.generate_private_key(ec.SECP256R1())
+    ensure_wrk()
+    examples = build_examples(("server", "sqlite"), ("downstream", "axum"))
+    signer = Es256Signer()
     processes = []
     try:
         with tempfile.TemporaryDirectory(prefix="m2m-soak-") as directory:
             with open(os.path.join(directory, "server.toml"), "w") as config:
                 config.write(CONFIG)
             with open(os.path.join(directory, "ci.pem"), "wb") as pem:
-                pem.write(key.public_key().public_bytes(
-                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+                pem.write(signer.public_pem())
             quiet = {**os.environ, "RUST_LOG": "error"}
             server = subprocess.Popen(
                 [os.path.join(examples, "server"), "--config",
@@ -186,7 +149,7 @@ def main():
                 file.write(f"password\t{PASSWORD}\n")
                 basic = base64.b64encode(f"demo-client:{SECRET}".encode()).decode()
                 file.write(f"basic\tBasic {basic}\n")
-                for jwt in mint_jwts(key, 200):
+                for jwt in mint_jwts(signer, 200):
                     file.write(f"jwt\t{jwt}\n")
                 for token in tokens[:1000]:
                     file.write(f"token\t{token}\n")
@@ -242,9 +205,7 @@ def main():
             print("PASS" if ok else "FAIL")
             return 0 if ok else 1
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=40)
+        stop(processes)
 
 
 if __name__ == "__main__":
