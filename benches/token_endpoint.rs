@@ -56,6 +56,23 @@ fn issuer_layer(
         .id_token(id_token)
 }
 
+/// A store with one service account bound to the bench application, that
+/// application, and the body of its static login request.
+fn static_login() -> (MemoryStore, Application, Bytes) {
+    let store = MemoryStore::new();
+    let account = ServiceAccount::new("svc-bench");
+    let (token, password) = AppPassword::generate(&account.id);
+    store.insert_account(account);
+    store.insert_app_password(password);
+    store.bind("svc-bench", Binding::new("bench-client", ["read"]));
+    let body = Bytes::from(format!(
+        "grant_type=client_credentials&client_id=bench-client&username=svc-bench&password={}&scope=read",
+        token.expose_secret()
+    ));
+    let application = Application::new("bench-client", "bench").with_allowed_scopes(["read"]);
+    (store, application, body)
+}
+
 fn static_authentication(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -83,17 +100,7 @@ fn static_authentication(c: &mut Criterion) {
         })
     });
 
-    let store = MemoryStore::new();
-    let account = ServiceAccount::new("svc-bench");
-    let (token, password) = AppPassword::generate(&account.id);
-    store.insert_account(account);
-    store.insert_app_password(password);
-    store.bind("svc-bench", Binding::new("bench-client", ["read"]));
-    let body = Bytes::from(format!(
-        "grant_type=client_credentials&client_id=bench-client&username=svc-bench&password={}&scope=read",
-        token.expose_secret()
-    ));
-    let application = Application::new("bench-client", "bench").with_allowed_scopes(["read"]);
+    let (store, application, body) = static_login();
     for (name, id_token) in [
         ("endpoint_access_token_only", false),
         ("endpoint_with_id_token", true),
@@ -188,17 +195,7 @@ fn observability(c: &mut Criterion) {
         .unwrap()
         .to_pkcs8_pem()
         .unwrap();
-    let store = MemoryStore::new();
-    let account = ServiceAccount::new("svc-bench");
-    let (token, password) = AppPassword::generate(&account.id);
-    store.insert_account(account);
-    store.insert_app_password(password);
-    store.bind("svc-bench", Binding::new("bench-client", ["read"]));
-    let body = Bytes::from(format!(
-        "grant_type=client_credentials&client_id=bench-client&username=svc-bench&password={}&scope=read",
-        token.expose_secret()
-    ));
-    let application = Application::new("bench-client", "bench").with_allowed_scopes(["read"]);
+    let (store, application, body) = static_login();
     let layer = |instrument: bool| {
         issuer_layer(&pem, &store, application.clone(), false).instrument(instrument)
     };

@@ -22,7 +22,6 @@ use tower_m2m_auth::store::{AccountAdmin, Binding, ExternalAccount};
 const CI_CLIENT: &str = "ci-client";
 const CI_SLUG: &str = "ci";
 const CI_ISSUER: &str = "https://ci.example";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -90,17 +89,7 @@ async fn assert_with(server: &Server, pairs: &[(&str, &str)]) -> reqwest::Respon
 }
 
 async fn exchange(server: &Server, jwt: &str) -> reqwest::Response {
-    assert_with(
-        server,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", CI_CLIENT),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", jwt),
-            ("scope", "deploy"),
-        ],
-    )
-    .await
+    post_assertion(server, CI_CLIENT, jwt, "deploy").await
 }
 
 /// Exchanges `jwt` and returns the verified claims of the access token.

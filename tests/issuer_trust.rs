@@ -30,7 +30,6 @@ const PLATFORM: &str = "https://token.actions.example";
 /// A partner: one certificate.
 const PARTNER: &str = "https://partner.example";
 const WORKFLOW: &str = "repo:org/app:ref:refs/heads/main";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 fn claims(iss: &str, sub: &str) -> Value {
     let now = now();
@@ -77,17 +76,7 @@ async fn server(keys: VerificationKeys, subject_mode: SubjectMode) -> Server {
 }
 
 async fn exchange(server: &Server, jwt: &str) -> reqwest::Response {
-    post_form(
-        server,
-        &form_encode(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CI_CLIENT),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", jwt),
-            ("scope", "deploy"),
-        ]),
-    )
-    .await
+    post_assertion(server, CI_CLIENT, jwt, "deploy").await
 }
 
 async fn exchange_ok(server: &Server, jwt: &str) -> Value {

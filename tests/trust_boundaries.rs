@@ -18,7 +18,6 @@ use tower_m2m_auth::store::{AccountAdmin, Binding, MemoryStore};
 
 const OPS_CLIENT: &str = "ops-api";
 const OPS_SLUG: &str = "ops";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 fn ops_application() -> Application {
     Application::new(OPS_CLIENT, OPS_SLUG).with_allowed_scopes(["read", "admin"])
@@ -39,21 +38,6 @@ async fn login(
             ("client_id", client_id),
             ("username", username),
             ("password", token),
-            ("scope", scope),
-        ]),
-    )
-    .await
-}
-
-/// Trades `token` for one of `client_id`.
-async fn trade(server: &Server, client_id: &str, token: &str, scope: &str) -> reqwest::Response {
-    post_form(
-        server,
-        &form_encode(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", token),
             ("scope", scope),
         ]),
     )
@@ -204,7 +188,7 @@ async fn disabled_account_cannot_trade_its_tokens() {
     let first = first_tokens(&server, "read").await;
     let access = first["access_token"].as_str().unwrap();
     // Trading works while the account is active...
-    json_of(trade(&server, OPS_CLIENT, access, "read").await).await;
+    json_of(post_assertion(&server, OPS_CLIENT, access, "read").await).await;
     // ...and not a moment after it is disabled.
     assert!(
         server
@@ -213,7 +197,7 @@ async fn disabled_account_cannot_trade_its_tokens() {
             .await
             .unwrap()
     );
-    let response = trade(&server, OPS_CLIENT, access, "read").await;
+    let response = post_assertion(&server, OPS_CLIENT, access, "read").await;
     assert_eq!(response.status(), 400);
     assert_eq!(error_code(response).await, "invalid_grant");
 }
@@ -247,7 +231,7 @@ async fn traded_token_never_outlives_the_input() {
     let access = first["access_token"].as_str().unwrap();
     let jwks = server.jwks().await;
     let input = claims_of(&server, &jwks, access, SHORT_CLIENT, "short");
-    let traded = json_of(trade(&server, OPS_CLIENT, access, "read").await).await;
+    let traded = json_of(post_assertion(&server, OPS_CLIENT, access, "read").await).await;
     let output = claims_of(
         &server,
         &jwks,
@@ -265,7 +249,7 @@ async fn traded_token_carries_no_scope_the_input_lacked() {
     let server = federating().await;
     let first = first_tokens(&server, "read").await;
     let traded = json_of(
-        trade(
+        post_assertion(
             &server,
             OPS_CLIENT,
             first["access_token"].as_str().unwrap(),
@@ -282,7 +266,7 @@ async fn id_token_is_never_traded() {
     let server = federating().await;
     let first = first_tokens(&server, "read").await;
     let id_token = first["id_token"].as_str().unwrap();
-    let response = trade(&server, OPS_CLIENT, id_token, "read").await;
+    let response = post_assertion(&server, OPS_CLIENT, id_token, "read").await;
     assert_eq!(response.status(), 400);
     assert_eq!(error_code(response).await, "invalid_grant");
 }
@@ -296,7 +280,7 @@ async fn account_not_bound_at_the_target_cannot_trade() {
     })
     .await;
     let first = first_tokens(&server, "read").await;
-    let response = trade(
+    let response = post_assertion(
         &server,
         OPS_CLIENT,
         first["access_token"].as_str().unwrap(),
@@ -319,7 +303,7 @@ async fn automatic_account_stays_at_its_own_application() {
     )
     .await;
     let automatic = json_of(response).await;
-    let response = trade(
+    let response = post_assertion(
         &server,
         OPS_CLIENT,
         automatic["access_token"].as_str().unwrap(),

@@ -211,6 +211,30 @@ pub fn verify(jwks: &JwkSet, token: &str, audience: &str, issuer: &str) -> serde
         .claims
 }
 
+/// The `client_assertion_type` of RFC 7523 §2.2.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A token request at `client_id` with `jwt` as its client assertion,
+/// asking for `scope`.
+pub async fn post_assertion(
+    server: &Server,
+    client_id: &str,
+    jwt: &str,
+    scope: &str,
+) -> reqwest::Response {
+    post_form(
+        server,
+        &form_encode(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", jwt),
+            ("scope", scope),
+        ]),
+    )
+    .await
+}
+
 pub fn form_encode(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap()
 }
