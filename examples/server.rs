@@ -67,11 +67,11 @@ use tower::ServiceBuilder;
 use tower_m2m_auth::issuer::{
     Application, AttemptLimits, StoreVerifier, SubjectMode, TokenEndpointLayer,
 };
+use tower_m2m_auth::keys::fetch::JwksFetcher;
 #[cfg(feature = "reqwest")]
-use tower_m2m_auth::keys::ReqwestFetcher;
+use tower_m2m_auth::keys::fetch::ReqwestFetcher;
 use tower_m2m_auth::keys::{
-    DiscoveredJwks, JwksFetcher, KeyRing, KeySet, RemoteJwks, SigningKey, TrustedIssuer,
-    VerificationKey, VerificationKeys,
+    KeyRing, KeySet, RemoteJwks, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys,
 };
 #[cfg(feature = "postgres")]
 use tower_m2m_auth::store::PgStore;
@@ -1608,13 +1608,7 @@ struct RemoteSources {
     #[cfg(feature = "reqwest")]
     fetcher: Option<Arc<dyn JwksFetcher>>,
     by_url: Vec<RemoteJwks>,
-    by_issuer: Vec<DiscoveredJwks>,
-}
-
-/// A remote key source to fetch ahead of the first input JWT.
-enum RemoteSource {
-    Jwks(RemoteJwks),
-    Discovered(DiscoveredJwks),
+    by_issuer: Vec<RemoteJwks>,
 }
 
 impl RemoteSources {
@@ -1631,12 +1625,16 @@ impl RemoteSources {
 
     /// The JWKS of `issuer`, found by OpenID discovery (whose metadata must
     /// name the same issuer), shared with the applications that trust it too.
-    fn discover(&mut self, issuer: &str) -> Result<DiscoveredJwks, String> {
+    fn discover(&mut self, issuer: &str) -> Result<RemoteJwks, String> {
         check_url("issuer (with discovery = true)", issuer)?;
-        if let Some(known) = self.by_issuer.iter().find(|known| known.issuer() == issuer) {
+        if let Some(known) = self
+            .by_issuer
+            .iter()
+            .find(|known| known.issuer() == Some(issuer))
+        {
             return Ok(known.clone());
         }
-        let discovered = DiscoveredJwks::new(issuer, self.fetcher()?);
+        let discovered = RemoteJwks::discover(issuer, self.fetcher()?);
         self.by_issuer.push(discovered.clone());
         Ok(discovered)
     }
@@ -1658,10 +1656,8 @@ impl RemoteSources {
         )
     }
 
-    fn into_sources(self) -> Vec<RemoteSource> {
-        let urls = self.by_url.into_iter().map(RemoteSource::Jwks);
-        urls.chain(self.by_issuer.into_iter().map(RemoteSource::Discovered))
-            .collect()
+    fn into_sources(self) -> Vec<RemoteJwks> {
+        self.by_url.into_iter().chain(self.by_issuer).collect()
     }
 }
 
@@ -1696,12 +1692,9 @@ fn check_url(key: &str, url: &str) -> Result<(), String> {
 /// ahead of the first input JWT, to report a source that cannot be read at
 /// start. Not fatal: the source may come up later, and until then the JWTs
 /// it should verify are refused (503).
-async fn prefetch_jwks(remote: RemoteSource) {
-    let (source, keys) = match &remote {
-        RemoteSource::Jwks(jwks) => (jwks.url(), jwks.keys().await),
-        RemoteSource::Discovered(discovered) => (discovered.issuer(), discovered.keys().await),
-    };
-    match keys {
+async fn prefetch_jwks(remote: RemoteJwks) {
+    let source = remote.url();
+    match remote.keys().await {
         Ok(keys) if keys.is_empty() => tracing::warn!(
             source,
             "the JWKS has no usable key: no input JWT verifies with it"

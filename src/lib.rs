@@ -34,6 +34,10 @@ pub mod policy;
 pub mod store;
 pub mod validate;
 
+/// The crate's boxed future (public as [`keys::fetch::BoxFuture`], for
+/// custom fetchers).
+pub(crate) use keys::fetch::BoxFuture;
+
 pub use issuer::{TokenEndpoint, TokenEndpointLayer};
 pub use keys::{KeyRing, SigningKey};
 pub use validate::{JwtValidate, JwtValidateLayer};

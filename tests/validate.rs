@@ -21,7 +21,8 @@ use foreign::{Foreign, now};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tower_m2m_auth::keys::{CachePolicy, RemoteJwks, ReqwestFetcher, SigningKey};
+use tower_m2m_auth::keys::fetch::ReqwestFetcher;
+use tower_m2m_auth::keys::{CachePolicy, RemoteJwks, SigningKey};
 use tower_m2m_auth::validate::{
     AuthError, Claims, Issuer, JwtValidateLayer, RequireScopeLayer, VerifiedClaims,
 };

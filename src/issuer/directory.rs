@@ -3,7 +3,7 @@
 //! active. It reads the same [`CredentialStore`] as the default verifier, but
 //! is asked by the endpoint itself, so a custom verifier cannot skip it.
 
-use crate::keys::BoxFuture;
+use crate::BoxFuture;
 use crate::store::{Binding, CredentialStore, ServiceAccount, StoreError};
 
 /// A [`CredentialStore`]'s account and binding lookups behind a pointer.

@@ -13,7 +13,7 @@ use super::KeyError;
 
 /// Every asymmetric algorithm this crate verifies: the default allow-list
 /// on both sides (RFC 8725 §3.1: an explicit list; HMAC only when asked for).
-pub const ASYMMETRIC_ALGORITHMS: &[Algorithm] = &[
+pub(crate) const ASYMMETRIC_ALGORITHMS: &[Algorithm] = &[
     Algorithm::ES256,
     Algorithm::ES384,
     Algorithm::EdDSA,
@@ -318,8 +318,8 @@ impl KeySet {
     }
 }
 
-/// Why a JWT did not verify. Safe to show a client: it names the rule, never
-/// the token.
+/// Why a JWT did not verify, on either side. Safe to show a client: it
+/// names the rule, never the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwtError {
@@ -356,6 +356,11 @@ pub enum JwtError {
     /// A required claim is missing or has the wrong type.
     #[error("the token lacks a required claim or a claim is malformed")]
     InvalidClaims,
+    /// No key verified the token, and a key source that might hold its key
+    /// could not be read, with no earlier copy (fail closed). Not the
+    /// token's fault: the source logs why, with its URL.
+    #[error("the keys to verify the token are unavailable")]
+    KeysUnavailable,
 }
 
 impl JwtError {
@@ -374,6 +379,7 @@ impl JwtError {
             JwtError::InvalidAudience => "invalid_audience",
             JwtError::Revoked => "revoked",
             JwtError::InvalidClaims => "invalid_claims",
+            JwtError::KeysUnavailable => "keys_unavailable",
         }
     }
 }

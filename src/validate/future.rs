@@ -10,10 +10,10 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::service::{authorize, reject};
-use super::verifier::Config;
+use super::verify::Config;
 use super::watch::Watch;
 use super::{AuthError, OnAuthError, VerifiedClaims};
-use crate::keys::BoxFuture;
+use crate::BoxFuture;
 
 pub(crate) type VerifyFuture = BoxFuture<'static, Result<VerifiedClaims, AuthError>>;
 

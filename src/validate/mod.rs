@@ -183,22 +183,22 @@
 //!   one if browsers call the API.
 
 mod cache;
-mod claims;
+mod extract;
 mod future;
-mod issuer;
 mod layer;
 mod response;
 mod scope;
 mod service;
-mod verifier;
+mod trusted;
+mod verify;
 mod watch;
 
 #[cfg(feature = "axum")]
-pub use claims::ClaimsRejection;
-pub use claims::{Claims, VerifiedClaims};
+pub use extract::ClaimsRejection;
+pub use extract::{Claims, VerifiedClaims};
 pub use future::ResponseFuture;
-pub use issuer::Issuer;
-pub use layer::{ConfigError, JwtValidateLayer};
+pub use layer::{JwtValidateLayer, SettingsError};
 pub use response::{AuthError, DefaultRejection, OnAuthError, grpc_response, is_grpc};
 pub use scope::{RequireScope, RequireScopeFuture, RequireScopeLayer};
 pub use service::JwtValidate;
+pub use trusted::Issuer;

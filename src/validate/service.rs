@@ -7,7 +7,7 @@ use http::{Request, Response};
 use tower_service::Service;
 use tracing::Instrument as _;
 
-use super::verifier::{Config, bearer_token};
+use super::verify::{Config, bearer_token};
 use super::watch::Watch;
 use super::{
     AuthError, DefaultRejection, JwtValidateLayer, OnAuthError, ResponseFuture, VerifiedClaims,
