@@ -95,7 +95,16 @@ impl TrustedIssuer {
     /// [`new`](Self::new) and [`with_remote`](Self::with_remote); here it
     /// is refused (see there), leaving an issuer that trusts nothing.
     pub fn discovered(discovered: RemoteJwks) -> Self {
-        Self::new(discovered.issuer().unwrap_or_default()).with_remote(discovered)
+        match discovered.issuer() {
+            Some(iss) => Self::new(iss).with_remote(discovered),
+            None => {
+                tracing::warn!(
+                    url = %discovered.url(),
+                    "a JWKS URL is not a discovered source: it speaks for no issuer by itself"
+                );
+                Self::new("")
+            }
+        }
     }
 
     /// Trusts one key (a certificate, a PEM public key, a JWK) for this issuer.
@@ -121,7 +130,7 @@ impl TrustedIssuer {
     /// not added), so it never vouches for this `iss`.
     pub fn with_remote(mut self, remote: RemoteJwks) -> Self {
         match remote.issuer() {
-            Some(discovered) if discovered != self.iss || discovered.is_empty() => {
+            Some(discovered) if discovered != self.iss => {
                 tracing::warn!(
                     iss = %self.iss,
                     %discovered,

@@ -1,6 +1,8 @@
 //! The checks themselves, independent of the tower plumbing: the bearer
-//! token out of the request, the issuer chosen by `iss`, the signature and
-//! claims, the token cache.
+//! token out of the request, the issuer chosen by `iss`, the access-token
+//! rules (`typ`, required claims, audiences), the token cache. The signature
+//! and the key refresh are the shared key source's
+//! ([`TrustedIssuer`](crate::keys::TrustedIssuer)).
 
 use std::sync::Arc;
 
