@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use http::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use super::SettingsError;
@@ -116,7 +116,7 @@ impl AuthError {
 /// out can see why a request was refused.
 ///
 /// ```
-/// use http::{HeaderMap, Response, StatusCode};
+/// use http::{HeaderMap, Request, Response, StatusCode};
 /// use tower_m2m_auth::validate::{AuthError, JwtValidateLayer};
 ///
 /// let layer = JwtValidateLayer::new().with_rejection(|error: &AuthError, _headers: &HeaderMap| {
@@ -142,6 +142,20 @@ where
     fn on_auth_error(&mut self, error: &AuthError, headers: &HeaderMap) -> Response<B> {
         self(error, headers)
     }
+}
+
+/// The rejection response for `error`, with the error in its extensions.
+pub(crate) fn reject<R, ReqBody, ResBody>(
+    rejection: &mut R,
+    error: AuthError,
+    request: &Request<ReqBody>,
+) -> Response<ResBody>
+where
+    R: OnAuthError<ResBody>,
+{
+    let mut response = rejection.on_auth_error(&error, request.headers());
+    response.extensions_mut().insert(error);
+    response
 }
 
 /// The default rejection: an empty-bodied RFC 6750 response, or a gRPC

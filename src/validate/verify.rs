@@ -6,17 +6,22 @@
 
 use std::sync::Arc;
 
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, Request, Response};
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use super::cache::{self, CacheSettings, TokenCache, TokenHash};
 use super::extract::StandardClaims;
+use super::response::reject;
 use super::scope::RequiredScopes;
 use super::trusted::Issuer;
-use super::{AuthError, VerifiedClaims};
+use super::{AuthError, OnAuthError, VerifiedClaims};
+use crate::BoxFuture;
 use crate::keys::{JwtError, Peeked, TrustedIssuer};
+
+/// A token's verification, as the response future awaits it.
+pub(crate) type VerifyFuture = BoxFuture<'static, Result<VerifiedClaims, AuthError>>;
 
 /// The algorithms accepted unless configured otherwise.
 pub(crate) const DEFAULT_ALGORITHMS: &[Algorithm] = crate::keys::ASYMMETRIC_ALGORITHMS;
@@ -205,6 +210,25 @@ impl Config {
         }
         Ok(VerifiedClaims::new(peeked.payload, data.claims))
     }
+}
+
+/// The checks after verification (required scopes), then the claims into
+/// the request.
+#[inline]
+pub(crate) fn authorize<R, ReqBody, ResBody>(
+    config: &Config,
+    rejection: &mut R,
+    mut request: Request<ReqBody>,
+    claims: VerifiedClaims,
+) -> Result<Request<ReqBody>, Response<ResBody>>
+where
+    R: OnAuthError<ResBody>,
+{
+    if let Some(Err(error)) = config.scopes.as_ref().map(|scopes| scopes.check(&claims)) {
+        return Err(reject(rejection, error, &request));
+    }
+    request.extensions_mut().insert(claims);
+    Ok(request)
 }
 
 /// Whether a verified claims set carries `client_id` (RFC 9068 §2.2),
