@@ -121,17 +121,31 @@ pub fn cache_max_age(cache_control: &str) -> Option<Duration> {
     max_age
 }
 
-/// Whether a URL may be fetched over plain HTTP: only loopback hosts.
-#[cfg(feature = "reqwest")]
-pub(crate) fn is_loopback_http(url: &http::Uri) -> bool {
-    match url.host() {
-        Some("localhost") => true,
-        Some(host) => host
+/// The rule for a URL to fetch keys from (a JWKS URL, or an issuer URL
+/// for discovery): absolute, and `https`, or plain `http` to a loopback host
+/// only (keys fetched over `http` could be swapped on the way) unless
+/// `allow_http`. [`ReqwestFetcher`] applies it to every fetch; a
+/// configuration can apply it at start.
+#[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), FetchError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| FetchError::Forbidden("not a URL"))?;
+    let Some(host) = uri.host() else {
+        return Err(FetchError::Forbidden("not an absolute URL"));
+    };
+    let loopback = host == "localhost"
+        || host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if allow_http || loopback => Ok(()),
+        _ => Err(FetchError::Forbidden(
+            "only https (or http to loopback) is allowed",
+        )),
     }
 }
 
@@ -141,9 +155,7 @@ mod reqwest_fetcher {
 
     use bytes::BytesMut;
 
-    use super::{
-        BoxFuture, FetchError, FetchedDocument, JwksFetcher, cache_max_age, is_loopback_http,
-    };
+    use super::{BoxFuture, FetchError, FetchedDocument, JwksFetcher, cache_max_age, check_url};
 
     /// The default [`JwksFetcher`], on reqwest with rustls (aws-lc-rs) and the
     /// platform's trust store.
@@ -202,18 +214,7 @@ mod reqwest_fetcher {
     impl JwksFetcher for ReqwestFetcher {
         fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<FetchedDocument, FetchError>> {
             Box::pin(async move {
-                let uri: http::Uri = url
-                    .parse()
-                    .map_err(|_| FetchError::Forbidden("not a URL"))?;
-                match uri.scheme_str() {
-                    Some("https") => {}
-                    Some("http") if self.allow_http || is_loopback_http(&uri) => {}
-                    _ => {
-                        return Err(FetchError::Forbidden(
-                            "only https (or http to loopback) is allowed",
-                        ));
-                    }
-                }
+                check_url(url, self.allow_http)?;
                 let mut response = self
                     .client
                     .get(url)
@@ -259,5 +260,34 @@ mod reqwest_fetcher {
         } else {
             FetchError::Transport(Box::new(error))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FetchError, check_url};
+
+    #[test]
+    fn keys_are_fetched_over_https_or_from_loopback_only() {
+        for url in [
+            "https://auth.example/jwks",
+            "http://127.0.0.1:8080/jwks",
+            "http://[::1]/jwks",
+            "http://localhost/jwks",
+        ] {
+            assert!(check_url(url, false).is_ok(), "{url}");
+        }
+        for url in [
+            "http://auth.example/jwks",
+            "ftp://auth.example/jwks",
+            "/jwks",
+            "not a url",
+        ] {
+            assert!(
+                matches!(check_url(url, false), Err(FetchError::Forbidden(_))),
+                "{url}"
+            );
+        }
+        assert!(check_url("http://auth.example/jwks", true).is_ok());
     }
 }
