@@ -8,7 +8,9 @@
 //! - **Validator side** ([`validate`]): [`JwtValidateLayer`] protects
 //!   downstream APIs: it verifies `Authorization: Bearer` tokens against the
 //!   issuer's keys and hands the claims to handlers.
-//! - **Keys** ([`keys`]): signing keys parsed once, and the issuer's key ring.
+//! - **Keys** ([`keys`]): signing keys parsed once, the issuer's key ring,
+//!   and the one key source both sides verify with (`TrustedIssuer`: static
+//!   keys, JWKS, JWKS URLs, OpenID discovery).
 //! - **Stores** ([`store`]): where service accounts and their app passwords
 //!   (stored as digests) are kept, with the replay cache and revocation list.
 //! - **Policies** ([`policy`]): checks over input JWTs' claims.

@@ -22,6 +22,7 @@
 //!   [`FetchError`](fetch::FetchError) (remote keys could not be fetched).
 
 mod discovery;
+mod error;
 pub mod fetch;
 mod peek;
 mod remote;
@@ -30,49 +31,15 @@ mod signing;
 mod sources;
 mod verify;
 
+pub use error::{JwtError, KeyError};
 pub(crate) use peek::Peeked;
 pub use remote::{CachePolicy, RemoteJwks};
 pub use ring::KeyRing;
 pub use signing::SigningKey;
 pub use sources::{TrustedIssuer, VerificationKeys};
 pub(crate) use verify::ASYMMETRIC_ALGORITHMS;
-pub use verify::{JwtError, KeySet, VerificationKey};
+pub use verify::{KeySet, VerificationKey};
 
 /// The JWS algorithms, re-exported from `jsonwebtoken` so that users need
 /// no direct dependency to name one.
 pub use jsonwebtoken::Algorithm;
-
-/// Why a key could not be created, or a token not be signed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// The input is not a PEM document of a supported kind.
-    #[error(
-        "not a supported PEM document (private keys: PRIVATE KEY, EC PRIVATE KEY, RSA PRIVATE KEY; public: PUBLIC KEY, CERTIFICATE)"
-    )]
-    InvalidPem,
-    /// The key parsed, but is of no supported type or curve.
-    #[error("unsupported or malformed key")]
-    UnsupportedKey,
-    /// The algorithm is not one this crate signs with.
-    #[error("unsupported signing algorithm {0:?}")]
-    UnsupportedAlgorithm(Algorithm),
-    /// An HMAC secret shorter than 32 bytes (RFC 7518 §3.2).
-    #[error("HS256 secrets must be at least 32 bytes long")]
-    WeakSecret,
-    /// The claims could not be serialized.
-    #[error("claims could not be serialized: {0}")]
-    Claims(#[from] serde_json::Error),
-    /// The crypto backend failed to sign.
-    #[error("signing failed")]
-    Signing,
-    /// The crypto backend failed (key generation, random numbers, encoding).
-    #[error("the crypto backend failed")]
-    Backend,
-}
-
-impl From<aws_lc_rs::error::Unspecified> for KeyError {
-    fn from(_: aws_lc_rs::error::Unspecified) -> Self {
-        KeyError::Backend
-    }
-}
