@@ -13,7 +13,7 @@ use super::watch::Watch;
 use super::{AuthError, DefaultRejection, JwtValidateLayer, OnAuthError, ResponseFuture};
 
 /// Middleware that verifies the request's bearer token and passes the
-/// request, with its [`VerifiedClaims`] in the extensions, to the inner
+/// request, with its [`VerifiedClaims`](super::VerifiedClaims) in the extensions, to the inner
 /// service; refused requests get the rejection's response and never reach
 /// it.
 ///
