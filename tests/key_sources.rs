@@ -222,3 +222,31 @@ async fn a_failed_discovery_backs_off_like_a_failed_fetch() {
         "retried: {error}"
     );
 }
+
+#[test]
+fn discovery_is_counted_with_the_jwks_fetches() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A thread-local recorder: the runtime runs every task on this thread.
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let fetcher = Arc::new(ReqwestFetcher::new());
+            let refused = discoverable(&ring(), Some("https://someone-else.example")).await;
+            RemoteJwks::discover(&refused, fetcher.clone())
+                .keys()
+                .await
+                .unwrap_err();
+            let honest = discoverable(&ring(), None).await;
+            RemoteJwks::discover(&honest, fetcher).keys().await.unwrap();
+        })
+    });
+    let page = metrics.render();
+    for outcome in ["discovery_failed", "ok"] {
+        let line = format!("tower_m2m_auth_jwks_fetches_total{{outcome=\"{outcome}\"}} 1");
+        assert!(page.contains(&line), "{line} in\n{page}");
+    }
+}
