@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use common::jwks::JwksSource;
+use common::jwks::{JwksSource, serve_documents};
 use http::{Request, StatusCode};
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Value, json};
@@ -160,21 +160,12 @@ async fn a_static_key_verifies_while_the_remote_source_is_down() {
 /// Serves OpenID metadata naming `named` (the server's own URL when
 /// `None`) and `ring`'s JWKS; returns the server's URL.
 async fn discoverable(ring: &KeyRing, named: Option<&str>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let metadata = json!({
-        "issuer": named.unwrap_or(&url), "jwks_uri": format!("{url}/jwks"),
-    })
-    .to_string();
-    let jwks = serde_json::to_string(&ring.jwks()).unwrap();
-    let app = Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            get(move || async move { metadata }),
-        )
-        .route("/jwks", get(move || async move { jwks }));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    let named = named.map(str::to_owned);
+    let metadata = move |url: &str| {
+        let issuer = named.clone().unwrap_or_else(|| url.to_owned());
+        serde_json::to_vec(&json!({"issuer": issuer, "jwks_uri": format!("{url}/jwks")})).unwrap()
+    };
+    serve_documents(metadata, serde_json::to_vec(&ring.jwks()).unwrap()).await
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use common::jwks::JwksSource;
+use common::jwks::{JwksSource, serve_documents};
 use jsonwebtoken::Algorithm;
 use tower_m2m_auth::keys::fetch::{FetchError, ReqwestFetcher};
 use tower_m2m_auth::keys::{CachePolicy, KeyRing, RemoteJwks, SigningKey};
@@ -250,22 +250,6 @@ async fn ttl_bounds_in_the_wrong_order_do_not_panic() {
 // Found by the `discovery_document` fuzz target: a document with a byte
 // that is not UTF-8 inside a member the parser ignores was accepted, though
 // it is not JSON (RFC 8259 §8.1). Both remote documents are refused now.
-
-/// Serves `metadata` at the OpenID location and `jwks` at `/jwks` on
-/// 127.0.0.1; returns the issuer URL (the server's root).
-async fn serve_documents(metadata: impl Fn(&str) -> Vec<u8>, jwks: Vec<u8>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer = format!("http://{}", listener.local_addr().unwrap());
-    let metadata = metadata(&issuer);
-    let app = Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            get(move || async move { metadata }),
-        )
-        .route("/jwks", get(move || async move { jwks }));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    issuer
-}
 
 /// `json` (an object) with a member `note` whose string holds byte 0x86.
 fn with_invalid_utf8(json: &serde_json::Value) -> Vec<u8> {
