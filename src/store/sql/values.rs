@@ -1,4 +1,4 @@
-//! What the SQL stores share: error mapping, time conversions, the purge
+//! The SQL store's values: error mapping, time conversions, the purge
 //! cadence of the replay cache and revocation list, and row decoding.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use super::{ServiceAccount, StoreError};
+use super::driver::Columns;
+use crate::store::{AdminError, JWT_ID_PREFIX, ServiceAccount, StoreError};
 
 /// How long a request waits for a pooled connection before the store reports
 /// itself unavailable (and the endpoint answers 503).
@@ -73,59 +74,34 @@ impl PurgeTicker {
     }
 }
 
-/// An account row: id, uuid (text), username, name, active, expires (Unix
-/// microseconds), external issuer, external subject.
-pub(crate) type AccountRow = (
-    String,
-    String,
-    String,
-    String,
-    bool,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-);
-
-/// An account row followed by the expiry of one of its app passwords.
-pub(crate) type CredentialRow = (
-    String,
-    String,
-    String,
-    String,
-    bool,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
-
-pub(crate) fn account_from_row(
-    (id, uuid, username, name, active, expires, external_issuer, external_subject): AccountRow,
-) -> Result<ServiceAccount, StoreError> {
-    let uuid = Uuid::parse_str(&uuid).map_err(store_error)?;
+/// The account in the first eight columns of `row`: id, uuid (text),
+/// username, name, active, expires (Unix microseconds), external issuer,
+/// external subject.
+pub(crate) fn account_from_row(row: &impl Columns) -> Result<ServiceAccount, StoreError> {
+    let uuid = Uuid::parse_str(&row.text(1)?).map_err(store_error)?;
     Ok(ServiceAccount {
-        id,
+        id: row.text(0)?,
         uuid,
-        username,
-        name,
-        active,
-        expires: expires.map(from_unix_micros),
-        external_issuer,
-        external_subject,
+        username: row.text(2)?,
+        name: row.text(3)?,
+        active: row.flag(4)?,
+        expires: row.optional_int(5)?.map(from_unix_micros),
+        external_issuer: row.optional_text(6)?,
+        external_subject: row.optional_text(7)?,
     })
 }
 
-/// An account row with one of its app passwords: the account, and the
-/// password's expiry.
+/// An account row followed by the expiry of one of its app passwords: the
+/// account, and that expiry.
 pub(crate) fn credential_from_row(
-    (id, uuid, username, name, active, expires, issuer, subject, password_expires): CredentialRow,
+    row: &impl Columns,
 ) -> Result<(ServiceAccount, Option<SystemTime>), StoreError> {
-    let account = account_from_row((id, uuid, username, name, active, expires, issuer, subject))?;
-    Ok((account, password_expires.map(from_unix_micros)))
+    let expires = row.optional_int(8)?;
+    Ok((account_from_row(row)?, expires.map(from_unix_micros)))
 }
 
 /// Space-separated scopes, as the bindings table stores them (scopes never
-/// contain spaces: [`Binding::check`](super::Binding::check)).
+/// contain spaces: [`Binding::check`](crate::store::Binding::check)).
 pub(crate) fn join_scopes(scopes: &[String]) -> String {
     scopes.join(" ")
 }
@@ -141,17 +117,17 @@ pub(crate) fn split_scopes(scopes: &str) -> Vec<String> {
 
 /// Why an account could not be inserted, given the id of the account that
 /// holds its username (`None`: none does, so its id or UUID is taken).
-pub(crate) fn refused_account(username: String, holder: Option<&str>) -> super::AdminError {
+pub(crate) fn refused_account(username: String, holder: Option<&str>) -> AdminError {
     match holder {
-        Some(id) if is_jwt_id(id) => super::AdminError::NameOfJwtIdentity(username),
-        Some(_) => super::AdminError::AccountExists(username),
-        None => super::AdminError::IdTaken(username),
+        Some(id) if is_jwt_id(id) => AdminError::NameOfJwtIdentity(username),
+        Some(_) => AdminError::AccountExists(username),
+        None => AdminError::IdTaken(username),
     }
 }
 
 /// Whether a stored account id is that of an input-JWT identity.
 pub(crate) fn is_jwt_id(id: &str) -> bool {
-    id.starts_with(super::JWT_ID_PREFIX)
+    id.starts_with(JWT_ID_PREFIX)
 }
 
 #[cfg(test)]

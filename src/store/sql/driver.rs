@@ -1,0 +1,293 @@
+//! What the SQL store asks of an sqlx database, with sqlx's trait bounds
+//! stated once: binding the store's parameters, reading its columns, running
+//! a statement on a connection. Each is a blanket impl over every database
+//! that can, so [`SqlDialect`](super::SqlDialect) names them as bounds and
+//! the store's code stays generic without repeating a `where` clause.
+//!
+//! [`Statement`] puts them together: the SQL text of the dialect, its
+//! parameters, and one call that runs it on a pool or a transaction.
+
+use sqlx::error::BoxDynError;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::{
+    Arguments, ColumnIndex, Database, Decode, Encode, Executor, Pool, Row, Transaction, Type,
+};
+
+use super::SqlDialect;
+use super::statements::Sql;
+use super::values::store_error;
+use crate::store::StoreError;
+
+/// A boxed future, as sqlx's executors return.
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A parameter of one of the store's statements.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    /// Text (ids, names, keys).
+    Text(&'a str),
+    /// Bytes (token digests).
+    Bytes(&'a [u8]),
+    /// An integer (Unix seconds or microseconds), or NULL.
+    Int(Option<i64>),
+    /// A flag.
+    Flag(bool),
+}
+
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(value: &'a str) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl<'a> From<&'a String> for Param<'a> {
+    fn from(value: &'a String) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Param<'a> {
+    fn from(value: &'a [u8]) -> Self {
+        Self::Bytes(value)
+    }
+}
+
+impl From<Option<i64>> for Param<'_> {
+    fn from(value: Option<i64>) -> Self {
+        Self::Int(value)
+    }
+}
+
+impl From<i64> for Param<'_> {
+    fn from(value: i64) -> Self {
+        Self::Int(Some(value))
+    }
+}
+
+impl From<bool> for Param<'_> {
+    fn from(value: bool) -> Self {
+        Self::Flag(value)
+    }
+}
+
+/// Arguments that take every [`Param`].
+pub trait Params: Arguments {
+    /// Appends `param`.
+    fn push(&mut self, param: Param<'_>) -> Result<(), BoxDynError>;
+}
+
+impl<A> Params for A
+where
+    A: Arguments,
+    for<'t> &'t str: Encode<'t, A::Database> + Type<A::Database>,
+    for<'t> &'t [u8]: Encode<'t, A::Database> + Type<A::Database>,
+    for<'t> Option<i64>: Encode<'t, A::Database> + Type<A::Database>,
+    for<'t> bool: Encode<'t, A::Database> + Type<A::Database>,
+{
+    fn push(&mut self, param: Param<'_>) -> Result<(), BoxDynError> {
+        match param {
+            Param::Text(value) => self.add(value),
+            Param::Bytes(value) => self.add(value),
+            Param::Int(value) => self.add(value),
+            Param::Flag(value) => self.add(value),
+        }
+    }
+}
+
+/// Rows whose columns the store reads by position.
+pub trait Columns: Row {
+    /// A text column.
+    fn text(&self, index: usize) -> Result<String, StoreError>;
+    /// A text column that may be NULL.
+    fn optional_text(&self, index: usize) -> Result<Option<String>, StoreError>;
+    /// An integer column that may be NULL.
+    fn optional_int(&self, index: usize) -> Result<Option<i64>, StoreError>;
+    /// A boolean column.
+    fn flag(&self, index: usize) -> Result<bool, StoreError>;
+}
+
+impl<R> Columns for R
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, index: usize) -> Result<String, StoreError> {
+        self.try_get(index).map_err(store_error)
+    }
+
+    fn optional_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        self.try_get(index).map_err(store_error)
+    }
+
+    fn optional_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        self.try_get(index).map_err(store_error)
+    }
+
+    fn flag(&self, index: usize) -> Result<bool, StoreError> {
+        self.try_get(index).map_err(store_error)
+    }
+}
+
+/// The number of rows a statement changed.
+pub trait RowsAffected {
+    /// Rows inserted, updated or deleted.
+    fn rows_affected(&self) -> u64;
+}
+
+/// Connections that run the store's statements.
+pub trait Run<DB: Database> {
+    /// Runs `sql` for its effect.
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        args: DB::Arguments,
+    ) -> BoxFuture<'_, Result<DB::QueryResult, sqlx::Error>>;
+
+    /// Runs `sql` for at most one row.
+    fn fetch_optional(
+        &mut self,
+        sql: &'static str,
+        args: DB::Arguments,
+    ) -> BoxFuture<'_, Result<Option<DB::Row>, sqlx::Error>>;
+
+    /// Runs `sql` for all its rows.
+    fn fetch_all(
+        &mut self,
+        sql: &'static str,
+        args: DB::Arguments,
+    ) -> BoxFuture<'_, Result<Vec<DB::Row>, sqlx::Error>>;
+}
+
+impl<DB, C> Run<DB> for C
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+{
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        args: DB::Arguments,
+    ) -> BoxFuture<'_, Result<DB::QueryResult, sqlx::Error>> {
+        Executor::execute(self, sqlx::query_with(sql, args))
+    }
+
+    fn fetch_optional(
+        &mut self,
+        sql: &'static str,
+        args: DB::Arguments,
+    ) -> BoxFuture<'_, Result<Option<DB::Row>, sqlx::Error>> {
+        Executor::fetch_optional(self, sqlx::query_with(sql, args))
+    }
+
+    fn fetch_all(
+        &mut self,
+        sql: &'static str,
+        args: DB::Arguments,
+    ) -> BoxFuture<'_, Result<Vec<DB::Row>, sqlx::Error>> {
+        Executor::fetch_all(self, sqlx::query_with(sql, args))
+    }
+}
+
+/// Where a statement runs: on a connection from the pool, or on the
+/// connection of a transaction.
+pub(crate) enum On<'a, D: Database> {
+    /// A connection from the pool, for this statement.
+    Pool(&'a Pool<D>),
+    /// The transaction's connection.
+    Connection(&'a mut D::Connection),
+}
+
+impl<'a, D: Database> From<&'a Pool<D>> for On<'a, D> {
+    fn from(pool: &'a Pool<D>) -> Self {
+        Self::Pool(pool)
+    }
+}
+
+impl<'a, D: Database> From<&'a mut Transaction<'_, D>> for On<'a, D> {
+    fn from(transaction: &'a mut Transaction<'_, D>) -> Self {
+        Self::Connection(transaction)
+    }
+}
+
+impl<D: Database> On<'_, D> {
+    /// Runs `run` on the connection.
+    async fn run<R>(
+        self,
+        run: impl FnOnce(&mut D::Connection) -> BoxFuture<'_, Result<R, sqlx::Error>>,
+    ) -> Result<R, StoreError> {
+        match self {
+            Self::Pool(pool) => {
+                let mut connection = pool.acquire().await.map_err(store_error)?;
+                run(&mut connection).await
+            }
+            Self::Connection(connection) => run(connection).await,
+        }
+        .map_err(store_error)
+    }
+}
+
+/// One of the store's statements in dialect `D`, with its parameters, run
+/// on a pool (`&Pool<D>`) or in a transaction (`&mut Transaction<D>`).
+/// Every failure is a [`StoreError`].
+pub(crate) struct Statement<D: SqlDialect> {
+    sql: &'static str,
+    args: Result<D::Arguments, BoxDynError>,
+}
+
+impl<D: SqlDialect> Statement<D> {
+    /// `sql` in dialect `D`, without parameters yet.
+    pub(crate) fn new(sql: &Sql) -> Self {
+        Self {
+            sql: D::text(sql),
+            args: Ok(D::Arguments::default()),
+        }
+    }
+
+    /// Binds the next parameter (`$1`, `$2`, … in order).
+    pub(crate) fn bind<'a>(mut self, param: impl Into<Param<'a>>) -> Self {
+        if let Ok(args) = &mut self.args
+            && let Err(error) = args.push(param.into())
+        {
+            self.args = Err(error);
+        }
+        self
+    }
+
+    /// Runs it for its effect; the number of rows it changed.
+    pub(crate) async fn execute<'a>(self, on: impl Into<On<'a, D>>) -> Result<u64, StoreError> {
+        let args = self.args.map_err(StoreError)?;
+        let done = on
+            .into()
+            .run(|c| Run::<D>::execute(c, self.sql, args))
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Runs it for at most one row.
+    pub(crate) async fn fetch_optional<'a>(
+        self,
+        on: impl Into<On<'a, D>>,
+    ) -> Result<Option<D::Row>, StoreError> {
+        let args = self.args.map_err(StoreError)?;
+        on.into()
+            .run(|c| Run::<D>::fetch_optional(c, self.sql, args))
+            .await
+    }
+
+    /// Runs it for all its rows.
+    pub(crate) async fn fetch_all<'a>(
+        self,
+        on: impl Into<On<'a, D>>,
+    ) -> Result<Vec<D::Row>, StoreError> {
+        let args = self.args.map_err(StoreError)?;
+        on.into()
+            .run(|c| Run::<D>::fetch_all(c, self.sql, args))
+            .await
+    }
+}
