@@ -3,12 +3,10 @@
 
 use super::driver::{Columns, Statement};
 use super::statements::{
-    ACCOUNT_BY_USERNAME, APP_PASSWORD, BINDING, EXTEND_EXTERNAL_ACCOUNT, FIRST_USE,
+    ACCOUNT_BY_ID, ACCOUNT_BY_USERNAME, APP_PASSWORD, BINDING, EXTEND_EXTERNAL_ACCOUNT, FIRST_USE,
     INSERT_EXTERNAL_ACCOUNT, IS_REVOKED, REVOKE,
 };
-use super::values::{
-    account_from_row, credential_from_row, now_unix, split_scopes, unix_micros, unix_seconds,
-};
+use super::values::{credential_from_row, now_unix, split_scopes, unix_micros, unix_seconds};
 use super::{SqlDialect, SqlStore};
 use crate::store::{
     AccountCredential, AppPassword, Binding, CredentialStore, ExternalAccount, ReplayCache,
@@ -40,7 +38,7 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
         account: &ExternalAccount,
     ) -> Result<Option<ServiceAccount>, StoreError> {
         // Most uses: one read by primary key, and no write.
-        if let Some(mut stored) = self.account_by_id(&account.id).await? {
+        if let Some(mut stored) = self.account_by(&ACCOUNT_BY_ID, &account.id).await? {
             if account.extends(stored.expires) {
                 let extended = Statement::<D>::new(&EXTEND_EXTERNAL_ACCOUNT)
                     .bind(&account.id)
@@ -72,7 +70,7 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
             if inserted == 1 {
                 return Ok(Some(account.to_service_account(&username)));
             }
-            if let Some(stored) = self.account_by_id(&account.id).await? {
+            if let Some(stored) = self.account_by(&ACCOUNT_BY_ID, &account.id).await? {
                 return Ok(Some(stored));
             }
         }
@@ -86,11 +84,7 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
     }
 
     async fn account(&self, username: &str) -> Result<Option<ServiceAccount>, StoreError> {
-        let row = Statement::<D>::new(&ACCOUNT_BY_USERNAME)
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(account_from_row).transpose()
+        self.account_by(&ACCOUNT_BY_USERNAME, username).await
     }
 
     async fn binding(

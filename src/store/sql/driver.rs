@@ -11,6 +11,7 @@ use sqlx::error::BoxDynError;
 use std::future::Future;
 use std::pin::Pin;
 
+use sqlx::query::Query;
 use sqlx::{
     Arguments, ColumnIndex, Database, Decode, Encode, Executor, Pool, Row, Transaction, Type,
 };
@@ -141,56 +142,17 @@ pub trait RowsAffected {
 
 /// Connections that run the store's statements.
 pub trait Run<DB: Database> {
-    /// Runs `sql` for its effect.
-    fn execute(
-        &mut self,
-        sql: &'static str,
-        args: DB::Arguments,
-    ) -> BoxFuture<'_, Result<DB::QueryResult, sqlx::Error>>;
-
-    /// Runs `sql` for at most one row.
-    fn fetch_optional(
-        &mut self,
-        sql: &'static str,
-        args: DB::Arguments,
-    ) -> BoxFuture<'_, Result<Option<DB::Row>, sqlx::Error>>;
-
-    /// Runs `sql` for all its rows.
-    fn fetch_all(
-        &mut self,
-        sql: &'static str,
-        args: DB::Arguments,
-    ) -> BoxFuture<'_, Result<Vec<DB::Row>, sqlx::Error>>;
+    /// The connection as an sqlx executor.
+    fn executor(&mut self) -> impl Executor<'_, Database = DB>;
 }
 
 impl<DB, C> Run<DB> for C
 where
     DB: Database,
-    DB::Arguments: sqlx::IntoArguments<DB>,
     for<'c> &'c mut C: Executor<'c, Database = DB>,
 {
-    fn execute(
-        &mut self,
-        sql: &'static str,
-        args: DB::Arguments,
-    ) -> BoxFuture<'_, Result<DB::QueryResult, sqlx::Error>> {
-        Executor::execute(self, sqlx::query_with(sql, args))
-    }
-
-    fn fetch_optional(
-        &mut self,
-        sql: &'static str,
-        args: DB::Arguments,
-    ) -> BoxFuture<'_, Result<Option<DB::Row>, sqlx::Error>> {
-        Executor::fetch_optional(self, sqlx::query_with(sql, args))
-    }
-
-    fn fetch_all(
-        &mut self,
-        sql: &'static str,
-        args: DB::Arguments,
-    ) -> BoxFuture<'_, Result<Vec<DB::Row>, sqlx::Error>> {
-        Executor::fetch_all(self, sqlx::query_with(sql, args))
+    fn executor(&mut self) -> impl Executor<'_, Database = DB> {
+        self
     }
 }
 
@@ -212,23 +174,6 @@ impl<'a, D: Database> From<&'a Pool<D>> for On<'a, D> {
 impl<'a, D: Database> From<&'a mut Transaction<'_, D>> for On<'a, D> {
     fn from(transaction: &'a mut Transaction<'_, D>) -> Self {
         Self::Connection(transaction)
-    }
-}
-
-impl<D: Database> On<'_, D> {
-    /// Runs `run` on the connection.
-    async fn run<R>(
-        self,
-        run: impl FnOnce(&mut D::Connection) -> BoxFuture<'_, Result<R, sqlx::Error>>,
-    ) -> Result<R, StoreError> {
-        match self {
-            Self::Pool(pool) => {
-                let mut connection = pool.acquire().await.map_err(store_error)?;
-                run(&mut connection).await
-            }
-            Self::Connection(connection) => run(connection).await,
-        }
-        .map_err(store_error)
     }
 }
 
@@ -261,10 +206,8 @@ impl<D: SqlDialect> Statement<D> {
 
     /// Runs it for its effect; the number of rows it changed.
     pub(crate) async fn execute<'a>(self, on: impl Into<On<'a, D>>) -> Result<u64, StoreError> {
-        let args = self.args.map_err(StoreError)?;
-        let done = on
-            .into()
-            .run(|c| Run::<D>::execute(c, self.sql, args))
+        let done = self
+            .run(on.into(), |c, query| c.executor().execute(query))
             .await?;
         Ok(done.rows_affected())
     }
@@ -274,9 +217,7 @@ impl<D: SqlDialect> Statement<D> {
         self,
         on: impl Into<On<'a, D>>,
     ) -> Result<Option<D::Row>, StoreError> {
-        let args = self.args.map_err(StoreError)?;
-        on.into()
-            .run(|c| Run::<D>::fetch_optional(c, self.sql, args))
+        self.run(on.into(), |c, query| c.executor().fetch_optional(query))
             .await
     }
 
@@ -285,9 +226,28 @@ impl<D: SqlDialect> Statement<D> {
         self,
         on: impl Into<On<'a, D>>,
     ) -> Result<Vec<D::Row>, StoreError> {
-        let args = self.args.map_err(StoreError)?;
-        on.into()
-            .run(|c| Run::<D>::fetch_all(c, self.sql, args))
+        self.run(on.into(), |c, query| c.executor().fetch_all(query))
             .await
+    }
+
+    /// Runs `op` with this statement as an sqlx query, on a connection from
+    /// the pool or on the transaction's.
+    async fn run<R>(
+        self,
+        on: On<'_, D>,
+        op: impl for<'c> FnOnce(
+            &'c mut D::Connection,
+            Query<'static, D, D::Arguments>,
+        ) -> BoxFuture<'c, Result<R, sqlx::Error>>,
+    ) -> Result<R, StoreError> {
+        let query = sqlx::query_with(self.sql, self.args.map_err(StoreError)?);
+        match on {
+            On::Pool(pool) => {
+                let mut connection = pool.acquire().await.map_err(store_error)?;
+                op(&mut connection, query).await
+            }
+            On::Connection(connection) => op(connection, query).await,
+        }
+        .map_err(store_error)
     }
 }

@@ -22,41 +22,65 @@ pub use sqlite::SqliteStore;
 use std::sync::Arc;
 
 use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
-use sqlx::{Database, Pool, SqlSafeStr};
+use sqlx::{Database, IntoArguments, Pool, SqlSafeStr};
 
 use self::driver::{Columns, Params, RowsAffected, Run, Statement};
-use self::statements::{ACCOUNT_BY_ID, ACCOUNT_ID_BY_USERNAME, PURGE, Sql};
+use self::statements::{ACCOUNT_ID_BY_USERNAME, PURGE, Sql};
 use self::values::{MIGRATIONS_TABLE, PurgeTicker, account_from_row, is_jwt_id, now_unix};
 use super::{AdminError, ServiceAccount, StoreError};
 
-/// The crate's migrations for one dialect, `(version, description, SQL)`,
-/// from `migrations/<dir>/`, embedded.
-macro_rules! migrations {
-    ($dir:literal) => {
-        &[
-            (
-                1,
-                "init",
-                include_str!(concat!("../../../migrations/", $dir, "/0001_init.sql")),
-            ),
-            (
-                2,
-                "external accounts",
-                include_str!(concat!(
-                    "../../../migrations/",
-                    $dir,
-                    "/0002_external_accounts.sql"
-                )),
-            ),
-            (
-                3,
-                "bindings",
-                include_str!(concat!("../../../migrations/", $dir, "/0003_bindings.sql")),
-            ),
-        ]
+/// Makes the sqlx database `$db` a [`SqlDialect`] that runs the `$dialect`
+/// text of each statement, applies the migrations in
+/// `migrations/$dialect/` (embedded) and reads the rows its `$result`s
+/// changed.
+macro_rules! dialect {
+    ($db:ty, $dialect:ident, $result:ty) => {
+        impl $crate::store::sql::sealed::Sealed for $db {}
+
+        impl $crate::store::sql::SqlDialect for $db {
+            fn text(sql: &$crate::store::sql::statements::Sql) -> &'static str {
+                sql.$dialect
+            }
+
+            const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = &[
+                (
+                    1,
+                    "init",
+                    include_str!(concat!(
+                        "../../../migrations/",
+                        stringify!($dialect),
+                        "/0001_init.sql"
+                    )),
+                ),
+                (
+                    2,
+                    "external accounts",
+                    include_str!(concat!(
+                        "../../../migrations/",
+                        stringify!($dialect),
+                        "/0002_external_accounts.sql"
+                    )),
+                ),
+                (
+                    3,
+                    "bindings",
+                    include_str!(concat!(
+                        "../../../migrations/",
+                        stringify!($dialect),
+                        "/0003_bindings.sql"
+                    )),
+                ),
+            ];
+        }
+
+        impl $crate::store::sql::driver::RowsAffected for $result {
+            fn rows_affected(&self) -> u64 {
+                self.rows_affected()
+            }
+        }
     };
 }
-use migrations;
+use dialect;
 
 mod sealed {
     /// Only this crate's dialects.
@@ -68,7 +92,7 @@ mod sealed {
 /// statement is written for these two.
 pub trait SqlDialect:
     Database<
-        Arguments: Params,
+        Arguments: Params + IntoArguments<Self>,
         Row: Columns,
         QueryResult: RowsAffected,
         Connection: Run<Self> + Migrate,
@@ -142,10 +166,10 @@ impl<D: SqlDialect> SqlStore<D> {
         now
     }
 
-    /// The stored account with this id.
-    async fn account_by_id(&self, id: &str) -> Result<Option<ServiceAccount>, StoreError> {
-        let row = Statement::<D>::new(&ACCOUNT_BY_ID)
-            .bind(id)
+    /// The stored account that `sql` finds by `key` (its id or username).
+    async fn account_by(&self, sql: &Sql, key: &str) -> Result<Option<ServiceAccount>, StoreError> {
+        let row = Statement::<D>::new(sql)
+            .bind(key)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(account_from_row).transpose()

@@ -3,10 +3,8 @@
 use sqlx::Postgres;
 use sqlx::postgres::{PgPoolOptions, PgQueryResult};
 
-use super::driver::RowsAffected;
-use super::statements::Sql;
 use super::values::{ACQUIRE_TIMEOUT, store_error};
-use super::{SqlDialect, SqlStore, migrations, sealed};
+use super::{SqlStore, dialect};
 use crate::store::StoreError;
 
 /// Service accounts, app-password digests, bindings, the replay cache and
@@ -40,21 +38,7 @@ use crate::store::StoreError;
 /// ```
 pub type PgStore = SqlStore<Postgres>;
 
-impl sealed::Sealed for Postgres {}
-
-impl SqlDialect for Postgres {
-    fn text(sql: &Sql) -> &'static str {
-        sql.postgres
-    }
-
-    const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = migrations!("postgres");
-}
-
-impl RowsAffected for PgQueryResult {
-    fn rows_affected(&self) -> u64 {
-        self.rows_affected()
-    }
-}
+dialect!(Postgres, postgres, PgQueryResult);
 
 impl SqlStore<Postgres> {
     /// Connects to `url` (`postgres://user:password@host:port/database`) and

@@ -5,10 +5,8 @@ use std::str::FromStr;
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult};
 
-use super::driver::RowsAffected;
-use super::statements::Sql;
 use super::values::{ACQUIRE_TIMEOUT, store_error};
-use super::{SqlDialect, SqlStore, migrations, sealed};
+use super::{SqlStore, dialect};
 use crate::store::StoreError;
 
 /// Service accounts, app-password digests, bindings, the replay cache and
@@ -39,21 +37,7 @@ use crate::store::StoreError;
 /// ```
 pub type SqliteStore = SqlStore<Sqlite>;
 
-impl sealed::Sealed for Sqlite {}
-
-impl SqlDialect for Sqlite {
-    fn text(sql: &Sql) -> &'static str {
-        sql.sqlite
-    }
-
-    const MIGRATIONS: &'static [(i64, &'static str, &'static str)] = migrations!("sqlite");
-}
-
-impl RowsAffected for SqliteQueryResult {
-    fn rows_affected(&self) -> u64 {
-        self.rows_affected()
-    }
-}
+dialect!(Sqlite, sqlite, SqliteQueryResult);
 
 impl SqlStore<Sqlite> {
     /// Opens the store and applies pending migrations.

@@ -77,33 +77,40 @@ pub(super) const IMPORT_APP_PASSWORD: Sql = Sql {
         timestamptz 'epoch' + $4 * interval '1 microsecond') ON CONFLICT (digest) DO NOTHING",
 };
 
+/// `SELECT` the columns [`account_from_row`](super::values::account_from_row)
+/// reads `FROM m2m_service_accounts`, then `$sqlite` or `$postgres` (or
+/// `$both`).
+macro_rules! select_accounts {
+    ($both:literal) => {
+        select_accounts!($both, $both)
+    };
+    ($sqlite:literal, $postgres:literal) => {
+        Sql {
+            sqlite: concat!(
+                "SELECT id, uuid, username, name, active, expires, external_issuer, \
+                 external_subject FROM m2m_service_accounts ",
+                $sqlite
+            ),
+            postgres: concat!(
+                "SELECT id, uuid::text, username, name, active, \
+                 (extract(epoch FROM expires) * 1000000)::int8, external_issuer, \
+                 external_subject FROM m2m_service_accounts ",
+                $postgres
+            ),
+        }
+    };
+}
+
 /// The account `$1`, by its unique username.
-pub(super) const ACCOUNT_BY_USERNAME: Sql = Sql {
-    sqlite: "SELECT id, uuid, username, name, active, expires, external_issuer, \
-        external_subject FROM m2m_service_accounts WHERE username = $1",
-    postgres: "SELECT id, uuid::text, username, name, active, \
-        (extract(epoch FROM expires) * 1000000)::int8, external_issuer, external_subject \
-        FROM m2m_service_accounts WHERE username = $1",
-};
+pub(super) const ACCOUNT_BY_USERNAME: Sql = select_accounts!("WHERE username = $1");
 
 /// The account with id `$1` (an input-JWT identity), by its primary key.
-pub(super) const ACCOUNT_BY_ID: Sql = Sql {
-    sqlite: "SELECT id, uuid, username, name, active, expires, external_issuer, \
-        external_subject FROM m2m_service_accounts WHERE id = $1",
-    postgres: "SELECT id, uuid::text, username, name, active, \
-        (extract(epoch FROM expires) * 1000000)::int8, external_issuer, external_subject \
-        FROM m2m_service_accounts WHERE id = $1",
-};
+pub(super) const ACCOUNT_BY_ID: Sql = select_accounts!("WHERE id = $1");
 
 /// Every account, by username in byte order (PostgreSQL: whatever the
 /// database's collation, as `MemoryStore` does).
-pub(super) const LIST_ACCOUNTS: Sql = Sql {
-    sqlite: "SELECT id, uuid, username, name, active, expires, external_issuer, \
-        external_subject FROM m2m_service_accounts ORDER BY username",
-    postgres: "SELECT id, uuid::text, username, name, active, \
-        (extract(epoch FROM expires) * 1000000)::int8, external_issuer, external_subject \
-        FROM m2m_service_accounts ORDER BY username COLLATE \"C\"",
-};
+pub(super) const LIST_ACCOUNTS: Sql =
+    select_accounts!("ORDER BY username", "ORDER BY username COLLATE \"C\"");
 
 /// A service account (id, uuid, username, name, active), unless any of its
 /// unique columns is taken.
