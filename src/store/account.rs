@@ -23,7 +23,7 @@ pub struct ServiceAccount {
     /// A disabled account cannot authenticate.
     pub active: bool,
     /// For the automatic account of an input-JWT identity (see
-    /// [`ExternalAccount`]): when its record expires, i.e. the newest `exp`
+    /// [`ExternalAccount`](super::ExternalAccount)): when its record expires, i.e. the newest `exp`
     /// seen; a store may then delete it. `None` for every other account.
     /// Set by the stores: creating or importing an account ignores it.
     pub expires: Option<SystemTime>,
@@ -36,7 +36,7 @@ pub struct ServiceAccount {
 }
 
 /// The id prefix of the accounts of input-JWT identities
-/// ([`ExternalAccount::id`]); no service account's id starts with it.
+/// ([`ExternalAccount::id`](super::ExternalAccount::id)); no service account's id starts with it.
 pub const JWT_ID_PREFIX: &str = "jwt:";
 
 /// The id prefix of applications' automatic accounts
@@ -62,7 +62,7 @@ impl ServiceAccount {
     }
 
     /// Whether this is the account recorded for an input-JWT identity (see
-    /// [`ExternalAccount`]; its id starts with [`JWT_ID_PREFIX`]) rather than
+    /// [`ExternalAccount`](super::ExternalAccount); its id starts with [`JWT_ID_PREFIX`]) rather than
     /// a service account. Such an account never has app passwords or
     /// bindings, and no service account can be created or imported under its
     /// username.

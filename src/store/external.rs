@@ -6,8 +6,8 @@ use super::{JWT_ID_PREFIX, ServiceAccount, TokenDigest};
 
 /// The automatic service account of a client that authenticated with an
 /// input JWT from an external issuer, as the verifier asks a
-/// [`CredentialStore`] to record it (see
-/// [`CredentialStore::external_account`]).
+/// [`CredentialStore`](super::CredentialStore) to record it (see
+/// [`CredentialStore::external_account`](super::CredentialStore::external_account)).
 ///
 /// Its identity is the JWT's (`iss`, `sub`): `id` and `uuid` are derived from
 /// that pair, never from a username, so a JWT that claims the username of an
