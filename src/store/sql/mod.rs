@@ -253,4 +253,40 @@ pub(super) mod tests {
             .collect();
         assert_eq!(listed, ["svc-old", stored.username.as_str()]);
     }
+
+    /// Each migration's version and SHA-384 checksum (hex) as the store
+    /// presents them to sqlx, which refuses a database that recorded others.
+    fn checksums<D: SqlDialect>() -> Vec<(i64, String)> {
+        migrator::<D>()
+            .iter()
+            .map(|migration| {
+                let hex = migration.checksum.iter().map(|b| format!("{b:02x}"));
+                (migration.version, hex.collect())
+            })
+            .collect()
+    }
+
+    /// The databases that earlier versions created open: the migrations
+    /// are the same files, with the checksums those versions recorded.
+    #[test]
+    fn existing_databases_keep_their_migration_checksums() {
+        #[cfg(feature = "sqlite")]
+        assert_eq!(
+            checksums::<sqlx::Sqlite>(),
+            [
+                (1, "b4da274fe55401f737ed934d73d87c952d0152468202474b147ba8d7d8573d125a45125095d1d3e869c549e786ee5574".to_owned()),
+                (2, "fd85c7a1237cb7a8e98c7ede39bcbc55ba025ab0248667e0831ecd8060e4c1741eac048a5ad470a12bfd899701dd10df".to_owned()),
+                (3, "654f714f06638885a85a9d036cb31574a9df6e9b03b8a9a0e2d5aa5ad72e89a11dba29ca5aec92e57b1621f3d5de55ad".to_owned()),
+            ]
+        );
+        #[cfg(feature = "postgres")]
+        assert_eq!(
+            checksums::<sqlx::Postgres>(),
+            [
+                (1, "5224e2cde2a2a1bacdd65c9156b62a8b91a77f1f67632eb0f402e67baaee492b385873ed2efb43c665c332373f8746a8".to_owned()),
+                (2, "d251f3bdbf4f02ad0cf153e98818221e18378907795b3a1c70646d6f063599b9ae84223f0f848c65347c0dc94701dbcb".to_owned()),
+                (3, "47cb04797ef628777bf9e460bda7c85264f3f7efa008d47035a79e85708512386aceb4c0f4796fa07ee959ffb6bf9787".to_owned()),
+            ]
+        );
+    }
 }
