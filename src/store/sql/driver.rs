@@ -7,10 +7,10 @@
 //! [`Statement`] puts them together: the SQL text of the dialect, its
 //! parameters, and one call that runs it on a pool or a transaction.
 
-use sqlx::error::BoxDynError;
 use std::future::Future;
 use std::pin::Pin;
 
+use sqlx::error::BoxDynError;
 use sqlx::query::Query;
 use sqlx::{
     Arguments, ColumnIndex, Database, Decode, Encode, Executor, Pool, Row, Transaction, Type,
