@@ -11,8 +11,7 @@ use super::statements::{
     SET_ACTIVE, UNBIND,
 };
 use super::values::{
-    account_from_row, is_jwt_id, join_scopes, refused_account, split_scopes, store_error,
-    unix_micros,
+    is_jwt_id, join_scopes, refused_account, split_scopes, store_error, unix_micros,
 };
 use super::{SqlDialect, SqlStore};
 use crate::store::{
@@ -75,7 +74,7 @@ impl<D: SqlDialect> AccountAdmin for SqlStore<D> {
         let rows = Statement::<D>::new(&LIST_ACCOUNTS)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(account_from_row).collect()
+        rows.iter().map(Columns::account).collect()
     }
 
     async fn add_app_password(

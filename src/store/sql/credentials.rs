@@ -6,7 +6,7 @@ use super::statements::{
     ACCOUNT_BY_ID, ACCOUNT_BY_USERNAME, APP_PASSWORD, BINDING, EXTEND_EXTERNAL_ACCOUNT, FIRST_USE,
     INSERT_EXTERNAL_ACCOUNT, IS_REVOKED, REVOKE,
 };
-use super::values::{credential_from_row, now_unix, split_scopes, unix_micros, unix_seconds};
+use super::values::{now_unix, split_scopes, unix_micros, unix_seconds};
 use super::{SqlDialect, SqlStore};
 use crate::store::{
     AccountCredential, AppPassword, Binding, CredentialStore, ExternalAccount, ReplayCache,
@@ -27,7 +27,7 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
         let Some(row) = row else {
             return Ok(None);
         };
-        let (account, expires) = credential_from_row(&row)?;
+        let (account, expires) = row.credential()?;
         let mut password = AppPassword::new(&account.id, *digest);
         password.expires = expires;
         Ok(Some(AccountCredential::new(account, password)))

@@ -9,69 +9,22 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use sqlx::error::BoxDynError;
 use sqlx::query::Query;
 use sqlx::{
     Arguments, ColumnIndex, Database, Decode, Encode, Executor, Pool, Row, Transaction, Type,
 };
+use uuid::Uuid;
 
 use super::SqlDialect;
 use super::statements::Sql;
-use super::values::store_error;
-use crate::store::StoreError;
+use super::values::{Param, from_unix_micros, store_error};
+use crate::store::{ServiceAccount, StoreError};
 
 /// A boxed future, as sqlx's executors return.
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A parameter of one of the store's statements.
-#[derive(Debug, Clone, Copy)]
-pub enum Param<'a> {
-    /// Text (ids, names, keys).
-    Text(&'a str),
-    /// Bytes (token digests).
-    Bytes(&'a [u8]),
-    /// An integer (Unix seconds or microseconds), or NULL.
-    Int(Option<i64>),
-    /// A flag.
-    Flag(bool),
-}
-
-impl<'a> From<&'a str> for Param<'a> {
-    fn from(value: &'a str) -> Self {
-        Self::Text(value)
-    }
-}
-
-impl<'a> From<&'a String> for Param<'a> {
-    fn from(value: &'a String) -> Self {
-        Self::Text(value)
-    }
-}
-
-impl<'a> From<&'a [u8]> for Param<'a> {
-    fn from(value: &'a [u8]) -> Self {
-        Self::Bytes(value)
-    }
-}
-
-impl From<Option<i64>> for Param<'_> {
-    fn from(value: Option<i64>) -> Self {
-        Self::Int(value)
-    }
-}
-
-impl From<i64> for Param<'_> {
-    fn from(value: i64) -> Self {
-        Self::Int(Some(value))
-    }
-}
-
-impl From<bool> for Param<'_> {
-    fn from(value: bool) -> Self {
-        Self::Flag(value)
-    }
-}
 
 /// Arguments that take every [`Param`].
 pub trait Params: Arguments {
@@ -107,6 +60,30 @@ pub trait Columns: Row {
     fn optional_int(&self, index: usize) -> Result<Option<i64>, StoreError>;
     /// A boolean column.
     fn flag(&self, index: usize) -> Result<bool, StoreError>;
+
+    /// The account in the first eight columns: id, uuid (text), username,
+    /// name, active, expires (Unix microseconds), external issuer,
+    /// external subject.
+    fn account(&self) -> Result<ServiceAccount, StoreError> {
+        let uuid = Uuid::parse_str(&self.text(1)?).map_err(store_error)?;
+        Ok(ServiceAccount {
+            id: self.text(0)?,
+            uuid,
+            username: self.text(2)?,
+            name: self.text(3)?,
+            active: self.flag(4)?,
+            expires: self.optional_int(5)?.map(from_unix_micros),
+            external_issuer: self.optional_text(6)?,
+            external_subject: self.optional_text(7)?,
+        })
+    }
+
+    /// An account followed by the expiry of one of its app passwords: the
+    /// account, and that expiry.
+    fn credential(&self) -> Result<(ServiceAccount, Option<SystemTime>), StoreError> {
+        let expires = self.optional_int(8)?.map(from_unix_micros);
+        Ok((self.account()?, expires))
+    }
 }
 
 impl<R> Columns for R

@@ -26,7 +26,7 @@ use sqlx::{Database, IntoArguments, Pool, SqlSafeStr};
 
 use self::driver::{Columns, Params, RowsAffected, Run, Statement};
 use self::statements::{ACCOUNT_ID_BY_USERNAME, PURGE, Sql};
-use self::values::{MIGRATIONS_TABLE, PurgeTicker, account_from_row, is_jwt_id, now_unix};
+use self::values::{MIGRATIONS_TABLE, PurgeTicker, is_jwt_id, now_unix};
 use super::{AdminError, ServiceAccount, StoreError};
 
 /// Makes the sqlx database `$db` a [`SqlDialect`] that runs the `$dialect`
@@ -172,7 +172,7 @@ impl<D: SqlDialect> SqlStore<D> {
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(account_from_row).transpose()
+        row.map(|row| row.account()).transpose()
     }
 
     /// The id of the account `username`, if there is one.

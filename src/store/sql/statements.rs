@@ -31,9 +31,8 @@ impl Sql {
 
 /// The account `username` with its app password `digest`, in one indexed
 /// statement: the digest's primary key, then the owner by its primary key,
-/// kept only if its username is the one asked for. Columns as
-/// [`account_from_row`](super::values::account_from_row) reads them, then
-/// the password's expiry.
+/// kept only if its username is the one asked for. The account's columns,
+/// then the password's expiry.
 pub(super) const APP_PASSWORD: Sql = Sql {
     sqlite: "SELECT a.id, a.uuid, a.username, a.name, a.active, a.expires, \
         a.external_issuer, a.external_subject, p.expires \
@@ -77,8 +76,8 @@ pub(super) const IMPORT_APP_PASSWORD: Sql = Sql {
         timestamptz 'epoch' + $4 * interval '1 microsecond') ON CONFLICT (digest) DO NOTHING",
 };
 
-/// `SELECT` the columns [`account_from_row`](super::values::account_from_row)
-/// reads `FROM m2m_service_accounts`, then `$sqlite` or `$postgres` (or
+/// `SELECT` an account's columns (as `Columns::account` reads them)
+/// `FROM m2m_service_accounts`, then `$sqlite` or `$postgres` (or
 /// `$both`).
 macro_rules! select_accounts {
     ($both:literal) => {
@@ -218,9 +217,9 @@ pub(super) const PURGE: [Sql; 3] = [
 /// Every statement that looks rows up, with sample parameters: each must be
 /// answered through an index (the dialects' `no_statement_scans_a_table`).
 #[cfg(test)]
-pub(super) const INDEXED: [(&Sql, &[super::driver::Param<'static>]); 17] = {
-    use super::driver::Param::{Bytes, Flag, Int, Text};
-    const DIGEST: super::driver::Param<'static> = Bytes(&[7; 32]);
+pub(super) const INDEXED: [(&Sql, &[super::values::Param<'static>]); 17] = {
+    use super::values::Param::{Bytes, Flag, Int, Text};
+    const DIGEST: super::values::Param<'static> = Bytes(&[7; 32]);
     [
         (&APP_PASSWORD, &[DIGEST, Text("svc")]),
         (

@@ -1,13 +1,10 @@
-//! The SQL store's values: error mapping, time conversions, the purge
-//! cadence of the replay cache and revocation list, and row decoding.
+//! The SQL store's values: the parameters it binds, error mapping, time
+//! conversions, the purge cadence of the replay cache and revocation list.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use uuid::Uuid;
-
-use super::driver::Columns;
-use crate::store::{AdminError, JWT_ID_PREFIX, ServiceAccount, StoreError};
+use crate::store::{AdminError, JWT_ID_PREFIX, StoreError};
 
 /// How long a request waits for a pooled connection before the store reports
 /// itself unavailable (and the endpoint answers 503).
@@ -74,30 +71,53 @@ impl PurgeTicker {
     }
 }
 
-/// The account in the first eight columns of `row`: id, uuid (text),
-/// username, name, active, expires (Unix microseconds), external issuer,
-/// external subject.
-pub(crate) fn account_from_row(row: &impl Columns) -> Result<ServiceAccount, StoreError> {
-    let uuid = Uuid::parse_str(&row.text(1)?).map_err(store_error)?;
-    Ok(ServiceAccount {
-        id: row.text(0)?,
-        uuid,
-        username: row.text(2)?,
-        name: row.text(3)?,
-        active: row.flag(4)?,
-        expires: row.optional_int(5)?.map(from_unix_micros),
-        external_issuer: row.optional_text(6)?,
-        external_subject: row.optional_text(7)?,
-    })
+/// A parameter of one of the store's statements.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    /// Text (ids, names, keys).
+    Text(&'a str),
+    /// Bytes (token digests).
+    Bytes(&'a [u8]),
+    /// An integer (Unix seconds or microseconds), or NULL.
+    Int(Option<i64>),
+    /// A flag.
+    Flag(bool),
 }
 
-/// An account row followed by the expiry of one of its app passwords: the
-/// account, and that expiry.
-pub(crate) fn credential_from_row(
-    row: &impl Columns,
-) -> Result<(ServiceAccount, Option<SystemTime>), StoreError> {
-    let expires = row.optional_int(8)?;
-    Ok((account_from_row(row)?, expires.map(from_unix_micros)))
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(value: &'a str) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl<'a> From<&'a String> for Param<'a> {
+    fn from(value: &'a String) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Param<'a> {
+    fn from(value: &'a [u8]) -> Self {
+        Self::Bytes(value)
+    }
+}
+
+impl From<Option<i64>> for Param<'_> {
+    fn from(value: Option<i64>) -> Self {
+        Self::Int(value)
+    }
+}
+
+impl From<i64> for Param<'_> {
+    fn from(value: i64) -> Self {
+        Self::Int(Some(value))
+    }
+}
+
+impl From<bool> for Param<'_> {
+    fn from(value: bool) -> Self {
+        Self::Flag(value)
+    }
 }
 
 /// Space-separated scopes, as the bindings table stores them (scopes never
