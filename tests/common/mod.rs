@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod foreign;
 pub mod guesses;
 pub mod jwks;
 pub mod oneshot;
