@@ -207,7 +207,7 @@ async fn key_sources() {
 /// verified by its certificate: accepted, or refused with `invalid_grant`.
 struct ClaimRule {
     name: &'static str,
-    app: fn(Application) -> Application,
+    app: Shape,
     claims: fn(&mut Value),
     accepted: bool,
 }
@@ -501,7 +501,7 @@ async fn forgeries() {
 /// shaped by `app`: a token for `Ok(username)`, or `Err(error)` (400).
 struct Placement {
     name: &'static str,
-    app: fn(Application) -> Application,
+    app: Shape,
     post: Post<'static>,
     expect: Result<&'static str, &'static str>,
 }
@@ -612,8 +612,12 @@ async fn placements() {
 
 // ---- using one assertion twice ---------------------------------------------------------
 
-/// The same input JWT exchanged twice: is the second exchange accepted?
-const REUSE: &[(&str, fn(Application) -> Application, i64, bool)] = &[
+/// Shapes the CI application of a row.
+type Shape = fn(Application) -> Application;
+
+/// The same input JWT (`exp` seconds from now) exchanged twice at an
+/// application shaped so: is the second exchange accepted?
+const REUSE: &[(&str, Shape, i64, bool)] = &[
     (
         "reused_assertion_is_accepted_by_default",
         |app| app,

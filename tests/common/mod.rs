@@ -25,6 +25,7 @@ use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
 
+#[allow(unused_imports)]
 pub use oneshot::{Answer, Endpoint, Post};
 
 pub const CLIENT_ID: &str = "test-client";
