@@ -11,14 +11,14 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::foreign::now;
-use common::jwks::{External, JwksSource};
+use common::jwks::{External, JwksSource, fast_policy};
 use common::oneshot::FORM;
 use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tower_m2m_auth::issuer::Application;
 use tower_m2m_auth::keys::{
-    CachePolicy, KeyRing, RemoteJwks, ReqwestFetcher, SigningKey, TrustedIssuer, VerificationKey,
+    KeyRing, RemoteJwks, ReqwestFetcher, SigningKey, TrustedIssuer, VerificationKey,
     VerificationKeys,
 };
 use tower_m2m_auth::policy::PolicyContext;
@@ -115,14 +115,6 @@ async fn rejected(endpoint: &Endpoint, jwt: &str) -> String {
         "{body}"
     );
     answer.error()
-}
-
-fn fast_policy() -> CachePolicy {
-    let mut policy = CachePolicy::default();
-    policy.unknown_kid_cooldown = Duration::from_millis(200);
-    policy.failure_backoff = Duration::from_millis(50);
-    policy.min_ttl = Duration::ZERO;
-    policy
 }
 
 fn remote(url: &str) -> VerificationKeys {

@@ -33,6 +33,9 @@ pub const SLUG: &str = "test-app";
 pub const APP_SECRET: &str = "application-secret-0123456789";
 pub const USERNAME: &str = "svc-deployer";
 
+/// The layer the fixtures build (before `configure` adjusts it).
+pub type TestLayer = TokenEndpointLayer<StoreVerifier<MemoryStore>>;
+
 /// A running test server and what it was configured with.
 pub struct Server {
     pub addr: SocketAddr,
@@ -98,9 +101,7 @@ pub fn application() -> Application {
 /// Starts a server signing with `algorithm`; `configure` may adjust the layer.
 pub async fn start_with(
     algorithm: Algorithm,
-    configure: impl FnOnce(
-        TokenEndpointLayer<StoreVerifier<MemoryStore>>,
-    ) -> TokenEndpointLayer<StoreVerifier<MemoryStore>>,
+    configure: impl FnOnce(TestLayer) -> TestLayer,
 ) -> Server {
     start_with_application(algorithm, application(), configure).await
 }
@@ -110,9 +111,7 @@ pub async fn start_with(
 pub async fn start_with_application(
     algorithm: Algorithm,
     application: Application,
-    configure: impl FnOnce(
-        TokenEndpointLayer<StoreVerifier<MemoryStore>>,
-    ) -> TokenEndpointLayer<StoreVerifier<MemoryStore>>,
+    configure: impl FnOnce(TestLayer) -> TestLayer,
 ) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -127,9 +126,7 @@ pub fn build(
     addr: SocketAddr,
     algorithm: Algorithm,
     application: Application,
-    configure: impl FnOnce(
-        TokenEndpointLayer<StoreVerifier<MemoryStore>>,
-    ) -> TokenEndpointLayer<StoreVerifier<MemoryStore>>,
+    configure: impl FnOnce(TestLayer) -> TestLayer,
 ) -> (Router, Server) {
     let store = MemoryStore::new();
     let account = ServiceAccount::new(USERNAME).with_name("Deployer");

@@ -16,10 +16,9 @@ use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
 use tower::ServiceExt as _;
-use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
-use tower_m2m_auth::store::MemoryStore;
+use tower_m2m_auth::issuer::Application;
 
-use super::{CLIENT_ID, SLUG, Server, application, build, verify};
+use super::{CLIENT_ID, SLUG, Server, TestLayer, application, build, verify};
 
 /// The media type of a token request.
 pub const FORM: &str = "application/x-www-form-urlencoded";
@@ -45,12 +44,7 @@ impl Endpoint {
     }
 
     /// Signing with `algorithm`; `configure` may adjust the layer.
-    pub fn with(
-        algorithm: Algorithm,
-        configure: impl FnOnce(
-            TokenEndpointLayer<StoreVerifier<MemoryStore>>,
-        ) -> TokenEndpointLayer<StoreVerifier<MemoryStore>>,
-    ) -> Self {
+    pub fn with(algorithm: Algorithm, configure: impl FnOnce(TestLayer) -> TestLayer) -> Self {
         Self::with_application(algorithm, application(), configure)
     }
 
@@ -58,9 +52,7 @@ impl Endpoint {
     pub fn with_application(
         algorithm: Algorithm,
         application: Application,
-        configure: impl FnOnce(
-            TokenEndpointLayer<StoreVerifier<MemoryStore>>,
-        ) -> TokenEndpointLayer<StoreVerifier<MemoryStore>>,
+        configure: impl FnOnce(TestLayer) -> TestLayer,
     ) -> Self {
         let addr = SocketAddr::from(([192, 0, 2, 1], 80));
         let (app, server) = build(addr, algorithm, application, configure);
