@@ -329,16 +329,17 @@ const ACCEPTED: &[Accepted] = &[
 async fn accepted_requests() {
     for rule in ACCEPTED {
         let (endpoint, answer) = run(&rule.post, |_| {}).await;
-        let name = rule.name;
-        assert_eq!(
-            answer.status,
-            200,
-            "{name}: {}",
-            answer.header("www-authenticate")
-        );
-        let claims = endpoint.claims(&answer.json()).await;
-        assert_eq!(claims["preferred_username"], rule.username, "{name}");
+        assert_token_for(rule.name, &endpoint, &answer, rule.username).await;
     }
+}
+
+/// Asserts (for the rule `name`) that `answer` holds a token of the test
+/// application for `username`, verified by the endpoint's published keys.
+async fn assert_token_for(name: &str, endpoint: &Endpoint, answer: &Answer, username: &str) {
+    let challenge = answer.header("www-authenticate");
+    assert_eq!(answer.status, 200, "{name}: {challenge}");
+    let claims = endpoint.claims(&answer.json()).await;
+    assert_eq!(claims["preferred_username"], username, "{name}");
 }
 
 // ---- account states --------------------------------------------------------------
@@ -435,14 +436,7 @@ async fn account_states() {
         let answer = endpoint.post(&post, &vars).await;
         let name = rule.name;
         if rule.accepted {
-            assert_eq!(
-                answer.status,
-                200,
-                "{name}: {}",
-                answer.header("www-authenticate")
-            );
-            let claims = endpoint.claims(&answer.json()).await;
-            assert_eq!(claims["preferred_username"], username, "{name}");
+            assert_token_for(name, &endpoint, &answer, &username).await;
             // The account's first token still works too.
             let first = endpoint.post_form(&endpoint.password_form()).await;
             assert_eq!(first.status, 200, "{name}");
