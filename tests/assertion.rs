@@ -194,23 +194,16 @@ async fn key_sources() {
 
 // ---- claims --------------------------------------------------------------------------
 
-/// An input JWT with edited claims, at an application shaped by `app`,
-/// verified by its certificate: accepted, or refused with `invalid_grant`.
-struct ClaimRule {
-    name: &'static str,
-    app: Shape,
-    claims: fn(&mut Value),
-    accepted: bool,
-}
+/// Shapes the CI application of a row.
+type Shape = fn(Application) -> Application;
 
-const fn claim_rule(name: &'static str, claims: fn(&mut Value), accepted: bool) -> ClaimRule {
-    ClaimRule {
-        name,
-        app: |app| app,
-        claims,
-        accepted,
-    }
-}
+/// A row: an input JWT with claims edited by the third column, at the CI
+/// application shaped by the second, verified by its certificate: accepted
+/// (`true`), or refused with `invalid_grant`.
+type ClaimRule = (&'static str, Shape, Edit, bool);
+
+/// An edit of the CI claims.
+type Edit = fn(&mut Value);
 
 fn remove(claims: &mut Value, name: &str) {
     claims.as_object_mut().unwrap().remove(name);
@@ -226,6 +219,14 @@ fn living(claims: &mut Value, iat: Option<i64>, exp: i64) {
     }
 }
 
+fn plain(app: Application) -> Application {
+    app
+}
+
+fn leeway(app: Application) -> Application {
+    app.with_assertion_leeway(Duration::from_secs(60))
+}
+
 fn capped(app: Application) -> Application {
     app.with_max_assertion_lifetime(Duration::from_secs(600))
 }
@@ -238,145 +239,66 @@ fn deployer_only(app: Application) -> Application {
     app.with_policy(|context: &PolicyContext<'_>| context.claims["repository"] == "org/deployer")
 }
 
+fn single_use(app: Application) -> Application {
+    app.with_single_use_assertions(true)
+}
+
+// "longer than the cap": issued a while ago, so only a little of it is
+// left, and still too long-lived.
+#[rustfmt::skip]
 const CLAIM_RULES: &[ClaimRule] = &[
-    claim_rule("typical_ci_token_is_accepted", |_| {}, true),
-    claim_rule(
-        "rfc7523_3_expired_assertion_is_rejected",
-        |c| c["exp"] = json!(now() - 60),
-        false,
-    ),
-    claim_rule(
-        "rfc7519_4_1_4_assertion_expiring_now_is_rejected",
-        |c| c["exp"] = json!(now()),
-        false,
-    ),
-    claim_rule(
-        "rfc7523_3_assertion_without_exp_is_rejected",
-        |c| remove(c, "exp"),
-        false,
-    ),
-    claim_rule(
-        "rfc7519_4_1_5_assertion_not_yet_valid_is_rejected",
-        |c| c["nbf"] = json!(now() + 120),
-        false,
-    ),
-    claim_rule(
-        "rfc7523_3_assertion_issued_in_the_future_is_rejected",
-        |c| c["iat"] = json!(now() + 120),
-        false,
-    ),
-    ClaimRule {
-        name: "leeway_admits_small_clock_skew",
-        app: |app| app.with_assertion_leeway(Duration::from_secs(60)),
-        claims: |c| c["nbf"] = json!(now() + 30),
-        accepted: true,
-    },
-    claim_rule(
-        "rfc7519_2_fractional_numeric_dates_are_accepted",
-        |c| {
-            c["exp"] = json!(now() as f64 + 300.5);
-            c["iat"] = json!(now() as f64 - 0.25);
-        },
-        true,
-    ),
-    ClaimRule {
-        name: "assertion_living_exactly_the_cap_is_accepted",
-        app: capped,
-        claims: |c| living(c, Some(0), 600),
-        accepted: true,
-    },
-    ClaimRule {
-        // Issued a while ago, so only a little of it is left: still too long-lived.
-        name: "assertion_living_longer_than_the_cap_is_rejected",
-        app: capped,
-        claims: |c| living(c, Some(-500), 101),
-        accepted: false,
-    },
-    ClaimRule {
-        name: "assertion_without_iat_is_capped_from_now_within",
-        app: capped,
-        claims: |c| living(c, None, 590),
-        accepted: true,
-    },
-    ClaimRule {
-        name: "assertion_without_iat_is_capped_from_now_beyond",
-        app: capped,
-        claims: |c| living(c, None, 700),
-        accepted: false,
-    },
-    claim_rule(
-        "assertion_valid_until_9999_is_rejected_by_default",
-        |c| {
-            living(c, Some(0), 0);
-            c["exp"] = json!(253_402_300_799_u64);
-        },
-        false,
-    ),
-    claim_rule(
-        "default_cap_of_one_hour_is_accepted",
-        |c| living(c, Some(0), 3600),
-        true,
-    ),
-    claim_rule(
-        "default_cap_of_one_hour_and_a_second_is_rejected",
-        |c| living(c, Some(0), 3601),
-        false,
-    ),
-    ClaimRule {
-        name: "rfc7523_3_required_audience_accepts_its_audience",
-        app: audience,
-        claims: |_| {},
-        accepted: true,
-    },
-    ClaimRule {
-        name: "rfc7523_3_wrong_audience_is_rejected_when_an_audience_is_required",
-        app: audience,
-        claims: |c| c["aud"] = json!("https://some-other-service"),
-        accepted: false,
-    },
-    ClaimRule {
-        name: "rfc7523_3_missing_audience_is_rejected_when_an_audience_is_required",
-        app: audience,
-        claims: |c| remove(c, "aud"),
-        accepted: false,
-    },
-    ClaimRule {
-        name: "policy_denied_assertion_is_invalid_grant_without_saying_why",
-        app: deployer_only,
-        claims: |_| {},
-        accepted: false,
-    },
-    ClaimRule {
-        name: "policy_allowed_assertion_is_accepted",
-        app: deployer_only,
-        claims: |c| c["repository"] = json!("org/deployer"),
-        accepted: true,
-    },
-    ClaimRule {
-        name: "rfc7523_3_single_use_assertion_without_jti_is_rejected",
-        app: |app| app.with_single_use_assertions(true),
-        claims: |c| remove(c, "jti"),
-        accepted: false,
-    },
+    ("typical_ci_token_is_accepted", plain, |_| {}, true),
+    ("rfc7523_3_expired_assertion_is_rejected", plain, |c| c["exp"] = json!(now() - 60), false),
+    ("rfc7519_4_1_4_assertion_expiring_now_is_rejected", plain, |c| c["exp"] = json!(now()), false),
+    ("rfc7523_3_assertion_without_exp_is_rejected", plain, |c| remove(c, "exp"), false),
+    ("rfc7519_4_1_5_assertion_not_yet_valid_is_rejected", plain, |c| c["nbf"] = json!(now() + 120), false),
+    ("rfc7523_3_assertion_issued_in_the_future_is_rejected", plain, |c| c["iat"] = json!(now() + 120), false),
+    ("leeway_admits_small_clock_skew", leeway, |c| c["nbf"] = json!(now() + 30), true),
+    ("rfc7519_2_fractional_numeric_dates_are_accepted", plain, |c| {
+        c["exp"] = json!(now() as f64 + 300.5);
+        c["iat"] = json!(now() as f64 - 0.25);
+    }, true),
+    ("assertion_living_exactly_the_cap_is_accepted", capped, |c| living(c, Some(0), 600), true),
+    ("assertion_living_longer_than_the_cap_is_rejected", capped, |c| living(c, Some(-500), 101), false),
+    ("assertion_without_iat_is_capped_from_now_within", capped, |c| living(c, None, 590), true),
+    ("assertion_without_iat_is_capped_from_now_beyond", capped, |c| living(c, None, 700), false),
+    ("assertion_valid_until_9999_is_rejected_by_default", plain, |c| {
+        living(c, Some(0), 0);
+        c["exp"] = json!(253_402_300_799_u64);
+    }, false),
+    ("default_cap_of_one_hour_is_accepted", plain, |c| living(c, Some(0), 3600), true),
+    ("default_cap_of_one_hour_and_a_second_is_rejected", plain, |c| living(c, Some(0), 3601), false),
+    ("rfc7523_3_required_audience_accepts_its_audience", audience, |_| {}, true),
+    ("rfc7523_3_wrong_audience_is_rejected_when_an_audience_is_required", audience, |c| c["aud"] = json!("https://some-other-service"), false),
+    ("rfc7523_3_missing_audience_is_rejected_when_an_audience_is_required", audience, |c| remove(c, "aud"), false),
+    ("policy_denied_assertion_is_invalid_grant_without_saying_why", deployer_only, |_| {}, false),
+    ("policy_allowed_assertion_is_accepted", deployer_only, |c| c["repository"] = json!("org/deployer"), true),
+    ("rfc7523_3_single_use_assertion_without_jti_is_rejected", single_use, |c| remove(c, "jti"), false),
 ];
+
+/// A row's endpoint (its CI application shaped by `app`, trusting the
+/// certificate of `external`) and input JWT (CI claims edited by `edit`).
+fn row(external: &External, app: &Shape, edit: &Edit) -> (Endpoint, String) {
+    let mut claims = ci_claims();
+    edit(&mut claims);
+    (issuer(cert_keys(external), app), external.mint(&claims))
+}
 
 #[tokio::test]
 async fn claim_rules() {
     let external = External::new(Algorithm::ES256);
-    for rule in CLAIM_RULES {
-        let endpoint = issuer(cert_keys(&external), rule.app);
-        let mut claims = ci_claims();
-        (rule.claims)(&mut claims);
-        let jwt = external.mint(&claims);
-        let name = rule.name;
-        let answer = exchange(&endpoint, &jwt).await;
-        match rule.accepted {
-            true => assert_eq!(
-                answer.status,
-                200,
-                "{name}: {}",
-                answer.header("www-authenticate")
-            ),
+    for (name, app, edit, accepted) in CLAIM_RULES {
+        let (endpoint, jwt) = row(&external, app, edit);
+        match accepted {
+            true => {
+                let answer = exchange(&endpoint, &jwt).await;
+                assert_eq!(
+                    answer.status,
+                    200,
+                    "{name}: {}",
+                    answer.header("www-authenticate")
+                );
+            }
             false => assert_eq!(rejected(name, &endpoint, &jwt).await, "invalid_grant"),
         }
     }
@@ -404,11 +326,9 @@ async fn cel_policy_checks_the_issuer() {
 
 // ---- forged tokens -------------------------------------------------------------------
 
-/// A token the trusted certificate's issuer did not sign as it stands.
-struct Forgery {
-    name: &'static str,
-    token: fn(&External) -> String,
-}
+/// A row: a token the trusted certificate's issuer did not sign as it
+/// stands, made from that issuer.
+type Forgery = (&'static str, fn(&External) -> String);
 
 /// HS256 over the CI claims with `secret` (a public key, as published).
 fn hs256(secret: &str, kid: Option<&str>) -> String {
@@ -424,70 +344,50 @@ fn alg_none(signature: &str) -> String {
     format!("{header}.{payload}.{signature}")
 }
 
+/// The CI token's signed part with the signature of another token.
+fn bad_signature(external: &External) -> String {
+    let jwt = external.mint(&ci_claims());
+    let (signed, _) = jwt.rsplit_once('.').unwrap();
+    let other = external.mint(&json!({"iss": CI_ISSUER, "sub": "x", "exp": now() + 300}));
+    let (_, foreign_signature) = other.rsplit_once('.').unwrap();
+    format!("{signed}.{foreign_signature}")
+}
+
+/// The CI token with other claims under its header and signature.
+fn tampered(external: &External) -> String {
+    let jwt = external.mint(&ci_claims());
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let mut claims = ci_claims();
+    claims["repository"] = json!("org/evil");
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+    format!("{}.{payload}.{}", parts[0], parts[2])
+}
+
+fn stranger() -> External {
+    External::new(Algorithm::ES256)
+}
+
+#[rustfmt::skip]
 const FORGERIES: &[Forgery] = &[
-    Forgery {
-        name: "rfc7515_assertion_with_bad_signature_is_rejected",
-        token: |external| {
-            let jwt = external.mint(&ci_claims());
-            let (signed, _) = jwt.rsplit_once('.').unwrap();
-            let other = external.mint(&json!({"iss": CI_ISSUER, "sub": "x", "exp": now() + 300}));
-            let (_, foreign_signature) = other.rsplit_once('.').unwrap();
-            format!("{signed}.{foreign_signature}")
-        },
-    },
-    Forgery {
-        name: "rfc7515_assertion_with_tampered_claims_is_rejected",
-        token: |external| {
-            let jwt = external.mint(&ci_claims());
-            let parts: Vec<&str> = jwt.split('.').collect();
-            let mut claims = ci_claims();
-            claims["repository"] = json!("org/evil");
-            let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
-            format!("{}.{payload}.{}", parts[0], parts[2])
-        },
-    },
-    Forgery {
-        name: "assertion_signed_by_unknown_key_with_kid_is_rejected",
-        token: |_| External::new(Algorithm::ES256).mint(&ci_claims()),
-    },
-    Forgery {
-        name: "assertion_signed_by_unknown_key_without_kid_is_rejected",
-        token: |_| External::new(Algorithm::ES256).mint_without_kid(&ci_claims()),
-    },
-    Forgery {
-        name: "rfc8725_3_1_alg_none_assertion_is_rejected",
-        token: |_| alg_none(""),
-    },
-    Forgery {
-        name: "rfc8725_3_1_alg_none_assertion_with_a_signature_is_rejected",
-        token: |_| alg_none("AAAA"),
-    },
-    Forgery {
-        name: "rfc8725_2_1_hs256_signed_with_the_certificate_with_kid_is_rejected",
-        token: |external| hs256(&external.certificate_pem(), Some(external.key.kid())),
-    },
-    Forgery {
-        name: "rfc8725_2_1_hs256_signed_with_the_certificate_without_kid_is_rejected",
-        token: |external| hs256(&external.certificate_pem(), None),
-    },
-    Forgery {
-        name: "rfc8725_2_1_hs256_signed_with_the_public_key_with_kid_is_rejected",
-        token: |external| hs256(&external.public_key_pem(), Some(external.key.kid())),
-    },
-    Forgery {
-        name: "rfc8725_2_1_hs256_signed_with_the_public_key_without_kid_is_rejected",
-        token: |external| hs256(&external.public_key_pem(), None),
-    },
+    ("rfc7515_assertion_with_bad_signature_is_rejected", bad_signature),
+    ("rfc7515_assertion_with_tampered_claims_is_rejected", tampered),
+    ("assertion_signed_by_unknown_key_with_kid_is_rejected", |_| stranger().mint(&ci_claims())),
+    ("assertion_signed_by_unknown_key_without_kid_is_rejected", |_| stranger().mint_without_kid(&ci_claims())),
+    ("rfc8725_3_1_alg_none_assertion_is_rejected", |_| alg_none("")),
+    ("rfc8725_3_1_alg_none_assertion_with_a_signature_is_rejected", |_| alg_none("AAAA")),
+    ("rfc8725_2_1_hs256_signed_with_the_certificate_with_kid_is_rejected", |e| hs256(&e.certificate_pem(), Some(e.key.kid()))),
+    ("rfc8725_2_1_hs256_signed_with_the_certificate_without_kid_is_rejected", |e| hs256(&e.certificate_pem(), None)),
+    ("rfc8725_2_1_hs256_signed_with_the_public_key_with_kid_is_rejected", |e| hs256(&e.public_key_pem(), Some(e.key.kid()))),
+    ("rfc8725_2_1_hs256_signed_with_the_public_key_without_kid_is_rejected", |e| hs256(&e.public_key_pem(), None)),
 ];
 
 #[tokio::test]
 async fn forgeries() {
     let external = External::new(Algorithm::ES256);
     let endpoint = issuer(cert_keys(&external), |app| app);
-    for forgery in FORGERIES {
-        let token = (forgery.token)(&external);
-        let rejection = rejected(forgery.name, &endpoint, &token).await;
-        assert_eq!(rejection, "invalid_grant", "{}", forgery.name);
+    for (name, forge) in FORGERIES {
+        let rejection = rejected(name, &endpoint, &forge(&external)).await;
+        assert_eq!(rejection, "invalid_grant", "{name}");
     }
 }
 
@@ -608,44 +508,21 @@ async fn placements() {
 
 // ---- using one assertion twice ---------------------------------------------------------
 
-/// Shapes the CI application of a row.
-type Shape = fn(Application) -> Application;
-
-/// The same input JWT (`exp` seconds from now) exchanged twice at an
-/// application shaped so: is the second exchange accepted?
-const REUSE: &[(&str, Shape, i64, bool)] = &[
-    (
-        "reused_assertion_is_accepted_by_default",
-        |app| app,
-        300,
-        true,
-    ),
-    (
-        "rfc7523_3_replayed_jti_is_rejected_when_single_use",
-        |app| app.with_single_use_assertions(true),
-        300,
-        false,
-    ),
-    (
-        // Expired, but inside the leeway: the jti is remembered that long.
-        "replayed_jti_is_rejected_within_the_leeway_after_exp",
-        |app| {
-            app.with_single_use_assertions(true)
-                .with_assertion_leeway(Duration::from_secs(60))
-        },
-        -10,
-        false,
-    ),
+/// The same input JWT, claims edited, exchanged twice at the CI application
+/// shaped so: is the second exchange accepted? (The third row's JWT has
+/// expired, but inside the leeway: its `jti` is remembered that long.)
+#[rustfmt::skip]
+const REUSE: &[ClaimRule] = &[
+    ("reused_assertion_is_accepted_by_default", plain, |_| {}, true),
+    ("rfc7523_3_replayed_jti_is_rejected_when_single_use", single_use, |_| {}, false),
+    ("replayed_jti_is_rejected_within_the_leeway_after_exp", |app| leeway(single_use(app)), |c| c["exp"] = json!(now() - 10), false),
 ];
 
 #[tokio::test]
 async fn reuse() {
     let external = External::new(Algorithm::ES256);
-    for (name, app, exp, again) in REUSE {
-        let endpoint = issuer(cert_keys(&external), app);
-        let mut claims = ci_claims();
-        claims["exp"] = json!(now().checked_add_signed(*exp).unwrap());
-        let jwt = external.mint(&claims);
+    for (name, app, edit, again) in REUSE {
+        let (endpoint, jwt) = row(&external, app, edit);
         exchange_ok(&endpoint, &jwt).await;
         match again {
             true => assert_eq!(exchange(&endpoint, &jwt).await.status, 200, "{name}"),
