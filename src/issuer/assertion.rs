@@ -7,10 +7,10 @@ use jsonwebtoken::{Algorithm, Validation};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::claims;
-use super::{
-    Application, ClientAuthentication, ExternalIdentity, Principal, Rejection, VerifyError,
-};
+use super::application::Application;
+use super::credentials::{ClientAuthentication, ExternalIdentity, Principal};
+use super::error::{Rejection, VerifyError};
+use super::mint;
 use crate::keys::{ASYMMETRIC_ALGORITHMS, JwtError, VerifyTokenError};
 use crate::policy::PolicyContext;
 use crate::store::{CredentialStore, ExternalAccount, ReplayCache, TokenDigest};
@@ -112,7 +112,7 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
     }
 
     // "exp must not be now or in the past"; iat must not be in the future.
-    let now = claims::now() as f64;
+    let now = mint::now() as f64;
     let leeway = rules.leeway.as_secs_f64();
     if registered.exp + leeway <= now {
         return Err(Rejection::InvalidAssertion(JwtError::Expired).into());

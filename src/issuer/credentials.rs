@@ -5,7 +5,7 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::Application;
+use super::application::Application;
 use crate::store::ServiceAccount;
 
 /// The grant a token request asked for. authentik treats `password` exactly

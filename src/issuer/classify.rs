@@ -1,0 +1,156 @@
+//! Classifying a request that was read, the pipeline's second stage: which
+//! grant it asks for, and who the client says it is and with what (RFC 6749
+//! §2.3 allows one client authentication method per request).
+
+use std::net::IpAddr;
+
+use secrecy::ExposeSecret;
+
+use super::assertion::{JWT_BEARER, is_compact_jws};
+use super::credentials::{Credentials, GrantType};
+use super::error::TokenError;
+use super::request::{BasicCredentials, Form, TokenRequest, present, present_secret};
+
+/// Who the client of a request says it is, with what, and from where.
+pub(crate) struct ClientClaim {
+    /// The `client_id`, from the form or HTTP Basic.
+    pub(crate) client_id: String,
+    pub(crate) credentials: Credentials,
+    /// How the client authenticated (the `auth_method` label; `federation`
+    /// is decided later, when a JWT turns out to be a trade).
+    pub(crate) method: &'static str,
+    /// The client's address, when the endpoint knows it.
+    pub(crate) address: Option<IpAddr>,
+}
+
+/// The grant a token request asks for.
+pub(crate) fn grant_type(fields: &TokenRequest) -> Result<GrantType, TokenError> {
+    match present(&fields.grant_type) {
+        None => Err(TokenError::InvalidRequest(
+            "parameter grant_type is missing",
+        )),
+        Some("client_credentials") => Ok(GrantType::ClientCredentials),
+        Some("password") => Ok(GrantType::Password),
+        Some(_) => Err(TokenError::UnsupportedGrantType),
+    }
+}
+
+/// Classifies the client authentication of `form`.
+pub(crate) fn client_claim(form: Form) -> Result<ClientClaim, TokenError> {
+    let (client_id, credentials) = client_authentication(&form.fields, form.basic)?;
+    Ok(ClientClaim {
+        client_id,
+        method: auth_method(&credentials),
+        credentials,
+        address: form.address,
+    })
+}
+
+/// The JWT among `credentials`, if they are one: an assertion, or a compact
+/// JWS in `client_secret` (for clients that can only set a password).
+pub(crate) fn jwt(credentials: &Credentials) -> Option<&str> {
+    match credentials {
+        Credentials::Assertion(jwt) => Some(jwt.expose_secret()),
+        Credentials::ClientSecret(secret) if is_compact_jws(secret.expose_secret()) => {
+            Some(secret.expose_secret())
+        }
+        _ => None,
+    }
+}
+
+/// How a client authenticated, as the `auth_method` label and field say it
+/// (`federation` is decided later, when a JWT turns out to be a trade).
+fn auth_method(credentials: &Credentials) -> &'static str {
+    match credentials {
+        _ if jwt(credentials).is_some() => "jwt",
+        Credentials::Password { .. } => "app_password",
+        _ => "client_secret",
+    }
+}
+
+/// Who the client says it is, and with what: RFC 6749 §2.3 allows one client
+/// authentication method per request.
+fn client_authentication(
+    form: &TokenRequest,
+    basic: Option<BasicCredentials>,
+) -> Result<(String, Credentials), TokenError> {
+    const TWO_METHODS: TokenError =
+        TokenError::InvalidRequest("more than one client authentication method was used");
+    let assertion_type = present(&form.client_assertion_type);
+    let assertion = present_secret(&form.client_assertion);
+    if assertion_type.is_some_and(|kind| kind != JWT_BEARER) {
+        // authentik answers an unknown assertion type with invalid_grant.
+        return Err(TokenError::InvalidGrant);
+    }
+    if assertion.is_some() && assertion_type.is_none() {
+        return Err(TokenError::InvalidRequest(
+            "parameter client_assertion_type is missing",
+        ));
+    }
+    let (client_id, secret) = match basic {
+        Some(basic) => {
+            if present_secret(&form.client_secret).is_some() || assertion.is_some() {
+                return Err(TWO_METHODS);
+            }
+            if present(&form.client_id).is_some_and(|id| id != basic.client_id) {
+                return Err(TokenError::InvalidRequest(
+                    "client_id differs from the HTTP Basic client id",
+                ));
+            }
+            let secret =
+                (!basic.client_secret.expose_secret().is_empty()).then_some(basic.client_secret);
+            (basic.client_id, secret)
+        }
+        None => (
+            present(&form.client_id)
+                .ok_or(TokenError::InvalidRequest("parameter client_id is missing"))?
+                .to_owned(),
+            present_secret(&form.client_secret).cloned(),
+        ),
+    };
+    if client_id.is_empty() {
+        return Err(TokenError::InvalidRequest("parameter client_id is missing"));
+    }
+    if assertion_type.is_some() {
+        // RFC 7523 §2.2, or the JWT in client_secret for clients that can
+        // only set a password (authentik still wants the assertion type).
+        if present(&form.username).is_some() {
+            return Err(TWO_METHODS);
+        }
+        let jwt = match (assertion, secret) {
+            (Some(assertion), None) => assertion.clone(),
+            (None, Some(secret)) => secret,
+            (Some(_), Some(_)) => return Err(TWO_METHODS),
+            (None, None) => {
+                return Err(TokenError::InvalidRequest(
+                    "parameter client_assertion is missing",
+                ));
+            }
+        };
+        return Ok((client_id, Credentials::Assertion(jwt)));
+    }
+    let credentials = match (
+        present(&form.username),
+        present_secret(&form.password),
+        secret,
+    ) {
+        (Some(_), _, Some(_)) => return Err(TWO_METHODS),
+        (Some(username), Some(password), None) => Credentials::Password {
+            username: username.to_owned(),
+            password: password.clone(),
+        },
+        (Some(_), None, None) => {
+            return Err(TokenError::InvalidRequest("parameter password is missing"));
+        }
+        (None, Some(_), _) => {
+            return Err(TokenError::InvalidRequest("parameter username is missing"));
+        }
+        (None, None, Some(secret)) => Credentials::ClientSecret(secret),
+        (None, None, None) => {
+            return Err(TokenError::InvalidRequest(
+                "no client credentials were given",
+            ));
+        }
+    };
+    Ok((client_id, credentials))
+}
