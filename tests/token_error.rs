@@ -102,62 +102,74 @@ fn token_error(response: &Response<()>, body: &str, secrets: &[&str]) -> TokenEr
     error
 }
 
+/// One row per kind of refused request: the rule, the request, the error
+/// its response must carry, and the secrets that must not show.
 #[tokio::test]
-async fn wrong_app_password_answer_carries_invalid_grant_without_the_password() {
-    let (layer, _) = layer();
-    let body = format!(
-        "grant_type=client_credentials&client_id=my-client&username=deployer&password={WRONG_PASSWORD}"
-    );
-    let (response, body) = send(layer.layer(inner()), form("/application/o/token/", &body)).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        token_error(&response, &body, &[WRONG_PASSWORD]),
-        TokenError::InvalidGrant
-    );
-}
-
-#[tokio::test]
-async fn wrong_basic_secret_answer_carries_invalid_grant_without_the_secret() {
-    let (layer, _) = layer();
-    let basic = STANDARD.encode(format!("my-client:{WRONG_PASSWORD}"));
-    let mut request = form("/application/o/token/", "grant_type=client_credentials");
-    request
-        .headers_mut()
-        .insert("authorization", format!("Basic {basic}").parse().unwrap());
-    let (response, body) = send(layer.layer(inner()), request).await;
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        token_error(&response, &body, &[WRONG_PASSWORD, &basic]),
-        TokenError::InvalidGrant
-    );
-}
-
-#[tokio::test]
-async fn malformed_request_answer_carries_invalid_request() {
+async fn each_refused_request_carries_its_token_error_without_its_secrets() {
     let (layer, password) = layer();
-    let body = format!(
-        "grant_type=client_credentials&grant_type=password&client_id=my-client&username=deployer&password={password}"
-    );
-    let (response, body) = send(layer.layer(inner()), form("/application/o/token/", &body)).await;
-    assert_eq!(
-        token_error(&response, &body, &[&password]),
-        TokenError::InvalidRequest("parameter grant_type is repeated")
-    );
-}
-
-#[tokio::test]
-async fn introspection_by_a_wrong_secret_carries_invalid_client() {
-    let (layer, _) = layer();
-    let body = format!("token=a.b.c&client_id=my-client&client_secret={WRONG_PASSWORD}");
-    let (response, body) = send(
-        layer.layer(inner()),
-        form("/application/o/introspect/", &body),
-    )
-    .await;
-    assert_eq!(
-        token_error(&response, &body, &[WRONG_PASSWORD]),
-        TokenError::InvalidClient
-    );
+    let basic = STANDARD.encode(format!("my-client:{WRONG_PASSWORD}"));
+    let with_basic = |mut request: Request<Full<Bytes>>| {
+        let value = format!("Basic {basic}").parse().unwrap();
+        request.headers_mut().insert("authorization", value);
+        request
+    };
+    let token = "/application/o/token/";
+    let rows = [
+        (
+            "wrong_app_password_is_invalid_grant",
+            form(
+                token,
+                &format!(
+                    "grant_type=client_credentials&client_id=my-client&username=deployer&password={WRONG_PASSWORD}"
+                ),
+            ),
+            StatusCode::BAD_REQUEST,
+            TokenError::InvalidGrant,
+        ),
+        (
+            "wrong_basic_secret_is_invalid_grant_with_401",
+            with_basic(form(token, "grant_type=client_credentials")),
+            StatusCode::UNAUTHORIZED,
+            TokenError::InvalidGrant,
+        ),
+        (
+            "duplicate_parameter_is_invalid_request",
+            form(
+                token,
+                &format!(
+                    "grant_type=client_credentials&grant_type=password&client_id=my-client&username=deployer&password={password}"
+                ),
+            ),
+            StatusCode::BAD_REQUEST,
+            TokenError::InvalidRequest("parameter grant_type is repeated"),
+        ),
+        (
+            "unknown_grant_type_is_unsupported_grant_type",
+            form(
+                token,
+                &format!(
+                    "grant_type=refresh_token&client_id=my-client&client_secret={CLIENT_SECRET}"
+                ),
+            ),
+            StatusCode::BAD_REQUEST,
+            TokenError::UnsupportedGrantType,
+        ),
+        (
+            "introspection_by_a_wrong_secret_is_invalid_client",
+            form(
+                "/application/o/introspect/",
+                &format!("token=a.b.c&client_id=my-client&client_secret={WRONG_PASSWORD}"),
+            ),
+            StatusCode::BAD_REQUEST,
+            TokenError::InvalidClient,
+        ),
+    ];
+    let secrets = [WRONG_PASSWORD, &password, CLIENT_SECRET, &basic];
+    for (rule, request, status, expected) in rows {
+        let (response, body) = send(layer.clone().layer(inner()), request).await;
+        assert_eq!(response.status(), status, "{rule}");
+        assert_eq!(token_error(&response, &body, &secrets), expected, "{rule}");
+    }
 }
 
 #[tokio::test]

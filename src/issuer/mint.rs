@@ -45,19 +45,15 @@ pub(crate) struct Minted {
     pub(crate) expires_in: u64,
 }
 
+/// The claims of an access token: the ID token's, and those that name the
+/// client (RFC 9068 §2.2), which no ID token carries.
 #[derive(Serialize)]
 pub(crate) struct AccessTokenClaims<'a> {
-    pub(crate) iss: &'a str,
-    pub(crate) sub: &'a str,
-    pub(crate) aud: &'a str,
-    pub(crate) exp: u64,
-    pub(crate) iat: u64,
-    pub(crate) auth_time: u64,
-    pub(crate) jti: &'a str,
+    #[serde(flatten)]
+    pub(crate) token: IdTokenClaims<'a>,
     pub(crate) client_id: &'a str,
     pub(crate) azp: &'a str,
     pub(crate) scope: &'a str,
-    pub(crate) preferred_username: &'a str,
     /// For JWT-authenticated clients: the input JWT's issuer and subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) act: Option<Actor<'a>>,
@@ -70,7 +66,8 @@ pub(crate) struct Actor<'a> {
     pub(crate) sub: &'a str,
 }
 
-#[derive(Serialize)]
+/// The claims of an ID token.
+#[derive(Clone, Copy, Serialize)]
 pub(crate) struct IdTokenClaims<'a> {
     pub(crate) iss: &'a str,
     pub(crate) sub: &'a str,
@@ -126,21 +123,22 @@ pub(crate) fn mint(config: &EndpointConfig, grant: &Grant) -> Result<Minted, Tok
         exp = exp.min(limit);
     }
     let lifetime = exp.saturating_sub(now);
-    let iss = application.issuer.as_str();
     let sub = subject(application, principal, &config.subject_salt);
     let jti = token_id().ok_or(TokenError::ServerError)?;
     let access = AccessTokenClaims {
-        iss,
-        sub: &sub,
-        aud: application.client_id(),
-        exp,
-        iat: now,
-        auth_time: now,
-        jti: &jti,
+        token: IdTokenClaims {
+            iss: application.issuer.as_str(),
+            sub: &sub,
+            aud: application.client_id(),
+            exp,
+            iat: now,
+            auth_time: now,
+            jti: &jti,
+            preferred_username: &principal.username,
+        },
         client_id: application.client_id(),
         azp: application.client_id(),
         scope,
-        preferred_username: &principal.username,
         act: principal.external.as_ref().map(|external| Actor {
             iss: &external.issuer,
             sub: &external.subject,
@@ -153,19 +151,11 @@ pub(crate) fn mint(config: &EndpointConfig, grant: &Grant) -> Result<Minted, Tok
             let access_token = key.sign_jwt(typ, &access)?;
             let id_token = if config.id_token {
                 let jti = token_id().ok_or(KeyError::Signing)?;
-                Some(key.sign_jwt(
-                    Some("JWT"),
-                    &IdTokenClaims {
-                        iss,
-                        sub: &sub,
-                        aud: application.client_id(),
-                        exp,
-                        iat: now,
-                        auth_time: now,
-                        jti: &jti,
-                        preferred_username: &principal.username,
-                    },
-                )?)
+                let claims = IdTokenClaims {
+                    jti: &jti,
+                    ..access.token
+                };
+                Some(key.sign_jwt(Some("JWT"), &claims)?)
             } else {
                 None
             };
