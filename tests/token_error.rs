@@ -23,7 +23,6 @@ use tower_m2m_auth::issuer::{
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     AppPassword, Binding, FailureLimit, MemoryAttemptLimiter, MemoryStore, ServiceAccount,
-    StoreError,
 };
 
 const CLIENT_SECRET: &str = "the-application-secret-7f3a9c";
@@ -176,8 +175,8 @@ async fn each_refused_request_carries_its_token_error_without_its_secrets() {
 async fn verifier_that_cannot_decide_carries_temporarily_unavailable() {
     let (layer, _) = layer();
     let layer = layer.verifier(service_fn(|_: ClientAuthentication| async {
-        Err::<Principal, _>(VerifyError::Unavailable(StoreError(Box::new(
-            std::io::Error::other("store down"),
+        Err::<Principal, _>(VerifyError::Unavailable(Box::new(std::io::Error::other(
+            "the directory is down",
         ))))
     }));
     let body =

@@ -107,7 +107,7 @@ async fn custom_verifier_decides_who_the_client_is() {
 #[tokio::test]
 async fn unavailable_verifier_is_503_temporarily_unavailable() {
     let verifier = service_fn(|_: ClientAuthentication| async {
-        Err::<Principal, _>(VerifyError::Unavailable(StoreError(Box::new(
+        Err::<Principal, _>(VerifyError::from(StoreError(Box::new(
             std::io::Error::other("database is down"),
         ))))
     });

@@ -102,7 +102,7 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
             return Err(Rejection::InvalidAssertion(error).into());
         }
         Err(VerifyTokenError::Unavailable(error)) => {
-            return Err(VerifyError::KeysUnavailable(error));
+            return Err(error.into());
         }
     };
     let registered = Registered::deserialize(&claims)

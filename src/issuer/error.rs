@@ -158,9 +158,7 @@ impl From<VerifyError> for TokenError {
     fn from(error: VerifyError) -> Self {
         match error {
             VerifyError::Rejected(_) => TokenError::InvalidGrant,
-            VerifyError::Unavailable(_) | VerifyError::KeysUnavailable(_) => {
-                TokenError::TemporarilyUnavailable
-            }
+            VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
         }
     }
 }
@@ -177,22 +175,34 @@ impl TokenError {
     }
 }
 
-/// Why a client was not authenticated.
+/// Why a client was not authenticated: the error of a credential verifier
+/// (and of the endpoint's own checks after it). Either the credentials were
+/// refused, or nobody could decide.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// The credentials do not authenticate anyone. Answered as
-    /// `invalid_grant`; the reason goes to tracing only.
+    /// The credentials do not authenticate anyone, or not here. Answered as
+    /// `invalid_grant`; the reason goes to tracing and audit events only.
     #[error("credentials rejected: {0}")]
     Rejected(Rejection),
-    /// The verifier could not decide (its store is down). Answered as
-    /// `temporarily_unavailable` with status 503.
-    #[error(transparent)]
-    Unavailable(#[from] StoreError),
-    /// The keys that might verify an input JWT could not be fetched, and
-    /// there is no earlier copy (fail closed). Answered as 503.
-    #[error(transparent)]
-    KeysUnavailable(#[from] KeySourceError),
+    /// The verifier could not decide: its store or backend is down, or the
+    /// keys that might verify an input JWT could not be fetched and there is
+    /// no earlier copy (fail closed). Answered as `temporarily_unavailable`
+    /// with status 503; the cause goes to tracing only.
+    #[error("credentials could not be verified: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for VerifyError {
+    fn from(error: StoreError) -> Self {
+        VerifyError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<KeySourceError> for VerifyError {
+    fn from(error: KeySourceError) -> Self {
+        VerifyError::Unavailable(Box::new(error))
+    }
 }
 
 /// The precise reason credentials were rejected, for logs; the client is only
