@@ -5,9 +5,11 @@
 //!    locked-out address or `client_id`, before anything is looked up).
 //! 2. The `client_id` names an application, or the client is `invalid_client`.
 //! 3. A token of a federated application is traded by the endpoint itself
-//!    ([`federation`](super::federation)); any other credentials go to the
-//!    pluggable verifier, which answers only "who is this client".
-//! 4. Authorization ([`authorize`](super::authorize)): the account's binding
+//!    (`federation`); an input JWT is checked by the endpoint against the
+//!    application's trust rules (`assertion`) before it goes, verified, to the
+//!    pluggable verifier; app passwords and client secrets go to the verifier
+//!    as they are. The verifier answers only "who is this client".
+//! 4. Authorization (`authorize`): the account's binding
 //!    to the application, which narrows the scopes.
 //!
 //! The failure slots stay taken only if authentication or authorization
@@ -17,13 +19,15 @@ use std::future::poll_fn;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use secrecy::ExposeSecret;
 use tower_service::Service;
 use tracing::Span;
 use tracing::field::display;
 
 use super::application::Application;
+use super::assertion;
 use super::authorize::{Provenance, authorize};
-use super::classify::{self, ClientClaim};
+use super::classify::{ClientClaim, Presented};
 use super::config::EndpointConfig;
 use super::credentials::{ClientAuthentication, Credentials, GrantType, Principal};
 use super::error::{TokenError, VerifyError};
@@ -71,7 +75,7 @@ where
 {
     let ClientClaim {
         client_id,
-        credentials,
+        presented,
         method,
         address,
     } = claim;
@@ -120,7 +124,7 @@ where
         config,
         verifier,
         &application,
-        credentials,
+        presented,
         grant_type,
         &mut scopes,
     )
@@ -168,35 +172,42 @@ where
     }
 }
 
-/// Who the client is (by trade or by the verifier), and whether it may get
-/// a token at `application`; narrows `scopes`.
+/// Who the client is (by trade, or by the verifier after the endpoint
+/// checked an input JWT), and whether it may get a token at `application`;
+/// narrows `scopes`.
 async fn authenticate_at<V>(
     config: &EndpointConfig,
     mut verifier: V,
     application: &Arc<Application>,
-    credentials: Credentials,
+    presented: Presented,
     grant_type: GrantType,
     scopes: &mut Vec<String>,
 ) -> Result<(Principal, Option<u64>), VerifyError>
 where
     V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
 {
-    if let Some(jwt) = classify::jwt(&credentials)
-        && let Some(source) = federation::source(config, application, jwt)
-    {
-        // Boxed: trades are rare, and their future is large.
-        let trade = Box::pin(federation::trade(config, application, source, jwt)).await?;
-        scopes.retain(|scope| trade.scopes.contains(scope));
-        authorize(
-            config,
-            application,
-            &trade.principal,
-            Provenance::Trade,
-            scopes,
-        )
-        .await?;
-        return Ok((trade.principal, Some(trade.expires)));
-    }
+    let credentials = match presented {
+        Presented::Credentials(credentials) => credentials,
+        Presented::Jwt { token, bare } => {
+            let jwt = token.expose_secret();
+            if let Some(source) = federation::source(config, application, jwt) {
+                // Boxed: trades are rare, and their future is large.
+                let trade = Box::pin(federation::trade(config, application, source, jwt)).await?;
+                scopes.retain(|scope| trade.scopes.contains(scope));
+                let provenance = Provenance::Trade;
+                authorize(config, application, &trade.principal, provenance, scopes).await?;
+                return Ok((trade.principal, Some(trade.expires)));
+            }
+            if bare && application.client_secret_matches(jwt) {
+                // The application's own secret, which looks like a JWT.
+                Credentials::ClientSecret(token)
+            } else {
+                // Boxed, as trades: its future is large.
+                let check = assertion::check(config, application, jwt, grant_type, scopes);
+                Credentials::Assertion(Box::pin(check).await?)
+            }
+        }
+    };
     poll_fn(|cx| verifier.poll_ready(cx)).await?;
     let request = ClientAuthentication::new(application.clone(), credentials, grant_type)
         .with_scopes(scopes.clone());

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::assertion::{JWT_BEARER, is_compact_jws};
 use super::credentials::{Credentials, GrantType};
@@ -15,12 +15,25 @@ use super::request::{BasicCredentials, Form, TokenRequest, present, present_secr
 pub(crate) struct ClientClaim {
     /// The `client_id`, from the form or HTTP Basic.
     pub(crate) client_id: String,
-    pub(crate) credentials: Credentials,
+    pub(crate) presented: Presented,
     /// How the client authenticated (the `auth_method` label; `federation`
     /// is decided later, when a JWT turns out to be a trade).
     pub(crate) method: &'static str,
     /// The client's address, when the endpoint knows it.
     pub(crate) address: Option<IpAddr>,
+}
+
+/// What a client presented, before the endpoint's own checks.
+pub(crate) enum Presented {
+    /// An app password or a client secret, for the verifier as they are.
+    Credentials(Credentials),
+    /// A JWT: an input JWT or a token of a federated application.
+    Jwt {
+        token: SecretString,
+        /// Sent as a bare `client_secret` (no assertion type), so it is the
+        /// application's own secret if that matches.
+        bare: bool,
+    },
 }
 
 /// The grant a token request asks for.
@@ -37,35 +50,18 @@ pub(crate) fn grant_type(fields: &TokenRequest) -> Result<GrantType, TokenError>
 
 /// Classifies the client authentication of `form`.
 pub(crate) fn client_claim(form: Form) -> Result<ClientClaim, TokenError> {
-    let (client_id, credentials) = client_authentication(&form.fields, form.basic)?;
+    let (client_id, presented) = client_authentication(&form.fields, form.basic)?;
+    let method = match &presented {
+        Presented::Jwt { .. } => "jwt",
+        Presented::Credentials(Credentials::Password { .. }) => "app_password",
+        Presented::Credentials(_) => "client_secret",
+    };
     Ok(ClientClaim {
         client_id,
-        method: auth_method(&credentials),
-        credentials,
+        presented,
+        method,
         address: form.address,
     })
-}
-
-/// The JWT among `credentials`, if they are one: an assertion, or a compact
-/// JWS in `client_secret` (for clients that can only set a password).
-pub(crate) fn jwt(credentials: &Credentials) -> Option<&str> {
-    match credentials {
-        Credentials::Assertion(jwt) => Some(jwt.expose_secret()),
-        Credentials::ClientSecret(secret) if is_compact_jws(secret.expose_secret()) => {
-            Some(secret.expose_secret())
-        }
-        _ => None,
-    }
-}
-
-/// How a client authenticated, as the `auth_method` label and field say it
-/// (`federation` is decided later, when a JWT turns out to be a trade).
-fn auth_method(credentials: &Credentials) -> &'static str {
-    match credentials {
-        _ if jwt(credentials).is_some() => "jwt",
-        Credentials::Password { .. } => "app_password",
-        _ => "client_secret",
-    }
 }
 
 /// Who the client says it is, and with what: RFC 6749 §2.3 allows one client
@@ -73,7 +69,7 @@ fn auth_method(credentials: &Credentials) -> &'static str {
 fn client_authentication(
     form: &TokenRequest,
     basic: Option<BasicCredentials>,
-) -> Result<(String, Credentials), TokenError> {
+) -> Result<(String, Presented), TokenError> {
     const TWO_METHODS: TokenError =
         TokenError::InvalidRequest("more than one client authentication method was used");
     let assertion_type = present(&form.client_assertion_type);
@@ -127,7 +123,11 @@ fn client_authentication(
                 ));
             }
         };
-        return Ok((client_id, Credentials::Assertion(jwt)));
+        let jwt = Presented::Jwt {
+            token: jwt,
+            bare: false,
+        };
+        return Ok((client_id, jwt));
     }
     let credentials = match (
         present(&form.username),
@@ -145,6 +145,17 @@ fn client_authentication(
         (None, Some(_), _) => {
             return Err(TokenError::InvalidRequest("parameter username is missing"));
         }
+        // A compact JWS (a bare `client_secret` of base64(username:token)
+        // has no dot): for clients that can only set a password.
+        (None, None, Some(secret)) if is_compact_jws(secret.expose_secret()) => {
+            return Ok((
+                client_id,
+                Presented::Jwt {
+                    token: secret,
+                    bare: true,
+                },
+            ));
+        }
         (None, None, Some(secret)) => Credentials::ClientSecret(secret),
         (None, None, None) => {
             return Err(TokenError::InvalidRequest(
@@ -152,5 +163,5 @@ fn client_authentication(
             ));
         }
     };
-    Ok((client_id, credentials))
+    Ok((client_id, Presented::Credentials(credentials)))
 }

@@ -2,8 +2,11 @@
 //!
 //! The token endpoint delegates this decision to any
 //! `Service<ClientAuthentication, Response = Principal, Error = VerifyError>`,
-//! so an application can plug in its own. [`StoreVerifier`] is the default:
-//! it follows authentik's rules over a [`CredentialStore`].
+//! so an application can plug in its own. It is asked only "who is this
+//! client": input JWTs reach it verified already (`assertion`), federated
+//! tokens never (`federation`), and the account's binding is checked after
+//! it (`authorize`). [`StoreVerifier`] is the default: it follows
+//! authentik's rules over a [`CredentialStore`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,10 +19,10 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use secrecy::ExposeSecret;
 use tower_service::Service;
 
-use super::assertion;
-use super::credentials::{ClientAuthentication, Credentials, Principal};
+use super::application::Application;
+use super::credentials::{ClientAuthentication, Credentials, Principal, VerifiedAssertion};
 use super::error::{Rejection, VerifyError};
-use crate::store::{CredentialStore, MemoryReplayCache, ReplayCache, TokenDigest};
+use crate::store::{CredentialStore, ExternalAccount, TokenDigest};
 
 /// The default credential verifier, over a [`CredentialStore`].
 ///
@@ -32,53 +35,34 @@ use crate::store::{CredentialStore, MemoryReplayCache, ReplayCache, TokenDigest}
 /// A disabled account, an expired token or another account's token are
 /// rejected. Secrets are compared as SHA-256 digests in constant time.
 ///
-/// It also verifies input JWTs (client assertions) with the keys, policies
-/// and rules configured on the application; single-use `jti`s are
-/// remembered in a [`ReplayCache`] (in memory by default). A client that
-/// authenticates with a JWT from an external issuer becomes an automatic
-/// service account keyed on the JWT's (`iss`, `sub`), which the store
-/// records on first use ([`CredentialStore::external_account`]; stores that
-/// do not implement it record nothing): a disabled one is refused
-/// ([`Rejection::AccountDisabled`]), and its stored username, never an
-/// existing account's, names the client.
+/// An input JWT, which the endpoint has verified already, stands for an
+/// automatic service account keyed on the JWT's (`iss`, `sub`)
+/// ([`VerifiedAssertion::principal`]), which the store records on first use
+/// ([`CredentialStore::external_account`]; stores that do not implement it
+/// record nothing): a disabled one is refused ([`Rejection::AccountDisabled`]),
+/// and its stored username, never an existing account's, names the client.
 #[derive(Debug)]
-pub struct StoreVerifier<S, R = MemoryReplayCache> {
+pub struct StoreVerifier<S> {
     store: Arc<S>,
-    replay: Arc<R>,
 }
 
-impl<S, R> Clone for StoreVerifier<S, R> {
+impl<S> Clone for StoreVerifier<S> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
-            replay: self.replay.clone(),
         }
     }
 }
 
 impl<S: CredentialStore> StoreVerifier<S> {
-    /// A verifier that reads `store`, with an in-memory replay cache.
+    /// A verifier that reads `store`.
     pub fn new(store: S) -> Self {
         Self::shared(Arc::new(store))
     }
 
     /// A verifier over a store the endpoint shares.
     pub(crate) fn shared(store: Arc<S>) -> Self {
-        Self {
-            store,
-            replay: Arc::new(MemoryReplayCache::new()),
-        }
-    }
-}
-
-impl<S: CredentialStore, R: ReplayCache> StoreVerifier<S, R> {
-    /// Uses `replay` to remember single-use `jti`s (share one between
-    /// instances to refuse replays across them).
-    pub fn with_replay_cache<R2: ReplayCache>(self, replay: R2) -> StoreVerifier<S, R2> {
-        StoreVerifier {
-            store: self.store,
-            replay: Arc::new(replay),
-        }
+        Self { store }
     }
 
     /// The store it reads.
@@ -87,7 +71,7 @@ impl<S: CredentialStore, R: ReplayCache> StoreVerifier<S, R> {
     }
 }
 
-impl<S: CredentialStore, R: ReplayCache> Service<ClientAuthentication> for StoreVerifier<S, R> {
+impl<S: CredentialStore> Service<ClientAuthentication> for StoreVerifier<S> {
     type Response = Principal;
     type Error = VerifyError;
     type Future = Pin<Box<dyn Future<Output = Result<Principal, VerifyError>> + Send>>;
@@ -98,21 +82,19 @@ impl<S: CredentialStore, R: ReplayCache> Service<ClientAuthentication> for Store
 
     fn call(&mut self, request: ClientAuthentication) -> Self::Future {
         let store = self.store.clone();
-        let replay = self.replay.clone();
-        Box::pin(async move { verify(&*store, &*replay, request).await })
+        Box::pin(async move { verify(&*store, request).await })
     }
 }
 
-async fn verify<S: CredentialStore, R: ReplayCache>(
+async fn verify<S: CredentialStore>(
     store: &S,
-    replay: &R,
     request: ClientAuthentication,
 ) -> Result<Principal, VerifyError> {
     match &request.credentials {
-        // The JWT paths are boxed: their futures are large, and inlined they
-        // would make every static-credential request allocate and move them.
-        Credentials::Assertion(token) => {
-            Box::pin(assertion::verify_request(&request, token, store, replay)).await
+        // Boxed: its future is large, and inlined it would make every
+        // static-credential request allocate and move it.
+        Credentials::Assertion(assertion) => {
+            Box::pin(external_account(store, &request.application, assertion)).await
         }
         Credentials::Password { username, password } => {
             verify_app_password(store, username, password.expose_secret()).await
@@ -122,16 +104,34 @@ async fn verify<S: CredentialStore, R: ReplayCache>(
             if request.application.client_secret_matches(secret) {
                 return Ok(Principal::automatic(&request.application));
             }
-            // A compact JWS in client_secret is an input JWT, for clients that
-            // can only set a password; base64(username:token) has no dot.
-            if assertion::is_compact_jws(secret) {
-                return Box::pin(assertion::verify(&request, secret, store, replay)).await;
-            }
             let decoded = decode_basic_secret(secret).ok_or(Rejection::MalformedSecret)?;
             let (username, token) = decoded.split_once(':').ok_or(Rejection::MalformedSecret)?;
             verify_app_password(store, username, token).await
         }
     }
+}
+
+/// The account a verified input JWT stands for, as `store` records it.
+async fn external_account<S: CredentialStore>(
+    store: &S,
+    application: &Application,
+    assertion: &VerifiedAssertion,
+) -> Result<Principal, VerifyError> {
+    let mut principal = assertion.principal(application);
+    let identity = &assertion.identity;
+    let account = ExternalAccount::new(&identity.issuer, &identity.subject, &principal.username)
+        .with_name(&principal.name)
+        .with_expires(Some(assertion.expires));
+    debug_assert_eq!((&account.id, account.uuid), (&principal.id, principal.uuid));
+    if let Some(stored) = store.external_account(&account).await? {
+        if !stored.active {
+            return Err(Rejection::AccountDisabled.into());
+        }
+        // The id and UUID stay derived from (iss, sub).
+        principal.username = stored.username;
+        principal.name = stored.name;
+    }
+    Ok(principal)
 }
 
 /// base64 (standard alphabet, padding optional) of UTF-8 `username:token`.

@@ -11,10 +11,10 @@ use tracing::field::Empty;
 
 use super::application::Application;
 use super::attempts::{self, AddressSource, AttemptGuard};
-use super::directory::{Directory, Revocations};
+use super::directory::{Directory, Replays, Revocations};
 use super::error::ConfigError;
 use crate::keys::KeyRing;
-use crate::store::MemoryRevocationList;
+use crate::store::{MemoryReplayCache, MemoryRevocationList};
 
 /// What a request path means to the endpoint.
 #[derive(Clone)]
@@ -49,6 +49,8 @@ pub(crate) struct EndpointConfig {
     pub(crate) introspection_path: String,
     pub(crate) revocation_path: String,
     pub(crate) revocations: Arc<dyn Revocations>,
+    /// The `jti`s of single-use input JWTs seen.
+    pub(crate) replay: Arc<dyn Replays>,
     /// Accounts and bindings, for authorization and trades.
     pub(crate) directory: Arc<dyn Directory>,
     pub(crate) attempts: Option<AttemptGuard>,
@@ -79,6 +81,7 @@ impl EndpointConfig {
             introspection_path: "/application/o/introspect/".into(),
             revocation_path: "/application/o/revoke/".into(),
             revocations: Arc::new(MemoryRevocationList::new()),
+            replay: Arc::new(MemoryReplayCache::new()),
             attempts: None,
             client_address: attempts::socket_addr_extension(),
             issuer_path: "/application/o/{slug}/".into(),

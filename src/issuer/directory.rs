@@ -1,13 +1,15 @@
 //! The stores as the endpoint sees them, behind pointers: the accounts (who
 //! is bound to which application, and whether the account behind a token
-//! still exists and is active) and the revocation list.
+//! still exists and is active), the revocation list and the replay cache.
 //!
 //! The directory reads the same [`CredentialStore`] as the default
 //! verifier, but is asked by the endpoint itself, so a custom verifier cannot
 //! skip it.
 
 use crate::keys::BoxFuture;
-use crate::store::{Binding, CredentialStore, RevocationList, ServiceAccount, StoreError};
+use crate::store::{
+    Binding, CredentialStore, ReplayCache, RevocationList, ServiceAccount, StoreError,
+};
 
 /// A [`CredentialStore`]'s account and binding lookups behind a pointer.
 pub(crate) trait Directory: Send + Sync + 'static {
@@ -63,5 +65,24 @@ impl<T: RevocationList> Revocations for T {
 
     fn is_revoked<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(RevocationList::is_revoked(self, jti))
+    }
+}
+
+/// A [`ReplayCache`] behind a pointer (its future boxed).
+pub(crate) trait Replays: Send + Sync + 'static {
+    fn first_use<'a>(
+        &'a self,
+        key: &'a str,
+        expires_at: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+impl<T: ReplayCache> Replays for T {
+    fn first_use<'a>(
+        &'a self,
+        key: &'a str,
+        expires_at: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(ReplayCache::first_use(self, key, expires_at))
     }
 }

@@ -8,7 +8,7 @@ use super::application::Application;
 use super::attempts::{AddressSource, AttemptGuard, AttemptLimits, Attempts};
 use super::client_verifier::StoreVerifier;
 use super::config::{self, EndpointConfig};
-use super::directory::Revocations;
+use super::directory::{Replays, Revocations};
 use super::error::ConfigError;
 use crate::keys::KeyRing;
 use crate::store::{AttemptLimiter, CredentialStore, ReplayCache, RevocationList};
@@ -59,20 +59,6 @@ impl<S: CredentialStore> TokenEndpointLayer<StoreVerifier<S>> {
             verifier: StoreVerifier::shared(store.clone()),
             config: Arc::new(EndpointConfig::new(base_url.to_owned(), keys, store)),
         })
-    }
-}
-
-impl<S: CredentialStore, R: ReplayCache> TokenEndpointLayer<StoreVerifier<S, R>> {
-    /// Remembers single-use input JWTs in `replay` (default: in memory;
-    /// share one between instances to refuse replays across them).
-    pub fn replay_cache<R2: ReplayCache>(
-        self,
-        replay: R2,
-    ) -> TokenEndpointLayer<StoreVerifier<S, R2>> {
-        TokenEndpointLayer {
-            verifier: self.verifier.with_replay_cache(replay),
-            config: self.config,
-        }
     }
 }
 
@@ -140,6 +126,14 @@ impl<V> TokenEndpointLayer<V> {
     pub fn revocation_path(self, path: &str) -> Result<Self, ConfigError> {
         let path = config::checked_path(path, false)?;
         Ok(self.update(|config| config.revocation_path = path))
+    }
+
+    /// Remembers the `jti`s of single-use input JWTs in `replay` until they
+    /// expire (default: in memory, for one instance; share one between
+    /// instances to refuse replays across them).
+    pub fn replay_cache(self, replay: impl ReplayCache) -> Self {
+        let replay: Arc<dyn Replays> = Arc::new(replay);
+        self.update(|config| config.replay = replay)
     }
 
     /// Where revoked token ids are kept until they expire (default: in

@@ -29,9 +29,12 @@
 //!    - **federation** (`federation`): a token of a federated application is
 //!      traded by the endpoint itself, before and independent of the
 //!      verifier; or
+//!    - **input JWTs** (`assertion`): checked against the application's
+//!      trust rules (keys for the JWT's `iss`, dates, lifetime, audience,
+//!      single use, policies), before and independent of the verifier, which
+//!      gets them as a [`VerifiedAssertion`]; then
 //!    - the **verifier** (`client_verifier`): [`StoreVerifier`] or yours
-//!      answers "who is this client" ([`StoreVerifier`] checks input JWTs
-//!      against the application's trust rules, `assertion`).
+//!      answers only "who is this client".
 //! 4. **Authorize** (`authorize`): the account's binding to the application,
 //!    which narrows the scopes; no verifier can skip it.
 //! 5. **Mint** (`mint`): the signed access token, and the ID token.
@@ -133,7 +136,9 @@ pub use application::{Application, SubjectMode};
 pub use attempts::AttemptLimits;
 pub use body::ResponseBody;
 pub use client_verifier::StoreVerifier;
-pub use credentials::{ClientAuthentication, Credentials, ExternalIdentity, GrantType, Principal};
+pub use credentials::{
+    ClientAuthentication, Credentials, ExternalIdentity, GrantType, Principal, VerifiedAssertion,
+};
 pub use error::{ConfigError, Rejection, TokenError, VerifyError};
 pub use future::ResponseFuture;
 pub use layer::TokenEndpointLayer;
