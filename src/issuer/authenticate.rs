@@ -9,8 +9,8 @@
 //!    application's trust rules (`assertion`) before it goes, verified, to the
 //!    pluggable verifier; app passwords and client secrets go to the verifier
 //!    as they are. The verifier answers only "who is this client".
-//! 4. Authorization (`authorize`): the account's binding
-//!    to the application, which narrows the scopes.
+//! 4. Authorization (`authorize`): the account's binding to the application,
+//!    which narrows the scopes.
 //!
 //! The failure slots stay taken only if authentication or authorization
 //! failed.

@@ -140,6 +140,16 @@ impl TokenError {
         }
     }
 
+    /// The error of a caller of introspection or revocation: there the
+    /// credentials authenticate the calling client itself, so credentials
+    /// that fail are `invalid_client` (RFC 7662 §2.3, RFC 7009 §2.1).
+    pub(crate) fn of_caller(self) -> Self {
+        match self {
+            TokenError::InvalidGrant => TokenError::InvalidClient,
+            other => other,
+        }
+    }
+
     /// The `Retry-After` header, in whole seconds (rounded up, at least 1).
     pub fn retry_after(&self) -> Option<u64> {
         match self {
@@ -159,18 +169,6 @@ impl From<VerifyError> for TokenError {
         match error {
             VerifyError::Rejected(_) => TokenError::InvalidGrant,
             VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
-        }
-    }
-}
-
-impl TokenError {
-    /// The error of a caller of introspection or revocation: there the
-    /// credentials authenticate the calling client itself, so credentials
-    /// that fail are `invalid_client` (RFC 7662 §2.3, RFC 7009 §2.1).
-    pub(crate) fn of_caller(self) -> Self {
-        match self {
-            TokenError::InvalidGrant => TokenError::InvalidClient,
-            other => other,
         }
     }
 }
@@ -205,8 +203,15 @@ impl From<KeySourceError> for VerifyError {
     }
 }
 
-/// The precise reason credentials were rejected, for logs; the client is only
-/// told `invalid_grant`.
+/// The precise reason credentials were rejected, for logs and audit events;
+/// the client is only told `invalid_grant`.
+///
+/// Each stage has its own: the verifier (`UnknownCredentials`,
+/// `AccountDisabled`, `PasswordExpired`, `MalformedSecret`), the endpoint's
+/// input-JWT checks (`InvalidAssertion`, `UntrustedAssertion`,
+/// `AssertionReplayed`, `PolicyDenied`, `AssertionLifetime`), federation
+/// (`InvalidAssertion`, `NotAnAccessToken`, `AccountRemoved`,
+/// `AccountDisabled`) and authorization (`NotBound`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
