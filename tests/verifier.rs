@@ -45,18 +45,25 @@ where
     base
 }
 
-async fn request_token(base: &str, secret: &str) -> reqwest::Response {
+/// Posts a `client_credentials` request of the test application with
+/// `credentials`.
+async fn post_token(base: &str, credentials: &[(&str, &str)]) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", CLIENT_ID),
+    ];
+    form.extend_from_slice(credentials);
     http()
         .post(format!("{base}/application/o/token/"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_encode(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", secret),
-        ]))
+        .body(form_encode(&form))
         .send()
         .await
         .unwrap()
+}
+
+async fn request_token(base: &str, secret: &str) -> reqwest::Response {
+    post_token(base, &[("client_secret", secret)]).await
 }
 
 #[tokio::test]
@@ -148,21 +155,12 @@ fn ci_claims(jti: &str, exp_in: i64) -> serde_json::Value {
 }
 
 async fn post_assertion(base: &str, jwt: &str) -> reqwest::Response {
-    http()
-        .post(format!("{base}/application/o/token/"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_encode(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", jwt),
-        ]))
-        .send()
-        .await
-        .unwrap()
+    let jwt_bearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    let assertion = [
+        ("client_assertion_type", jwt_bearer),
+        ("client_assertion", jwt),
+    ];
+    post_token(base, &assertion).await
 }
 
 /// A custom verifier that counts its calls and takes every verified input
