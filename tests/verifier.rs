@@ -62,6 +62,16 @@ async fn post_token(base: &str, credentials: &[(&str, &str)]) -> reqwest::Respon
         .unwrap()
 }
 
+/// The claims of the access token in a successful token response.
+async fn access_token_claims(response: reqwest::Response) -> serde_json::Value {
+    assert_eq!(response.status(), 200);
+    let json: serde_json::Value = response.json().await.unwrap();
+    let token = json["access_token"].as_str().unwrap();
+    jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(token)
+        .unwrap()
+        .claims
+}
+
 async fn request_token(base: &str, secret: &str) -> reqwest::Response {
     post_token(base, &[("client_secret", secret)]).await
 }
@@ -98,12 +108,7 @@ async fn custom_verifier_decides_who_the_client_is() {
     let base = serve(verifier, store, application()).await;
 
     let response = request_token(&base, "let-me-in").await;
-    assert_eq!(response.status(), 200);
-    let json: serde_json::Value = response.json().await.unwrap();
-    let token = json["access_token"].as_str().unwrap();
-    let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(token)
-        .unwrap()
-        .claims;
+    let claims = access_token_claims(response).await;
     assert_eq!(claims["preferred_username"], "from-ldap");
     assert_eq!(claims["iss"], format!("{base}/application/o/{SLUG}/"));
 
@@ -203,12 +208,7 @@ async fn custom_verifier_gets_input_jwts_verified_by_the_endpoint() {
     let base = serve(verifier, MemoryStore::new(), ci_application(&external)).await;
 
     let response = post_assertion(&base, &external.mint(&ci_claims("one", 300))).await;
-    assert_eq!(response.status(), 200);
-    let json: serde_json::Value = response.json().await.unwrap();
-    let token = json["access_token"].as_str().unwrap();
-    let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(token)
-        .unwrap()
-        .claims;
+    let claims = access_token_claims(response).await;
     assert_eq!(claims["act"]["iss"], CI_ISSUER);
     assert_eq!(claims["act"]["sub"], "repo:deploy");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
