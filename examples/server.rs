@@ -112,7 +112,7 @@ type BoxError = Box<dyn Error + Send + Sync>;
 
 /// The endpoint layer as this server configures it: accounts, replay cache
 /// and revocation list all in the configured store.
-type Endpoint = TokenEndpointLayer<StoreVerifier<Store, Store>>;
+type Endpoint = TokenEndpointLayer<StoreVerifier<Store>>;
 
 #[tokio::main]
 async fn main() -> ExitCode {
