@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use super::attempts::{AttemptGuard, AttemptLimits, Attempts};
 use super::endpoint::EndpointConfig;
 use super::introspection::Revocations;
-use super::{Application, StoreVerifier, TokenEndpoint};
+use super::{Application, ApplicationError, StoreVerifier, TokenEndpoint};
 use crate::keys::KeyRing;
 use crate::store::{AttemptLimiter, CredentialStore, ReplayCache, RevocationList};
 
@@ -70,6 +70,15 @@ pub enum ConfigError {
     /// tokens, the last the first's), so tokens could be traded round it.
     #[error("applications federate in a cycle: {0:?}")]
     FederationCycle(Vec<String>),
+    /// An application's own settings are invalid (a bad slug or scope, a
+    /// leeway over the cap, rules for input JWTs without keys…).
+    #[error("application {client_id:?}: {error}")]
+    Application {
+        /// The application's `client_id`.
+        client_id: String,
+        /// What is wrong with it.
+        error: ApplicationError,
+    },
     /// An application trusts a remote JWKS with neither a policy nor an
     /// assertion audience, so it would accept every token that source signs,
     /// for anyone (see `Application::danger_accept_unpinned_jwks`).
@@ -352,6 +361,12 @@ impl<V> TokenEndpointLayer<V> {
 
 /// The rules one application must satisfy by itself.
 fn check_application(application: &Application) -> Result<(), ConfigError> {
+    application
+        .check()
+        .map_err(|error| ConfigError::Application {
+            client_id: application.client_id().to_owned(),
+            error,
+        })?;
     let rules = &application.assertions;
     if rules.keys.has_remote()
         && rules.policies.is_empty()

@@ -86,7 +86,7 @@ mod response;
 mod service;
 mod verifier;
 
-pub use application::{Application, SubjectMode};
+pub use application::{Application, ApplicationError, SubjectMode};
 pub use attempts::AttemptLimits;
 pub use body::ResponseBody;
 pub use credentials::{ClientAuthentication, Credentials, ExternalIdentity, GrantType, Principal};

@@ -367,9 +367,28 @@ pub fn cache_max_age(cache_control: &str) -> Option<Duration> {
     max_age
 }
 
-/// Whether a URL may be fetched over plain HTTP: only loopback hosts.
-#[cfg(feature = "reqwest")]
-pub(crate) fn is_loopback_http(url: &http::Uri) -> bool {
+/// The one check of a URL to fetch keys or metadata from: an absolute
+/// `https` URL, or plain `http` to a loopback host (keys fetched over http
+/// elsewhere could be swapped on the way). [`ReqwestFetcher`] applies it to
+/// every fetch; the configuration applies it when a source is configured.
+pub(crate) fn check_fetch_url(url: &str) -> Result<(), FetchError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| FetchError::Forbidden("not a URL"))?;
+    if uri.host().is_none() {
+        return Err(FetchError::Forbidden("not an absolute URL"));
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback_http(&uri) => Ok(()),
+        _ => Err(FetchError::Forbidden(
+            "only https (or http to loopback) is allowed",
+        )),
+    }
+}
+
+/// Whether a URL names a loopback host, where plain HTTP is allowed.
+fn is_loopback_http(url: &http::Uri) -> bool {
     match url.host() {
         Some("localhost") => true,
         Some(host) => host
@@ -391,7 +410,7 @@ mod reqwest_fetcher {
     use bytes::BytesMut;
 
     use super::{
-        BoxFuture, FetchError, FetchedDocument, JwksFetcher, cache_max_age, is_loopback_http,
+        BoxFuture, FetchError, FetchedDocument, JwksFetcher, cache_max_age, check_fetch_url,
     };
 
     /// The default [`JwksFetcher`], on reqwest with rustls (aws-lc-rs) and the
@@ -451,17 +470,11 @@ mod reqwest_fetcher {
     impl JwksFetcher for ReqwestFetcher {
         fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<FetchedDocument, FetchError>> {
             Box::pin(async move {
-                let uri: http::Uri = url
-                    .parse()
-                    .map_err(|_| FetchError::Forbidden("not a URL"))?;
-                match uri.scheme_str() {
-                    Some("https") => {}
-                    Some("http") if self.allow_http || is_loopback_http(&uri) => {}
-                    _ => {
-                        return Err(FetchError::Forbidden(
-                            "only https (or http to loopback) is allowed",
-                        ));
-                    }
+                let plain_http = url
+                    .parse::<http::Uri>()
+                    .is_ok_and(|uri| uri.scheme_str() == Some("http") && uri.host().is_some());
+                if !(self.allow_http && plain_http) {
+                    check_fetch_url(url)?;
                 }
                 let mut response = self
                     .client
