@@ -8,6 +8,7 @@
 //! This module knows nothing of HTTP or OAuth2.
 
 mod digest;
+mod erased;
 mod expiring;
 mod limiter;
 mod memory;
@@ -25,6 +26,7 @@ mod sqlite;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use digest::TokenDigest;
+pub use erased::AnyStore;
 pub use limiter::{
     Admission, AttemptKey, AttemptKeyKind, AttemptLimiter, FailureLimit, MemoryAttemptLimiter,
 };

@@ -88,14 +88,14 @@ use tower_m2m_auth::validate::{Issuer, JwtValidateLayer};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
-#[path = "support/connections.rs"]
+#[path = "../support/connections.rs"]
 mod connections;
 // `[metrics]` (Prometheus); its tests run the whole server.
-#[path = "server/observability.rs"]
+#[path = "observability.rs"]
 mod observability;
 
 /// The embedded demo configuration: the documented sample file itself.
-const DEMO_CONFIG: &str = include_str!("server.toml");
+const DEMO_CONFIG: &str = include_str!("../server.toml");
 
 /// Where the server listens unless told otherwise.
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9000));
