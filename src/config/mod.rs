@@ -42,7 +42,8 @@ pub use store::{AttemptLimitsConfig, StoreConfig};
 pub use trust::{RemoteSource, TrustedIssuerConfig};
 
 use crate::issuer::{StoreVerifier, TokenEndpointLayer};
-use crate::store::{AnyStore, Binding, TokenDigest};
+use crate::keys::{KeyRing, SigningKey};
+use crate::store::{AnyStore, Binding, MemoryStore, TokenDigest};
 use crate::validate::{Issuer, JwtValidateLayer};
 
 /// The token endpoint layer a [`Config`] builds: accounts, replay cache and
@@ -117,6 +118,17 @@ impl Config {
         }
         let limits = self.attempt_limits.check()?;
         let (applications, remote_sources) = application::build_all(&self.applications, base_dir)?;
+        // The endpoint's own checks, before the store or a key file is
+        // created: on a probe with a throwaway key and store.
+        let probe_key =
+            SigningKey::from_hmac_secret(&[0; 32]).map_err(|source| ConfigError::Key {
+                at: "[keys]".into(),
+                source,
+            })?;
+        TokenEndpointLayer::new(&self.issuer, KeyRing::new(probe_key), MemoryStore::new())
+            .map_err(|source| endpoint_error("issuer", source))?
+            .applications(applications.clone())
+            .map_err(|source| endpoint_error("[[applications]]", source))?;
         let store = self.open_store(base_dir).await?;
         let keys = keys::load(&self.keys, base_dir)?;
         let endpoint = TokenEndpointLayer::new(&self.issuer, keys, store.clone())
