@@ -114,7 +114,7 @@ pub(super) fn build_all(
             .map_err(|reason| ConfigError::invalid(at, reason))?;
         applications.push(application);
     }
-    Ok((applications, remotes.sources))
+    Ok((applications, remotes.into_sources()))
 }
 
 impl ApplicationConfig {

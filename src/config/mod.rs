@@ -125,10 +125,11 @@ impl Config {
                 at: "[keys]".into(),
                 source,
             })?;
-        TokenEndpointLayer::new(&self.issuer, KeyRing::new(probe_key), MemoryStore::new())
-            .map_err(|source| endpoint_error("issuer", source))?
-            .applications(applications.clone())
-            .map_err(|source| endpoint_error("[[applications]]", source))?;
+        let _probe =
+            TokenEndpointLayer::new(&self.issuer, KeyRing::new(probe_key), MemoryStore::new())
+                .map_err(|source| endpoint_error("issuer", source))?
+                .applications(applications.clone())
+                .map_err(|source| endpoint_error("[[applications]]", source))?;
         let store = self.open_store(base_dir).await?;
         let keys = keys::load(&self.keys, base_dir)?;
         let endpoint = TokenEndpointLayer::new(&self.issuer, keys, store.clone())

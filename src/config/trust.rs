@@ -149,43 +149,43 @@ fn read_jwks_file(path: &Path) -> Result<JwkSet, String> {
     Ok(jwks)
 }
 
-/// The remote sources of every application, shared by URL or issuer.
+/// The remote sources of every application, one per distinct URL or
+/// issuer, all fetched by one HTTP client.
 #[derive(Default)]
 pub(super) struct Remotes {
     fetcher: Option<Arc<dyn JwksFetcher>>,
-    pub(super) sources: Vec<RemoteSource>,
+    by_url: Vec<RemoteJwks>,
+    by_issuer: Vec<DiscoveredJwks>,
 }
 
 impl Remotes {
     /// The source for `url`, shared with the applications that trust it too.
     fn get(&mut self, url: &str) -> Result<RemoteJwks, String> {
         check_url("jwks_url", url)?;
-        let known = self.sources.iter().find_map(|source| match source {
-            RemoteSource::Jwks(remote) if remote.url() == url => Some(remote.clone()),
-            _ => None,
-        });
-        if let Some(remote) = known {
-            return Ok(remote);
-        }
-        let remote = RemoteJwks::new(url, self.fetcher()?);
-        self.sources.push(RemoteSource::Jwks(remote.clone()));
-        Ok(remote)
+        let fetcher = self.fetcher()?;
+        Ok(shared(
+            &mut self.by_url,
+            |known| known.url() == url,
+            || RemoteJwks::new(url, fetcher),
+        ))
     }
 
     /// The JWKS of `issuer`, found by OpenID discovery.
     fn discover(&mut self, issuer: &str) -> Result<DiscoveredJwks, String> {
         check_url("issuer (with discovery = true)", issuer)?;
-        let known = self.sources.iter().find_map(|source| match source {
-            RemoteSource::Discovered(known) if known.issuer() == issuer => Some(known.clone()),
-            _ => None,
-        });
-        if let Some(known) = known {
-            return Ok(known);
-        }
-        let discovered = DiscoveredJwks::new(issuer, self.fetcher()?);
-        self.sources
-            .push(RemoteSource::Discovered(discovered.clone()));
-        Ok(discovered)
+        let fetcher = self.fetcher()?;
+        Ok(shared(
+            &mut self.by_issuer,
+            |known| known.issuer() == issuer,
+            || DiscoveredJwks::new(issuer, fetcher),
+        ))
+    }
+
+    /// Every source, to fetch ahead of the first input JWT.
+    pub(super) fn into_sources(self) -> Vec<RemoteSource> {
+        let urls = self.by_url.into_iter().map(RemoteSource::Jwks);
+        urls.chain(self.by_issuer.into_iter().map(RemoteSource::Discovered))
+            .collect()
     }
 
     #[cfg(feature = "reqwest")]
@@ -200,6 +200,20 @@ impl Remotes {
     fn fetcher(&mut self) -> Result<Arc<dyn JwksFetcher>, String> {
         Err("jwks_url and discovery need the `reqwest` feature (on by default)".into())
     }
+}
+
+/// The source in `known` that `matches`, or a new one, kept there.
+fn shared<T: Clone>(
+    known: &mut Vec<T>,
+    matches: impl Fn(&T) -> bool,
+    new: impl FnOnce() -> T,
+) -> T {
+    if let Some(source) = known.iter().find(|source| matches(source)) {
+        return source.clone();
+    }
+    let source = new();
+    known.push(source.clone());
+    source
 }
 
 /// The library's one check of a URL to fetch keys from, at start rather

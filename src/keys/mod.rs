@@ -21,6 +21,7 @@ mod verify;
 pub use discovery::{DiscoveredJwks, discover_jwks_uri, metadata_urls};
 #[cfg(feature = "reqwest")]
 pub use remote::ReqwestFetcher;
+#[cfg(any(feature = "reqwest", feature = "config"))]
 pub(crate) use remote::check_fetch_url;
 pub use remote::{
     BoxFuture, CachePolicy, FetchError, FetchedDocument, JwksFetcher, KeySourceError, RemoteJwks,

@@ -371,6 +371,7 @@ pub fn cache_max_age(cache_control: &str) -> Option<Duration> {
 /// `https` URL, or plain `http` to a loopback host (keys fetched over http
 /// elsewhere could be swapped on the way). [`ReqwestFetcher`] applies it to
 /// every fetch; the configuration applies it when a source is configured.
+#[cfg(any(feature = "reqwest", feature = "config"))]
 pub(crate) fn check_fetch_url(url: &str) -> Result<(), FetchError> {
     let uri: http::Uri = url
         .parse()
@@ -388,6 +389,7 @@ pub(crate) fn check_fetch_url(url: &str) -> Result<(), FetchError> {
 }
 
 /// Whether a URL names a loopback host, where plain HTTP is allowed.
+#[cfg(any(feature = "reqwest", feature = "config"))]
 fn is_loopback_http(url: &http::Uri) -> bool {
     match url.host() {
         Some("localhost") => true,

@@ -83,8 +83,9 @@ impl std::fmt::Debug for AnyStore {
     }
 }
 
-/// The object-safe mirror of [`CredentialStore`] and [`AccountAdmin`].
-trait ErasedAccounts: Send + Sync {
+/// The object-safe mirror of [`CredentialStore`] (the issuer's view of the
+/// accounts uses it too).
+pub(crate) trait ErasedCredentials: Send + Sync + 'static {
     fn app_password<'a>(
         &'a self,
         username: &'a str,
@@ -103,6 +104,10 @@ trait ErasedAccounts: Send + Sync {
         account_id: &'a str,
         client_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Binding>, StoreError>>;
+}
+
+/// The object-safe mirror of [`AccountAdmin`], with the accounts' lookups.
+trait ErasedAccounts: ErasedCredentials {
     fn create_service_account(
         &self,
         account: ServiceAccount,
@@ -175,7 +180,7 @@ macro_rules! forward {
     };
 }
 
-impl<S: CredentialStore + AccountAdmin> ErasedAccounts for S {
+impl<S: CredentialStore> ErasedCredentials for S {
     forward! { CredentialStore;
         app_password(username: &'a str, digest: &'a TokenDigest)
             -> Result<Option<AccountCredential>, StoreError>;
@@ -183,6 +188,9 @@ impl<S: CredentialStore + AccountAdmin> ErasedAccounts for S {
         account(username: &'a str) -> Result<Option<ServiceAccount>, StoreError>;
         binding(account_id: &'a str, client_id: &'a str) -> Result<Option<Binding>, StoreError>;
     }
+}
+
+impl<S: CredentialStore + AccountAdmin> ErasedAccounts for S {
     forward! { AccountAdmin;
         create_service_account(account: ServiceAccount, expires: Option<SystemTime>)
             -> Result<(ServiceAccount, SecretString), AdminError>;

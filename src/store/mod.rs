@@ -27,6 +27,7 @@ mod sqlite;
 pub use self::redis::RedisStore;
 pub use digest::TokenDigest;
 pub use erased::AnyStore;
+pub(crate) use erased::ErasedCredentials;
 pub use limiter::{
     Admission, AttemptKey, AttemptKeyKind, AttemptLimiter, FailureLimit, MemoryAttemptLimiter,
 };
