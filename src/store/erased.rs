@@ -22,14 +22,15 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// `TokenEndpointLayer<StoreVerifier<AnyStore, AnyStore>>`.
 ///
 /// ```
-/// use tower_m2m_auth::store::AnyStore;
+/// use tower_m2m_auth::store::{AnyStore, MemoryReplayCache, MemoryRevocationList, MemoryStore};
 ///
-/// let store = if cfg!(feature = "sqlite") {
-///     AnyStore::memory() // or AnyStore::new(SqliteStore::connect(path).await?)
-/// } else {
-///     AnyStore::memory()
-/// };
-/// # let _ = store;
+/// // One type whatever the configuration names, e.g.
+/// // `AnyStore::new(SqliteStore::connect("auth.db").await?)` (feature `sqlite`).
+/// let stores: [AnyStore; 2] = [
+///     AnyStore::memory(),
+///     AnyStore::from_parts(MemoryStore::new(), MemoryReplayCache::new(), MemoryRevocationList::new()),
+/// ];
+/// # let _ = stores;
 /// ```
 ///
 /// Each call costs one boxed future over calling the store itself.
