@@ -97,6 +97,8 @@ pub struct EndpointConfig {
 #[non_exhaustive]
 pub struct Built {
     /// The token endpoint, with every application and the attempt limiter.
+    /// The per-address limit needs the client's address: tell the endpoint
+    /// where your server puts it (`client_address`).
     pub endpoint: Endpoint,
     /// The store the endpoint uses, with the configured accounts imported.
     pub store: AnyStore,
