@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
-use super::{ApplicationConfig, ConfigError};
+use super::{ApplicationConfig, ConfigError, parse_digest};
 use crate::store::{AccountAdmin, AnyStore, AppPassword, Binding, ServiceAccount, TokenDigest};
 
 /// Namespace of the name-based UUIDs given to configured service accounts,
@@ -123,11 +123,6 @@ impl TokenConfig {
             None => password,
         })
     }
-}
-
-/// A SHA-256 given as 64 hex digits.
-pub(super) fn parse_digest(key: &str, hex: &str) -> Result<TokenDigest, String> {
-    TokenDigest::from_hex(hex).ok_or_else(|| format!("{key} must be 64 hex digits (a SHA-256)"))
 }
 
 /// An RFC 3339 date-time with offset: a string, or TOML's date-time (which

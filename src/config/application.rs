@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::ConfigError;
-use super::accounts::parse_digest;
 use super::trust::{self, RemoteSource, Remotes, TrustedIssuerConfig};
+use super::{ConfigError, parse_digest};
 use crate::issuer::{Application, SubjectMode};
 
 /// One `[[applications]]` entry. See `examples/server.toml` for each key.

@@ -266,6 +266,11 @@ fn endpoint_error(at: &str, source: crate::issuer::ConfigError) -> ConfigError {
     }
 }
 
+/// A SHA-256 given as 64 hex digits.
+fn parse_digest(key: &str, hex: &str) -> Result<TokenDigest, String> {
+    TokenDigest::from_hex(hex).ok_or_else(|| format!("{key} must be 64 hex digits (a SHA-256)"))
+}
+
 /// `base_dir.join(path)`: relative paths start at the configuration's
 /// directory.
 fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
