@@ -206,6 +206,62 @@ async fn the_library_refuses_what_the_configuration_gets_wrong() {
 }
 
 #[tokio::test]
+async fn settings_that_contradict_or_go_unused_are_refused() {
+    let invalid = |at: &'static str| move |error: &ConfigError| matches!(error, ConfigError::Invalid { at: found, .. } if found.starts_with(at));
+    let rows: Vec<(&str, Value, &str)> = vec![
+        (
+            "store_with_two_keys",
+            json!({ "store": { "memory": true, "sqlite": "a.db" } }),
+            "[store]",
+        ),
+        (
+            "store_memory_false",
+            json!({ "store": { "memory": false } }),
+            "[store] memory = false",
+        ),
+        (
+            "key_files_and_algorithm",
+            json!({ "keys": { "files": ["k.pem"], "algorithm": "ES384" } }),
+            "[keys]",
+        ),
+        (
+            "zero_body_limit",
+            json!({ "endpoint": { "body_limit": 0 } }),
+            "[endpoint] body_limit",
+        ),
+        (
+            "zero_attempt_window",
+            json!({ "attempt_limits": { "window_secs": 0 } }),
+            "[attempt_limits] window_secs",
+        ),
+        (
+            "no_application",
+            json!({ "applications": [], "service_accounts": [] }),
+            "[[applications]]",
+        ),
+    ];
+    for (name, edit, at) in rows {
+        let edit = move |value: &mut Value| {
+            value
+                .as_object_mut()
+                .unwrap()
+                .extend(edit.as_object().unwrap().clone());
+        };
+        let error = build(config(edit), Path::new(".")).await.err();
+        let error = error.unwrap_or_else(|| panic!("{name}: accepted"));
+        assert!(invalid(at)(&error), "{name}: {error}");
+    }
+    // A zero token lifetime is the library's rule, through the endpoint.
+    refused(
+        |value| value["applications"][0]["token_lifetime_secs"] = json!(0),
+        |error| {
+            matches!(error, ConfigError::Endpoint { .. }) && error.to_string().contains("lifetime")
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_pem_bundle_with_a_private_key_is_refused() {
     let dir = std::env::temp_dir().join(format!("config-pem-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
