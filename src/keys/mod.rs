@@ -11,6 +11,7 @@
 //! - [`TrustedIssuer`] and [`VerificationKeys`]: every key a party trusts
 //!   (static and remote), each bound to the issuer (`iss`) it speaks for.
 
+mod bundle;
 mod discovery;
 mod remote;
 mod ring;
