@@ -5,21 +5,18 @@
 #![cfg(feature = "reqwest")]
 
 mod common;
-#[path = "common/foreign.rs"]
-mod foreign;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::jwks::{External, JwksSource};
+use common::foreign::{Foreign, now};
+use common::jwks::{External, JwksSource, fast_policy};
 use common::*;
-use foreign::{Foreign, now};
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Value, json};
 use tower_m2m_auth::issuer::{Application, SubjectMode};
 use tower_m2m_auth::keys::{
-    CachePolicy, DiscoveredJwks, JwtError, RemoteJwks, ReqwestFetcher, TrustedIssuer,
-    VerificationKey, VerificationKeys, VerifyTokenError,
+    DiscoveredJwks, JwtError, RemoteJwks, ReqwestFetcher, TrustedIssuer, VerificationKey,
+    VerificationKeys, VerifyTokenError,
 };
 use tower_m2m_auth::store::{AccountAdmin, ExternalAccount};
 
@@ -41,14 +38,6 @@ fn claims(iss: &str, sub: &str) -> Value {
         "jti": uuid::Uuid::new_v4().to_string(),
         "repository": "org/app",
     })
-}
-
-fn fast_policy() -> CachePolicy {
-    let mut policy = CachePolicy::default();
-    policy.unknown_kid_cooldown = Duration::from_millis(200);
-    policy.failure_backoff = Duration::from_millis(50);
-    policy.min_ttl = Duration::ZERO;
-    policy
 }
 
 fn certificate_key(external: &External) -> VerificationKey {

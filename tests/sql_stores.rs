@@ -350,7 +350,7 @@ mod postgres {
     use std::process::Command;
     use std::time::Instant;
 
-    use tokio::sync::RwLock;
+    use tokio::sync::{RwLock, RwLockReadGuard};
     use tower_m2m_auth::store::PgStore;
 
     use super::*;
@@ -358,6 +358,14 @@ mod postgres {
 
     /// The outage test stops the one server; the others hold a read lock.
     static SERVER: RwLock<()> = RwLock::const_new(());
+
+    /// Two instances on one fresh database, while the server runs.
+    async fn two_instances() -> (RwLockReadGuard<'static, ()>, PgStore, PgStore) {
+        let server = SERVER.read().await;
+        let url = fresh_database().await;
+        let a = PgStore::connect(&url).await.unwrap();
+        (server, a, PgStore::connect(&url).await.unwrap())
+    }
 
     #[test]
     fn the_database_is_replaced_in_urls() {
@@ -419,35 +427,20 @@ mod postgres {
 
     #[tokio::test]
     async fn replay_cache_is_shared_by_instances() {
-        let _server = SERVER.read().await;
-        let url = fresh_database().await;
-        let (a, b) = (
-            PgStore::connect(&url).await.unwrap(),
-            PgStore::connect(&url).await.unwrap(),
-        );
+        let (_server, a, b) = two_instances().await;
         replay_is_refused_across_instances(&a, &b).await;
         concurrent_first_use_has_one_winner(a, b).await;
     }
 
     #[tokio::test]
     async fn revocation_list_is_shared_by_instances() {
-        let _server = SERVER.read().await;
-        let url = fresh_database().await;
-        let (a, b) = (
-            PgStore::connect(&url).await.unwrap(),
-            PgStore::connect(&url).await.unwrap(),
-        );
+        let (_server, a, b) = two_instances().await;
         revocation_is_seen_across_instances(&a, &b).await;
     }
 
     #[tokio::test]
     async fn bindings_are_shared_by_instances() {
-        let _server = SERVER.read().await;
-        let url = fresh_database().await;
-        let (a, b) = (
-            PgStore::connect(&url).await.unwrap(),
-            PgStore::connect(&url).await.unwrap(),
-        );
+        let (_server, a, b) = two_instances().await;
         bindings_are_seen_across_instances(&a, &b).await;
     }
 

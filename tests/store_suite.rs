@@ -102,19 +102,65 @@ async fn login_at(
     username: &str,
     token: &SecretString,
 ) -> (u16, Option<Value>) {
-    let response = http()
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_encode(&[
-            ("grant_type", "client_credentials"),
+    token_request(
+        url,
+        &[
             ("client_id", client_id),
             ("username", username),
             ("password", token.expose_secret()),
-        ]))
+        ],
+    )
+    .await
+}
+
+/// A client-credentials token request with `form` at `url`: the status,
+/// and the claims of the access token if one was issued.
+async fn token_request(url: &str, form: &[(&str, &str)]) -> (u16, Option<Value>) {
+    let mut body = vec![("grant_type", "client_credentials")];
+    body.extend_from_slice(form);
+    let response = http()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_encode(&body))
         .send()
         .await
         .unwrap();
     token_claims(response).await
+}
+
+/// Asserts that the admin call `call` fails with an error matching `pattern`.
+macro_rules! assert_refused {
+    ($call:expr, $pattern:pat) => {{
+        let error = $call.await.unwrap_err();
+        assert!(matches!(error, $pattern), "{error}");
+    }};
+}
+
+/// Creates the service account `username` in `store`, with a first app
+/// password; the account and its token.
+async fn create<S: AccountAdmin>(store: &S, username: &str) -> (ServiceAccount, SecretString) {
+    store
+        .create_service_account(ServiceAccount::new(username), None)
+        .await
+        .unwrap()
+}
+
+/// Imports the service account `username` into `store`; the stored account.
+async fn import<S: AccountAdmin>(store: &S, username: &str) -> ServiceAccount {
+    store
+        .import_service_account(ServiceAccount::new(username))
+        .await
+        .unwrap()
+}
+
+/// The usernames in `store` that start with `prefix`, as listed.
+async fn usernames<S: AccountAdmin>(store: &S, prefix: &str) -> Vec<String> {
+    let accounts = store.list_service_accounts().await.unwrap();
+    accounts
+        .into_iter()
+        .map(|account| account.username)
+        .filter(|name| name.starts_with(prefix))
+        .collect()
 }
 
 /// The status of a token response, and the claims of its access token.
@@ -131,10 +177,7 @@ async fn token_claims(response: reqwest::Response) -> (u16, Option<Value>) {
 
 pub async fn created_account_authenticates<S: SuiteStore>(store: S) {
     let url = endpoint(store.clone()).await;
-    let (account, token) = store
-        .create_service_account(ServiceAccount::new("svc-create"), None)
-        .await
-        .unwrap();
+    let (account, token) = create(&store, "svc-create").await;
     assert_eq!(account.username, "svc-create");
     assert_eq!(login(&url, "svc-create", &token).await, 200);
     assert_eq!(
@@ -144,23 +187,16 @@ pub async fn created_account_authenticates<S: SuiteStore>(store: S) {
 }
 
 pub async fn duplicate_username_is_refused<S: SuiteStore>(store: S) {
-    store
-        .create_service_account(ServiceAccount::new("svc-dup"), None)
-        .await
-        .unwrap();
-    let error = store
-        .create_service_account(ServiceAccount::new("svc-dup"), None)
-        .await
-        .unwrap_err();
-    assert!(matches!(error, AdminError::AccountExists(_)), "{error}");
+    create(&store, "svc-dup").await;
+    assert_refused!(
+        store.create_service_account(ServiceAccount::new("svc-dup"), None),
+        AdminError::AccountExists(_)
+    );
 }
 
 pub async fn second_token_rotates_without_downtime<S: SuiteStore>(store: S) {
     let url = endpoint(store.clone()).await;
-    let (_, first) = store
-        .create_service_account(ServiceAccount::new("svc-rotate"), None)
-        .await
-        .unwrap();
+    let (_, first) = create(&store, "svc-rotate").await;
     let second = store.add_app_password("svc-rotate", None).await.unwrap();
     assert_ne!(first.expose_secret(), second.expose_secret());
     assert_eq!(login(&url, "svc-rotate", &first).await, 200);
@@ -186,10 +222,7 @@ pub async fn revoking_an_unknown_token_reports_false<S: SuiteStore>(store: S) {
 
 pub async fn disabled_account_cannot_authenticate_until_enabled<S: SuiteStore>(store: S) {
     let url = endpoint(store.clone()).await;
-    let (_, token) = store
-        .create_service_account(ServiceAccount::new("svc-disable"), None)
-        .await
-        .unwrap();
+    let (_, token) = create(&store, "svc-disable").await;
     assert!(
         store
             .set_account_active("svc-disable", false)
@@ -220,21 +253,17 @@ pub async fn expired_token_does_not_authenticate<S: SuiteStore>(store: S) {
 
 pub async fn another_accounts_token_is_refused<S: SuiteStore>(store: S) {
     let url = endpoint(store.clone()).await;
-    store
-        .create_service_account(ServiceAccount::new("svc-alice"), None)
-        .await
-        .unwrap();
-    let (_, bobs) = store
-        .create_service_account(ServiceAccount::new("svc-bob"), None)
-        .await
-        .unwrap();
+    create(&store, "svc-alice").await;
+    let (_, bobs) = create(&store, "svc-bob").await;
     assert_eq!(login(&url, "svc-alice", &bobs).await, 400);
     assert_eq!(login(&url, "svc-bob", &bobs).await, 200);
 }
 
 pub async fn adding_a_token_to_an_unknown_account_fails<S: SuiteStore>(store: S) {
-    let error = store.add_app_password("svc-ghost", None).await.unwrap_err();
-    assert!(matches!(error, AdminError::NoSuchAccount(_)), "{error}");
+    assert_refused!(
+        store.add_app_password("svc-ghost", None),
+        AdminError::NoSuchAccount(_)
+    );
 }
 
 pub async fn accounts_are_listed_by_username<S: SuiteStore>(store: S) {
@@ -247,14 +276,7 @@ pub async fn accounts_are_listed_by_username<S: SuiteStore>(store: S) {
             .await
             .unwrap();
     }
-    let listed: Vec<String> = store
-        .list_service_accounts()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|account| account.username)
-        .filter(|name| name.starts_with("svc-list-"))
-        .collect();
+    let listed = usernames(&store, "svc-list-").await;
     assert_eq!(listed, ["svc-list-a", "svc-list-b", "svc-list-c"]);
 }
 
@@ -280,10 +302,7 @@ pub async fn importing_an_account_is_idempotent<S: SuiteStore>(store: S) {
 
 pub async fn an_existing_account_is_not_replaced_by_an_import<S: SuiteStore>(store: S) {
     let url = endpoint(store.clone()).await;
-    let (created, token) = store
-        .create_service_account(ServiceAccount::new("svc-kept"), None)
-        .await
-        .unwrap();
+    let (created, token) = create(&store, "svc-kept").await;
     let stored = store
         .import_service_account(ServiceAccount::new("svc-kept").with_name("Other"))
         .await
@@ -294,10 +313,7 @@ pub async fn an_existing_account_is_not_replaced_by_an_import<S: SuiteStore>(sto
 
 pub async fn imported_password_authenticates_once_imported<S: SuiteStore>(store: S) {
     let url = endpoint(store.clone()).await;
-    let account = store
-        .import_service_account(ServiceAccount::new("svc-import-pw"))
-        .await
-        .unwrap();
+    let account = import(&store, "svc-import-pw").await;
     let token = SecretString::from("imported-token-of-svc-import-pw");
     let digest = TokenDigest::of(token.expose_secret());
     // The password's account_id is not what counts: the username is.
@@ -335,61 +351,42 @@ pub async fn imported_password_authenticates_once_imported<S: SuiteStore>(store:
 
 pub async fn imported_password_keeps_its_expiry<S: SuiteStore>(store: S) {
     let url = endpoint(store.clone()).await;
-    store
-        .import_service_account(ServiceAccount::new("svc-import-exp"))
-        .await
-        .unwrap();
-    let expired = SecretString::from("expired-imported-token");
-    let past = SystemTime::now() - Duration::from_secs(5);
-    let password =
-        AppPassword::new("", TokenDigest::of(expired.expose_secret())).with_expires(past);
-    assert!(
-        store
-            .import_app_password("svc-import-exp", password)
-            .await
-            .unwrap()
-    );
-    assert_eq!(login(&url, "svc-import-exp", &expired).await, 400);
-    let valid = SecretString::from("valid-imported-token");
-    let future = SystemTime::now() + Duration::from_secs(3600);
-    let password =
-        AppPassword::new("", TokenDigest::of(valid.expose_secret())).with_expires(future);
-    assert!(
-        store
-            .import_app_password("svc-import-exp", password)
-            .await
-            .unwrap()
-    );
-    assert_eq!(login(&url, "svc-import-exp", &valid).await, 200);
+    import(&store, "svc-import-exp").await;
+    // An expired imported password does not authenticate; a valid one does.
+    let now = SystemTime::now();
+    for (token, expires, status) in [
+        ("expired-imported-token", now - Duration::from_secs(5), 400),
+        ("valid-imported-token", now + Duration::from_secs(3600), 200),
+    ] {
+        let token = SecretString::from(token);
+        let password =
+            AppPassword::new("", TokenDigest::of(token.expose_secret())).with_expires(expires);
+        assert!(
+            store
+                .import_app_password("svc-import-exp", password)
+                .await
+                .unwrap()
+        );
+        assert_eq!(login(&url, "svc-import-exp", &token).await, status);
+    }
 }
 
 pub async fn importing_a_password_for_an_unknown_account_fails<S: SuiteStore>(store: S) {
     let password = AppPassword::new("", TokenDigest::of("orphan token"));
-    let error = store
-        .import_app_password("svc-import-ghost", password)
-        .await
-        .unwrap_err();
-    assert!(matches!(error, AdminError::NoSuchAccount(_)), "{error}");
+    assert_refused!(
+        store.import_app_password("svc-import-ghost", password),
+        AdminError::NoSuchAccount(_)
+    );
 }
 
 pub async fn an_imported_password_never_moves_to_another_account<S: SuiteStore>(store: S) {
     let url = endpoint(store.clone()).await;
-    let (_, token) = store
-        .create_service_account(ServiceAccount::new("svc-owner"), None)
-        .await
-        .unwrap();
-    store
-        .import_service_account(ServiceAccount::new("svc-thief"))
-        .await
-        .unwrap();
+    let (_, token) = create(&store, "svc-owner").await;
+    import(&store, "svc-thief").await;
     let password = AppPassword::new("", TokenDigest::of(token.expose_secret()));
-    let error = store
-        .import_app_password("svc-thief", password)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, AdminError::PasswordOfAnotherAccount),
-        "{error}"
+    assert_refused!(
+        store.import_app_password("svc-thief", password),
+        AdminError::PasswordOfAnotherAccount
     );
     assert_eq!(login(&url, "svc-owner", &token).await, 200);
     assert_eq!(login(&url, "svc-thief", &token).await, 400);
@@ -425,22 +422,15 @@ async fn exchange(url: &str, jwt: &str) -> (u16, Option<Value>) {
 
 /// Exchanges an input JWT at `client_id`.
 async fn exchange_at(url: &str, client_id: &str, jwt: &str) -> (u16, Option<Value>) {
-    let response = http()
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_encode(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", jwt),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    token_claims(response).await
+    let form = [
+        ("client_id", client_id),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", jwt),
+    ];
+    token_request(url, &form).await
 }
 
 /// The stored account of the identity (`JWT_ISSUER`, `sub`), if any.
@@ -489,14 +479,7 @@ pub async fn the_same_input_jwt_identity_is_the_same_account<S: SuiteStore>(stor
     assert_eq!(again["sub"], first["sub"]);
     assert_eq!(again["preferred_username"], "svc-jwt-same");
     assert_eq!(jwt_account(&store, "job-same").await, Some(stored));
-    let named: Vec<String> = store
-        .list_service_accounts()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|account| account.username)
-        .filter(|name| name.starts_with("svc-jwt-"))
-        .collect();
+    let named = usernames(&store, "svc-jwt-").await;
     assert_eq!(named, ["svc-jwt-same"]);
     // Another subject of the same issuer is another account.
     let (status, other) = exchange(&url, &input_jwt(&external, "job-other", exp, None)).await;
@@ -506,10 +489,7 @@ pub async fn the_same_input_jwt_identity_is_the_same_account<S: SuiteStore>(stor
 
 pub async fn input_jwt_cannot_take_over_an_existing_account<S: SuiteStore>(store: S) {
     let (url, external) = jwt_endpoint(store.clone()).await;
-    let (created, token) = store
-        .create_service_account(ServiceAccount::new("svc-static"), None)
-        .await
-        .unwrap();
+    let (created, token) = create(&store, "svc-static").await;
     let jwt = input_jwt(&external, "job-thief", unix_now() + 300, Some("svc-static"));
     let (status, claims) = exchange(&url, &jwt).await;
     assert_eq!(status, 200);
@@ -580,29 +560,14 @@ pub async fn input_jwt_account_expiry_follows_the_newest_exp<S: SuiteStore>(stor
     let at = |exp: u64| Some(UNIX_EPOCH + Duration::from_secs(exp));
     let now = unix_now();
     let mint = |exp: u64| input_jwt(&external, "job-exp", exp, None);
-    assert_eq!(exchange(&url, &mint(now + 300)).await.0, 200);
-    assert_eq!(
-        jwt_account(&store, "job-exp").await.unwrap().expires,
-        at(now + 300)
-    );
-    // Later by less than the slack: not rewritten.
-    assert_eq!(exchange(&url, &mint(now + 330)).await.0, 200);
-    assert_eq!(
-        jwt_account(&store, "job-exp").await.unwrap().expires,
-        at(now + 300)
-    );
-    // Later by more: extended.
-    assert_eq!(exchange(&url, &mint(now + 900)).await.0, 200);
-    assert_eq!(
-        jwt_account(&store, "job-exp").await.unwrap().expires,
-        at(now + 900)
-    );
-    // An older exp never shortens it.
-    assert_eq!(exchange(&url, &mint(now + 120)).await.0, 200);
-    assert_eq!(
-        jwt_account(&store, "job-exp").await.unwrap().expires,
-        at(now + 900)
-    );
+    // Each use's `exp`, and the stored expiry after it: later by less than
+    // the slack is not rewritten, later by more extends it, and an older
+    // `exp` never shortens it.
+    for (exp, stored) in [(300, 300), (330, 300), (900, 900), (120, 900)] {
+        assert_eq!(exchange(&url, &mint(now + exp)).await.0, 200);
+        let expires = jwt_account(&store, "job-exp").await.unwrap().expires;
+        assert_eq!(expires, at(now + stored), "after exp = now + {exp}");
+    }
     // Through the trait: the record returned carries the expiry too.
     let account =
         ExternalAccount::new(JWT_ISSUER, "job-exp", "ignored").with_expires(at(now + 3600));
@@ -700,10 +665,7 @@ pub async fn a_jwt_identity_name_never_becomes_a_service_account<S: SuiteStore>(
     let guess = SecretString::from("a token for the JWT identity");
     assert_eq!(login(&url, "svc-jwt-first", &guess).await, 400);
     // Under another name, the service account is fine.
-    let (account, _) = store
-        .create_service_account(ServiceAccount::new("svc-jwt-first-2"), None)
-        .await
-        .unwrap();
+    let (account, _) = create(&store, "svc-jwt-first-2").await;
     assert!(!account.is_jwt_identity());
 }
 
@@ -868,21 +830,21 @@ pub async fn an_account_with_the_uuid_or_id_of_another_is_refused<S: SuiteStore>
     assert_eq!(exchange(&url, &jwt).await.0, 200);
     let recorded = jwt_account(&store, "job-uuid").await.unwrap();
     let twin = ServiceAccount::new("svc-uuid-twin").with_uuid(recorded.uuid);
-    let error = store
-        .import_service_account(twin.clone())
-        .await
-        .unwrap_err();
-    assert!(matches!(error, AdminError::IdTaken(_)), "{error}");
-    let error = store.create_service_account(twin, None).await.unwrap_err();
-    assert!(matches!(error, AdminError::IdTaken(_)), "{error}");
+    assert_refused!(
+        store.import_service_account(twin.clone()),
+        AdminError::IdTaken(_)
+    );
+    assert_refused!(
+        store.create_service_account(twin, None),
+        AdminError::IdTaken(_)
+    );
 
-    let (first, _) = store
-        .create_service_account(ServiceAccount::new("svc-id-first"), None)
-        .await
-        .unwrap();
+    let (first, _) = create(&store, "svc-id-first").await;
     let same_id = ServiceAccount::new("svc-id-second").with_id(first.id.clone());
-    let error = store.import_service_account(same_id).await.unwrap_err();
-    assert!(matches!(error, AdminError::IdTaken(_)), "{error}");
+    assert_refused!(
+        store.import_service_account(same_id),
+        AdminError::IdTaken(_)
+    );
     assert_eq!(store.account("svc-uuid-twin").await.unwrap(), None);
     assert_eq!(store.account("svc-id-second").await.unwrap(), None);
     assert_eq!(jwt_account(&store, "job-uuid").await, Some(recorded));
@@ -891,10 +853,7 @@ pub async fn an_account_with_the_uuid_or_id_of_another_is_refused<S: SuiteStore>
 /// `account` finds service accounts and JWT identities by username, active
 /// or not, and tells them apart.
 pub async fn accounts_are_looked_up_by_username<S: SuiteStore>(store: S) {
-    let (created, _) = store
-        .create_service_account(ServiceAccount::new("svc-lookup"), None)
-        .await
-        .unwrap();
+    let (created, _) = create(&store, "svc-lookup").await;
     assert_eq!(
         store.account("svc-lookup").await.unwrap(),
         Some(created.clone())
@@ -919,10 +878,7 @@ pub async fn accounts_are_looked_up_by_username<S: SuiteStore>(store: S) {
 /// look up by account id, unbind; an unknown account and a malformed
 /// binding are errors.
 pub async fn bindings_are_created_replaced_listed_and_removed<S: SuiteStore>(store: S) {
-    let (account, _) = store
-        .create_service_account(ServiceAccount::new("svc-bound"), None)
-        .await
-        .unwrap();
+    let (account, _) = create(&store, "svc-bound").await;
     assert!(store.list_bindings("svc-bound").await.unwrap().is_empty());
     assert_eq!(store.binding(&account.id, "ops-api").await.unwrap(), None);
 
@@ -959,10 +915,7 @@ pub async fn bindings_are_created_replaced_listed_and_removed<S: SuiteStore>(sto
         ]
     );
     // Another account's bindings are its own.
-    let (other, _) = store
-        .create_service_account(ServiceAccount::new("svc-unbound"), None)
-        .await
-        .unwrap();
+    let (other, _) = create(&store, "svc-unbound").await;
     assert_eq!(store.binding(&other.id, "ops-api").await.unwrap(), None);
     assert!(store.list_bindings("svc-unbound").await.unwrap().is_empty());
 
@@ -1014,10 +967,7 @@ pub async fn bindings_are_created_replaced_listed_and_removed<S: SuiteStore>(sto
 /// refused on the very next request.
 pub async fn a_binding_decides_at_the_endpoint<S: SuiteStore>(store: S) {
     let url = endpoint(store.clone()).await;
-    let (_, token) = store
-        .create_service_account(ServiceAccount::new("svc-binding"), None)
-        .await
-        .unwrap();
+    let (_, token) = create(&store, "svc-binding").await;
     let request = |scope: &'static str| {
         let (url, token) = (url.clone(), token.clone());
         async move {

@@ -37,14 +37,20 @@ struct Shared {
     strip_alg: bool,
 }
 
-async fn jwks(State(shared): State<Shared>) -> axum::response::Response {
-    shared.hits.fetch_add(1, Ordering::SeqCst);
-    let mut jwks: JwkSet = shared.ring.jwks();
-    if shared.strip_alg {
+/// The JWKS of `ring`, without `alg` on any key when `strip_alg`.
+fn published(ring: &KeyRing, strip_alg: bool) -> JwkSet {
+    let mut jwks: JwkSet = ring.jwks();
+    if strip_alg {
         for key in &mut jwks.keys {
             key.common.key_algorithm = None;
         }
     }
+    jwks
+}
+
+async fn jwks(State(shared): State<Shared>) -> axum::response::Response {
+    shared.hits.fetch_add(1, Ordering::SeqCst);
+    let jwks = published(&shared.ring, shared.strip_alg);
     ([("cache-control", "max-age=600")], axum::Json(jwks)).into_response()
 }
 
@@ -88,6 +94,24 @@ impl Foreign {
             jwks_hits: hits,
             strip_alg,
         }
+    }
+
+    /// An issuer that serves nothing (`https://foreign.test/`): for
+    /// validators given its keys directly ([`jwks`](Self::jwks)).
+    pub fn local(algorithm: Algorithm, strip_alg: bool) -> Self {
+        let base = "https://foreign.test".to_owned();
+        Self {
+            iss: format!("{base}/"),
+            base,
+            ring: KeyRing::new(SigningKey::generate(algorithm).unwrap()),
+            jwks_hits: Arc::new(AtomicUsize::new(0)),
+            strip_alg,
+        }
+    }
+
+    /// Its JWKS as it publishes it.
+    pub fn jwks(&self) -> JwkSet {
+        published(&self.ring, self.strip_alg)
     }
 
     pub fn jwks_url(&self) -> String {

@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use tower_m2m_auth::keys::{KeyRing, SigningKey};
+use tower_m2m_auth::keys::{CachePolicy, KeyRing, SigningKey};
 
 /// A JWKS endpoint on 127.0.0.1.
 #[derive(Clone)]
@@ -139,4 +139,14 @@ impl External {
 /// A key ring's JWKS (for sources that rotate).
 pub fn ring_jwks(ring: &KeyRing) -> JwkSet {
     ring.jwks()
+}
+
+/// A cache policy that refreshes quickly: a 200 ms unknown-`kid` cooldown,
+/// a 50 ms failure backoff, no minimum TTL.
+pub fn fast_policy() -> CachePolicy {
+    let mut policy = CachePolicy::default();
+    policy.unknown_kid_cooldown = std::time::Duration::from_millis(200);
+    policy.failure_backoff = std::time::Duration::from_millis(50);
+    policy.min_ttl = std::time::Duration::ZERO;
+    policy
 }

@@ -1,10 +1,13 @@
-//! Shared fixtures: a real axum server on 127.0.0.1 wearing the token
-//! endpoint layer, with a service account and an application.
+//! Shared fixtures: the token endpoint layer with a service account and an
+//! application, served on 127.0.0.1 ([`start`]) or called in process
+//! ([`Endpoint`], `oneshot`).
 
 #![allow(dead_code)]
 
+pub mod foreign;
 pub mod guesses;
 pub mod jwks;
+pub mod oneshot;
 #[cfg(feature = "postgres")]
 pub mod pg;
 
@@ -22,10 +25,16 @@ use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
 
+#[allow(unused_imports)]
+pub use oneshot::{Answer, Endpoint, Post};
+
 pub const CLIENT_ID: &str = "test-client";
 pub const SLUG: &str = "test-app";
 pub const APP_SECRET: &str = "application-secret-0123456789";
 pub const USERNAME: &str = "svc-deployer";
+
+/// The layer the fixtures build (before `configure` adjusts it).
+pub type TestLayer = TokenEndpointLayer<StoreVerifier<MemoryStore>>;
 
 /// A running test server and what it was configured with.
 pub struct Server {
@@ -92,9 +101,7 @@ pub fn application() -> Application {
 /// Starts a server signing with `algorithm`; `configure` may adjust the layer.
 pub async fn start_with(
     algorithm: Algorithm,
-    configure: impl FnOnce(
-        TokenEndpointLayer<StoreVerifier<MemoryStore>>,
-    ) -> TokenEndpointLayer<StoreVerifier<MemoryStore>>,
+    configure: impl FnOnce(TestLayer) -> TestLayer,
 ) -> Server {
     start_with_application(algorithm, application(), configure).await
 }
@@ -104,10 +111,23 @@ pub async fn start_with(
 pub async fn start_with_application(
     algorithm: Algorithm,
     application: Application,
-    configure: impl FnOnce(
-        TokenEndpointLayer<StoreVerifier<MemoryStore>>,
-    ) -> TokenEndpointLayer<StoreVerifier<MemoryStore>>,
+    configure: impl FnOnce(TestLayer) -> TestLayer,
 ) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (app, server) = build(addr, algorithm, application, configure);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    server
+}
+
+/// The test application's layer around the echoing inner service, at
+/// `http://{addr}`, with its store (one bound service account) and keys.
+pub fn build(
+    addr: SocketAddr,
+    algorithm: Algorithm,
+    application: Application,
+    configure: impl FnOnce(TestLayer) -> TestLayer,
+) -> (Router, Server) {
     let store = MemoryStore::new();
     let account = ServiceAccount::new(USERNAME).with_name("Deployer");
     let (token, password) = AppPassword::generate(&account.id);
@@ -116,24 +136,23 @@ pub async fn start_with_application(
     store.bind(USERNAME, all_scopes());
 
     let keys = KeyRing::new(SigningKey::generate(algorithm).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
     let layer = TokenEndpointLayer::new(&base, keys.clone(), store.clone())
         .unwrap()
         .application(application)
         .unwrap();
-    let layer = configure(layer);
-    let app = Router::new().route("/{*path}", any(echo)).layer(layer);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Server {
+    let app = Router::new()
+        .route("/{*path}", any(echo))
+        .layer(configure(layer));
+    let server = Server {
         addr,
         base,
         store,
         keys,
         token: token.expose_secret().to_owned(),
         account,
-    }
+    };
+    (app, server)
 }
 
 pub async fn start() -> Server {
@@ -189,11 +208,7 @@ pub async fn post_form(server: &Server, body: &str) -> reqwest::Response {
 
 /// The `error` code of an RFC 6749 §5.2 response, after checking its shape.
 pub async fn error_code(response: reqwest::Response) -> String {
-    assert_eq!(response.headers()["content-type"], "application/json");
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    let json: serde_json::Value = response.json().await.unwrap();
-    assert!(json["error_description"].is_string(), "{json}");
-    json["error"].as_str().unwrap().to_owned()
+    Answer::read(response).await.error()
 }
 
 /// Verifies a JWT against the published JWKS (picked by `kid`) and returns its claims.

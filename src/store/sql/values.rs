@@ -1,12 +1,10 @@
-//! What the SQL stores share: error mapping, time conversions, the purge
-//! cadence of the replay cache and revocation list, and row decoding.
+//! The SQL store's values: the parameters it binds, error mapping, time
+//! conversions, the purge cadence of the replay cache and revocation list.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use uuid::Uuid;
-
-use super::{ServiceAccount, StoreError};
+use crate::store::{AdminError, JWT_ID_PREFIX, StoreError};
 
 /// How long a request waits for a pooled connection before the store reports
 /// itself unavailable (and the endpoint answers 503).
@@ -73,59 +71,57 @@ impl PurgeTicker {
     }
 }
 
-/// An account row: id, uuid (text), username, name, active, expires (Unix
-/// microseconds), external issuer, external subject.
-pub(crate) type AccountRow = (
-    String,
-    String,
-    String,
-    String,
-    bool,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-);
-
-/// An account row followed by the expiry of one of its app passwords.
-pub(crate) type CredentialRow = (
-    String,
-    String,
-    String,
-    String,
-    bool,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
-
-pub(crate) fn account_from_row(
-    (id, uuid, username, name, active, expires, external_issuer, external_subject): AccountRow,
-) -> Result<ServiceAccount, StoreError> {
-    let uuid = Uuid::parse_str(&uuid).map_err(store_error)?;
-    Ok(ServiceAccount {
-        id,
-        uuid,
-        username,
-        name,
-        active,
-        expires: expires.map(from_unix_micros),
-        external_issuer,
-        external_subject,
-    })
+/// A parameter of one of the store's statements.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    /// Text (ids, names, keys).
+    Text(&'a str),
+    /// Bytes (token digests).
+    Bytes(&'a [u8]),
+    /// An integer (Unix seconds or microseconds), or NULL.
+    Int(Option<i64>),
+    /// A flag.
+    Flag(bool),
 }
 
-/// An account row with one of its app passwords: the account, and the
-/// password's expiry.
-pub(crate) fn credential_from_row(
-    (id, uuid, username, name, active, expires, issuer, subject, password_expires): CredentialRow,
-) -> Result<(ServiceAccount, Option<SystemTime>), StoreError> {
-    let account = account_from_row((id, uuid, username, name, active, expires, issuer, subject))?;
-    Ok((account, password_expires.map(from_unix_micros)))
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(value: &'a str) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl<'a> From<&'a String> for Param<'a> {
+    fn from(value: &'a String) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Param<'a> {
+    fn from(value: &'a [u8]) -> Self {
+        Self::Bytes(value)
+    }
+}
+
+impl From<Option<i64>> for Param<'_> {
+    fn from(value: Option<i64>) -> Self {
+        Self::Int(value)
+    }
+}
+
+impl From<i64> for Param<'_> {
+    fn from(value: i64) -> Self {
+        Self::Int(Some(value))
+    }
+}
+
+impl From<bool> for Param<'_> {
+    fn from(value: bool) -> Self {
+        Self::Flag(value)
+    }
 }
 
 /// Space-separated scopes, as the bindings table stores them (scopes never
-/// contain spaces: [`Binding::check`](super::Binding::check)).
+/// contain spaces: [`Binding::check`](crate::store::Binding::check)).
 pub(crate) fn join_scopes(scopes: &[String]) -> String {
     scopes.join(" ")
 }
@@ -141,17 +137,17 @@ pub(crate) fn split_scopes(scopes: &str) -> Vec<String> {
 
 /// Why an account could not be inserted, given the id of the account that
 /// holds its username (`None`: none does, so its id or UUID is taken).
-pub(crate) fn refused_account(username: String, holder: Option<&str>) -> super::AdminError {
+pub(crate) fn refused_account(username: String, holder: Option<&str>) -> AdminError {
     match holder {
-        Some(id) if is_jwt_id(id) => super::AdminError::NameOfJwtIdentity(username),
-        Some(_) => super::AdminError::AccountExists(username),
-        None => super::AdminError::IdTaken(username),
+        Some(id) if is_jwt_id(id) => AdminError::NameOfJwtIdentity(username),
+        Some(_) => AdminError::AccountExists(username),
+        None => AdminError::IdTaken(username),
     }
 }
 
 /// Whether a stored account id is that of an input-JWT identity.
 pub(crate) fn is_jwt_id(id: &str) -> bool {
-    id.starts_with(super::JWT_ID_PREFIX)
+    id.starts_with(JWT_ID_PREFIX)
 }
 
 #[cfg(test)]

@@ -1,0 +1,147 @@
+//! What the token endpoint asks of the SQL store: credentials, input-JWT
+//! accounts, bindings, the replay cache and the revocation list.
+
+use super::driver::{Columns, Statement};
+use super::statements::{
+    ACCOUNT_BY_ID, ACCOUNT_BY_USERNAME, APP_PASSWORD, BINDING, EXTEND_EXTERNAL_ACCOUNT, FIRST_USE,
+    INSERT_EXTERNAL_ACCOUNT, IS_REVOKED, REVOKE,
+};
+use super::values::{now_unix, split_scopes, unix_micros, unix_seconds};
+use super::{SqlDialect, SqlStore};
+use crate::store::{
+    AccountCredential, AppPassword, Binding, CredentialStore, ExternalAccount, ReplayCache,
+    RevocationList, ServiceAccount, StoreError, TokenDigest,
+};
+
+impl<D: SqlDialect> CredentialStore for SqlStore<D> {
+    async fn app_password(
+        &self,
+        username: &str,
+        digest: &TokenDigest,
+    ) -> Result<Option<AccountCredential>, StoreError> {
+        let row = Statement::<D>::new(&APP_PASSWORD)
+            .bind(digest.as_bytes().as_slice())
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let (account, expires) = row.credential()?;
+        let mut password = AppPassword::new(&account.id, *digest);
+        password.expires = expires;
+        Ok(Some(AccountCredential::new(account, password)))
+    }
+
+    async fn external_account(
+        &self,
+        account: &ExternalAccount,
+    ) -> Result<Option<ServiceAccount>, StoreError> {
+        // Most uses: one read by primary key, and no write.
+        if let Some(mut stored) = self.account_by(&ACCOUNT_BY_ID, &account.id).await? {
+            if account.extends(stored.expires) {
+                let extended = Statement::<D>::new(&EXTEND_EXTERNAL_ACCOUNT)
+                    .bind(&account.id)
+                    .bind(account.expires.map(unix_micros))
+                    .execute(&self.pool)
+                    .await?;
+                if extended == 1 {
+                    stored.expires = account.expires;
+                }
+            }
+            return Ok(Some(stored));
+        }
+        self.now_purging().await;
+        // First use: the username asked for, or else the disambiguated one;
+        // never an account that exists (any unique column conflicting means
+        // no insert). A concurrent first use may win: then its row is read.
+        let uuid = account.uuid.to_string();
+        for username in account.candidate_usernames() {
+            let inserted = Statement::<D>::new(&INSERT_EXTERNAL_ACCOUNT)
+                .bind(&account.id)
+                .bind(&uuid)
+                .bind(&username)
+                .bind(&account.name)
+                .bind(&account.issuer)
+                .bind(&account.subject)
+                .bind(account.expires.map(unix_micros))
+                .execute(&self.pool)
+                .await?;
+            if inserted == 1 {
+                return Ok(Some(account.to_service_account(&username)));
+            }
+            if let Some(stored) = self.account_by(&ACCOUNT_BY_ID, &account.id).await? {
+                return Ok(Some(stored));
+            }
+        }
+        Err(StoreError(
+            format!(
+                "no free username for the input-JWT account {:?}",
+                account.username
+            )
+            .into(),
+        ))
+    }
+
+    async fn account(&self, username: &str) -> Result<Option<ServiceAccount>, StoreError> {
+        self.account_by(&ACCOUNT_BY_USERNAME, username).await
+    }
+
+    async fn binding(
+        &self,
+        account_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Binding>, StoreError> {
+        let row = Statement::<D>::new(&BINDING)
+            .bind(account_id)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Binding::new(client_id, split_scopes(&row.text(0)?))))
+    }
+}
+
+impl<D: SqlDialect> ReplayCache for SqlStore<D> {
+    /// One statement: inserts the key, or takes over an expired row; a live
+    /// row is left alone and the use is refused. Atomic across processes and
+    /// instances (concurrent inserts of one key wait for each other; one
+    /// wins).
+    async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
+        let now = self.now_purging().await;
+        let recorded = Statement::<D>::new(&FIRST_USE)
+            .bind(key)
+            .bind(unix_seconds(expires_at))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(recorded == 1)
+    }
+}
+
+impl<D: SqlDialect> RevocationList for SqlStore<D> {
+    /// Revoking again keeps the later expiry.
+    async fn revoke(&self, jti: &str, expires_at: u64) -> Result<(), StoreError> {
+        self.now_purging().await;
+        Statement::<D>::new(&REVOKE)
+            .bind(jti)
+            .bind(unix_seconds(expires_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        let row = Statement::<D>::new(&IS_REVOKED)
+            .bind(jti)
+            .bind(now_unix())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => row.flag(0),
+            None => Err(StoreError("EXISTS returned no row".into())),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The PostgreSQL dialect: [`PgStore`], shared by several instances.
+
+use sqlx::Postgres;
+use sqlx::postgres::{PgPoolOptions, PgQueryResult};
+
+use super::values::{ACQUIRE_TIMEOUT, store_error};
+use super::{SqlStore, dialect};
+use crate::store::StoreError;
+
+/// Service accounts, app-password digests, bindings, the replay cache and
+/// the revocation list in PostgreSQL (feature `postgres`): the store for
+/// several instances of the issuer. The [`SqlStore`] of `sqlx::Postgres`.
+///
+/// [`connect`](SqlStore::connect) applies the crate's migrations
+/// (`migrations/postgres/`, embedded; recorded in the table
+/// `_tower_m2m_auth_migrations`, under an advisory lock so instances may
+/// start together). Tables are prefixed `m2m_`; to keep them apart from the
+/// application's, give the role its own schema (`search_path`).
+///
+/// Every instance sees an account change, a revoked app password, a used
+/// `jti` or a revoked token as soon as it is committed. If the server goes
+/// away, calls fail with [`StoreError`] within about 3 s (the token endpoint
+/// answers 503 `temporarily_unavailable`), and the pool reconnects once it
+/// is back. Tokens are stored only as SHA-256 digests; every lookup is by
+/// index. Clones share one connection pool.
+///
+/// sqlx is built without TLS: connect over loopback or a private network
+/// (`sslmode=require` in the URL fails).
+///
+/// ```no_run
+/// use tower_m2m_auth::store::{PgStore, StoreError};
+///
+/// # async fn run() -> Result<(), StoreError> {
+/// let store = PgStore::connect("postgres://issuer:secret@127.0.0.1/auth").await?;
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+pub type PgStore = SqlStore<Postgres>;
+
+dialect!(Postgres, postgres, PgQueryResult);
+
+impl SqlStore<Postgres> {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and
+    /// applies pending migrations. Requests wait at most 3 s for a connection
+    /// before failing with [`StoreError`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(store_error)?;
+        Self::from_pool(pool).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool};
+    use sqlx::{AssertSqlSafe, Executor};
+
+    use super::super::driver::Params;
+    use super::super::statements::INDEXED;
+    use super::super::tests::upgrades_a_database_that_ran_only_the_first_migration;
+    use super::*;
+
+    /// A one-connection pool on a fresh schema of the test server
+    /// (`search_path` set, plus `settings`), with the admin pool and the
+    /// schema's name, to drop it afterwards.
+    async fn fresh_schema(prefix: &str, settings: &[(&str, &str)]) -> (PgPool, PgPool, String) {
+        let url = std::env::var("TOWER_M2M_AUTH_PG_URL").expect(
+            "set TOWER_M2M_AUTH_PG_URL for the PostgreSQL tests (.ci/run starts a server and sets it)",
+        );
+        let options: PgConnectOptions = url.parse().unwrap();
+        let schema = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgPool::connect_with(options.clone()).await.unwrap();
+        admin
+            .execute(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .await
+            .unwrap();
+        let mut session = vec![("search_path", schema.as_str())];
+        session.extend_from_slice(settings);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.options(session))
+            .await
+            .unwrap();
+        (admin, pool, schema)
+    }
+
+    /// Closes `pool` and drops its schema.
+    async fn drop_schema(admin: PgPool, pool: PgPool, schema: String) {
+        pool.close().await;
+        admin
+            .execute(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_over_a_database_that_ran_only_the_first() {
+        let (admin, pool, schema) = fresh_schema("m2m_upgrade", &[]).await;
+        upgrades_a_database_that_ran_only_the_first_migration(pool.clone()).await;
+        drop_schema(admin, pool, schema).await;
+    }
+
+    /// Every lookup, update and delete can be answered through an index
+    /// (sequential scans disabled, so an index is used whenever one exists).
+    /// The store lives in its own schema, chosen with `search_path`.
+    #[tokio::test]
+    async fn no_statement_scans_a_table() {
+        let (admin, pool, schema) = fresh_schema("m2m_plan", &[("enable_seqscan", "off")]).await;
+        let store = SqlStore::<Postgres>::from_pool(pool.clone()).await.unwrap();
+        for (statement, params) in INDEXED {
+            let sql = statement.postgres;
+            let mut args = PgArguments::default();
+            for param in params {
+                args.push(*param).unwrap();
+            }
+            let plan: Vec<String> =
+                sqlx::query_scalar_with(AssertSqlSafe(format!("EXPLAIN {sql}")), args)
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+            let plan = plan.join("\n");
+            assert!(!plan.contains("Seq Scan"), "{sql}:\n{plan}");
+        }
+        drop_schema(admin, pool, schema).await;
+    }
+}
