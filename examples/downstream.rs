@@ -1,6 +1,6 @@
 //! A downstream API host: an axum application protected by
 //! [`JwtValidateLayer`], trusting the tokens of the example token server
-//! (`examples/server.rs`) through its JWKS URL.
+//! (`examples/server/`) through its JWKS URL.
 //!
 //! ```text
 //! cargo run --example server                       # the issuer, on 127.0.0.1:9000

@@ -1,6 +1,6 @@
 //! A gRPC service behind [`JwtValidateLayer`]: tonic's standard health
 //! service (`grpc.health.v1.Health`, no protoc needed), trusting the tokens
-//! of the example token server (`examples/server.rs`).
+//! of the example token server (`examples/server/`).
 //!
 //! ```text
 //! cargo run --example server                   # the issuer, on 127.0.0.1:9000

@@ -14,6 +14,8 @@
 //! - **Stores** ([`store`]): where service accounts and their app passwords
 //!   (stored as digests) are kept, with the replay cache and revocation list.
 //! - **Policies** ([`policy`]): checks over input JWTs' claims.
+//! - **Configuration** (`config`, feature `config`): the schema of a token
+//!   server as serde types, and one `build` step to the layers and store.
 //! - **Observability** ([`observe`]): metrics (through the `metrics` facade),
 //!   spans and audit events, with the names an operator queries.
 //!
@@ -29,6 +31,9 @@
 #[macro_use]
 mod macros;
 
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
 pub mod issuer;
 pub mod keys;
 pub mod observe;

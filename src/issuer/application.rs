@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::keys::VerificationKeys;
 use crate::policy::{Policies, Policy};
-use crate::store::TokenDigest;
+use crate::store::{TokenDigest, is_scope_token};
 
 /// How the `sub` claim of minted tokens is derived from the service account.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,6 +50,44 @@ pub struct Application {
     pub(crate) allow_any_account: bool,
 }
 
+/// Why an application's own settings are refused when it is added to an
+/// endpoint (inside [`ConfigError::Application`](super::ConfigError::Application)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplicationError {
+    /// The `client_id` is empty or contains control characters.
+    #[error("client_id {0:?} is empty or contains control characters")]
+    ClientId(String),
+    /// The slug is not a safe URL path segment.
+    #[error("slug {0:?} must be letters, digits, '-', '_' or '.' (and not start with '.')")]
+    Slug(String),
+    /// An allowed scope is not an RFC 6749 §3.3 `scope-token`.
+    #[error("scope {0:?} must be printable ASCII without spaces, quotes or backslashes")]
+    Scope(String),
+    /// The token lifetime is zero.
+    #[error("the token lifetime must be at least one second")]
+    TokenLifetime,
+    /// The maximum input-JWT lifetime is zero.
+    #[error("the maximum assertion lifetime must be at least one second")]
+    MaxAssertionLifetime,
+    /// The assertion leeway is over [`Application::MAX_ASSERTION_LEEWAY`].
+    #[error(
+        "an assertion leeway of {0:?} is more than 300 s: leeway is for clock skew, and \
+         lengthens the life of every input JWT"
+    )]
+    Leeway(Duration),
+    /// An assertion audience is the empty string.
+    #[error("an assertion audience is empty")]
+    EmptyAudience,
+    /// A rule for input JWTs is set, but the application trusts no issuer
+    /// and federates with no application, so the rule would go unused.
+    #[error(
+        "{0} is set, but the application trusts no input JWT: add a trusted issuer \
+         (verification keys) or a federated application"
+    )]
+    RulesWithoutKeys(&'static str),
+}
+
 /// How an application trusts input JWTs (client assertions).
 #[derive(Clone)]
 pub(crate) struct AssertionRules {
@@ -65,6 +103,40 @@ pub(crate) struct AssertionRules {
     pub(crate) federated_clients: Vec<String>,
     /// `(issuer, client_id)` of those applications, resolved by the endpoint.
     pub(crate) federated: Vec<(String, String)>,
+}
+
+impl AssertionRules {
+    /// Its settings are sound, and none is set without an issuer or a
+    /// federated application to apply to.
+    fn check(&self) -> Result<(), ApplicationError> {
+        if self.max_lifetime.is_zero() {
+            return Err(ApplicationError::MaxAssertionLifetime);
+        }
+        if self.leeway > Application::MAX_ASSERTION_LEEWAY {
+            return Err(ApplicationError::Leeway(self.leeway));
+        }
+        if self.audiences.iter().any(String::is_empty) {
+            return Err(ApplicationError::EmptyAudience);
+        }
+        if self.keys.issuers().next().is_some() || !self.federated_clients.is_empty() {
+            return Ok(());
+        }
+        let rules = [
+            ("a policy", !self.policies.is_empty()),
+            ("an assertion audience", !self.audiences.is_empty()),
+            ("single-use assertions", self.single_use),
+            ("an assertion leeway", !self.leeway.is_zero()),
+            (
+                "a maximum assertion lifetime",
+                self.max_lifetime != Application::DEFAULT_MAX_ASSERTION_LIFETIME,
+            ),
+            ("danger_accept_unpinned_jwks", self.unpinned),
+        ];
+        match rules.iter().find(|(_, set)| *set) {
+            Some((rule, _)) => Err(ApplicationError::RulesWithoutKeys(rule)),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for AssertionRules {
@@ -89,6 +161,11 @@ impl Application {
     /// says otherwise: one hour. Platform tokens (CI, Kubernetes, cloud
     /// workload identities) live minutes.
     pub const DEFAULT_MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
+
+    /// The largest [assertion leeway](Self::with_assertion_leeway): five
+    /// minutes. Leeway lengthens the life of every input JWT: it is for
+    /// clock skew, not for accepting expired tokens.
+    pub const MAX_ASSERTION_LEEWAY: Duration = Duration::from_secs(300);
 
     /// An application with this `client_id` and URL `slug` (its issuer is
     /// `<base>/application/o/<slug>/`). Its name defaults to the slug, tokens
@@ -222,7 +299,8 @@ impl Application {
         self
     }
 
-    /// Clock skew allowed on input JWTs' `exp`, `nbf` and `iat` (default 0).
+    /// Clock skew allowed on input JWTs' `exp`, `nbf` and `iat` (default 0,
+    /// at most [`MAX_ASSERTION_LEEWAY`](Self::MAX_ASSERTION_LEEWAY)).
     pub fn with_assertion_leeway(mut self, leeway: Duration) -> Self {
         self.assertions.leeway = leeway;
         self
@@ -274,6 +352,25 @@ impl Application {
     /// Token lifetime.
     pub fn token_lifetime(&self) -> Duration {
         self.token_lifetime
+    }
+
+    /// Checks the application's own settings (every rule of
+    /// [`ApplicationError`]); the endpoint runs this when it is added.
+    pub(crate) fn check(&self) -> Result<(), ApplicationError> {
+        if self.client_id.is_empty() || self.client_id.chars().any(char::is_control) {
+            return Err(ApplicationError::ClientId(self.client_id.clone()));
+        }
+        let slug_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.slug.is_empty() || self.slug.starts_with('.') || !self.slug.chars().all(slug_char) {
+            return Err(ApplicationError::Slug(self.slug.clone()));
+        }
+        if let Some(scope) = self.allowed_scopes.iter().find(|s| !is_scope_token(s)) {
+            return Err(ApplicationError::Scope(scope.clone()));
+        }
+        if self.token_lifetime.is_zero() {
+            return Err(ApplicationError::TokenLifetime);
+        }
+        self.assertions.check()
     }
 
     /// The requested scopes that this application allows, in request order,

@@ -198,6 +198,12 @@ impl EndpointConfig {
 
 /// The rules one application must satisfy by itself.
 pub(crate) fn check_application(application: &Application) -> Result<(), ConfigError> {
+    application
+        .check()
+        .map_err(|error| ConfigError::Application {
+            client_id: application.client_id().to_owned(),
+            error,
+        })?;
     let rules = &application.assertions;
     if rules.keys.has_remote()
         && rules.policies.is_empty()

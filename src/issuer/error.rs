@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::application::ApplicationError;
 use crate::keys::JwtError;
 use crate::store::StoreError;
 
@@ -323,6 +324,15 @@ pub enum ConfigError {
     /// tokens, the last the first's), so tokens could be traded round it.
     #[error("applications federate in a cycle: {0:?}")]
     FederationCycle(Vec<String>),
+    /// An application's own settings are invalid (a bad slug or scope, a
+    /// leeway over the cap, rules for input JWTs without keys…).
+    #[error("application {client_id:?}: {error}")]
+    Application {
+        /// The application's `client_id`.
+        client_id: String,
+        /// What is wrong with it.
+        error: ApplicationError,
+    },
     /// An application trusts a remote JWKS with neither a policy nor an
     /// assertion audience, so it would accept every token that source signs,
     /// for anyone (see `Application::danger_accept_unpinned_jwks`).

@@ -132,7 +132,7 @@ mod router;
 mod service;
 mod token;
 
-pub use application::{Application, SubjectMode};
+pub use application::{Application, ApplicationError, SubjectMode};
 pub use attempts::AttemptLimits;
 pub use body::ResponseBody;
 pub use client_verifier::StoreVerifier;

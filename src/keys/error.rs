@@ -14,6 +14,33 @@ pub enum KeyError {
         "not a supported PEM document (private keys: PRIVATE KEY, EC PRIVATE KEY, RSA PRIVATE KEY; public: PUBLIC KEY, CERTIFICATE)"
     )]
     InvalidPem,
+    /// A PEM bundle of verification keys holds no PEM block.
+    #[error("no PEM block (expected CERTIFICATE or PUBLIC KEY)")]
+    EmptyPemBundle,
+    /// A block of a PEM bundle of verification keys is a private key: only
+    /// certificates and public keys are trusted to verify.
+    #[error(
+        "PEM block #{0} is a private key: configure the issuer's certificate or public key, \
+         never its private key"
+    )]
+    PrivateKeyInBundle(usize),
+    /// A block of a PEM bundle of verification keys is neither a
+    /// `CERTIFICATE` nor a `PUBLIC KEY`.
+    #[error(
+        "PEM block #{block} is {tag:?}: expected CERTIFICATE or PUBLIC KEY (convert a PKCS#1 \
+         RSA PUBLIC KEY with `openssl rsa -RSAPublicKey_in -pubout`)"
+    )]
+    UnexpectedPemBlock {
+        /// Its position in the bundle, from 1.
+        block: usize,
+        /// Its PEM tag.
+        tag: String,
+    },
+    /// A block of a PEM bundle holds a key of no supported type or curve.
+    #[error(
+        "PEM block #{0}: unsupported or malformed key (supported: RSA, EC P-256 or P-384, Ed25519)"
+    )]
+    UnsupportedKeyInBundle(usize),
     /// The key parsed, but is of no supported type or curve.
     #[error("unsupported or malformed key")]
     UnsupportedKey,

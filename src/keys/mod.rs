@@ -21,6 +21,7 @@
 //!   signed), [`JwtError`] (a token did not verify),
 //!   [`FetchError`](fetch::FetchError) (remote keys could not be fetched).
 
+mod bundle;
 mod discovery;
 mod error;
 pub mod fetch;

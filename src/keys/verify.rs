@@ -85,6 +85,11 @@ impl VerificationKey {
     /// trusted because it is configured). RSA, EC P-256/P-384 and Ed25519.
     pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
         let block = pem::parse(pem).map_err(|_| KeyError::InvalidPem)?;
+        Self::from_pem_block(&block)
+    }
+
+    /// A key from one parsed PEM block (`PUBLIC KEY` or `CERTIFICATE`).
+    pub(super) fn from_pem_block(block: &pem::Pem) -> Result<Self, KeyError> {
         let spki_der = match block.tag() {
             "PUBLIC KEY" => block.contents().to_vec(),
             "CERTIFICATE" => {

@@ -88,15 +88,16 @@ impl ServiceAccount {
     /// Checks that this account may be created or imported as a service
     /// account; every store runs this check first.
     ///
-    /// Refused: an empty username or one with control characters
-    /// ([`AdminError::InvalidUsername`]), a username of the automatic form
+    /// Refused: an empty username, or one that is not printable ASCII
+    /// without spaces, since usernames travel in form bodies and show in
+    /// logs ([`AdminError::InvalidUsername`]), a username of the automatic form
     /// `ak-…-client_credentials` ([`AdminError::ReservedUsername`]), and an
     /// empty id or one in the namespaces of input-JWT identities (`jwt:`) or
     /// automatic accounts (`client_credentials:`)
     /// ([`AdminError::ReservedId`]). So a service account never shares a
     /// username, id, or any `sub` derived from them, with those identities.
     pub fn check(&self) -> Result<(), AdminError> {
-        if self.username.is_empty() || self.username.chars().any(char::is_control) {
+        if self.username.is_empty() || !self.username.chars().all(|c| c.is_ascii_graphic()) {
             return Err(AdminError::InvalidUsername(self.username.clone()));
         }
         if Self::is_automatic_username(&self.username) {
@@ -234,18 +235,20 @@ impl Binding {
                 self.client_id
             )));
         }
-        let scope_char = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\';
-        if let Some(scope) = self
-            .scopes
-            .iter()
-            .find(|scope| scope.is_empty() || !scope.chars().all(scope_char))
-        {
+        if let Some(scope) = self.scopes.iter().find(|scope| !is_scope_token(scope)) {
             return Err(AdminError::InvalidBinding(format!(
                 "scope {scope:?} is not printable ASCII without spaces, quotes or backslashes"
             )));
         }
         Ok(())
     }
+}
+
+/// Whether `scope` is an RFC 6749 §3.3 `scope-token`: printable ASCII
+/// without spaces, `"` or `\`.
+pub(crate) fn is_scope_token(scope: &str) -> bool {
+    let scope_char = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\';
+    !scope.is_empty() && scope.chars().all(scope_char)
 }
 
 #[cfg(test)]

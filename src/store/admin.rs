@@ -30,8 +30,8 @@ pub enum AdminError {
          (ak-<application name>-client_credentials)"
     )]
     ReservedUsername(String),
-    /// The username is empty or contains control characters.
-    #[error("username {0:?} is empty or contains control characters")]
+    /// The username is empty, or not printable ASCII without spaces.
+    #[error("username {0:?} must be printable ASCII without spaces")]
     InvalidUsername(String),
     /// The account id is empty, or starts with a prefix reserved for
     /// input-JWT identities (`jwt:`) or automatic accounts

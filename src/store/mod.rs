@@ -17,6 +17,7 @@ mod account;
 mod admin;
 mod credential;
 mod digest;
+mod erased;
 mod expiring;
 mod external;
 mod limiter;
@@ -30,12 +31,15 @@ mod sql;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+pub(crate) use account::is_scope_token;
 pub use account::{
     AUTOMATIC_ID_PREFIX, AccountCredential, AppPassword, Binding, JWT_ID_PREFIX, ServiceAccount,
 };
 pub use admin::{AccountAdmin, AdminError};
 pub use credential::{CredentialStore, StoreError};
 pub use digest::TokenDigest;
+pub use erased::AnyStore;
+pub(crate) use erased::{ErasedCredentials, ErasedReplay, ErasedRevocations};
 pub use external::ExternalAccount;
 pub use limiter::{
     Admission, AttemptKey, AttemptKeyKind, AttemptLimiter, FailureLimit, MemoryAttemptLimiter,
