@@ -11,10 +11,10 @@ use crate::store::{ErasedReplay, ErasedRevocations};
 /// A `CredentialStore`'s account and binding lookups behind a pointer: the
 /// store's one object-safe mirror, which `AnyStore` uses too.
 pub(crate) use crate::store::ErasedCredentials as Directory;
-/// A `RevocationList` behind a pointer (its futures boxed).
-pub(crate) use crate::store::ErasedRevocations as Revocations;
 /// A `ReplayCache` behind a pointer (its future boxed).
 pub(crate) use crate::store::ErasedReplay as Replays;
+/// A `RevocationList` behind a pointer (its futures boxed).
+pub(crate) use crate::store::ErasedRevocations as Revocations;
 
 impl std::fmt::Debug for dyn ErasedRevocations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
