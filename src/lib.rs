@@ -8,7 +8,9 @@
 //! - **Validator side** ([`validate`]): [`JwtValidateLayer`] protects
 //!   downstream APIs: it verifies `Authorization: Bearer` tokens against the
 //!   issuer's keys and hands the claims to handlers.
-//! - **Keys** ([`keys`]): signing keys parsed once, and the issuer's key ring.
+//! - **Keys** ([`keys`]): signing keys parsed once, the issuer's key ring,
+//!   and the one key source both sides verify with (`TrustedIssuer`: static
+//!   keys, JWKS, JWKS URLs, OpenID discovery).
 //! - **Stores** ([`store`]): where service accounts and their app passwords
 //!   (stored as digests) are kept, with the replay cache and revocation list.
 //! - **Policies** ([`policy`]): checks over input JWTs' claims.
@@ -38,6 +40,10 @@ pub mod observe;
 pub mod policy;
 pub mod store;
 pub mod validate;
+
+/// The crate's boxed future (public as [`keys::fetch::BoxFuture`], for
+/// custom fetchers).
+pub(crate) use keys::fetch::BoxFuture;
 
 pub use issuer::{TokenEndpoint, TokenEndpointLayer};
 pub use keys::{KeyRing, SigningKey};

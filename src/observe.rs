@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | [`TOKENS_ISSUED`] | counter | `application`, `auth_method` | access tokens minted |
 //! | [`REJECTIONS`] | counter | `endpoint`, `reason` | refused requests, by [reason class](crate::issuer::TokenError::reason) |
-//! | [`JWKS_FETCHES`] | counter | `outcome` | remote JWKS fetches: `ok`, `unavailable`, `timeout`, `not_a_jwks` |
+//! | [`JWKS_FETCHES`] | counter | `outcome` | remote JWKS fetches (discovery included): `ok`, `unavailable`, `timeout`, `not_a_jwks`, `discovery_failed` |
 //! | [`TOKEN_CACHE`] | counter | `result` | verified-token cache lookups: `hit`, `miss` |
 //! | [`LOCKOUTS`] | counter | `key` | requests refused by the attempt limiter: `client_id`, `address`, `busy` |
 //! | [`REQUEST_DURATION`] | histogram (seconds) | `endpoint` | time the layer spent on a request |

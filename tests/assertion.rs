@@ -17,9 +17,9 @@ use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tower_m2m_auth::issuer::Application;
+use tower_m2m_auth::keys::fetch::ReqwestFetcher;
 use tower_m2m_auth::keys::{
-    KeyRing, RemoteJwks, ReqwestFetcher, SigningKey, TrustedIssuer, VerificationKey,
-    VerificationKeys,
+    KeyRing, RemoteJwks, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys,
 };
 use tower_m2m_auth::policy::PolicyContext;
 use tower_m2m_auth::store::{AccountAdmin, Binding, ExternalAccount};

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower_m2m_auth::issuer::{Application, ApplicationError, ConfigError, TokenEndpointLayer};
+use tower_m2m_auth::keys::fetch::{FetchError, JwksFetcher, ReqwestFetcher};
 use tower_m2m_auth::keys::{
-    Algorithm, FetchError, JwksFetcher, KeyError, KeyRing, ReqwestFetcher, SigningKey,
-    TrustedIssuer, VerificationKey, VerificationKeys,
+    Algorithm, KeyError, KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys,
 };
 use tower_m2m_auth::policy::PolicyContext;
 use tower_m2m_auth::store::{AdminError, MemoryStore, ServiceAccount};

@@ -11,9 +11,8 @@ use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use tower_m2m_auth::issuer::{Application, ConfigError, TokenEndpointLayer};
-use tower_m2m_auth::keys::{
-    KeyRing, RemoteJwks, ReqwestFetcher, SigningKey, TrustedIssuer, VerificationKeys,
-};
+use tower_m2m_auth::keys::fetch::ReqwestFetcher;
+use tower_m2m_auth::keys::{KeyRing, RemoteJwks, SigningKey, TrustedIssuer, VerificationKeys};
 use tower_m2m_auth::store::{AccountAdmin, Binding, MemoryStore};
 
 const OPS_CLIENT: &str = "ops-api";

@@ -25,7 +25,8 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-use tower_m2m_auth::keys::{CachePolicy, KeyRing, RemoteJwks, ReqwestFetcher, SigningKey};
+use tower_m2m_auth::keys::fetch::ReqwestFetcher;
+use tower_m2m_auth::keys::{CachePolicy, KeyRing, RemoteJwks, SigningKey};
 use tower_m2m_auth::validate::{
     AuthError, Claims, Issuer, JwtValidateLayer, RequireScopeLayer, VerifiedClaims,
 };

@@ -1,5 +1,5 @@
 //! An OpenID discovery (or RFC 8414) metadata document as the issuer's
-//! server delivers it, read by `DiscoveredJwks` behind `JwtValidateLayer`.
+//! server delivers it, read by `RemoteJwks::discover` behind `JwtValidateLayer`.
 //!
 //! Input: the first byte's low bit picks where the document is served
 //! (OpenID location, or 404 there and the RFC 8414 location); the rest is
@@ -15,9 +15,8 @@ use bytes::Bytes;
 use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tower_m2m_auth::keys::{
-    BoxFuture, DiscoveredJwks, FetchError, FetchedDocument, JwksFetcher, metadata_urls,
-};
+use tower_m2m_auth::keys::RemoteJwks;
+use tower_m2m_auth::keys::fetch::{BoxFuture, FetchError, FetchedDocument, JwksFetcher};
 use tower_m2m_auth::validate::{Issuer, JwtValidateLayer};
 use tower_m2m_auth_fuzz::*;
 
@@ -60,7 +59,14 @@ fuzz_target!(|data: &[u8]| {
         b"$JWKS_URI",
         JWKS_URI.as_bytes(),
     );
-    let [openid, rfc8414] = metadata_urls(&iss);
+    // OpenID Connect Discovery §4, then RFC 8414 §3.1.
+    let openid = format!("{iss}.well-known/openid-configuration");
+    let rfc8414 = iss.replacen(
+        "/application/",
+        "/.well-known/oauth-authorization-server/application/",
+        1,
+    );
+    let rfc8414 = rfc8414.trim_end_matches('/').to_owned();
     let (metadata_url, other_url) = if mode & 1 == 0 {
         (openid, rfc8414)
     } else {
@@ -72,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
         metadata: Bytes::from(document.clone()),
         jwks: issuer.ring.jwks_json(),
     };
-    let discovered = DiscoveredJwks::new(&iss, Arc::new(server));
+    let discovered = RemoteJwks::discover(&iss, Arc::new(server));
     let service = downstream_with(
         JwtValidateLayer::new()
             .issuer(Issuer::with_discovery(discovered).audience(CLIENT_ID))

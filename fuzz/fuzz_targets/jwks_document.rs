@@ -18,9 +18,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
-use tower_m2m_auth::keys::{
-    BoxFuture, CachePolicy, FetchError, FetchedDocument, JwksFetcher, RemoteJwks,
-};
+use tower_m2m_auth::keys::fetch::{BoxFuture, FetchError, FetchedDocument, JwksFetcher};
+use tower_m2m_auth::keys::{CachePolicy, RemoteJwks};
 use tower_m2m_auth::validate::{Issuer, JwtValidateLayer};
 use tower_m2m_auth_fuzz::*;
 

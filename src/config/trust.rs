@@ -10,10 +10,8 @@ use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
 
 use super::resolve;
-use crate::keys::{
-    DiscoveredJwks, JwksFetcher, KeySet, RemoteJwks, TrustedIssuer, VerificationKey,
-    VerificationKeys,
-};
+use crate::keys::fetch::JwksFetcher;
+use crate::keys::{KeySet, RemoteJwks, TrustedIssuer, VerificationKey, VerificationKeys};
 
 /// One `[[applications.trusted_issuers]]` entry: an issuer (the exact `iss`
 /// of its JWTs) and the key sources that speak for it, at least one.
@@ -36,38 +34,25 @@ pub struct TrustedIssuerConfig {
     pub jwks_files: Vec<PathBuf>,
 }
 
-/// A remote key source, to fetch ahead of the first input JWT.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum RemoteSource {
-    /// A JWKS URL.
-    Jwks(RemoteJwks),
-    /// An issuer whose JWKS OpenID discovery finds.
-    Discovered(DiscoveredJwks),
-}
-
-impl RemoteSource {
-    /// Fetches the keys now and logs the outcome. Not fatal: until the
-    /// source can be read, the input JWTs it should verify are refused.
-    pub async fn prefetch(&self) {
-        let (source, keys) = match self {
-            Self::Jwks(jwks) => (jwks.url(), jwks.keys().await),
-            Self::Discovered(discovered) => (discovered.issuer(), discovered.keys().await),
-        };
-        match keys {
-            Ok(keys) if keys.is_empty() => {
-                tracing::warn!(
-                    source,
-                    "the JWKS has no usable key: no input JWT verifies with it"
-                );
-            }
-            Ok(keys) => tracing::info!(source, keys = keys.keys().count(), "JWKS fetched"),
-            Err(error) => tracing::warn!(
+/// Fetches a remote key source now (a JWKS URL, or an issuer's JWKS found
+/// by discovery) and logs the outcome, to report at start a source that
+/// cannot be read. Not fatal: until it can be, the input JWTs it should
+/// verify are refused (503).
+pub async fn prefetch(remote: &RemoteJwks) {
+    let source = remote.issuer().unwrap_or(remote.url());
+    match remote.keys().await {
+        Ok(keys) if keys.is_empty() => {
+            tracing::warn!(
                 source,
-                %error,
-                "cannot fetch the JWKS yet: the input JWTs it should verify are refused until it can"
-            ),
+                "the JWKS has no usable key: no input JWT verifies with it"
+            );
         }
+        Ok(keys) => tracing::info!(source, keys = keys.keys().count(), "JWKS fetched"),
+        Err(error) => tracing::warn!(
+            source,
+            %error,
+            "cannot fetch the JWKS yet: the input JWTs it should verify are refused until it can"
+        ),
     }
 }
 
@@ -155,7 +140,7 @@ fn read_jwks_file(path: &Path) -> Result<JwkSet, String> {
 pub(super) struct Remotes {
     fetcher: Option<Arc<dyn JwksFetcher>>,
     by_url: Vec<RemoteJwks>,
-    by_issuer: Vec<DiscoveredJwks>,
+    by_issuer: Vec<RemoteJwks>,
 }
 
 impl Remotes {
@@ -171,28 +156,26 @@ impl Remotes {
     }
 
     /// The JWKS of `issuer`, found by OpenID discovery.
-    fn discover(&mut self, issuer: &str) -> Result<DiscoveredJwks, String> {
+    fn discover(&mut self, issuer: &str) -> Result<RemoteJwks, String> {
         check_url("issuer (with discovery = true)", issuer)?;
         let fetcher = self.fetcher()?;
         Ok(shared(
             &mut self.by_issuer,
-            |known| known.issuer() == issuer,
-            || DiscoveredJwks::new(issuer, fetcher),
+            |known| known.issuer() == Some(issuer),
+            || RemoteJwks::discover(issuer, fetcher),
         ))
     }
 
     /// Every source, to fetch ahead of the first input JWT.
-    pub(super) fn into_sources(self) -> Vec<RemoteSource> {
-        let urls = self.by_url.into_iter().map(RemoteSource::Jwks);
-        urls.chain(self.by_issuer.into_iter().map(RemoteSource::Discovered))
-            .collect()
+    pub(super) fn into_sources(self) -> Vec<RemoteJwks> {
+        self.by_url.into_iter().chain(self.by_issuer).collect()
     }
 
     #[cfg(feature = "reqwest")]
     fn fetcher(&mut self) -> Result<Arc<dyn JwksFetcher>, String> {
         let fetcher = self
             .fetcher
-            .get_or_insert_with(|| Arc::new(crate::keys::ReqwestFetcher::new()));
+            .get_or_insert_with(|| Arc::new(crate::keys::fetch::ReqwestFetcher::new()));
         Ok(fetcher.clone())
     }
 
@@ -219,5 +202,5 @@ fn shared<T: Clone>(
 /// The library's one check of a URL to fetch keys from, at start rather
 /// than as a 503 on each request.
 fn check_url(key: &str, url: &str) -> Result<(), String> {
-    crate::keys::check_fetch_url(url).map_err(|error| format!("{key}: {url:?}: {error}"))
+    crate::keys::fetch::check_url(url, false).map_err(|error| format!("{key}: {url:?}: {error}"))
 }

@@ -11,7 +11,7 @@ use super::claims;
 use super::{
     Application, ClientAuthentication, ExternalIdentity, Principal, Rejection, VerifyError,
 };
-use crate::keys::{ASYMMETRIC_ALGORITHMS, JwtError, VerifyTokenError};
+use crate::keys::{ASYMMETRIC_ALGORITHMS, JwtError};
 use crate::policy::PolicyContext;
 use crate::store::{CredentialStore, ExternalAccount, ReplayCache, TokenDigest};
 
@@ -98,12 +98,8 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
     }
     let claims: serde_json::Value = match rules.keys.verify(token, &validation).await {
         Ok(data) => data.claims,
-        Err(VerifyTokenError::Invalid(error)) => {
-            return Err(Rejection::InvalidAssertion(error).into());
-        }
-        Err(VerifyTokenError::Unavailable(error)) => {
-            return Err(VerifyError::KeysUnavailable(error));
-        }
+        Err(JwtError::KeysUnavailable) => return Err(VerifyError::KeysUnavailable),
+        Err(error) => return Err(Rejection::InvalidAssertion(error).into()),
     };
     let registered = Registered::deserialize(&claims)
         .map_err(|_| Rejection::InvalidAssertion(JwtError::InvalidClaims))?;

@@ -23,7 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::keys::BoxFuture;
+use crate::BoxFuture;
 use crate::store::{
     Admission, AttemptKey, AttemptKeyKind, AttemptLimiter, FailureLimit, StoreError,
 };

@@ -573,7 +573,7 @@ where
 pub(crate) fn verify_error(error: VerifyError) -> TokenError {
     match error {
         VerifyError::Rejected(_) => TokenError::InvalidGrant,
-        VerifyError::Unavailable(_) | VerifyError::KeysUnavailable(_) => {
+        VerifyError::Unavailable(_) | VerifyError::KeysUnavailable => {
             TokenError::TemporarilyUnavailable
         }
     }

@@ -22,7 +22,8 @@ use super::request::present_secret;
 use super::{
     Application, ClientAuthentication, GrantType, Principal, TokenError, VerifyError, response,
 };
-use crate::keys::{ASYMMETRIC_ALGORITHMS, Algorithm, BoxFuture};
+use crate::BoxFuture;
+use crate::keys::{ASYMMETRIC_ALGORITHMS, Algorithm};
 use crate::store::{RevocationList, StoreError};
 
 /// A [`RevocationList`] behind a pointer (its futures boxed).

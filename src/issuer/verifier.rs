@@ -18,7 +18,7 @@ use tower_service::Service;
 
 use super::assertion;
 use super::{ClientAuthentication, Credentials, Principal};
-use crate::keys::{JwtError, KeySourceError};
+use crate::keys::JwtError;
 use crate::store::{CredentialStore, MemoryReplayCache, ReplayCache, StoreError, TokenDigest};
 
 /// Why a client was not authenticated.
@@ -34,9 +34,10 @@ pub enum VerifyError {
     #[error(transparent)]
     Unavailable(#[from] StoreError),
     /// The keys that might verify an input JWT could not be fetched, and
-    /// there is no earlier copy (fail closed). Answered as 503.
-    #[error(transparent)]
-    KeysUnavailable(#[from] KeySourceError),
+    /// there is no earlier copy (fail closed). Answered as 503; the key
+    /// source logs why.
+    #[error("{}", JwtError::KeysUnavailable)]
+    KeysUnavailable,
 }
 
 /// The precise reason credentials were rejected, for logs; the client is only

@@ -1,60 +1,19 @@
-//! Keys fetched from a JWKS URL: cached, refreshed when stale or when a token
-//! names an unknown `kid` (rate-limited), served from the last good copy
-//! while the source is down, and failing closed when there never was one.
+//! Keys fetched over HTTP, from a JWKS URL or from the `jwks_uri` that
+//! OpenID discovery finds for an issuer: cached, refreshed when stale or
+//! when a token names an unknown `kid` (rate-limited), served from the last
+//! good copy while the source is down, and failing closed when there never
+//! was one.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use bytes::Bytes;
 use jsonwebtoken::jwk::JwkSet;
 
 use super::KeySet;
-
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A fetched document and how long it may be cached.
-#[derive(Debug, Clone)]
-pub struct FetchedDocument {
-    /// The response body.
-    pub body: Bytes,
-    /// `Cache-Control: max-age` of the response, if any (`no-store` and
-    /// `no-cache` count as zero).
-    pub max_age: Option<Duration>,
-}
-
-/// Why a fetch failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FetchError {
-    /// The URL is not allowed (e.g. plain `http` to a non-loopback host).
-    #[error("URL not allowed: {0}")]
-    Forbidden(&'static str),
-    /// The server answered with a non-success status.
-    #[error("HTTP status {0}")]
-    Status(u16),
-    /// The response exceeded the size limit.
-    #[error("response larger than {0} bytes")]
-    TooLarge(usize),
-    /// The request did not complete in time.
-    #[error("timed out")]
-    Timeout,
-    /// Any other transport error.
-    #[error("transport error: {0}")]
-    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// Fetches documents (JWKS, discovery metadata) over HTTP. Implement it to
-/// use your own client (custom CA, proxy, mTLS); [`ReqwestFetcher`] is the
-/// default.
-pub trait JwksFetcher: Send + Sync + 'static {
-    /// GETs `url`.
-    fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<FetchedDocument, FetchError>>;
-}
+use super::discovery::discover_jwks_uri;
+use super::fetch::{FetchError, FetchedDocument, JwksFetcher};
 
 /// Bounds on caching and refreshing a remote JWKS.
 #[derive(Debug, Clone, Copy)]
@@ -91,61 +50,48 @@ impl Default for CachePolicy {
     }
 }
 
-/// Why remote keys are not available.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeySourceError {
-    /// The keys were never fetched successfully (fail closed).
-    #[error("JWKS from {url} unavailable: {source}")]
-    Unavailable {
-        /// The JWKS URL.
-        url: String,
-        /// The last fetch error.
-        #[source]
-        source: FetchError,
-    },
-    /// The document is not a JWKS.
-    #[error("the document at {url} is not a JWK set")]
-    NotAJwks {
-        /// The JWKS URL.
-        url: String,
-    },
-    /// A fetch was refused by the rate limit and there is no copy to serve.
-    #[error("JWKS from {url} not fetched yet; retry later")]
-    Backoff {
-        /// The JWKS URL.
-        url: String,
-    },
-    /// OpenID discovery found no usable `jwks_uri`.
-    #[error("discovery at {url} failed: {reason}")]
-    Discovery {
-        /// The metadata URL.
-        url: String,
-        /// What was wrong with the metadata.
-        reason: &'static str,
-    },
-}
-
-/// A JWKS URL with its cache. Cheap to clone; clones share the cache.
+/// Keys fetched over HTTP: a JWKS URL ([`new`](Self::new)), or an issuer
+/// known only by its URL, whose `jwks_uri` OpenID discovery finds on first
+/// use ([`discover`](Self::discover)). Cheap to clone; clones share the
+/// cache.
 ///
 /// Reads never lock: the key set is swapped atomically. Only one fetch runs
 /// at a time. A stale copy is refreshed in the background while every
 /// request goes on with it, so a slow or broken source delays no token whose
-/// key is cached; only tokens with an unknown `kid` wait for a fetch.
+/// key is cached; only tokens with an unknown `kid` wait for a fetch. A
+/// failed fetch (or discovery) is retried after
+/// [`CachePolicy::failure_backoff`]; meanwhile the last good copy is served,
+/// or, if there never was one, every token is refused (fail closed).
+///
+/// Discovery is lazy, so a service can start before its issuer does; once
+/// found, the `jwks_uri` is kept for good. The metadata's `issuer` must
+/// equal the configured one (OpenID Connect Discovery §4.3, RFC 8414 §3.3),
+/// so a discovered source speaks only for its own issuer.
 #[derive(Clone)]
 pub struct RemoteJwks {
     inner: Arc<Inner>,
 }
 
+/// Where the JWKS is.
+enum Location {
+    /// A JWKS URL.
+    Url(String),
+    /// The `jwks_uri` of an issuer's metadata, once discovered.
+    Discovered {
+        issuer: String,
+        jwks_uri: OnceLock<String>,
+    },
+}
+
 struct Inner {
-    url: String,
+    location: Location,
     fetcher: Arc<dyn JwksFetcher>,
     policy: CachePolicy,
     current: ArcSwapOption<Cached>,
     refresh: Arc<tokio::sync::Mutex<()>>,
     /// Milliseconds since `epoch` of the last fetch attempt (0: never).
     last_attempt: AtomicU64,
-    last_failed: std::sync::atomic::AtomicBool,
+    last_failed: AtomicBool,
     epoch: Instant,
 }
 
@@ -166,29 +112,74 @@ impl RemoteJwks {
         fetcher: Arc<dyn JwksFetcher>,
         policy: CachePolicy,
     ) -> Self {
+        Self::at(Location::Url(url.into()), fetcher, policy)
+    }
+
+    /// The JWKS of `issuer` (exactly as its tokens' `iss`), found by OpenID
+    /// discovery (`<issuer>/.well-known/openid-configuration`, then RFC
+    /// 8414's location), with the default policy.
+    pub fn discover(issuer: impl Into<String>, fetcher: Arc<dyn JwksFetcher>) -> Self {
+        Self::discover_with_policy(issuer, fetcher, CachePolicy::default())
+    }
+
+    /// Like [`discover`](Self::discover), with a cache policy.
+    pub fn discover_with_policy(
+        issuer: impl Into<String>,
+        fetcher: Arc<dyn JwksFetcher>,
+        policy: CachePolicy,
+    ) -> Self {
+        let location = Location::Discovered {
+            issuer: issuer.into(),
+            jwks_uri: OnceLock::new(),
+        };
+        Self::at(location, fetcher, policy)
+    }
+
+    fn at(location: Location, fetcher: Arc<dyn JwksFetcher>, policy: CachePolicy) -> Self {
         Self {
             inner: Arc::new(Inner {
-                url: url.into(),
+                location,
                 fetcher,
                 policy,
                 current: ArcSwapOption::empty(),
                 refresh: Arc::new(tokio::sync::Mutex::new(())),
                 last_attempt: AtomicU64::new(0),
-                last_failed: std::sync::atomic::AtomicBool::new(false),
+                last_failed: AtomicBool::new(false),
                 epoch: Instant::now(),
             }),
         }
     }
 
-    /// The URL.
+    /// The JWKS URL; for a discovered source, the issuer URL.
     pub fn url(&self) -> &str {
-        &self.inner.url
+        match &self.inner.location {
+            Location::Url(url) => url,
+            Location::Discovered { issuer, .. } => issuer,
+        }
+    }
+
+    /// The issuer a discovered source speaks for; `None` for a JWKS URL,
+    /// which speaks for whichever issuer it is configured with.
+    pub fn issuer(&self) -> Option<&str> {
+        match &self.inner.location {
+            Location::Url(_) => None,
+            Location::Discovered { issuer, .. } => Some(issuer),
+        }
+    }
+
+    /// The JWKS URL, once known (at once for [`new`](Self::new), after
+    /// discovery for [`discover`](Self::discover)).
+    pub fn jwks_uri(&self) -> Option<&str> {
+        match &self.inner.location {
+            Location::Url(url) => Some(url),
+            Location::Discovered { jwks_uri, .. } => jwks_uri.get().map(String::as_str),
+        }
     }
 
     /// The current keys: the cached copy while fresh; when stale, the stale
     /// copy, while one background task refreshes it (needs a tokio runtime);
     /// when there was never a copy, a fetch (and its error: fail closed).
-    pub async fn keys(&self) -> Result<Arc<KeySet>, KeySourceError> {
+    pub async fn keys(&self) -> Result<Arc<KeySet>, FetchError> {
         let inner = &self.inner;
         if let Some(cached) = &*inner.current.load() {
             if Instant::now() < cached.expires {
@@ -202,7 +193,8 @@ impl RemoteJwks {
                 let task = self.inner.clone();
                 tokio::spawn(async move {
                     let _guard = guard;
-                    task.fetch().await;
+                    // A failure is logged; the stale copy stays.
+                    let _ = task.fetch().await;
                 });
             }
             return Ok(cached.keys.clone());
@@ -212,17 +204,16 @@ impl RemoteJwks {
             return Ok(cached.keys.clone());
         }
         if inner.in_backoff() {
-            return Err(KeySourceError::Backoff {
-                url: inner.url.clone(),
-            });
+            return Err(FetchError::Backoff);
         }
-        inner.fetch_or_error().await
+        inner.fetch().await
     }
 
     /// Refetches because a token named a `kid` that the cached keys lack, at
     /// most once per [`CachePolicy::unknown_kid_cooldown`]. Returns the keys
-    /// after the refresh (or the current ones when rate-limited).
-    pub async fn refresh_for_unknown_kid(&self, kid: &str) -> Result<Arc<KeySet>, KeySourceError> {
+    /// after the refresh (or the current ones when rate-limited or when the
+    /// refresh failed).
+    pub async fn refresh_for_unknown_kid(&self, kid: &str) -> Result<Arc<KeySet>, FetchError> {
         let inner = &self.inner;
         let _guard = inner.refresh.lock().await;
         if let Some(cached) = &*inner.current.load() {
@@ -233,11 +224,9 @@ impl RemoteJwks {
                 return Ok(cached.keys.clone());
             }
         } else if inner.in_backoff() {
-            return Err(KeySourceError::Backoff {
-                url: inner.url.clone(),
-            });
+            return Err(FetchError::Backoff);
         }
-        match inner.fetch_or_error().await {
+        match inner.fetch().await {
             Ok(keys) => Ok(keys),
             Err(error) => match &*inner.current.load() {
                 Some(cached) => Ok(cached.keys.clone()),
@@ -265,52 +254,61 @@ impl Inner {
             && self.since_last_attempt() < self.policy.failure_backoff
     }
 
-    async fn fetch(&self) -> Option<Arc<KeySet>> {
-        match self.fetch_or_error().await {
-            Ok(keys) => Some(keys),
-            Err(error) => {
-                tracing::warn!(%error, "JWKS refresh failed; serving the last good copy");
-                None
-            }
-        }
-    }
-
-    async fn fetch_or_error(&self) -> Result<Arc<KeySet>, KeySourceError> {
+    /// One fetch (after discovery, if needed), counted and, when it fails,
+    /// logged with the source's URL. Callers hold `refresh`.
+    async fn fetch(&self) -> Result<Arc<KeySet>, FetchError> {
         self.last_attempt
             .store(self.now_millis(), Ordering::Release);
         let result = self.fetch_once().await;
         self.last_failed.store(result.is_err(), Ordering::Release);
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(KeySourceError::Unavailable {
-                source: FetchError::Timeout,
-                ..
-            }) => "timeout",
-            Err(KeySourceError::NotAJwks { .. }) => "not_a_jwks",
-            Err(_) => "unavailable",
+            Err(error) => {
+                let url = match &self.location {
+                    Location::Url(url) => url,
+                    Location::Discovered { issuer, .. } => issuer,
+                };
+                tracing::warn!(%url, %error, "JWKS fetch failed; serving the last good copy if any");
+                error.outcome()
+            }
         };
         metrics::counter!(crate::observe::JWKS_FETCHES, "outcome" => outcome).increment(1);
         result
     }
 
-    async fn fetch_once(&self) -> Result<Arc<KeySet>, KeySourceError> {
-        let unavailable = |source| KeySourceError::Unavailable {
-            url: self.url.clone(),
-            source,
-        };
-        let document =
-            tokio::time::timeout(self.policy.fetch_timeout, self.fetcher.fetch(&self.url))
-                .await
-                .map_err(|_| unavailable(FetchError::Timeout))?
-                .map_err(unavailable)?;
+    /// `fetcher.fetch(url)` within the policy's timeout.
+    async fn get(&self, url: &str) -> Result<FetchedDocument, FetchError> {
+        tokio::time::timeout(self.policy.fetch_timeout, self.fetcher.fetch(url))
+            .await
+            .map_err(|_| FetchError::Timeout)?
+    }
+
+    async fn jwks_uri(&self) -> Result<&str, FetchError> {
+        match &self.location {
+            Location::Url(url) => Ok(url),
+            Location::Discovered { issuer, jwks_uri } => {
+                if let Some(known) = jwks_uri.get() {
+                    return Ok(known);
+                }
+                let discovery = discover_jwks_uri(&*self.fetcher, issuer);
+                let found = tokio::time::timeout(self.policy.fetch_timeout, discovery)
+                    .await
+                    .map_err(|_| FetchError::Timeout)??;
+                tracing::debug!(%issuer, jwks_uri = %found, "issuer discovered");
+                Ok(jwks_uri.get_or_init(|| found))
+            }
+        }
+    }
+
+    async fn fetch_once(&self) -> Result<Arc<KeySet>, FetchError> {
+        let url = self.jwks_uri().await?;
+        let document = self.get(url).await?;
         // JSON is UTF-8 (RFC 8259 §8.1): checked first, since serde_json
         // skips the strings of members it ignores without checking them.
         let jwks: JwkSet = std::str::from_utf8(&document.body)
             .ok()
             .and_then(|text| serde_json::from_str(text).ok())
-            .ok_or_else(|| KeySourceError::NotAJwks {
-                url: self.url.clone(),
-            })?;
+            .ok_or(FetchError::NotAJwks)?;
         let keys = Arc::new(KeySet::from_jwks(&jwks));
         // Not `clamp`, which panics on bounds given in the wrong order:
         // then `min_ttl` wins.
@@ -323,7 +321,7 @@ impl Inner {
             keys: keys.clone(),
             expires: deadline(ttl),
         })));
-        tracing::debug!(url = %self.url, keys = keys.keys().count(), ?ttl, "JWKS fetched");
+        tracing::debug!(%url, keys = keys.keys().count(), ?ttl, "JWKS fetched");
         Ok(keys)
     }
 }
@@ -341,187 +339,9 @@ fn deadline(ttl: Duration) -> Instant {
 impl std::fmt::Debug for RemoteJwks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteJwks")
-            .field("url", &self.inner.url)
+            .field("url", &self.url())
+            .field("jwks_uri", &self.jwks_uri())
             .field("policy", &self.inner.policy)
             .finish_non_exhaustive()
-    }
-}
-
-/// The `max-age` of a `Cache-Control` header value (`no-store`/`no-cache`:
-/// zero).
-pub fn cache_max_age(cache_control: &str) -> Option<Duration> {
-    let mut max_age = None;
-    for directive in cache_control.split(',').map(str::trim) {
-        let lower = directive.to_ascii_lowercase();
-        if lower == "no-store" || lower == "no-cache" {
-            return Some(Duration::ZERO);
-        }
-        if let Some(seconds) = lower.strip_prefix("max-age=") {
-            max_age = seconds
-                .trim_matches('"')
-                .parse()
-                .ok()
-                .map(Duration::from_secs);
-        }
-    }
-    max_age
-}
-
-/// The one check of a URL to fetch keys or metadata from: an absolute
-/// `https` URL, or plain `http` to a loopback host (keys fetched over http
-/// elsewhere could be swapped on the way). [`ReqwestFetcher`] applies it to
-/// every fetch; the configuration applies it when a source is configured.
-#[cfg(any(feature = "reqwest", feature = "config"))]
-pub(crate) fn check_fetch_url(url: &str) -> Result<(), FetchError> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| FetchError::Forbidden("not a URL"))?;
-    if uri.host().is_none() {
-        return Err(FetchError::Forbidden("not an absolute URL"));
-    }
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if is_loopback_http(&uri) => Ok(()),
-        _ => Err(FetchError::Forbidden(
-            "only https (or http to loopback) is allowed",
-        )),
-    }
-}
-
-/// Whether a URL names a loopback host, where plain HTTP is allowed.
-#[cfg(any(feature = "reqwest", feature = "config"))]
-fn is_loopback_http(url: &http::Uri) -> bool {
-    match url.host() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
-}
-
-#[cfg(feature = "reqwest")]
-pub use self::reqwest_fetcher::ReqwestFetcher;
-
-#[cfg(feature = "reqwest")]
-mod reqwest_fetcher {
-    use std::time::Duration;
-
-    use bytes::BytesMut;
-
-    use super::{
-        BoxFuture, FetchError, FetchedDocument, JwksFetcher, cache_max_age, check_fetch_url,
-    };
-
-    /// The default [`JwksFetcher`], on reqwest with rustls (aws-lc-rs) and the
-    /// platform's trust store.
-    ///
-    /// HTTPS only, except to loopback hosts; responses are limited in size
-    /// (default 1 MiB) and time (default 10 seconds); redirects are not
-    /// followed.
-    #[derive(Debug, Clone)]
-    pub struct ReqwestFetcher {
-        client: reqwest::Client,
-        max_size: usize,
-        allow_http: bool,
-    }
-
-    impl ReqwestFetcher {
-        /// A fetcher with its own client.
-        pub fn new() -> Self {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("tower-m2m-auth/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .unwrap_or_default();
-            Self::with_client(client)
-        }
-
-        /// A fetcher using your client (custom CA, proxy, mTLS, timeouts).
-        pub fn with_client(client: reqwest::Client) -> Self {
-            Self {
-                client,
-                max_size: 1024 * 1024,
-                allow_http: false,
-            }
-        }
-
-        /// The largest accepted response (default 1 MiB).
-        pub fn max_size(mut self, bytes: usize) -> Self {
-            self.max_size = bytes;
-            self
-        }
-
-        /// Allows plain HTTP to any host. Keys fetched over HTTP can be
-        /// replaced by anyone on the path: for tests and closed networks only.
-        pub fn danger_allow_http(mut self) -> Self {
-            self.allow_http = true;
-            self
-        }
-    }
-
-    impl Default for ReqwestFetcher {
-        fn default() -> Self {
-            Self::new()
-        }
-    }
-
-    impl JwksFetcher for ReqwestFetcher {
-        fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<FetchedDocument, FetchError>> {
-            Box::pin(async move {
-                let plain_http = url
-                    .parse::<http::Uri>()
-                    .is_ok_and(|uri| uri.scheme_str() == Some("http") && uri.host().is_some());
-                if !(self.allow_http && plain_http) {
-                    check_fetch_url(url)?;
-                }
-                let mut response = self
-                    .client
-                    .get(url)
-                    .header(
-                        http::header::ACCEPT,
-                        "application/json, application/jwk-set+json",
-                    )
-                    .send()
-                    .await
-                    .map_err(transport)?;
-                if !response.status().is_success() {
-                    return Err(FetchError::Status(response.status().as_u16()));
-                }
-                let max_age = response
-                    .headers()
-                    .get(http::header::CACHE_CONTROL)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(cache_max_age);
-                if response
-                    .content_length()
-                    .is_some_and(|len| len > self.max_size as u64)
-                {
-                    return Err(FetchError::TooLarge(self.max_size));
-                }
-                let mut body = BytesMut::new();
-                while let Some(chunk) = response.chunk().await.map_err(transport)? {
-                    if body.len() + chunk.len() > self.max_size {
-                        return Err(FetchError::TooLarge(self.max_size));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(FetchedDocument {
-                    body: body.freeze(),
-                    max_age,
-                })
-            })
-        }
-    }
-
-    fn transport(error: reqwest::Error) -> FetchError {
-        if error.is_timeout() {
-            FetchError::Timeout
-        } else {
-            FetchError::Transport(Box::new(error))
-        }
     }
 }

@@ -1,17 +1,16 @@
-//! Every key a party trusts, each bound to the issuer it speaks for: static
-//! keys, JWKS URLs and OpenID discovery.
+//! The one key-source abstraction: every key a party trusts, each bound to
+//! the issuer it speaks for (static keys, inline JWKS, JWKS URLs, OpenID
+//! discovery), and the one "verify; on an unknown `kid` refresh and retry"
+//! routine that the token endpoint (input JWTs) and the validator share.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{TokenData, Validation};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{DiscoveredJwks, JwtError, KeySet, KeySourceError, RemoteJwks, VerificationKey};
+use super::peek::Peeked;
+use super::{JwtError, KeySet, RemoteJwks, VerificationKey};
 
 /// The keys trusted to sign some tokens, grouped by the issuer each speaks
 /// for: a token is verified only with the keys of the issuer its `iss` names,
@@ -53,15 +52,19 @@ pub struct VerificationKeys {
 /// of static keys (PEM public keys, X.509 certificates, inline JWKS), JWKS
 /// URLs and, for an issuer found by OpenID discovery, its `jwks_uri`.
 ///
-/// A key that signs for several issuers is added to each of them.
+/// The key source of both sides: the token endpoint's input JWTs
+/// ([`VerificationKeys`]) and the validator's
+/// [`Issuer`](crate::validate::Issuer). A key that signs for several
+/// issuers is added to each of them.
 ///
 /// ```
 /// use std::sync::Arc;
-/// use tower_m2m_auth::keys::{DiscoveredJwks, JwksFetcher, TrustedIssuer, VerificationKeys};
+/// use tower_m2m_auth::keys::fetch::JwksFetcher;
+/// use tower_m2m_auth::keys::{RemoteJwks, TrustedIssuer, VerificationKeys};
 ///
 /// # fn keys(fetcher: Arc<dyn JwksFetcher>) -> VerificationKeys {
 /// // GitHub Actions: the issuer URL alone; discovery finds its JWKS.
-/// let github = TrustedIssuer::discovered(DiscoveredJwks::new(
+/// let github = TrustedIssuer::discovered(RemoteJwks::discover(
 ///     "https://token.actions.githubusercontent.com",
 ///     fetcher,
 /// ));
@@ -72,43 +75,7 @@ pub struct VerificationKeys {
 pub struct TrustedIssuer {
     iss: String,
     fixed: Arc<KeySet>,
-    remotes: Vec<RemoteKeys>,
-}
-
-/// A key source fetched over HTTP.
-#[derive(Debug, Clone)]
-enum RemoteKeys {
-    Jwks(RemoteJwks),
-    Discovered(DiscoveredJwks),
-}
-
-impl RemoteKeys {
-    async fn keys(&self) -> Result<Arc<KeySet>, KeySourceError> {
-        match self {
-            RemoteKeys::Jwks(remote) => remote.keys().await,
-            RemoteKeys::Discovered(discovered) => discovered.keys().await,
-        }
-    }
-
-    async fn refresh_for_unknown_kid(&self, kid: &str) -> Result<Arc<KeySet>, KeySourceError> {
-        match self {
-            RemoteKeys::Jwks(remote) => remote.refresh_for_unknown_kid(kid).await,
-            RemoteKeys::Discovered(discovered) => discovered.refresh_for_unknown_kid(kid).await,
-        }
-    }
-}
-
-/// Why a token could not be verified with a [`VerificationKeys`].
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum VerifyTokenError {
-    /// The token is invalid.
-    #[error(transparent)]
-    Invalid(#[from] JwtError),
-    /// No key verified the token, and a key source that might hold its key
-    /// could not be read (fail closed).
-    #[error(transparent)]
-    Unavailable(#[from] KeySourceError),
+    remotes: Vec<RemoteJwks>,
 }
 
 impl TrustedIssuer {
@@ -121,13 +88,23 @@ impl TrustedIssuer {
         }
     }
 
-    /// The issuer of a [`DiscoveredJwks`], trusting the keys at the
-    /// `jwks_uri` its metadata names (the metadata's `issuer` must equal it,
-    /// so the binding is the issuer's own word).
-    pub fn discovered(discovered: DiscoveredJwks) -> Self {
-        let mut issuer = Self::new(discovered.issuer());
-        issuer.remotes.push(RemoteKeys::Discovered(discovered));
-        issuer
+    /// The issuer of a source made by [`RemoteJwks::discover`], trusting the
+    /// keys at the `jwks_uri` its metadata names (the metadata's `issuer`
+    /// must equal it, so the binding is the issuer's own word). A JWKS URL
+    /// source has no issuer of its own: give it one with
+    /// [`new`](Self::new) and [`with_remote`](Self::with_remote); here it
+    /// is refused (see there), leaving an issuer that trusts nothing.
+    pub fn discovered(discovered: RemoteJwks) -> Self {
+        match discovered.issuer() {
+            Some(iss) => Self::new(iss).with_remote(discovered),
+            None => {
+                tracing::warn!(
+                    url = %discovered.url(),
+                    "a JWKS URL is not a discovered source: it speaks for no issuer by itself"
+                );
+                Self::new("")
+            }
+        }
     }
 
     /// Trusts one key (a certificate, a PEM public key, a JWK) for this issuer.
@@ -137,14 +114,31 @@ impl TrustedIssuer {
     }
 
     /// Trusts the usable keys of an inline JWKS for this issuer.
-    pub fn with_jwks(mut self, jwks: &JwkSet) -> Self {
-        Arc::make_mut(&mut self.fixed).extend(&KeySet::from_jwks(jwks));
+    pub fn with_jwks(self, jwks: &JwkSet) -> Self {
+        self.with_key_set(&KeySet::from_jwks(jwks))
+    }
+
+    /// Trusts every key of a set for this issuer.
+    pub fn with_key_set(mut self, keys: &KeySet) -> Self {
+        Arc::make_mut(&mut self.fixed).extend(keys);
         self
     }
 
-    /// Trusts the keys published at a JWKS URL for this issuer.
+    /// Trusts the keys of a remote source for this issuer: a JWKS URL, or
+    /// the discovered JWKS of this same issuer. A source discovered for
+    /// another issuer speaks only for that one: it is refused (logged, and
+    /// not added), so it never vouches for this `iss`.
     pub fn with_remote(mut self, remote: RemoteJwks) -> Self {
-        self.remotes.push(RemoteKeys::Jwks(remote));
+        match remote.issuer() {
+            Some(discovered) if discovered != self.iss => {
+                tracing::warn!(
+                    iss = %self.iss,
+                    %discovered,
+                    "a JWKS discovered for another issuer is not trusted for this one"
+                );
+            }
+            _ => self.remotes.push(remote),
+        }
         self
     }
 
@@ -169,62 +163,73 @@ impl TrustedIssuer {
         self.remotes.extend(other.remotes);
     }
 
-    /// Verifies with this issuer's keys, refreshing the remote sources once
-    /// (rate-limited) for a `kid` found nowhere.
-    async fn verify<C: DeserializeOwned>(
+    /// Verifies `token` with this issuer's keys (its `iss` is the caller's
+    /// business), then validates its claims with `validation`: the one
+    /// routine of both sides. A `kid` found nowhere makes the remote sources
+    /// refresh once (rate-limited) before the token is refused.
+    pub(crate) async fn verify_token<C: DeserializeOwned>(
         &self,
         token: &str,
         validation: &Validation,
-    ) -> Result<TokenData<C>, VerifyTokenError> {
-        let mut outcome = self.verify_once(token, validation).await;
-        if let Err(VerifyTokenError::Invalid(JwtError::UnknownKey)) = &outcome {
-            let kid = jsonwebtoken::decode_header(token)
-                .ok()
-                .and_then(|header| header.kid)
-                .unwrap_or_default();
-            let mut refreshed = false;
-            for remote in &self.remotes {
-                refreshed |= remote
-                    .refresh_for_unknown_kid(&kid)
-                    .await
-                    .is_ok_and(|keys| keys.contains_kid(&kid));
-            }
-            if refreshed {
-                outcome = self.verify_once(token, validation).await;
-            }
+    ) -> Result<TokenData<C>, JwtError> {
+        let outcome = self.verify_once(token, validation).await;
+        if !matches!(outcome, Err(JwtError::UnknownKey)) {
+            return outcome;
         }
-        outcome
+        let Some(kid) = jsonwebtoken::decode_header(token)
+            .ok()
+            .and_then(|header| header.kid)
+        else {
+            return outcome;
+        };
+        let mut refreshed = false;
+        for remote in &self.remotes {
+            refreshed |= remote
+                .refresh_for_unknown_kid(&kid)
+                .await
+                .is_ok_and(|keys| keys.contains_kid(&kid));
+        }
+        if refreshed {
+            self.verify_once(token, validation).await
+        } else {
+            outcome
+        }
     }
 
     async fn verify_once<C: DeserializeOwned>(
         &self,
         token: &str,
         validation: &Validation,
-    ) -> Result<TokenData<C>, VerifyTokenError> {
-        let mut last = match self.fixed.verify(token, validation) {
-            Ok(data) => return Ok(data),
-            Err(error) if !is_key_miss(&error) => return Err(error.into()),
-            Err(error) => error,
-        };
-        let mut unavailable = None;
-        for remote in &self.remotes {
-            let keys = match remote.keys().await {
-                Ok(keys) => keys,
-                Err(error) => {
-                    unavailable = Some(error);
-                    continue;
-                }
-            };
-            match keys.verify(token, validation) {
-                Ok(data) => return Ok(data),
-                Err(error) if !is_key_miss(&error) => return Err(error.into()),
-                Err(error) => last = most_specific(last, error),
+    ) -> Result<TokenData<C>, JwtError> {
+        // The most specific miss so far (see `most_specific`).
+        let mut last = None;
+        if !self.fixed.is_empty() || self.remotes.is_empty() {
+            match self.fixed.verify(token, validation) {
+                Err(error) if is_key_miss(&error) => last = Some(error),
+                outcome => return outcome,
             }
         }
-        match unavailable {
-            // The key may be in the source we could not read: fail closed, and say why.
-            Some(error) if last != JwtError::BadSignature => Err(error.into()),
-            _ => Err(last.into()),
+        let mut unavailable = false;
+        for remote in &self.remotes {
+            let Ok(keys) = remote.keys().await else {
+                unavailable = true;
+                continue;
+            };
+            match keys.verify(token, validation) {
+                Err(error) if is_key_miss(&error) => {
+                    last = Some(match last {
+                        Some(before) => most_specific(before, error),
+                        None => error,
+                    });
+                }
+                outcome => return outcome,
+            }
+        }
+        // The key may be in the source we could not read: fail closed.
+        match last {
+            Some(JwtError::BadSignature) => Err(JwtError::BadSignature),
+            _ if unavailable => Err(JwtError::KeysUnavailable),
+            last => Err(last.unwrap_or(JwtError::NoMatchingKey)),
         }
     }
 }
@@ -252,7 +257,7 @@ impl VerificationKeys {
 
     /// Trusts an issuer found by OpenID discovery (see
     /// [`TrustedIssuer::discovered`]).
-    pub fn with_discovery(self, discovered: DiscoveredJwks) -> Self {
+    pub fn with_discovery(self, discovered: RemoteJwks) -> Self {
         self.with_issuer(TrustedIssuer::discovered(discovered))
     }
 
@@ -279,13 +284,14 @@ impl VerificationKeys {
     /// Among that issuer's keys, the one the token names (`kid`) is used or,
     /// without a `kid`, each compatible key. A `kid` found nowhere makes the
     /// issuer's remote sources refresh (rate-limited) before the token is
-    /// refused.
+    /// refused; a source that cannot be read, with no earlier copy, refuses
+    /// it with [`JwtError::KeysUnavailable`] (fail closed).
     pub async fn verify<C: DeserializeOwned>(
         &self,
         token: &str,
         validation: &Validation,
-    ) -> Result<TokenData<C>, VerifyTokenError> {
-        let iss = unverified_issuer(token)?;
+    ) -> Result<TokenData<C>, JwtError> {
+        let iss = Peeked::parse(token)?.iss.ok_or(JwtError::InvalidClaims)?;
         let issuer = self
             .issuers
             .iter()
@@ -296,39 +302,15 @@ impl VerificationKeys {
             .as_ref()
             .is_some_and(|accepted| !accepted.contains(&issuer.iss))
         {
-            return Err(JwtError::InvalidIssuer.into());
+            return Err(JwtError::InvalidIssuer);
         }
         // jsonwebtoken checks the verified claims' `iss` against the issuer
         // whose keys verified them.
         let mut validation = validation.clone();
         validation.set_issuer(&[&issuer.iss]);
         validation.required_spec_claims.insert("iss".to_owned());
-        issuer.verify(token, &validation).await
+        issuer.verify_token(token, &validation).await
     }
-}
-
-#[derive(Deserialize)]
-struct PeekPayload<'a> {
-    #[serde(borrow, default)]
-    iss: Option<Cow<'a, str>>,
-}
-
-/// The `iss` of a token, not verified yet: it only selects the keys.
-fn unverified_issuer(token: &str) -> Result<String, JwtError> {
-    let mut parts = token.split('.');
-    let (Some(_header), Some(payload), Some(_signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(JwtError::Malformed);
-    };
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| JwtError::Malformed)?;
-    serde_json::from_slice::<PeekPayload<'_>>(&payload)
-        .map_err(|_| JwtError::InvalidClaims)?
-        .iss
-        .map(Cow::into_owned)
-        .ok_or(JwtError::InvalidClaims)
 }
 
 /// Whether another key source might still verify the token.

@@ -4,16 +4,15 @@
 use std::fmt;
 use std::sync::Arc;
 
-use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, TokenData, Validation};
 use serde::de::DeserializeOwned;
 
-use super::KeyError;
+use super::{JwtError, KeyError};
 
 /// Every asymmetric algorithm this crate verifies: the default allow-list
 /// on both sides (RFC 8725 §3.1: an explicit list; HMAC only when asked for).
-pub const ASYMMETRIC_ALGORITHMS: &[Algorithm] = &[
+pub(crate) const ASYMMETRIC_ALGORITHMS: &[Algorithm] = &[
     Algorithm::ES256,
     Algorithm::ES384,
     Algorithm::EdDSA,
@@ -320,83 +319,5 @@ impl KeySet {
             }
         }
         result
-    }
-}
-
-/// Why a JWT did not verify. Safe to show a client: it names the rule, never
-/// the token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum JwtError {
-    /// Not a compact JWS with a supported `alg` (this includes `alg: none`).
-    #[error("the token is malformed")]
-    Malformed,
-    /// The `kid` header names no known key.
-    #[error("the token's key is unknown")]
-    UnknownKey,
-    /// No key allows the token's algorithm.
-    #[error("no key accepts the token's algorithm")]
-    NoMatchingKey,
-    /// The signature does not verify.
-    #[error("the token's signature is invalid")]
-    BadSignature,
-    /// `exp` is past.
-    #[error("the token has expired")]
-    Expired,
-    /// `nbf` (or `iat`) is in the future.
-    #[error("the token is not valid yet")]
-    NotYetValid,
-    /// `iss` is not an accepted issuer.
-    #[error("the token's issuer is not accepted")]
-    InvalidIssuer,
-    /// `iss` names an issuer that no trusted key source speaks for.
-    #[error("no trusted key speaks for the token's issuer")]
-    UntrustedIssuer,
-    /// `aud` is not an accepted audience.
-    #[error("the token's audience is not accepted")]
-    InvalidAudience,
-    /// The token was revoked.
-    #[error("the token was revoked")]
-    Revoked,
-    /// A required claim is missing or has the wrong type.
-    #[error("the token lacks a required claim or a claim is malformed")]
-    InvalidClaims,
-}
-
-impl JwtError {
-    /// The reason class, for metrics and logs: the variant's name in snake
-    /// case (`malformed`, `expired`, `bad_signature`, ...).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            JwtError::Malformed => "malformed",
-            JwtError::UnknownKey => "unknown_key",
-            JwtError::NoMatchingKey => "no_matching_key",
-            JwtError::BadSignature => "bad_signature",
-            JwtError::Expired => "expired",
-            JwtError::NotYetValid => "not_yet_valid",
-            JwtError::InvalidIssuer => "invalid_issuer",
-            JwtError::UntrustedIssuer => "untrusted_issuer",
-            JwtError::InvalidAudience => "invalid_audience",
-            JwtError::Revoked => "revoked",
-            JwtError::InvalidClaims => "invalid_claims",
-        }
-    }
-}
-
-impl From<ErrorKind> for JwtError {
-    fn from(kind: ErrorKind) -> Self {
-        match kind {
-            ErrorKind::InvalidSignature => JwtError::BadSignature,
-            ErrorKind::ExpiredSignature => JwtError::Expired,
-            ErrorKind::ImmatureSignature => JwtError::NotYetValid,
-            ErrorKind::InvalidIssuer => JwtError::InvalidIssuer,
-            ErrorKind::InvalidAudience => JwtError::InvalidAudience,
-            ErrorKind::MissingRequiredClaim(_)
-            | ErrorKind::InvalidClaimFormat(_)
-            | ErrorKind::InvalidSubject
-            | ErrorKind::Json(_) => JwtError::InvalidClaims,
-            ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => JwtError::NoMatchingKey,
-            _ => JwtError::Malformed,
-        }
     }
 }

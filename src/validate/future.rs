@@ -9,13 +9,10 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::service::{authorize, reject};
-use super::verifier::Config;
+use super::OnAuthError;
+use super::response::reject;
+use super::verify::{Config, VerifyFuture, authorize};
 use super::watch::Watch;
-use super::{AuthError, OnAuthError, VerifiedClaims};
-use crate::keys::BoxFuture;
-
-pub(crate) type VerifyFuture = BoxFuture<'static, Result<VerifiedClaims, AuthError>>;
 
 pin_project! {
     /// Response future of [`JwtValidate`](super::JwtValidate): the token's

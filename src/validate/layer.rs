@@ -7,7 +7,7 @@ use jsonwebtoken::Algorithm;
 use tower_layer::Layer;
 
 use super::scope::RequiredScopes;
-use super::verifier::Config;
+use super::verify::Config;
 use super::{DefaultRejection, Issuer, JwtValidate};
 
 /// A tower layer that lets a request through only with a valid bearer
@@ -52,10 +52,10 @@ pub struct JwtValidateLayer<R = DefaultRejection> {
     pub(crate) rejection: R,
 }
 
-/// An invalid validator configuration.
+/// An invalid setting of the validator (its layer, rejection or scopes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum SettingsError {
     /// A realm must be printable ASCII without `"` or `\`.
     #[error("the realm must be printable ASCII without '\"' or '\\'")]
     Realm,
@@ -79,7 +79,7 @@ impl JwtValidateLayer {
 
     /// The `realm` of the default rejection's `WWW-Authenticate` header
     /// (default `api`); see [`DefaultRejection::realm`].
-    pub fn realm(mut self, realm: &str) -> Result<Self, ConfigError> {
+    pub fn realm(mut self, realm: &str) -> Result<Self, SettingsError> {
         self.rejection = self.rejection.realm(realm)?;
         Ok(self)
     }
@@ -103,7 +103,7 @@ impl<R> JwtValidateLayer<R> {
     /// with its keys (an issuer with the same `iss` is replaced).
     pub fn issuer(self, issuer: Issuer) -> Self {
         self.update(|config| {
-            config.issuers.retain(|known| known.iss != issuer.iss);
+            config.issuers.retain(|known| known.iss() != issuer.iss());
             config.issuers.push(issuer);
         })
     }
@@ -120,9 +120,9 @@ impl<R> JwtValidateLayer<R> {
     /// token is verified only with an algorithm that is in this list *and*
     /// in its key's own list (which follows from the key type), so naming
     /// HS256 here never lets a public key act as an HMAC secret.
-    pub fn algorithms(self, algorithms: &[Algorithm]) -> Result<Self, ConfigError> {
+    pub fn algorithms(self, algorithms: &[Algorithm]) -> Result<Self, SettingsError> {
         if algorithms.is_empty() {
-            return Err(ConfigError::NoAlgorithms);
+            return Err(SettingsError::NoAlgorithms);
         }
         let algorithms = algorithms.to_vec();
         Ok(self.update(|config| config.algorithms = algorithms))
@@ -150,7 +150,7 @@ impl<R> JwtValidateLayer<R> {
     /// claim, on every route behind the layer; 403 `insufficient_scope`
     /// otherwise. For per-route scopes, use
     /// [`RequireScopeLayer`](super::RequireScopeLayer).
-    pub fn require_scopes<I>(mut self, scopes: I) -> Result<Self, ConfigError>
+    pub fn require_scopes<I>(mut self, scopes: I) -> Result<Self, SettingsError>
     where
         I: IntoIterator,
         I::Item: Into<String>,

@@ -7,11 +7,14 @@
 //!
 //! - **Issuer by `iss`.** Several [`Issuer`]s at once; a token is verified
 //!   with the keys of the issuer its `iss` names, and no other. Keys are
-//!   static (PEM public keys, certificates, JWKS), the issuer's JWKS URL, or
-//!   found from the issuer URL by OpenID discovery. Remote keys are read
-//!   without locking, swapped atomically, cached, refreshed (rate-limited)
-//!   on an unknown `kid`, served from the last good copy while the source is
-//!   down, and fail closed when there never was one.
+//!   static (PEM public keys, certificates, JWKS), the issuer's JWKS URL,
+//!   found from the issuer URL by OpenID discovery, or any mix of them: an
+//!   [`Issuer`] wraps a [`TrustedIssuer`](crate::keys::TrustedIssuer), the
+//!   key source the token endpoint uses for input JWTs, and verifies through
+//!   the same routine. Remote keys are read without locking, swapped
+//!   atomically, cached, refreshed (rate-limited) on an unknown `kid`, served
+//!   from the last good copy while the source is down, and fail closed when
+//!   there never was one.
 //! - **Checks** (RFC 8725, RFC 9068): the signature, with an algorithm
 //!   allow-list and each key's own list (no `none`, no key confusion);
 //!   `exp` and `nbf` with a leeway; `iss`, `aud` (one of a configured set)
@@ -183,22 +186,22 @@
 //!   one if browsers call the API.
 
 mod cache;
-mod claims;
+mod extract;
 mod future;
-mod issuer;
 mod layer;
 mod response;
 mod scope;
 mod service;
-mod verifier;
+mod trusted;
+mod verify;
 mod watch;
 
 #[cfg(feature = "axum")]
-pub use claims::ClaimsRejection;
-pub use claims::{Claims, VerifiedClaims};
+pub use extract::ClaimsRejection;
+pub use extract::{Claims, VerifiedClaims};
 pub use future::ResponseFuture;
-pub use issuer::Issuer;
-pub use layer::{ConfigError, JwtValidateLayer};
+pub use layer::{JwtValidateLayer, SettingsError};
 pub use response::{AuthError, DefaultRejection, OnAuthError, grpc_response, is_grpc};
 pub use scope::{RequireScope, RequireScopeFuture, RequireScopeLayer};
 pub use service::JwtValidate;
+pub use trusted::Issuer;

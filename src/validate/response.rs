@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use http::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use super::ConfigError;
+use super::SettingsError;
 use crate::keys::JwtError;
 
 /// Why a request was refused. Every message is safe to show a client: it
@@ -29,9 +29,10 @@ pub enum AuthError {
     /// headers): `invalid_request`, 400.
     #[error("{0}")]
     InvalidRequest(&'static str),
-    /// The token is not valid: `invalid_token`, 401.
+    /// The token is not valid: `invalid_token`, 401. (Never
+    /// [`JwtError::KeysUnavailable`], which is [`AuthError::KeysUnavailable`].)
     #[error(transparent)]
-    InvalidToken(#[from] JwtError),
+    InvalidToken(JwtError),
     /// The token is not an access token: its `typ` header is not `at+jwt`
     /// (RFC 9068 §4), and it is not a plain JWT with an access-token claim
     /// where those are allowed (an ID token, for one): `invalid_token`, 401.
@@ -47,6 +48,15 @@ pub enum AuthError {
     /// good copy (fail closed): 503, gRPC `UNAVAILABLE`.
     #[error("the token cannot be verified right now; try again later")]
     KeysUnavailable,
+}
+
+impl From<JwtError> for AuthError {
+    fn from(error: JwtError) -> Self {
+        match error {
+            JwtError::KeysUnavailable => AuthError::KeysUnavailable,
+            error => AuthError::InvalidToken(error),
+        }
+    }
 }
 
 impl AuthError {
@@ -106,7 +116,7 @@ impl AuthError {
 /// out can see why a request was refused.
 ///
 /// ```
-/// use http::{HeaderMap, Response, StatusCode};
+/// use http::{HeaderMap, Request, Response, StatusCode};
 /// use tower_m2m_auth::validate::{AuthError, JwtValidateLayer};
 ///
 /// let layer = JwtValidateLayer::new().with_rejection(|error: &AuthError, _headers: &HeaderMap| {
@@ -132,6 +142,20 @@ where
     fn on_auth_error(&mut self, error: &AuthError, headers: &HeaderMap) -> Response<B> {
         self(error, headers)
     }
+}
+
+/// The rejection response for `error`, with the error in its extensions.
+pub(crate) fn reject<R, ReqBody, ResBody>(
+    rejection: &mut R,
+    error: AuthError,
+    request: &Request<ReqBody>,
+) -> Response<ResBody>
+where
+    R: OnAuthError<ResBody>,
+{
+    let mut response = rejection.on_auth_error(&error, request.headers());
+    response.extensions_mut().insert(error);
+    response
 }
 
 /// The default rejection: an empty-bodied RFC 6750 response, or a gRPC
@@ -169,9 +193,9 @@ impl DefaultRejection {
 
     /// The `realm` of `WWW-Authenticate` (default `api`): printable ASCII
     /// without `"` or `\`.
-    pub fn realm(mut self, realm: &str) -> Result<Self, ConfigError> {
+    pub fn realm(mut self, realm: &str) -> Result<Self, SettingsError> {
         if !realm.bytes().all(is_quoted_string_safe) {
-            return Err(ConfigError::Realm);
+            return Err(SettingsError::Realm);
         }
         self.realm = Arc::from(realm);
         Ok(self)

@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{AuthError, ConfigError, DefaultRejection, OnAuthError, VerifiedClaims};
+use super::{AuthError, DefaultRejection, OnAuthError, SettingsError, VerifiedClaims};
 
 /// Scopes a token must all carry.
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ pub(crate) struct RequiredScopes {
 }
 
 impl RequiredScopes {
-    pub(crate) fn new<I>(scopes: I) -> Result<Self, ConfigError>
+    pub(crate) fn new<I>(scopes: I) -> Result<Self, SettingsError>
     where
         I: IntoIterator,
         I::Item: Into<String>,
@@ -36,7 +36,7 @@ impl RequiredScopes {
                     .bytes()
                     .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
             if !valid {
-                return Err(ConfigError::Scope(scope.clone()));
+                return Err(SettingsError::Scope(scope.clone()));
             }
         }
         Ok(Self {
@@ -95,7 +95,7 @@ pub struct RequireScopeLayer<R = DefaultRejection> {
 impl RequireScopeLayer {
     /// Requires every scope of `scopes`; fails on a scope that is not an
     /// RFC 6749 scope token (empty, or with spaces, quotes or backslashes).
-    pub fn new<I>(scopes: I) -> Result<Self, ConfigError>
+    pub fn new<I>(scopes: I) -> Result<Self, SettingsError>
     where
         I: IntoIterator,
         I::Item: Into<String>,
@@ -107,7 +107,7 @@ impl RequireScopeLayer {
     }
 
     /// The `realm` of the default rejection (see [`DefaultRejection::realm`]).
-    pub fn realm(mut self, realm: &str) -> Result<Self, ConfigError> {
+    pub fn realm(mut self, realm: &str) -> Result<Self, SettingsError> {
         self.rejection = self.rejection.realm(realm)?;
         Ok(self)
     }

@@ -7,14 +7,13 @@ use http::{Request, Response};
 use tower_service::Service;
 use tracing::Instrument as _;
 
-use super::verifier::{Config, bearer_token};
+use super::response::reject;
+use super::verify::{Config, VerifyFuture, authorize, bearer_token};
 use super::watch::Watch;
-use super::{
-    AuthError, DefaultRejection, JwtValidateLayer, OnAuthError, ResponseFuture, VerifiedClaims,
-};
+use super::{AuthError, DefaultRejection, JwtValidateLayer, OnAuthError, ResponseFuture};
 
 /// Middleware that verifies the request's bearer token and passes the
-/// request, with its [`VerifiedClaims`] in the extensions, to the inner
+/// request, with its [`VerifiedClaims`](super::VerifiedClaims) in the extensions, to the inner
 /// service; refused requests get the rejection's response and never reach
 /// it.
 ///
@@ -99,7 +98,7 @@ where
         // that was driven to readiness to the future, keep a clone
         // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
         let verification = self.config.clone().verify(token.to_owned(), hash);
-        let verify: super::future::VerifyFuture = match &watch {
+        let verify: VerifyFuture = match &watch {
             Some(watch) => Box::pin(verification.instrument(watch.span())),
             None => Box::pin(verification),
         };
@@ -114,37 +113,4 @@ where
             watch,
         )
     }
-}
-
-/// The rejection response for `error`, with the error in its extensions.
-pub(crate) fn reject<R, ReqBody, ResBody>(
-    rejection: &mut R,
-    error: AuthError,
-    request: &Request<ReqBody>,
-) -> Response<ResBody>
-where
-    R: OnAuthError<ResBody>,
-{
-    let mut response = rejection.on_auth_error(&error, request.headers());
-    response.extensions_mut().insert(error);
-    response
-}
-
-/// The checks after verification (required scopes), then the claims into
-/// the request.
-#[inline]
-pub(crate) fn authorize<R, ReqBody, ResBody>(
-    config: &Config,
-    rejection: &mut R,
-    mut request: Request<ReqBody>,
-    claims: VerifiedClaims,
-) -> Result<Request<ReqBody>, Response<ResBody>>
-where
-    R: OnAuthError<ResBody>,
-{
-    if let Some(Err(error)) = config.scopes.as_ref().map(|scopes| scopes.check(&claims)) {
-        return Err(reject(rejection, error, &request));
-    }
-    request.extensions_mut().insert(claims);
-    Ok(request)
 }

@@ -6,7 +6,7 @@ use http::{Request, Response};
 use tracing::Span;
 use tracing::field::Empty;
 
-use super::verifier::Config;
+use super::verify::Config;
 use super::{AuthError, VerifiedClaims};
 use crate::observe::{self, REJECTIONS};
 

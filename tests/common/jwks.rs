@@ -141,6 +141,22 @@ pub fn ring_jwks(ring: &KeyRing) -> JwkSet {
     ring.jwks()
 }
 
+/// Serves `metadata` at the OpenID location and `jwks` at `/jwks` on
+/// 127.0.0.1; returns the issuer URL (the server's root).
+pub async fn serve_documents(metadata: impl Fn(&str) -> Vec<u8>, jwks: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let metadata = metadata(&issuer);
+    let app = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || async move { metadata }),
+        )
+        .route("/jwks", get(move || async move { jwks }));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    issuer
+}
+
 /// A cache policy that refreshes quickly: a 200 ms unknown-`kid` cooldown,
 /// a 50 ms failure backoff, no minimum TTL.
 pub fn fast_policy() -> CachePolicy {

@@ -1,46 +1,48 @@
-//! A trusted issuer: its `iss`, where its keys come from, and the audiences
-//! its tokens may name.
+//! A trusted issuer as the validator sees it: a [`TrustedIssuer`] (its
+//! `iss` and the keys that speak for it) with the audiences its tokens may
+//! name and whether its untyped tokens pass as access tokens.
 
 use std::sync::Arc;
 
 use jsonwebtoken::jwk::JwkSet;
 
-use crate::keys::{
-    DiscoveredJwks, JwksFetcher, KeySet, KeySourceError, RemoteJwks, VerificationKey,
-};
+use crate::keys::fetch::JwksFetcher;
+use crate::keys::{KeySet, RemoteJwks, TrustedIssuer, VerificationKey};
 
 /// An issuer whose tokens [`JwtValidateLayer`](super::JwtValidateLayer)
 /// accepts, chosen by the token's `iss`.
 ///
-/// Its keys come from one source:
+/// Its keys are a [`TrustedIssuer`], the key source the token endpoint uses
+/// for input JWTs too; the constructors below build the common ones:
 ///
 /// | source | constructor |
 /// |---|---|
-/// | static keys (PEM public keys, certificates, JWKs) | [`with_keys`](Self::with_keys) |
+/// | static keys (PEM public keys, certificates, JWKs) | [`with_keys`](Self::with_keys), [`with_key_set`](Self::with_key_set) |
 /// | an inline JWKS | [`with_jwks`](Self::with_jwks) |
 /// | the issuer's JWKS URL | [`with_jwks_url`](Self::with_jwks_url), [`with_remote_jwks`](Self::with_remote_jwks) |
-/// | the issuer URL alone (OpenID discovery) | [`discover`](Self::discover), [`with_discovery`](Self::with_discovery) |
+/// | the issuer URL alone (OpenID discovery) | [`discover`](Self::discover), [`discover_with`](Self::discover_with), [`with_discovery`](Self::with_discovery) |
+/// | any mix of them | [`trusting`](Self::trusting) |
 ///
 /// Remote keys are cached, refreshed (rate-limited) when a token names an
 /// unknown `kid`, served from the last good copy while the source is down,
-/// and fail closed when there never was one: see
-/// [`RemoteJwks`].
+/// and fail closed when there never was one: see [`RemoteJwks`].
 #[derive(Debug, Clone)]
 pub struct Issuer {
-    pub(crate) iss: String,
-    pub(crate) keys: IssuerKeys,
+    pub(crate) keys: TrustedIssuer,
     pub(crate) audiences: Vec<String>,
     pub(crate) untyped_access_tokens: Option<bool>,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) enum IssuerKeys {
-    Static(Arc<KeySet>),
-    Remote(RemoteJwks),
-    Discovered(DiscoveredJwks),
-}
-
 impl Issuer {
+    /// The issuer of `keys`, trusting them.
+    pub fn trusting(keys: TrustedIssuer) -> Self {
+        Self {
+            keys,
+            audiences: Vec::new(),
+            untyped_access_tokens: None,
+        }
+    }
+
     /// The issuer `iss`, trusting these keys.
     ///
     /// ```
@@ -57,35 +59,34 @@ impl Issuer {
         iss: impl Into<String>,
         keys: impl IntoIterator<Item = VerificationKey>,
     ) -> Self {
-        Self::from_source(iss.into(), IssuerKeys::Static(Arc::new(KeySet::new(keys))))
+        Self::with_key_set(iss, KeySet::new(keys))
     }
 
     /// The issuer `iss`, trusting the usable keys of an inline JWKS.
     pub fn with_jwks(iss: impl Into<String>, jwks: &JwkSet) -> Self {
-        Self::from_source(
-            iss.into(),
-            IssuerKeys::Static(Arc::new(KeySet::from_jwks(jwks))),
-        )
+        Self::trusting(TrustedIssuer::new(iss).with_jwks(jwks))
     }
 
     /// The issuer `iss`, trusting a key set.
     pub fn with_key_set(iss: impl Into<String>, keys: KeySet) -> Self {
-        Self::from_source(iss.into(), IssuerKeys::Static(Arc::new(keys)))
+        Self::trusting(TrustedIssuer::new(iss).with_key_set(&keys))
     }
 
     /// The issuer `iss`, trusting the keys at its JWKS URL, fetched with the
-    /// default [`ReqwestFetcher`](crate::keys::ReqwestFetcher) (HTTPS, or
-    /// HTTP to loopback only).
+    /// default [`ReqwestFetcher`](crate::keys::fetch::ReqwestFetcher)
+    /// (HTTPS, or HTTP to loopback only).
     #[cfg(feature = "reqwest")]
     pub fn with_jwks_url(iss: impl Into<String>, jwks_url: impl Into<String>) -> Self {
-        let fetcher = Arc::new(crate::keys::ReqwestFetcher::new());
+        let fetcher = Arc::new(crate::keys::fetch::ReqwestFetcher::new());
         Self::with_remote_jwks(iss, RemoteJwks::new(jwks_url, fetcher))
     }
 
     /// The issuer `iss`, trusting the keys of a [`RemoteJwks`]: your own
-    /// [`JwksFetcher`] (custom CA, proxy) or [`CachePolicy`](crate::keys::CachePolicy).
+    /// [`JwksFetcher`] (custom CA, proxy) or
+    /// [`CachePolicy`](crate::keys::CachePolicy). See
+    /// [`TrustedIssuer::with_remote`] for a discovered source.
     pub fn with_remote_jwks(iss: impl Into<String>, jwks: RemoteJwks) -> Self {
-        Self::from_source(iss.into(), IssuerKeys::Remote(jwks))
+        Self::trusting(TrustedIssuer::new(iss).with_remote(jwks))
     }
 
     /// The issuer `iss`, whose JWKS URL is found by OpenID discovery
@@ -93,29 +94,18 @@ impl Issuer {
     /// `iss`) on first use, with the default fetcher.
     #[cfg(feature = "reqwest")]
     pub fn discover(iss: impl Into<String>) -> Self {
-        Self::discover_with(iss, Arc::new(crate::keys::ReqwestFetcher::new()))
+        Self::discover_with(iss, Arc::new(crate::keys::fetch::ReqwestFetcher::new()))
     }
 
     /// Like [`discover`](Self::discover), fetching with your own client.
     pub fn discover_with(iss: impl Into<String>, fetcher: Arc<dyn JwksFetcher>) -> Self {
-        Self::with_discovery(DiscoveredJwks::new(iss, fetcher))
+        Self::with_discovery(RemoteJwks::discover(iss, fetcher))
     }
 
-    /// The issuer of a [`DiscoveredJwks`].
-    pub fn with_discovery(discovered: DiscoveredJwks) -> Self {
-        Self::from_source(
-            discovered.issuer().to_owned(),
-            IssuerKeys::Discovered(discovered),
-        )
-    }
-
-    fn from_source(iss: String, keys: IssuerKeys) -> Self {
-        Self {
-            iss,
-            keys,
-            audiences: Vec::new(),
-            untyped_access_tokens: None,
-        }
+    /// The issuer of a source made by [`RemoteJwks::discover`] (see
+    /// [`TrustedIssuer::discovered`]).
+    pub fn with_discovery(discovered: RemoteJwks) -> Self {
+        Self::trusting(TrustedIssuer::discovered(discovered))
     }
 
     /// Accepts tokens of this issuer whose `aud` names `audience`. Without
@@ -138,27 +128,12 @@ impl Issuer {
 
     /// The issuer (`iss`).
     pub fn iss(&self) -> &str {
-        &self.iss
+        self.keys.iss()
     }
 }
 
-impl IssuerKeys {
-    pub(crate) async fn current(&self) -> Result<Arc<KeySet>, KeySourceError> {
-        match self {
-            IssuerKeys::Static(keys) => Ok(keys.clone()),
-            IssuerKeys::Remote(remote) => remote.keys().await,
-            IssuerKeys::Discovered(discovered) => discovered.keys().await,
-        }
-    }
-
-    /// Refetches for an unknown `kid`; `None` for static keys.
-    pub(crate) async fn refresh(&self, kid: &str) -> Option<Result<Arc<KeySet>, KeySourceError>> {
-        match self {
-            IssuerKeys::Static(_) => None,
-            IssuerKeys::Remote(remote) => Some(remote.refresh_for_unknown_kid(kid).await),
-            IssuerKeys::Discovered(discovered) => {
-                Some(discovered.refresh_for_unknown_kid(kid).await)
-            }
-        }
+impl From<TrustedIssuer> for Issuer {
+    fn from(keys: TrustedIssuer) -> Self {
+        Self::trusting(keys)
     }
 }

@@ -232,10 +232,10 @@ impl<T: DeserializeOwned> Claims<T> {
 }
 
 #[cfg(feature = "axum")]
-pub use self::extract::ClaimsRejection;
+pub use self::with_axum::ClaimsRejection;
 
 #[cfg(feature = "axum")]
-mod extract {
+mod with_axum {
     use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
     use axum_core::response::{IntoResponse, Response};
     use http::StatusCode;

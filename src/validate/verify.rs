@@ -1,23 +1,27 @@
 //! The checks themselves, independent of the tower plumbing: the bearer
-//! token out of the request, the issuer chosen by `iss`, the signature and
-//! claims, the token cache.
+//! token out of the request, the issuer chosen by `iss`, the access-token
+//! rules (`typ`, required claims, audiences), the token cache. The signature
+//! and the key refresh are the shared key source's
+//! ([`TrustedIssuer`](crate::keys::TrustedIssuer)).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, Request, Response};
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use super::cache::{self, CacheSettings, TokenCache, TokenHash};
-use super::claims::StandardClaims;
-use super::issuer::{Issuer, IssuerKeys};
+use super::extract::StandardClaims;
+use super::response::reject;
 use super::scope::RequiredScopes;
-use super::{AuthError, VerifiedClaims};
-use crate::keys::JwtError;
+use super::trusted::Issuer;
+use super::{AuthError, OnAuthError, VerifiedClaims};
+use crate::BoxFuture;
+use crate::keys::{JwtError, Peeked, TrustedIssuer};
+
+/// A token's verification, as the response future awaits it.
+pub(crate) type VerifyFuture = BoxFuture<'static, Result<VerifiedClaims, AuthError>>;
 
 /// The algorithms accepted unless configured otherwise.
 pub(crate) const DEFAULT_ALGORITHMS: &[Algorithm] = crate::keys::ASYMMETRIC_ALGORITHMS;
@@ -45,8 +49,7 @@ pub(crate) struct Config {
 
 #[derive(Clone)]
 struct CompiledIssuer {
-    iss: String,
-    keys: IssuerKeys,
+    keys: TrustedIssuer,
     /// One `Validation` per algorithm of the allow-list: jsonwebtoken
     /// refuses a `Validation` whose algorithms span several families, and
     /// `KeySet::verify` narrows (clones) a list of several.
@@ -106,7 +109,7 @@ impl Config {
                     .map(|&algorithm| {
                         let mut validation = Validation::new(algorithm);
                         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-                        validation.set_issuer(&[&issuer.iss]);
+                        validation.set_issuer(&[issuer.iss()]);
                         // With no audience configured, `aud` is still
                         // required, and no value matches: fail closed.
                         validation.set_audience(audiences);
@@ -118,7 +121,6 @@ impl Config {
                     })
                     .collect();
                 CompiledIssuer {
-                    iss: issuer.iss.clone(),
                     keys: issuer.keys.clone(),
                     validations,
                     has_audience: !audiences.is_empty(),
@@ -173,12 +175,13 @@ impl Config {
         let issuer = self
             .compiled
             .iter()
-            .find(|issuer| issuer.iss == iss)
+            .find(|issuer| issuer.keys.iss() == iss)
             .ok_or(JwtError::InvalidIssuer)?;
         // RFC 9068 §4: an access token says so in its `typ`. A plain JWT
         // (an ID token above all) passes only where explicitly allowed, and
         // then only with an access-token claim (checked once verified).
-        match peeked.typ {
+        let typ = TokenTyp::of(peeked.typ.as_deref());
+        match typ {
             TokenTyp::AccessToken => {}
             TokenTyp::Plain if issuer.untyped_access_tokens => {}
             TokenTyp::Plain | TokenTyp::Other => return Err(AuthError::WrongTokenType),
@@ -186,38 +189,46 @@ impl Config {
         let validation = issuer
             .validation(peeked.alg)
             .ok_or(JwtError::NoMatchingKey)?;
-        let keys = issuer.keys.current().await.map_err(|error| {
-            tracing::warn!(iss = %issuer.iss, %error, "no keys to verify tokens with");
-            AuthError::KeysUnavailable
-        })?;
-        let mut verified = keys.verify::<StandardClaims>(token, validation);
-        // A `kid` the keys lack: the issuer may have rotated. (A set with
-        // keys without `kid` answers a bad signature rather than an unknown
-        // key, hence the check on the set itself.)
-        if let (Err(JwtError::UnknownKey | JwtError::BadSignature), Some(kid)) =
-            (&verified, &peeked.kid)
-            && !keys.contains_kid(kid)
-            && let Some(refreshed) = issuer.keys.refresh(kid).await
-        {
-            let keys = refreshed.map_err(|error| {
-                tracing::warn!(iss = %issuer.iss, %error, "no keys to verify tokens with");
-                AuthError::KeysUnavailable
+        let data = issuer
+            .keys
+            .verify_token::<StandardClaims>(token, validation)
+            .await
+            .inspect_err(|error| match error {
+                JwtError::KeysUnavailable => {
+                    tracing::warn!(iss, "no keys to verify tokens with");
+                }
+                JwtError::InvalidAudience if !issuer.has_audience => {
+                    tracing::warn!(
+                        iss,
+                        "no audience is configured for this issuer: every token is refused"
+                    );
+                }
+                _ => {}
             })?;
-            verified = keys.verify::<StandardClaims>(token, validation);
-        }
-        let data = verified.inspect_err(|error| {
-            if *error == JwtError::InvalidAudience && !issuer.has_audience {
-                tracing::warn!(
-                    iss = %issuer.iss,
-                    "no audience is configured for this issuer: every token is refused"
-                );
-            }
-        })?;
-        if peeked.typ == TokenTyp::Plain && !has_access_token_claim(&peeked.payload) {
+        if typ == TokenTyp::Plain && !has_access_token_claim(&peeked.payload) {
             return Err(AuthError::WrongTokenType);
         }
         Ok(VerifiedClaims::new(peeked.payload, data.claims))
     }
+}
+
+/// The checks after verification (required scopes), then the claims into
+/// the request.
+#[inline]
+pub(crate) fn authorize<R, ReqBody, ResBody>(
+    config: &Config,
+    rejection: &mut R,
+    mut request: Request<ReqBody>,
+    claims: VerifiedClaims,
+) -> Result<Request<ReqBody>, Response<ResBody>>
+where
+    R: OnAuthError<ResBody>,
+{
+    if let Some(Err(error)) = config.scopes.as_ref().map(|scopes| scopes.check(&claims)) {
+        return Err(reject(rejection, error, &request));
+    }
+    request.extensions_mut().insert(claims);
+    Ok(request)
 }
 
 /// Whether a verified claims set carries `client_id` (RFC 9068 §2.2),
@@ -296,70 +307,6 @@ impl TokenTyp {
         } else {
             Self::Other
         }
-    }
-}
-
-/// What the middleware reads from a token before its signature is checked:
-/// only to choose the issuer, the key and the validation rules. Nothing
-/// here is trusted until the signature verifies.
-struct Peeked {
-    alg: Algorithm,
-    kid: Option<String>,
-    typ: TokenTyp,
-    iss: Option<String>,
-    /// The decoded claims set, kept for [`VerifiedClaims::json`] once the
-    /// signature over it has verified.
-    payload: Vec<u8>,
-}
-
-#[derive(Deserialize)]
-struct PeekHeader<'a> {
-    alg: Algorithm,
-    #[serde(borrow, default)]
-    kid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    typ: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct PeekPayload<'a> {
-    #[serde(borrow, default)]
-    iss: Option<Cow<'a, str>>,
-}
-
-impl Peeked {
-    fn parse(token: &str) -> Result<Self, JwtError> {
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(_signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(JwtError::Malformed);
-        };
-        let header = URL_SAFE_NO_PAD
-            .decode(header)
-            .map_err(|_| JwtError::Malformed)?;
-        // Header and claims are UTF-8 JSON (RFC 7519 §7.2): checked first,
-        // since serde_json skips the strings of members it ignores without
-        // checking them, and `VerifiedClaims::json` hands the bytes on.
-        let header = std::str::from_utf8(&header).map_err(|_| JwtError::Malformed)?;
-        // `alg: none` (or any algorithm jsonwebtoken does not know) fails here.
-        let header: PeekHeader<'_> =
-            serde_json::from_str(header).map_err(|_| JwtError::Malformed)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| JwtError::Malformed)?;
-        let text = std::str::from_utf8(&payload).map_err(|_| JwtError::InvalidClaims)?;
-        let iss = serde_json::from_str::<PeekPayload<'_>>(text)
-            .map_err(|_| JwtError::InvalidClaims)?
-            .iss
-            .map(Cow::into_owned);
-        Ok(Self {
-            alg: header.alg,
-            kid: header.kid.map(Cow::into_owned),
-            typ: TokenTyp::of(header.typ.as_deref()),
-            iss,
-            payload,
-        })
     }
 }
 
@@ -443,15 +390,5 @@ mod tests {
             br#"{"iss":"i","sub":"s","aud":"a","exp":1,"azp":"a","preferred_username":"u"}"#
         ));
         assert!(!has_access_token_claim(br#"{"client_id":null}"#));
-    }
-
-    #[test]
-    fn alg_none_is_malformed() {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-        let payload = URL_SAFE_NO_PAD.encode(br#"{"iss":"x"}"#);
-        assert_eq!(
-            Peeked::parse(&format!("{header}.{payload}.")).err(),
-            Some(JwtError::Malformed)
-        );
     }
 }
