@@ -7,18 +7,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::routing::get;
+use common::jwks::External;
 use common::{CLIENT_ID, SLUG, application, error_code, form_encode, http};
 use jsonwebtoken::Algorithm;
 use secrecy::ExposeSecret;
 use tower::service_fn;
 use tower_m2m_auth::issuer::{
-    ClientAuthentication, Credentials, Principal, TokenEndpointLayer, VerifyError,
+    Application, ClientAuthentication, Credentials, ExternalIdentity, Principal,
+    TokenEndpointLayer, VerifyError,
 };
-use tower_m2m_auth::keys::{KeyRing, SigningKey};
+use tower_m2m_auth::keys::{KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{Binding, MemoryStore, ServiceAccount, StoreError};
 
-/// Serves the endpoint with `verifier` and returns the base URL.
-async fn serve<V>(verifier: V, store: MemoryStore) -> String
+/// Serves the endpoint with `verifier` and one `application`, and returns
+/// the base URL.
+async fn serve<V>(verifier: V, store: MemoryStore, application: Application) -> String
 where
     V: tower::Service<ClientAuthentication, Response = Principal, Error = VerifyError>
         + Clone
@@ -33,7 +36,7 @@ where
     let layer = TokenEndpointLayer::new(&base, keys, store)
         .unwrap()
         .verifier(verifier)
-        .application(application())
+        .application(application)
         .unwrap();
     let app = Router::new()
         .route("/", get(|| async { "inner" }))
@@ -42,18 +45,35 @@ where
     base
 }
 
-async fn request_token(base: &str, secret: &str) -> reqwest::Response {
+/// Posts a `client_credentials` request of the test application with
+/// `credentials`.
+async fn post_token(base: &str, credentials: &[(&str, &str)]) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", CLIENT_ID),
+    ];
+    form.extend_from_slice(credentials);
     http()
         .post(format!("{base}/application/o/token/"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_encode(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", secret),
-        ]))
+        .body(form_encode(&form))
         .send()
         .await
         .unwrap()
+}
+
+/// The claims of the access token in a successful token response.
+async fn access_token_claims(response: reqwest::Response) -> serde_json::Value {
+    assert_eq!(response.status(), 200);
+    let json: serde_json::Value = response.json().await.unwrap();
+    let token = json["access_token"].as_str().unwrap();
+    jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(token)
+        .unwrap()
+        .claims
+}
+
+async fn request_token(base: &str, secret: &str) -> reqwest::Response {
+    post_token(base, &[("client_secret", secret)]).await
 }
 
 #[tokio::test]
@@ -85,15 +105,10 @@ async fn custom_verifier_decides_who_the_client_is() {
             }
         }
     });
-    let base = serve(verifier, store).await;
+    let base = serve(verifier, store, application()).await;
 
     let response = request_token(&base, "let-me-in").await;
-    assert_eq!(response.status(), 200);
-    let json: serde_json::Value = response.json().await.unwrap();
-    let token = json["access_token"].as_str().unwrap();
-    let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(token)
-        .unwrap()
-        .claims;
+    let claims = access_token_claims(response).await;
     assert_eq!(claims["preferred_username"], "from-ldap");
     assert_eq!(claims["iss"], format!("{base}/application/o/{SLUG}/"));
 
@@ -107,15 +122,124 @@ async fn custom_verifier_decides_who_the_client_is() {
 #[tokio::test]
 async fn unavailable_verifier_is_503_temporarily_unavailable() {
     let verifier = service_fn(|_: ClientAuthentication| async {
-        Err::<Principal, _>(VerifyError::Unavailable(StoreError(Box::new(
+        Err::<Principal, _>(VerifyError::from(StoreError(Box::new(
             std::io::Error::other("database is down"),
         ))))
     });
-    let base = serve(verifier, MemoryStore::new()).await;
+    let base = serve(verifier, MemoryStore::new(), application()).await;
     let response = request_token(&base, "anything").await;
     assert_eq!(response.status(), 503);
     let body = response.text().await.unwrap();
     assert!(!body.contains("database"), "internal detail leaked: {body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["error"], "temporarily_unavailable");
+}
+
+const CI_ISSUER: &str = "https://ci.example";
+
+/// The test application, trusting `external` to sign input JWTs for
+/// `CI_ISSUER`, each usable once.
+fn ci_application(external: &External) -> Application {
+    let key = VerificationKey::from_pem(external.public_key_pem().as_bytes()).unwrap();
+    application()
+        .with_verification_keys(
+            VerificationKeys::new().with_issuer(TrustedIssuer::new(CI_ISSUER).with_key(key)),
+        )
+        .with_single_use_assertions(true)
+}
+
+fn ci_claims(jti: &str, exp_in: i64) -> serde_json::Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    serde_json::json!({
+        "iss": CI_ISSUER, "sub": "repo:deploy", "jti": jti,
+        "iat": now, "exp": now + exp_in,
+    })
+}
+
+async fn post_assertion(base: &str, jwt: &str) -> reqwest::Response {
+    let jwt_bearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    let assertion = [
+        ("client_assertion_type", jwt_bearer),
+        ("client_assertion", jwt),
+    ];
+    post_token(base, &assertion).await
+}
+
+/// A custom verifier that counts its calls and takes every verified input
+/// JWT for the account it stands for.
+fn jwt_verifier(
+    calls: Arc<AtomicUsize>,
+) -> impl tower::Service<
+    ClientAuthentication,
+    Response = Principal,
+    Error = VerifyError,
+    Future = impl Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    service_fn(move |request: ClientAuthentication| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match &request.credentials {
+                Credentials::Assertion(assertion) => {
+                    assert_eq!(
+                        assertion.identity,
+                        ExternalIdentity::new(CI_ISSUER, "repo:deploy")
+                    );
+                    Ok(assertion.principal(&request.application))
+                }
+                _ => Err(VerifyError::Rejected(
+                    tower_m2m_auth::issuer::Rejection::UnknownCredentials,
+                )),
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn custom_verifier_gets_input_jwts_verified_by_the_endpoint() {
+    let external = External::new(Algorithm::ES256);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let verifier = jwt_verifier(calls.clone());
+    let base = serve(verifier, MemoryStore::new(), ci_application(&external)).await;
+
+    let response = post_assertion(&base, &external.mint(&ci_claims("one", 300))).await;
+    let claims = access_token_claims(response).await;
+    assert_eq!(claims["act"]["iss"], CI_ISSUER);
+    assert_eq!(claims["act"]["sub"], "repo:deploy");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn input_jwts_the_endpoint_refuses_never_reach_a_custom_verifier() {
+    let external = External::new(Algorithm::ES256);
+    let stranger = External::new(Algorithm::ES256);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let verifier = jwt_verifier(calls.clone());
+    let base = serve(verifier, MemoryStore::new(), ci_application(&external)).await;
+
+    let replayed = external.mint(&ci_claims("once", 300));
+    assert_eq!(post_assertion(&base, &replayed).await.status(), 200);
+    let refused = [
+        ("forged_signature", stranger.mint(&ci_claims("forged", 300))),
+        ("expired", external.mint(&ci_claims("expired", -60))),
+        (
+            "too_long_lived",
+            external.mint(&ci_claims("long", 48 * 3600)),
+        ),
+        ("replayed_jti", replayed),
+    ];
+    for (rule, jwt) in refused {
+        let response = post_assertion(&base, &jwt).await;
+        assert_eq!(error_code(response).await, "invalid_grant", "{rule}");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only the valid JWT reached it"
+    );
 }

@@ -48,7 +48,7 @@ use crate::validate::{Issuer, JwtValidateLayer};
 
 /// The token endpoint layer a [`Config`] builds: accounts, replay cache and
 /// revocation list all in the configured store.
-pub type Endpoint = TokenEndpointLayer<StoreVerifier<AnyStore, AnyStore>>;
+pub type Endpoint = TokenEndpointLayer<StoreVerifier<AnyStore>>;
 
 /// A token server's configuration. See `examples/server.toml` for each key.
 #[derive(Deserialize)]

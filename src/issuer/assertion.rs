@@ -1,19 +1,21 @@
-//! Input JWTs (client assertions) from external issuers: verification
-//! against the application's trusted keys; date and lifetime checks; single
-//! use; policies; and the identity they stand for. (Tokens of federated
-//! applications are traded by the endpoint: see `federation`.)
+//! Input JWTs (client assertions, RFC 7523) from external issuers: an
+//! endpoint stage, before and independent of the pluggable verifier.
+//! Verification against the keys the application trusts for the JWT's
+//! `iss`; date and lifetime checks; single use; policies. The verifier then
+//! gets the [`VerifiedAssertion`] and decides only who it stands for.
+//! (Tokens of federated applications are traded instead: see `federation`.)
 
 use jsonwebtoken::{Algorithm, Validation};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::claims;
-use super::{
-    Application, ClientAuthentication, ExternalIdentity, Principal, Rejection, VerifyError,
-};
+use super::application::Application;
+use super::config::EndpointConfig;
+use super::credentials::{ExternalIdentity, GrantType, VerifiedAssertion};
+use super::error::{Rejection, VerifyError};
+use super::mint;
 use crate::keys::{ASYMMETRIC_ALGORITHMS, JwtError};
 use crate::policy::PolicyContext;
-use crate::store::{CredentialStore, ExternalAccount, ReplayCache, TokenDigest};
+use crate::store::TokenDigest;
 
 /// The `client_assertion_type` of RFC 7523 §2.2.
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -43,8 +45,11 @@ struct Registered {
     exp: f64,
     iat: Option<f64>,
     jti: Option<String>,
-    preferred_username: Option<String>,
-    nickname: Option<String>,
+    /// Read by [`VerifiedAssertion::principal`]: must be strings.
+    #[serde(rename = "preferred_username")]
+    _preferred_username: Option<String>,
+    #[serde(rename = "nickname")]
+    _nickname: Option<String>,
 }
 
 impl Registered {
@@ -58,20 +63,15 @@ impl Registered {
     }
 }
 
-/// Verifies an input JWT for `request.application` and says who it stands for.
-///
-/// A JWT from an external issuer stands for an automatic service account
-/// that `store` records on first use (see
-/// [`CredentialStore::external_account`]), after every check and policy has
-/// passed: a disabled record refuses the JWT, and the stored username (which
-/// may be disambiguated) names the client.
-pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
-    request: &ClientAuthentication,
+/// Verifies an input JWT for `application`; `scopes` (those requested that
+/// the application allows) and `grant_type` are what its policies see.
+pub(crate) async fn check(
+    config: &EndpointConfig,
+    application: &Application,
     token: &str,
-    store: &S,
-    replay: &R,
-) -> Result<Principal, VerifyError> {
-    let application = &request.application;
+    grant_type: GrantType,
+    scopes: &[String],
+) -> Result<VerifiedAssertion, VerifyError> {
     let rules = &application.assertions;
     if rules.keys.is_empty() {
         return Err(Rejection::UntrustedAssertion.into());
@@ -96,11 +96,7 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         validation.set_audience(&rules.audiences);
     }
-    let claims: serde_json::Value = match rules.keys.verify(token, &validation).await {
-        Ok(data) => data.claims,
-        Err(JwtError::KeysUnavailable) => return Err(VerifyError::KeysUnavailable),
-        Err(error) => return Err(Rejection::InvalidAssertion(error).into()),
-    };
+    let claims: serde_json::Value = rules.keys.verify(token, &validation).await?.claims;
     let registered = Registered::deserialize(&claims)
         .map_err(|_| Rejection::InvalidAssertion(JwtError::InvalidClaims))?;
     if !registered.has_plain_identifiers() {
@@ -108,7 +104,7 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
     }
 
     // "exp must not be now or in the past"; iat must not be in the future.
-    let now = claims::now() as f64;
+    let now = mint::now() as f64;
     let leeway = rules.leeway.as_secs_f64();
     if registered.exp + leeway <= now {
         return Err(Rejection::InvalidAssertion(JwtError::Expired).into());
@@ -130,7 +126,8 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
         // Key on the issuer too: jti is only unique per issuer. Remember it as
         // long as the JWT is accepted, leeway included.
         let key = TokenDigest::of(&format!("{}\u{0}{jti}", registered.iss)).to_hex();
-        if !replay
+        if !config
+            .replay
             .first_use(&key, (registered.exp + leeway).ceil() as u64)
             .await?
         {
@@ -141,61 +138,20 @@ pub(crate) async fn verify<S: CredentialStore, R: ReplayCache>(
     let context = PolicyContext::new(
         &claims,
         application.client_id(),
-        request.grant_type.as_str(),
-        &request.scopes,
+        grant_type.as_str(),
+        scopes,
     );
     if let Err(denied) = rules.policies.evaluate(&context) {
         tracing::debug!(client_id = %application.client_id(), reason = %denied.reason, "input JWT denied by policy");
         return Err(Rejection::PolicyDenied.into());
     }
 
-    let expires = std::time::UNIX_EPOCH
-        .checked_add(std::time::Duration::try_from_secs_f64(registered.exp).unwrap_or_default());
-    let mut principal = principal(application, registered);
-    if let Some(external) = principal.external.clone() {
-        let account = ExternalAccount::new(external.issuer, external.subject, &principal.username)
-            .with_name(&principal.name)
-            .with_expires(expires);
-        debug_assert_eq!((&account.id, account.uuid), (&principal.id, principal.uuid));
-        if let Some(stored) = store.external_account(&account).await? {
-            if !stored.active {
-                return Err(Rejection::AccountDisabled.into());
-            }
-            // The id and UUID stay derived from (iss, sub).
-            principal.username = stored.username;
-            principal.name = stored.name;
-        }
-    }
-    Ok(principal)
-}
-
-/// The service account an input JWT stands for. Its identity is keyed on
-/// (issuer, subject), never on a username: a JWT that claims the username of
-/// an existing account does not become that account.
-fn principal(application: &Application, claims: Registered) -> Principal {
-    let identity = format!("{}\u{0}{}", claims.iss, claims.sub);
-    let username = claims
-        .preferred_username
-        .or(claims.nickname)
-        .unwrap_or_else(|| format!("{}-{}", application.name(), claims.sub));
-    let mut principal = Principal::automatic(application);
-    principal.id = format!("jwt:{}", TokenDigest::of(&identity).to_hex());
-    principal.uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, identity.as_bytes());
-    principal.name = format!(
-        "Autogenerated user from application {} (client credentials JWT)",
-        application.name()
-    );
-    principal.username = username;
-    principal.external = Some(ExternalIdentity::new(claims.iss, claims.sub));
-    principal
-}
-
-/// Verifies the assertion of a request whose credentials are one.
-pub(crate) async fn verify_request<S: CredentialStore, R: ReplayCache>(
-    request: &ClientAuthentication,
-    assertion: &secrecy::SecretString,
-    store: &S,
-    replay: &R,
-) -> Result<Principal, VerifyError> {
-    verify(request, assertion.expose_secret(), store, replay).await
+    let exp = std::time::Duration::try_from_secs_f64(registered.exp).unwrap_or_default();
+    Ok(VerifiedAssertion {
+        identity: ExternalIdentity::new(registered.iss, registered.sub),
+        claims,
+        expires: std::time::UNIX_EPOCH
+            .checked_add(exp)
+            .unwrap_or(std::time::UNIX_EPOCH),
+    })
 }

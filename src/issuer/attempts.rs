@@ -28,7 +28,7 @@ use crate::store::{
     Admission, AttemptKey, AttemptKeyKind, AttemptLimiter, FailureLimit, StoreError,
 };
 
-use super::TokenError;
+use super::error::TokenError;
 
 /// The failure limits of the token endpoint's
 /// [`attempt_limiter`](super::TokenEndpointLayer::attempt_limiter).

@@ -16,8 +16,10 @@
 //! A binding also narrows the scopes: the token gets those requested that both
 //! the application and the binding allow.
 
-use super::endpoint::EndpointConfig;
-use super::{Application, Principal, Rejection, VerifyError};
+use super::application::Application;
+use super::config::EndpointConfig;
+use super::credentials::Principal;
+use super::error::{Rejection, VerifyError};
 
 /// How the client proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,32 @@
-//! Token endpoint errors, and their mapping to RFC 6749 §5.2 responses: the
-//! one place where an error becomes a status code and an `error` code.
+//! The issuer's errors, each with one job, and the one place where an error
+//! becomes an RFC 6749 §5.2 answer:
+//!
+//! - [`TokenError`]: what the endpoint answers (`error` code, HTTP status,
+//!   description). Every error response carries it in its
+//!   [`http::Extensions`], so an outer layer (logging, a custom error page)
+//!   can read it.
+//! - [`VerifyError`]: what a credential verifier returns: the credentials
+//!   were rejected, or it could not decide.
+//! - [`Rejection`]: why credentials (or the account behind them) were
+//!   refused, for logs, metrics and audit events; clients only see
+//!   `invalid_grant`.
+//! - [`ConfigError`]: a [`TokenEndpointLayer`](super::TokenEndpointLayer)
+//!   that cannot be built as asked.
 
 use std::time::Duration;
 
 use http::StatusCode;
 
-/// Why a token request failed. Each variant maps to one RFC 6749 §5.2 error
-/// code and HTTP status; descriptions are fixed, safe to show, and never
-/// contain what the client sent.
+use crate::keys::JwtError;
+use crate::store::StoreError;
+
+/// Why a request to the token, introspection or revocation endpoint failed.
+/// Each variant maps to one RFC 6749 §5.2 error code and HTTP status;
+/// descriptions are fixed, safe to show, and never contain what the client
+/// sent.
+///
+/// The endpoint attaches it to the extensions of every error response it
+/// writes: `response.extensions().get::<TokenError>()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
@@ -121,6 +140,16 @@ impl TokenError {
         }
     }
 
+    /// The error of a caller of introspection or revocation: there the
+    /// credentials authenticate the calling client itself, so credentials
+    /// that fail are `invalid_client` (RFC 7662 §2.3, RFC 7009 §2.1).
+    pub(crate) fn of_caller(self) -> Self {
+        match self {
+            TokenError::InvalidGrant => TokenError::InvalidClient,
+            other => other,
+        }
+    }
+
     /// The `Retry-After` header, in whole seconds (rounded up, at least 1).
     pub fn retry_after(&self) -> Option<u64> {
         match self {
@@ -131,4 +160,184 @@ impl TokenError {
             _ => None,
         }
     }
+}
+
+impl From<VerifyError> for TokenError {
+    /// A verifier's (or the endpoint's own authorization's) refusal is
+    /// `invalid_grant`; one that could not decide is `temporarily_unavailable`.
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Rejected(_) => TokenError::InvalidGrant,
+            VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
+        }
+    }
+}
+
+/// Why a client was not authenticated: the error of a credential verifier
+/// (and of the endpoint's own checks after it). Either the credentials were
+/// refused, or nobody could decide.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The credentials do not authenticate anyone, or not here. Answered as
+    /// `invalid_grant`; the reason goes to tracing and audit events only.
+    #[error("credentials rejected: {0}")]
+    Rejected(Rejection),
+    /// The verifier could not decide: its store or backend is down, or the
+    /// keys that might verify an input JWT could not be fetched and there is
+    /// no earlier copy (fail closed). Answered as `temporarily_unavailable`
+    /// with status 503; the cause goes to tracing only.
+    #[error("credentials could not be verified: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for VerifyError {
+    fn from(error: StoreError) -> Self {
+        VerifyError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<JwtError> for VerifyError {
+    /// An input JWT's keys could not be fetched (and there is no earlier
+    /// copy) is "could not decide"; every other JWT error is a rejection.
+    fn from(error: JwtError) -> Self {
+        match error {
+            JwtError::KeysUnavailable => VerifyError::Unavailable(Box::new(error)),
+            error => VerifyError::Rejected(Rejection::InvalidAssertion(error)),
+        }
+    }
+}
+
+/// The precise reason credentials were rejected, for logs and audit events;
+/// the client is only told `invalid_grant`.
+///
+/// Each stage has its own: the verifier (`UnknownCredentials`,
+/// `AccountDisabled`, `PasswordExpired`, `MalformedSecret`), the endpoint's
+/// input-JWT checks (`InvalidAssertion`, `UntrustedAssertion`,
+/// `AssertionReplayed`, `PolicyDenied`, `AssertionLifetime`), federation
+/// (`InvalidAssertion`, `NotAnAccessToken`, `AccountRemoved`,
+/// `AccountDisabled`) and authorization (`NotBound`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No such account, or the account has no such app password.
+    #[error("unknown account or app password")]
+    UnknownCredentials,
+    /// The account is disabled.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// The app password has expired.
+    #[error("app password expired")]
+    PasswordExpired,
+    /// `client_secret` is neither the application's secret nor base64 of
+    /// `username:token`.
+    #[error("client secret is not base64(username:token)")]
+    MalformedSecret,
+    /// An input JWT did not verify (signature, dates, issuer, audience).
+    #[error("input JWT rejected: {0}")]
+    InvalidAssertion(JwtError),
+    /// An input JWT was sent to an application that trusts no JWT issuer.
+    #[error("the application trusts no input JWTs")]
+    UntrustedAssertion,
+    /// A single-use input JWT was replayed (or lacks a `jti`).
+    #[error("input JWT replayed or without jti")]
+    AssertionReplayed,
+    /// A policy denied the input JWT.
+    #[error("input JWT denied by policy")]
+    PolicyDenied,
+    /// The input JWT is valid for longer than the application accepts
+    /// ([`Application::with_max_assertion_lifetime`](super::Application::with_max_assertion_lifetime)).
+    #[error("input JWT lives longer than the application accepts")]
+    AssertionLifetime,
+    /// The account is not bound to the application (see
+    /// [`Binding`](crate::store::Binding)).
+    #[error("account not bound to the application")]
+    NotBound,
+    /// The account behind a traded token no longer exists (or its name now
+    /// belongs to another account).
+    #[error("the account behind the token no longer exists")]
+    AccountRemoved,
+    /// A token offered for a trade is not an access token (an ID token).
+    #[error("not an access token")]
+    NotAnAccessToken,
+}
+
+impl Rejection {
+    /// The reason class, for metrics and audit events: the variant's name in
+    /// snake case (`unknown_credentials`, `invalid_assertion`, `not_bound`, ...).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::UnknownCredentials => "unknown_credentials",
+            Rejection::AccountDisabled => "account_disabled",
+            Rejection::PasswordExpired => "password_expired",
+            Rejection::MalformedSecret => "malformed_secret",
+            Rejection::InvalidAssertion(_) => "invalid_assertion",
+            Rejection::UntrustedAssertion => "untrusted_assertion",
+            Rejection::AssertionReplayed => "assertion_replayed",
+            Rejection::PolicyDenied => "policy_denied",
+            Rejection::AssertionLifetime => "assertion_lifetime",
+            Rejection::NotBound => "not_bound",
+            Rejection::AccountRemoved => "account_removed",
+            Rejection::NotAnAccessToken => "not_an_access_token",
+        }
+    }
+}
+
+impl From<Rejection> for VerifyError {
+    fn from(rejection: Rejection) -> Self {
+        VerifyError::Rejected(rejection)
+    }
+}
+
+/// An invalid endpoint configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The issuer base URL is not an absolute `http(s)` URL without a path,
+    /// query or fragment.
+    #[error(
+        "the issuer base URL must be an absolute http(s) URL without path, e.g. https://auth.example.com"
+    )]
+    BaseUrl,
+    /// A path does not start with `/`, or a per-application path lacks `{slug}`.
+    #[error("invalid path {0:?}: paths start with '/' and per-application paths contain {{slug}}")]
+    Path(String),
+    /// Two applications with one `client_id`.
+    #[error("two applications have the client_id {0:?}")]
+    DuplicateClientId(String),
+    /// Two applications with one slug (they would share an issuer).
+    #[error("two applications have the slug {0:?}")]
+    DuplicateSlug(String),
+    /// An application federates with a `client_id` that no application has.
+    #[error("application {client_id:?} federates with {federated:?}, which is no application")]
+    UnknownFederatedApplication {
+        /// The federating application.
+        client_id: String,
+        /// The `client_id` it names.
+        federated: String,
+    },
+    /// An application federates with itself.
+    #[error("application {0:?} federates with itself")]
+    SelfFederation(String),
+    /// Applications federate in a circle (each listed accepts the next one's
+    /// tokens, the last the first's), so tokens could be traded round it.
+    #[error("applications federate in a cycle: {0:?}")]
+    FederationCycle(Vec<String>),
+    /// An application's own settings are invalid (a bad slug or scope, a
+    /// leeway over the cap, rules for input JWTs without keys…).
+    #[error("application {client_id:?}: {error}")]
+    Application {
+        /// The application's `client_id`.
+        client_id: String,
+        /// What is wrong with it.
+        error: super::application::ApplicationError,
+    },
+    /// An application trusts a remote JWKS with neither a policy nor an
+    /// assertion audience, so it would accept every token that source signs,
+    /// for anyone (see `Application::danger_accept_unpinned_jwks`).
+    #[error(
+        "application {0:?} trusts a remote JWKS but pins nothing: add a policy or an assertion \
+         audience that only its own tokens pass, or opt in with danger_accept_unpinned_jwks"
+    )]
+    UnpinnedJwks(String),
 }

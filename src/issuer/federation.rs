@@ -15,8 +15,11 @@
 use jsonwebtoken::Validation;
 use serde::Deserialize;
 
-use super::endpoint::EndpointConfig;
-use super::{Application, ExternalIdentity, Principal, Rejection, VerifyError, claims};
+use super::application::Application;
+use super::config::EndpointConfig;
+use super::credentials::{ExternalIdentity, Principal};
+use super::error::{Rejection, VerifyError};
+use super::mint;
 use crate::keys::JwtError;
 
 /// What a trade yields: who the new token is for, and its bounds.
@@ -98,7 +101,7 @@ pub(crate) async fn trade(
     if traded.client_id.as_deref() != Some(source.client_id()) {
         return Err(Rejection::NotAnAccessToken.into());
     }
-    if traded.exp <= claims::now() {
+    if traded.exp <= mint::now() {
         return Err(invalid(JwtError::Expired));
     }
     if config.revocations.is_revoked(&traded.jti).await? {
@@ -149,7 +152,7 @@ pub(crate) async fn account_behind(
         Principal::from(account)
     };
     // A removed account's name may have gone to another account since.
-    if claims::subject(source, &principal, &config.subject_salt) != sub {
+    if mint::subject(source, &principal, &config.subject_salt) != sub {
         return Err(Rejection::AccountRemoved.into());
     }
     Ok(principal)

@@ -9,7 +9,7 @@ use http::Response;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use super::ResponseBody;
+use super::body::ResponseBody;
 
 pub(crate) type EndpointFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
 

@@ -16,42 +16,16 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use tower_service::Service;
 
-use super::endpoint::{self, BoxError, EndpointConfig};
+use super::application::Application;
+use super::authenticate::authenticate;
+use super::classify::client_claim;
+use super::config::EndpointConfig;
+use super::credentials::{ClientAuthentication, GrantType, Principal};
+use super::error::{TokenError, VerifyError};
 use super::federation;
-use super::request::present_secret;
-use super::{
-    Application, ClientAuthentication, GrantType, Principal, TokenError, VerifyError, response,
-};
-use crate::BoxFuture;
+use super::request::{BoxError, present_secret, read_form};
+use super::response;
 use crate::keys::{ASYMMETRIC_ALGORITHMS, Algorithm};
-use crate::store::{RevocationList, StoreError};
-
-/// A [`RevocationList`] behind a pointer (its futures boxed).
-pub(crate) trait Revocations: Send + Sync + 'static {
-    fn revoke<'a>(&'a self, jti: &'a str, expires_at: u64)
-    -> BoxFuture<'a, Result<(), StoreError>>;
-    fn is_revoked<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
-}
-
-impl std::fmt::Debug for dyn Revocations {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Revocations")
-    }
-}
-
-impl<T: RevocationList> Revocations for T {
-    fn revoke<'a>(
-        &'a self,
-        jti: &'a str,
-        expires_at: u64,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(RevocationList::revoke(self, jti, expires_at))
-    }
-
-    fn is_revoked<'a>(&'a self, jti: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(RevocationList::is_revoked(self, jti))
-    }
-}
 
 /// `POST` introspection: `{"active": false}` for revoked, expired, foreign or
 /// unparseable tokens and for ID tokens, else the access token's claims with
@@ -122,16 +96,14 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let form = endpoint::read_form(config, request).await?;
+    let form = read_form(config, request).await?;
     let token = present_secret(&form.fields.token)
         .map(|token| token.expose_secret().to_owned())
         .ok_or(TokenError::InvalidRequest("parameter token is missing"))?;
-    let caller = endpoint::authenticate(config, verifier, form, GrantType::ClientCredentials, "")
+    let claim = client_claim(form)?;
+    let caller = authenticate(config, verifier, claim, GrantType::ClientCredentials, "")
         .await
-        .map_err(|error| match error {
-            TokenError::InvalidGrant => TokenError::InvalidClient,
-            other => other,
-        })?
+        .map_err(TokenError::of_caller)?
         .application;
     Ok((caller, token))
 }

@@ -4,12 +4,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower_layer::Layer;
-
-use super::attempts::{AttemptGuard, AttemptLimits, Attempts};
-use super::endpoint::EndpointConfig;
-use super::introspection::Revocations;
-use super::{Application, ApplicationError, StoreVerifier, TokenEndpoint};
+use super::application::Application;
+use super::attempts::{AddressSource, AttemptGuard, AttemptLimits, Attempts};
+use super::client_verifier::StoreVerifier;
+use super::config::{self, EndpointConfig};
+use super::directory::{Replays, Revocations};
+use super::error::ConfigError;
 use crate::keys::KeyRing;
 use crate::store::{AttemptLimiter, CredentialStore, ReplayCache, RevocationList};
 
@@ -36,59 +36,6 @@ pub struct TokenEndpointLayer<V> {
     pub(crate) config: Arc<EndpointConfig>,
 }
 
-/// An invalid endpoint configuration.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The issuer base URL is not an absolute `http(s)` URL without a path,
-    /// query or fragment.
-    #[error(
-        "the issuer base URL must be an absolute http(s) URL without path, e.g. https://auth.example.com"
-    )]
-    BaseUrl,
-    /// A path does not start with `/`, or a per-application path lacks `{slug}`.
-    #[error("invalid path {0:?}: paths start with '/' and per-application paths contain {{slug}}")]
-    Path(String),
-    /// Two applications with one `client_id`.
-    #[error("two applications have the client_id {0:?}")]
-    DuplicateClientId(String),
-    /// Two applications with one slug (they would share an issuer).
-    #[error("two applications have the slug {0:?}")]
-    DuplicateSlug(String),
-    /// An application federates with a `client_id` that no application has.
-    #[error("application {client_id:?} federates with {federated:?}, which is no application")]
-    UnknownFederatedApplication {
-        /// The federating application.
-        client_id: String,
-        /// The `client_id` it names.
-        federated: String,
-    },
-    /// An application federates with itself.
-    #[error("application {0:?} federates with itself")]
-    SelfFederation(String),
-    /// Applications federate in a circle (each listed accepts the next one's
-    /// tokens, the last the first's), so tokens could be traded round it.
-    #[error("applications federate in a cycle: {0:?}")]
-    FederationCycle(Vec<String>),
-    /// An application's own settings are invalid (a bad slug or scope, a
-    /// leeway over the cap, rules for input JWTs without keys…).
-    #[error("application {client_id:?}: {error}")]
-    Application {
-        /// The application's `client_id`.
-        client_id: String,
-        /// What is wrong with it.
-        error: ApplicationError,
-    },
-    /// An application trusts a remote JWKS with neither a policy nor an
-    /// assertion audience, so it would accept every token that source signs,
-    /// for anyone (see `Application::danger_accept_unpinned_jwks`).
-    #[error(
-        "application {0:?} trusts a remote JWKS but pins nothing: add a policy or an assertion \
-         audience that only its own tokens pass, or opt in with danger_accept_unpinned_jwks"
-    )]
-    UnpinnedJwks(String),
-}
-
 impl<S: CredentialStore> TokenEndpointLayer<StoreVerifier<S>> {
     /// An endpoint for the issuer at `base_url` (e.g.
     /// `https://auth.example.com`), signing with `keys`, whose service
@@ -112,20 +59,6 @@ impl<S: CredentialStore> TokenEndpointLayer<StoreVerifier<S>> {
             verifier: StoreVerifier::shared(store.clone()),
             config: Arc::new(EndpointConfig::new(base_url.to_owned(), keys, store)),
         })
-    }
-}
-
-impl<S: CredentialStore, R: ReplayCache> TokenEndpointLayer<StoreVerifier<S, R>> {
-    /// Remembers single-use input JWTs in `replay` (default: in memory;
-    /// share one between instances to refuse replays across them).
-    pub fn replay_cache<R2: ReplayCache>(
-        self,
-        replay: R2,
-    ) -> TokenEndpointLayer<StoreVerifier<S, R2>> {
-        TokenEndpointLayer {
-            verifier: self.verifier.with_replay_cache(replay),
-            config: self.config,
-        }
     }
 }
 
@@ -162,7 +95,7 @@ impl<V> TokenEndpointLayer<V> {
     ) -> Result<Self, ConfigError> {
         let mut added = self.config.applications.clone();
         for application in applications {
-            check_application(&application)?;
+            config::check_application(&application)?;
             let client_id = application.client_id().to_owned();
             if added.contains_key(&client_id) {
                 return Err(ConfigError::DuplicateClientId(client_id));
@@ -172,27 +105,35 @@ impl<V> TokenEndpointLayer<V> {
             }
             added.insert(client_id, Arc::new(application));
         }
-        check_federation(&added)?;
+        config::check_federation(&added)?;
         self = self.update(|config| config.applications = added);
         Ok(self)
     }
 
     /// The token endpoint path (default `/application/o/token/`).
     pub fn token_path(self, path: &str) -> Result<Self, ConfigError> {
-        let path = checked_path(path, false)?;
+        let path = config::checked_path(path, false)?;
         Ok(self.update(|config| config.token_path = path))
     }
 
     /// The token introspection path, RFC 7662 (default `/application/o/introspect/`).
     pub fn introspection_path(self, path: &str) -> Result<Self, ConfigError> {
-        let path = checked_path(path, false)?;
+        let path = config::checked_path(path, false)?;
         Ok(self.update(|config| config.introspection_path = path))
     }
 
     /// The token revocation path, RFC 7009 (default `/application/o/revoke/`).
     pub fn revocation_path(self, path: &str) -> Result<Self, ConfigError> {
-        let path = checked_path(path, false)?;
+        let path = config::checked_path(path, false)?;
         Ok(self.update(|config| config.revocation_path = path))
+    }
+
+    /// Remembers the `jti`s of single-use input JWTs in `replay` until they
+    /// expire (default: in memory, for one instance; share one between
+    /// instances to refuse replays across them).
+    pub fn replay_cache(self, replay: impl ReplayCache) -> Self {
+        let replay: Arc<dyn Replays> = Arc::new(replay);
+        self.update(|config| config.replay = replay)
     }
 
     /// Where revoked token ids are kept until they expire (default: in
@@ -265,26 +206,26 @@ impl<V> TokenEndpointLayer<V> {
     where
         F: Fn(&http::request::Parts) -> Option<IpAddr> + Send + Sync + 'static,
     {
-        let source: super::attempts::AddressSource = Arc::new(source);
+        let source: AddressSource = Arc::new(source);
         self.update(|config| config.client_address = source)
     }
 
     /// The issuer path template (default `/application/o/{slug}/`).
     pub fn issuer_path(self, path: &str) -> Result<Self, ConfigError> {
-        let path = checked_path(path, true)?;
+        let path = config::checked_path(path, true)?;
         Ok(self.update(|config| config.issuer_path = path))
     }
 
     /// The JWKS path template (default `/application/o/{slug}/jwks/`).
     pub fn jwks_path(self, path: &str) -> Result<Self, ConfigError> {
-        let path = checked_path(path, true)?;
+        let path = config::checked_path(path, true)?;
         Ok(self.update(|config| config.jwks_path = path))
     }
 
     /// The OpenID discovery path template (default
     /// `/application/o/{slug}/.well-known/openid-configuration`).
     pub fn discovery_path(self, path: &str) -> Result<Self, ConfigError> {
-        let path = checked_path(path, true)?;
+        let path = config::checked_path(path, true)?;
         Ok(self.update(|config| config.discovery_path = path))
     }
 
@@ -356,90 +297,6 @@ impl<V> TokenEndpointLayer<V> {
     /// The application registered under `client_id`.
     pub fn get_application(&self, client_id: &str) -> Option<&Application> {
         self.config.applications.get(client_id).map(|app| &**app)
-    }
-}
-
-/// The rules one application must satisfy by itself.
-fn check_application(application: &Application) -> Result<(), ConfigError> {
-    application
-        .check()
-        .map_err(|error| ConfigError::Application {
-            client_id: application.client_id().to_owned(),
-            error,
-        })?;
-    let rules = &application.assertions;
-    if rules.keys.has_remote()
-        && rules.policies.is_empty()
-        && rules.audiences.is_empty()
-        && !rules.unpinned
-    {
-        return Err(ConfigError::UnpinnedJwks(
-            application.client_id().to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-/// Every federated `client_id` names another application, and no chain of
-/// federations comes back to where it started.
-fn check_federation(
-    applications: &std::collections::HashMap<String, Arc<Application>>,
-) -> Result<(), ConfigError> {
-    for application in applications.values() {
-        for federated in &application.assertions.federated_clients {
-            if federated == application.client_id() {
-                return Err(ConfigError::SelfFederation(federated.clone()));
-            }
-            if !applications.contains_key(federated) {
-                return Err(ConfigError::UnknownFederatedApplication {
-                    client_id: application.client_id().to_owned(),
-                    federated: federated.clone(),
-                });
-            }
-        }
-    }
-    // Depth-first search for a back edge; `path` is the chain being walked.
-    fn visit<'a>(
-        client_id: &'a str,
-        applications: &'a std::collections::HashMap<String, Arc<Application>>,
-        done: &mut std::collections::HashSet<&'a str>,
-        path: &mut Vec<&'a str>,
-    ) -> Result<(), ConfigError> {
-        if let Some(start) = path.iter().position(|id| *id == client_id) {
-            let cycle = path[start..].iter().map(|id| (*id).to_owned()).collect();
-            return Err(ConfigError::FederationCycle(cycle));
-        }
-        if !done.insert(client_id) {
-            return Ok(());
-        }
-        path.push(client_id);
-        for next in &applications[client_id].assertions.federated_clients {
-            visit(next, applications, done, path)?;
-        }
-        path.pop();
-        Ok(())
-    }
-    let mut done = std::collections::HashSet::new();
-    let mut ids: Vec<&str> = applications.keys().map(String::as_str).collect();
-    ids.sort_unstable();
-    for client_id in ids {
-        visit(client_id, applications, &mut done, &mut Vec::new())?;
-    }
-    Ok(())
-}
-
-fn checked_path(path: &str, per_application: bool) -> Result<String, ConfigError> {
-    if !path.starts_with('/') || (per_application && !path.contains("{slug}")) {
-        return Err(ConfigError::Path(path.to_owned()));
-    }
-    Ok(path.to_owned())
-}
-
-impl<S, V: Clone> Layer<S> for TokenEndpointLayer<V> {
-    type Service = TokenEndpoint<S, V>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TokenEndpoint::new(inner, self)
     }
 }
 

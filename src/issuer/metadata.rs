@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::Application;
-use super::endpoint::EndpointConfig;
+use super::application::Application;
+use super::config::EndpointConfig;
 
 #[derive(Serialize)]
 struct Metadata<'a> {

@@ -11,7 +11,49 @@
 //! [`StoreVerifier`] is the default, over a
 //! [`CredentialStore`](crate::store::CredentialStore). Successful requests get
 //! an RFC 6749 §5.1 JSON response with a signed JWT access token; failures an
-//! RFC 6749 §5.2 error.
+//! RFC 6749 §5.2 error, which carries its [`TokenError`] in the response's
+//! extensions for outer layers (logging, a custom error page) to read.
+//!
+//! # The pipeline
+//!
+//! A request to one of the endpoint's paths flows one way, one module per
+//! stage:
+//!
+//! 1. **Read** (`request`): the form body under the size and time limits,
+//!    HTTP Basic credentials, the client's address.
+//! 2. **Classify** (`classify`): the grant, and the one client
+//!    authentication method the request uses (RFC 6749 §2.3).
+//! 3. **Authenticate** (`authenticate`, shared by token, introspection and
+//!    revocation): the attempt limiter, then the application named by
+//!    `client_id`, then either
+//!    - **federation** (`federation`): a token of a federated application is
+//!      traded by the endpoint itself, before and independent of the
+//!      verifier; or
+//!    - **input JWTs** (`assertion`): checked against the application's
+//!      trust rules (keys for the JWT's `iss`, dates, lifetime, audience,
+//!      single use, policies), before and independent of the verifier, which
+//!      gets them as a [`VerifiedAssertion`]; then
+//!    - the **verifier** (`client_verifier`): [`StoreVerifier`] or yours
+//!      answers only "who is this client".
+//! 4. **Authorize** (`authorize`): the account's binding to the application,
+//!    which narrows the scopes; no verifier can skip it.
+//! 5. **Mint** (`mint`): the signed access token, and the ID token.
+//! 6. **Respond** (`response`): the RFC 6749 §5.1 body, or the §5.2 error.
+//!
+//! The `router` sends each path down its pipeline (`token`,
+//! `introspection`, `metadata`, the JWKS); [`TokenEndpoint`] is the tower
+//! service around it and [`TokenEndpointLayer`] its builder. Below every
+//! stage sit `config` (keys, applications, paths, limits, checked when the
+//! layer is built), `error` and `directory` (the stores as the endpoint sees
+//! them). No two modules import each other.
+//!
+//! # Errors
+//!
+//! Each has one job: [`TokenError`] is what the endpoint answers (the one
+//! place where an RFC 6749 §5.2 code and status are chosen), [`VerifyError`]
+//! what a verifier returns (rejected, or could not decide), [`Rejection`]
+//! why credentials were refused (for logs and audit events only), and
+//! [`ConfigError`] a layer that cannot be built as asked.
 //!
 //! ```
 //! use http::{Request, StatusCode};
@@ -69,29 +111,35 @@
 mod application;
 mod assertion;
 mod attempts;
+mod authenticate;
 mod authorize;
 mod body;
-mod claims;
+mod classify;
+mod client_verifier;
+mod config;
 mod credentials;
 mod directory;
-mod endpoint;
 mod error;
 mod federation;
 mod future;
 mod introspection;
 mod layer;
 mod metadata;
+mod mint;
 mod request;
 mod response;
+mod router;
 mod service;
-mod verifier;
+mod token;
 
 pub use application::{Application, ApplicationError, SubjectMode};
 pub use attempts::AttemptLimits;
 pub use body::ResponseBody;
-pub use credentials::{ClientAuthentication, Credentials, ExternalIdentity, GrantType, Principal};
-pub use error::TokenError;
+pub use client_verifier::StoreVerifier;
+pub use credentials::{
+    ClientAuthentication, Credentials, ExternalIdentity, GrantType, Principal, VerifiedAssertion,
+};
+pub use error::{ConfigError, Rejection, TokenError, VerifyError};
 pub use future::ResponseFuture;
-pub use layer::{ConfigError, TokenEndpointLayer};
+pub use layer::TokenEndpointLayer;
 pub use service::TokenEndpoint;
-pub use verifier::{Rejection, StoreVerifier, VerifyError};

@@ -1,16 +1,26 @@
-//! Parsing a token request: the form body (RFC 6749 §4.4.2) and HTTP Basic
-//! client authentication (RFC 6749 §2.3.1).
+//! Reading a request to the token, introspection or revocation endpoint,
+//! the pipeline's first stage: the form body (RFC 6749 §4.4.2), read under
+//! the size and time limits, HTTP Basic client authentication (RFC 6749
+//! §2.3.1), and the client's address.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use http::HeaderMap;
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, Request};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use percent_encoding::percent_decode_str;
 use secrecy::SecretString;
 
-use super::TokenError;
+use super::config::EndpointConfig;
+use super::error::TokenError;
+
+/// The error of a request body.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The parameters of a token request that this endpoint reads. A parameter
 /// sent without a value counts as omitted (RFC 6749 §3.1); unknown ones are
@@ -105,7 +115,7 @@ pub(crate) fn present_secret(value: &Option<SecretString>) -> Option<&SecretStri
 
 /// Whether the request declares a form body (`application/x-www-form-urlencoded`,
 /// parameters such as `charset` allowed).
-pub(crate) fn is_form(headers: &HeaderMap) -> bool {
+fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -130,9 +140,7 @@ pub(crate) struct BasicCredentials {
 /// RFC 6749 §2.3.1 has the id and secret form-encoded before base64; like
 /// authentik, only percent escapes are decoded, so a raw `+` (common in base64
 /// secrets) stays a `+`.
-pub(crate) fn basic_credentials(
-    headers: &HeaderMap,
-) -> Result<Option<BasicCredentials>, TokenError> {
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, TokenError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
@@ -157,4 +165,73 @@ pub(crate) fn basic_credentials(
         client_id: unescape(id)?,
         client_secret: SecretString::from(unescape(secret)?),
     }))
+}
+
+/// A form POST to one of the endpoint's paths, read under the size limit.
+pub(crate) struct Form {
+    pub(crate) basic: Option<BasicCredentials>,
+    pub(crate) fields: TokenRequest,
+    /// The client's address, when the endpoint knows it (for the attempt
+    /// limiter and the audit events).
+    pub(crate) address: Option<IpAddr>,
+}
+
+/// Reads a form POST: its content type, HTTP Basic credentials, body and
+/// parameters, and the client's address.
+pub(crate) async fn read_form<B>(
+    config: &EndpointConfig,
+    request: Request<B>,
+) -> Result<Form, TokenError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = request.into_parts();
+    if !is_form(&parts.headers) {
+        return Err(TokenError::InvalidRequest(
+            "the content type must be application/x-www-form-urlencoded",
+        ));
+    }
+    let basic = basic_credentials(&parts.headers)?;
+    let body = read_body(config, &parts.headers, body).await?;
+    let fields = TokenRequest::from_form(&body)?;
+    let address = (config.client_address)(&parts);
+    Ok(Form {
+        basic,
+        fields,
+        address,
+    })
+}
+
+/// Reads the body, refusing more than the limit without reading further.
+async fn read_body<B>(
+    config: &EndpointConfig,
+    headers: &HeaderMap,
+    body: B,
+) -> Result<Bytes, TokenError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > config.body_limit as u64) {
+        return Err(TokenError::PayloadTooLarge);
+    }
+    let collect = Limited::new(body, config.body_limit).collect();
+    let collected = match config.body_timeout {
+        Some(limit) => tokio::time::timeout(limit, collect)
+            .await
+            .map_err(|_| TokenError::BodyTimeout)?,
+        None => collect.await,
+    };
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(TokenError::PayloadTooLarge),
+        Err(_) => Err(TokenError::InvalidRequest(
+            "the request body could not be read",
+        )),
+    }
 }

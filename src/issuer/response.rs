@@ -7,7 +7,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
-use super::TokenError;
+use super::error::TokenError;
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -45,7 +45,8 @@ pub(crate) fn token(body: Vec<u8>) -> Response<Full<Bytes>> {
 }
 
 /// An RFC 6749 §5.2 error. With `used_basic`, authentication failures are
-/// 401 with `WWW-Authenticate: Basic`.
+/// 401 with `WWW-Authenticate: Basic`. The error itself goes into the
+/// response's extensions, for outer layers to read.
 pub(crate) fn error(error: TokenError, used_basic: bool) -> Response<Full<Bytes>> {
     #[derive(Serialize)]
     struct ErrorBody {
@@ -70,6 +71,7 @@ pub(crate) fn error(error: TokenError, used_basic: bool) -> Response<Full<Bytes>
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
+    response.extensions_mut().insert(error);
     response
 }
 

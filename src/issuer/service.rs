@@ -1,4 +1,4 @@
-//! The [`TokenEndpoint`] service.
+//! The [`TokenEndpoint`] service: the tower plumbing around the router.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -6,13 +6,18 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
+use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument as _;
 
-use super::endpoint::{self, BoxError, EndpointConfig};
-use super::{
-    ClientAuthentication, Principal, ResponseBody, ResponseFuture, TokenEndpointLayer, VerifyError,
-};
+use super::body::ResponseBody;
+use super::config::EndpointConfig;
+use super::credentials::{ClientAuthentication, Principal};
+use super::error::VerifyError;
+use super::future::ResponseFuture;
+use super::layer::TokenEndpointLayer;
+use super::request::BoxError;
+use super::router;
 
 /// Middleware that answers the token endpoint, JWKS and metadata paths and
 /// passes every other request to the inner service untouched.
@@ -39,6 +44,14 @@ impl<S, V> TokenEndpoint<S, V> {
     }
 
     define_inner_service_accessors!();
+}
+
+impl<S, V: Clone> Layer<S> for TokenEndpointLayer<V> {
+    type Service = TokenEndpoint<S, V>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TokenEndpoint::new(inner, self)
+    }
 }
 
 impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for TokenEndpoint<S, V>
@@ -75,7 +88,7 @@ where
                     tracing::Span::none()
                 };
                 ResponseFuture::endpoint(Box::pin(
-                    endpoint::handle(
+                    router::handle(
                         self.config.clone(),
                         route.clone(),
                         self.verifier.clone(),

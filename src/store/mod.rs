@@ -39,7 +39,6 @@ pub use admin::{AccountAdmin, AdminError};
 pub use credential::{CredentialStore, StoreError};
 pub use digest::TokenDigest;
 pub use erased::AnyStore;
-pub(crate) use erased::ErasedCredentials;
 pub use external::ExternalAccount;
 pub use limiter::{
     Admission, AttemptKey, AttemptKeyKind, AttemptLimiter, FailureLimit, MemoryAttemptLimiter,

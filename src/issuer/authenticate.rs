@@ -1,0 +1,217 @@
+//! Client authentication, shared by the token, introspection and revocation
+//! endpoints: the stages between a classified request and a [`Grant`].
+//!
+//! 1. The attempt limiter takes the request's failure slots (429 for a
+//!    locked-out address or `client_id`, before anything is looked up).
+//! 2. The `client_id` names an application, or the client is `invalid_client`.
+//! 3. A token of a federated application is traded by the endpoint itself
+//!    (`federation`); an input JWT is checked by the endpoint against the
+//!    application's trust rules (`assertion`) before it goes, verified, to the
+//!    pluggable verifier; app passwords and client secrets go to the verifier
+//!    as they are. The verifier answers only "who is this client".
+//! 4. Authorization (`authorize`): the account's binding to the application,
+//!    which narrows the scopes.
+//!
+//! The failure slots stay taken only if authentication or authorization
+//! failed.
+
+use std::future::poll_fn;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use tower_service::Service;
+use tracing::Span;
+use tracing::field::display;
+
+use super::application::Application;
+use super::assertion;
+use super::authorize::{Provenance, authorize};
+use super::classify::{ClientClaim, Presented};
+use super::config::EndpointConfig;
+use super::credentials::{ClientAuthentication, Credentials, GrantType, Principal};
+use super::error::{TokenError, VerifyError};
+use super::federation;
+use super::mint::Grant;
+use crate::observe::AUDIT_TARGET;
+
+/// The audit event of a refused credential. A `client_id` that names no
+/// application is shown quoted and cut to 64 characters: it came from the
+/// client.
+fn audit_rejected(
+    application: Option<&Application>,
+    client_id: &str,
+    reason: &'static str,
+    method: &'static str,
+    address: Option<IpAddr>,
+) {
+    let unknown = application
+        .is_none()
+        .then(|| client_id.chars().take(64).collect::<String>());
+    tracing::warn!(
+        target: AUDIT_TARGET,
+        event = "credential_rejected",
+        application = application.map_or("", |app| app.client_id()),
+        unknown_client_id = unknown.as_deref().map(tracing::field::debug),
+        auth_method = method,
+        reason,
+        client.address = address.map(display),
+        "credential rejected"
+    );
+}
+
+/// Authenticates the client of `claim` and authorizes it at the application
+/// it names (see the [module docs](self)); the verifier sees the `requested`
+/// scopes clamped to the application's.
+pub(crate) async fn authenticate<V>(
+    config: &EndpointConfig,
+    verifier: V,
+    claim: ClientClaim,
+    grant_type: GrantType,
+    requested: &str,
+) -> Result<Grant, TokenError>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+{
+    let ClientClaim {
+        client_id,
+        presented,
+        method,
+        address,
+    } = claim;
+    let application = config.applications.get(&client_id);
+    if config.instrument {
+        let span = Span::current();
+        if let Some(application) = application {
+            span.record("oauth2.client_id", application.client_id());
+        }
+        span.record("oauth2.auth_method", method);
+        if let Some(address) = address {
+            span.record("client.address", display(address));
+        }
+    }
+    let attempt = match &config.attempts {
+        Some(guard) => {
+            match guard
+                .admit(address, application.map(|app| app.client_id()))
+                .await
+            {
+                Ok(attempt) => Some(attempt),
+                Err(error) => {
+                    if let TokenError::TooManyAttempts(_) = error {
+                        let app = application.map(|app| &**app);
+                        audit_rejected(app, &client_id, error.reason(), method, address);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        None => None,
+    };
+    let Some(application) = application.cloned() else {
+        if let Some(attempt) = attempt {
+            attempt.end(true).await;
+        }
+        audit_rejected(None, &client_id, "unknown_client", method, address);
+        return Err(TokenError::InvalidClient);
+    };
+    let mut scopes: Vec<String> = application
+        .clamp_scopes(requested)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let outcome = authenticate_at(
+        config,
+        verifier,
+        &application,
+        presented,
+        grant_type,
+        &mut scopes,
+    )
+    .await;
+    if let Some(attempt) = attempt {
+        // Only rejected credentials (and refused authorization) count; a
+        // verifier or store that could not answer (503) does not.
+        attempt
+            .end(matches!(outcome, Err(VerifyError::Rejected(_))))
+            .await;
+    }
+    match outcome {
+        Ok((principal, expires_by)) => {
+            // Only a trade sets a limit on the new token's `exp`.
+            let method = if expires_by.is_some() {
+                "federation"
+            } else {
+                method
+            };
+            if config.instrument && expires_by.is_some() {
+                Span::current().record("oauth2.auth_method", method);
+            }
+            Ok(Grant {
+                scope: scopes.join(" "),
+                application,
+                principal,
+                expires_by,
+                method,
+                address,
+            })
+        }
+        Err(error) => {
+            tracing::debug!(client_id = %application.client_id(), %error, "client not authenticated");
+            if let VerifyError::Rejected(rejection) = &error {
+                audit_rejected(
+                    Some(&application),
+                    &client_id,
+                    rejection.reason(),
+                    method,
+                    address,
+                );
+            }
+            Err(error.into())
+        }
+    }
+}
+
+/// Who the client is (by trade, or by the verifier after the endpoint
+/// checked an input JWT), and whether it may get a token at `application`;
+/// narrows `scopes`.
+async fn authenticate_at<V>(
+    config: &EndpointConfig,
+    mut verifier: V,
+    application: &Arc<Application>,
+    presented: Presented,
+    grant_type: GrantType,
+    scopes: &mut Vec<String>,
+) -> Result<(Principal, Option<u64>), VerifyError>
+where
+    V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
+{
+    let credentials = match presented {
+        Presented::Credentials(credentials) => credentials,
+        Presented::Jwt { token, bare } => {
+            let jwt = token.expose_secret();
+            if let Some(source) = federation::source(config, application, jwt) {
+                // Boxed: trades are rare, and their future is large.
+                let trade = Box::pin(federation::trade(config, application, source, jwt)).await?;
+                scopes.retain(|scope| trade.scopes.contains(scope));
+                let provenance = Provenance::Trade;
+                authorize(config, application, &trade.principal, provenance, scopes).await?;
+                return Ok((trade.principal, Some(trade.expires)));
+            }
+            if bare && application.client_secret_matches(jwt) {
+                // The application's own secret, which looks like a JWT.
+                Credentials::ClientSecret(token)
+            } else {
+                // Boxed, as trades: its future is large.
+                let check = assertion::check(config, application, jwt, grant_type, scopes);
+                Credentials::Assertion(Box::pin(check).await?)
+            }
+        }
+    };
+    poll_fn(|cx| verifier.poll_ready(cx)).await?;
+    let request = ClientAuthentication::new(application.clone(), credentials, grant_type)
+        .with_scopes(scopes.clone());
+    let principal = verifier.call(request).await?;
+    authorize(config, application, &principal, Provenance::Login, scopes).await?;
+    Ok((principal, None))
+}
