@@ -106,7 +106,7 @@ async fn run(config_path: Option<PathBuf>, args: ServeArgs) -> Result<(), BoxErr
             info.map(|info| info.0.ip())
         });
     for remote in built.remote_sources {
-        tokio::spawn(async move { remote.prefetch().await });
+        tokio::spawn(async move { tower_m2m_auth::config::prefetch(&remote).await });
     }
 
     observability::start(file.metrics.as_ref()).await?;

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::trust::{self, RemoteSource, Remotes, TrustedIssuerConfig};
+use super::trust::{self, Remotes, TrustedIssuerConfig};
 use super::{ConfigError, parse_digest};
 use crate::issuer::{Application, SubjectMode};
+use crate::keys::RemoteJwks;
 
 /// One `[[applications]]` entry. See `examples/server.toml` for each key.
 #[derive(Deserialize)]
@@ -103,7 +104,7 @@ impl From<SubjectModeName> for SubjectMode {
 pub(super) fn build_all(
     configs: &[ApplicationConfig],
     base_dir: &Path,
-) -> Result<(Vec<Application>, Vec<RemoteSource>), ConfigError> {
+) -> Result<(Vec<Application>, Vec<RemoteJwks>), ConfigError> {
     let mut remotes = Remotes::default();
     let mut applications = Vec::with_capacity(configs.len());
     for (index, config) in configs.iter().enumerate() {

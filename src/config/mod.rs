@@ -39,10 +39,10 @@ pub use application::{ApplicationConfig, SubjectModeName};
 pub use error::ConfigError;
 pub use keys::{KeyAlgorithm, KeysConfig};
 pub use store::{AttemptLimitsConfig, StoreConfig};
-pub use trust::{RemoteSource, TrustedIssuerConfig};
+pub use trust::{TrustedIssuerConfig, prefetch};
 
 use crate::issuer::{StoreVerifier, TokenEndpointLayer};
-use crate::keys::{KeyRing, SigningKey};
+use crate::keys::{KeyRing, RemoteJwks, SigningKey};
 use crate::store::{AnyStore, Binding, MemoryStore, TokenDigest};
 use crate::validate::{Issuer, JwtValidateLayer};
 
@@ -106,8 +106,8 @@ pub struct Built {
     /// issuer, its `client_id` as audience, the endpoint's keys).
     pub validator: JwtValidateLayer,
     /// The remote key sources (JWKS URLs, discovered issuers), to fetch
-    /// ahead of the first input JWT if the host wishes.
-    pub remote_sources: Vec<RemoteSource>,
+    /// ahead of the first input JWT if the host wishes ([`prefetch`]).
+    pub remote_sources: Vec<RemoteJwks>,
 }
 
 impl Config {

@@ -34,30 +34,25 @@ pub struct TrustedIssuerConfig {
     pub jwks_files: Vec<PathBuf>,
 }
 
-/// A remote key source (a JWKS URL, or an issuer whose JWKS OpenID
-/// discovery finds), to fetch ahead of the first input JWT.
-#[derive(Debug, Clone)]
-pub struct RemoteSource(pub RemoteJwks);
-
-impl RemoteSource {
-    /// Fetches the keys now and logs the outcome. Not fatal: until the
-    /// source can be read, the input JWTs it should verify are refused.
-    pub async fn prefetch(&self) {
-        let source = self.0.url();
-        match self.0.keys().await {
-            Ok(keys) if keys.is_empty() => {
-                tracing::warn!(
-                    source,
-                    "the JWKS has no usable key: no input JWT verifies with it"
-                );
-            }
-            Ok(keys) => tracing::info!(source, keys = keys.keys().count(), "JWKS fetched"),
-            Err(error) => tracing::warn!(
+/// Fetches a remote key source now (a JWKS URL, or an issuer's JWKS found
+/// by discovery) and logs the outcome, to report at start a source that
+/// cannot be read. Not fatal: until it can be, the input JWTs it should
+/// verify are refused (503).
+pub async fn prefetch(remote: &RemoteJwks) {
+    let source = remote.issuer().unwrap_or(remote.url());
+    match remote.keys().await {
+        Ok(keys) if keys.is_empty() => {
+            tracing::warn!(
                 source,
-                %error,
-                "cannot fetch the JWKS yet: the input JWTs it should verify are refused until it can"
-            ),
+                "the JWKS has no usable key: no input JWT verifies with it"
+            );
         }
+        Ok(keys) => tracing::info!(source, keys = keys.keys().count(), "JWKS fetched"),
+        Err(error) => tracing::warn!(
+            source,
+            %error,
+            "cannot fetch the JWKS yet: the input JWTs it should verify are refused until it can"
+        ),
     }
 }
 
@@ -172,9 +167,8 @@ impl Remotes {
     }
 
     /// Every source, to fetch ahead of the first input JWT.
-    pub(super) fn into_sources(self) -> Vec<RemoteSource> {
-        let all = self.by_url.into_iter().chain(self.by_issuer);
-        all.map(RemoteSource).collect()
+    pub(super) fn into_sources(self) -> Vec<RemoteJwks> {
+        self.by_url.into_iter().chain(self.by_issuer).collect()
     }
 
     #[cfg(feature = "reqwest")]

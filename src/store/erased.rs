@@ -19,7 +19,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// the replay cache and the revocation list of any store (memory, SQLite,
 /// PostgreSQL, your own), behind one type. So a host can choose its store
 /// from its configuration and still name one endpoint type,
-/// `TokenEndpointLayer<StoreVerifier<AnyStore, AnyStore>>`.
+/// `TokenEndpointLayer<StoreVerifier<AnyStore>>`.
 ///
 /// ```
 /// use tower_m2m_auth::store::{AnyStore, MemoryReplayCache, MemoryRevocationList, MemoryStore};
@@ -84,8 +84,7 @@ impl std::fmt::Debug for AnyStore {
     }
 }
 
-/// The object-safe mirror of [`CredentialStore`] (the issuer's view of the
-/// accounts uses it too).
+/// The object-safe mirror of [`CredentialStore`].
 pub(crate) trait ErasedCredentials: Send + Sync + 'static {
     fn app_password<'a>(
         &'a self,
