@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_m2m_auth::config::{Built, Config, ConfigError};
+use tower_m2m_auth::config::{BuildError, Built, Config};
 use tower_m2m_auth::issuer::ApplicationError;
 use tower_m2m_auth::store::{AccountAdmin, CredentialStore};
 
@@ -35,7 +35,7 @@ fn config(edit: impl FnOnce(&mut Value)) -> Config {
     serde_json::from_value(value).unwrap()
 }
 
-async fn build(config: Config, base_dir: &Path) -> Result<Built, ConfigError> {
+async fn build(config: Config, base_dir: &Path) -> Result<Built, BuildError> {
     config.build(base_dir).await
 }
 
@@ -118,7 +118,7 @@ async fn an_sqlite_store_chosen_at_run_time_keeps_accounts_across_builds() {
 }
 
 /// Expects `build` to refuse the configuration, with an error `check` accepts.
-async fn refused(edit: impl FnOnce(&mut Value), check: impl FnOnce(&ConfigError) -> bool) {
+async fn refused(edit: impl FnOnce(&mut Value), check: impl FnOnce(&BuildError) -> bool) {
     let error = match build(config(edit), Path::new(".")).await {
         Ok(_) => panic!("accepted"),
         Err(error) => error,
@@ -135,7 +135,7 @@ async fn the_library_refuses_what_the_configuration_gets_wrong() {
             application.extend(edit.as_object().unwrap().clone());
         }
     };
-    let application_error = |expected: ApplicationError| move |error: &ConfigError| matches!(error, ConfigError::Endpoint { source: Endpoint::Application { error, .. }, .. } if *error == expected);
+    let application_error = |expected: ApplicationError| move |error: &BuildError| matches!(error, BuildError::Endpoint { source: Endpoint::Application { error, .. }, .. } if *error == expected);
     refused(
         app(json!({ "slug": "a/b" })),
         application_error(ApplicationError::Slug("a/b".into())),
@@ -164,7 +164,7 @@ async fn the_library_refuses_what_the_configuration_gets_wrong() {
     let over_the_cap = ApplicationError::Leeway(std::time::Duration::from_secs(301));
     refused(app(leeway), application_error(over_the_cap)).await;
     // The one fetch-URL check: plain http only to loopback.
-    let invalid = |error: &ConfigError| matches!(error, ConfigError::Invalid { reason, .. } if reason.contains("loopback"));
+    let invalid = |error: &BuildError| matches!(error, BuildError::Invalid { reason, .. } if reason.contains("loopback"));
     refused(
         app(ci(json!({ "jwks_url": "http://ci.example/jwks" }))),
         invalid,
@@ -183,7 +183,7 @@ async fn the_library_refuses_what_the_configuration_gets_wrong() {
         |error| {
             matches!(
                 error,
-                ConfigError::Endpoint {
+                BuildError::Endpoint {
                     source: Endpoint::SelfFederation(_),
                     ..
                 }
@@ -194,20 +194,20 @@ async fn the_library_refuses_what_the_configuration_gets_wrong() {
     // A binding to an application that does not exist.
     refused(
         |value| value["service_accounts"][0]["bindings"][0]["client_id"] = json!("nowhere"),
-        |error| matches!(error, ConfigError::Invalid { reason, .. } if reason.contains("no [[applications]]")),
+        |error| matches!(error, BuildError::Invalid { reason, .. } if reason.contains("no [[applications]]")),
     )
     .await;
     // A username the stores refuse.
     refused(
         |value| value["service_accounts"][0]["username"] = json!("two words"),
-        |error| matches!(error, ConfigError::Account { .. }),
+        |error| matches!(error, BuildError::Account { .. }),
     )
     .await;
 }
 
 #[tokio::test]
 async fn settings_that_contradict_or_go_unused_are_refused() {
-    let invalid = |at: &'static str| move |error: &ConfigError| matches!(error, ConfigError::Invalid { at: found, .. } if found.starts_with(at));
+    let invalid = |at: &'static str| move |error: &BuildError| matches!(error, BuildError::Invalid { at: found, .. } if found.starts_with(at));
     let rows: Vec<(&str, Value, &str)> = vec![
         (
             "store_with_two_keys",
@@ -255,7 +255,7 @@ async fn settings_that_contradict_or_go_unused_are_refused() {
     refused(
         |value| value["applications"][0]["token_lifetime_secs"] = json!(0),
         |error| {
-            matches!(error, ConfigError::Endpoint { .. }) && error.to_string().contains("lifetime")
+            matches!(error, BuildError::Endpoint { .. }) && error.to_string().contains("lifetime")
         },
     )
     .await;

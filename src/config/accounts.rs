@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
-use super::{ApplicationConfig, ConfigError, parse_digest};
+use super::{ApplicationConfig, BuildError, parse_digest};
 use crate::store::{AccountAdmin, AnyStore, AppPassword, Binding, ServiceAccount, TokenDigest};
 
 /// Namespace of the name-based UUIDs given to configured service accounts,
@@ -160,18 +160,18 @@ fn rfc3339<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SystemTi
 pub(super) fn configured(
     configs: &[ServiceAccountConfig],
     applications: &[ApplicationConfig],
-) -> Result<Vec<Configured>, ConfigError> {
+) -> Result<Vec<Configured>, BuildError> {
     let mut accounts = Vec::with_capacity(configs.len());
     let mut usernames = HashSet::new();
     let mut digests = HashSet::new();
     for config in configs {
         let at = format!("[[service_accounts]] {:?}", config.username);
-        let invalid = |reason: String| ConfigError::invalid(&at, reason);
+        let invalid = |reason: String| BuildError::invalid(&at, reason);
         if !usernames.insert(config.username.as_str()) {
             return Err(invalid("username is used twice".into()));
         }
         let account = config.account();
-        account.check().map_err(|source| ConfigError::Account {
+        account.check().map_err(|source| BuildError::Account {
             at: at.clone(),
             source,
         })?;
@@ -252,11 +252,11 @@ pub(super) fn check_binding(
 /// stays disabled. A configured token that was revoked is imported again,
 /// though. Configured bindings are applied every time (the configuration's
 /// scopes win); bindings made at run time to other applications stay.
-pub(super) async fn import(store: &AnyStore, accounts: &[Configured]) -> Result<(), ConfigError> {
+pub(super) async fn import(store: &AnyStore, accounts: &[Configured]) -> Result<(), BuildError> {
     let mut new_tokens = 0;
     for configured in accounts {
         let username = configured.account.username.as_str();
-        let error = |what: String, source| ConfigError::Account {
+        let error = |what: String, source| BuildError::Account {
             at: format!("[[service_accounts]] {username:?}{what}"),
             source,
         };

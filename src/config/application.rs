@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::trust::{self, Remotes, TrustedIssuerConfig};
-use super::{ConfigError, parse_digest};
+use super::{BuildError, parse_digest};
 use crate::issuer::{Application, SubjectMode};
 use crate::keys::RemoteJwks;
 
@@ -104,14 +104,14 @@ impl From<SubjectModeName> for SubjectMode {
 pub(super) fn build_all(
     configs: &[ApplicationConfig],
     base_dir: &Path,
-) -> Result<(Vec<Application>, Vec<RemoteJwks>), ConfigError> {
+) -> Result<(Vec<Application>, Vec<RemoteJwks>), BuildError> {
     let mut remotes = Remotes::default();
     let mut applications = Vec::with_capacity(configs.len());
     for (index, config) in configs.iter().enumerate() {
         let at = format!("[[applications]] #{} ({:?})", index + 1, config.client_id);
         let application = config
             .build(base_dir, &mut remotes)
-            .map_err(|reason| ConfigError::invalid(at, reason))?;
+            .map_err(|reason| BuildError::invalid(at, reason))?;
         applications.push(application);
     }
     Ok((applications, remotes.into_sources()))

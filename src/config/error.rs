@@ -10,7 +10,7 @@ use crate::store::{AdminError, StoreError};
 /// `[keys]`…), and never repeats a secret or a URL that may hold one.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum BuildError {
     /// A setting is invalid, or settings contradict each other.
     #[error("{at}: {reason}")]
     Invalid {
@@ -79,7 +79,7 @@ pub enum ConfigError {
     },
 }
 
-impl ConfigError {
+impl BuildError {
     /// An [`Invalid`](Self::Invalid) setting.
     pub(crate) fn invalid(at: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {

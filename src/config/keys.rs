@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{ConfigError, resolve};
+use super::{BuildError, resolve};
 use crate::keys::{Algorithm, KeyRing, SigningKey};
 
 /// `[keys]`: PEM key files, or the settings of a generated key.
@@ -64,10 +64,10 @@ impl From<KeyAlgorithm> for Algorithm {
 }
 
 /// The key ring: the configured key files, or a generated key.
-pub(super) fn load(config: &KeysConfig, base_dir: &Path) -> Result<KeyRing, ConfigError> {
+pub(super) fn load(config: &KeysConfig, base_dir: &Path) -> Result<KeyRing, BuildError> {
     if !config.files.is_empty() {
         if config.algorithm.is_some() || config.generated_key_file.is_some() {
-            return Err(ConfigError::invalid(
+            return Err(BuildError::invalid(
                 "[keys]",
                 "`files` excludes `algorithm` and `generated_key_file`, which describe a \
                  generated key",
@@ -92,17 +92,17 @@ pub(super) fn load(config: &KeysConfig, base_dir: &Path) -> Result<KeyRing, Conf
 }
 
 /// Reads every key file: the first is active, the others only published.
-fn load_files(files: &[PathBuf], base_dir: &Path) -> Result<KeyRing, ConfigError> {
+fn load_files(files: &[PathBuf], base_dir: &Path) -> Result<KeyRing, BuildError> {
     let mut kids = HashSet::new();
     let mut ring: Option<KeyRing> = None;
     for file in files {
         let path = resolve(base_dir, file);
         let pem =
-            fs::read(&path).map_err(|e| ConfigError::read("read key file", path.clone(), e))?;
+            fs::read(&path).map_err(|e| BuildError::read("read key file", path.clone(), e))?;
         let key = SigningKey::from_pem(&pem).map_err(|source| key_error(&path, source))?;
         if !kids.insert(key.kid().to_owned()) {
             let reason = format!("{} repeats a key listed before", path.display());
-            return Err(ConfigError::invalid("[keys]", reason));
+            return Err(BuildError::invalid("[keys]", reason));
         }
         let role = if ring.is_none() {
             "active"
@@ -120,35 +120,35 @@ fn load_files(files: &[PathBuf], base_dir: &Path) -> Result<KeyRing, ConfigError
             Some(ring) => ring.with_published(key),
         });
     }
-    ring.ok_or_else(|| ConfigError::invalid("[keys]", "`files` is empty"))
+    ring.ok_or_else(|| BuildError::invalid("[keys]", "`files` is empty"))
 }
 
-fn key_error(path: &Path, source: crate::keys::KeyError) -> ConfigError {
-    ConfigError::Key {
+fn key_error(path: &Path, source: crate::keys::KeyError) -> BuildError {
+    BuildError::Key {
         at: format!("key file {}", path.display()),
         source,
     }
 }
 
-fn generate(algorithm: KeyAlgorithm) -> Result<SigningKey, ConfigError> {
-    SigningKey::generate(algorithm.into()).map_err(|source| ConfigError::Key {
+fn generate(algorithm: KeyAlgorithm) -> Result<SigningKey, BuildError> {
+    SigningKey::generate(algorithm.into()).map_err(|source| BuildError::Key {
         at: format!("cannot generate a {algorithm} key"),
         source,
     })
 }
 
 /// Reads the generated key kept at `path`, or generates and saves one.
-fn load_or_generate(path: &Path, algorithm: KeyAlgorithm) -> Result<SigningKey, ConfigError> {
+fn load_or_generate(path: &Path, algorithm: KeyAlgorithm) -> Result<SigningKey, BuildError> {
     let pem = match fs::read(path) {
         Ok(pem) => pem,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return generate_and_save(path, algorithm);
         }
-        Err(error) => return Err(ConfigError::read("read key file", path.to_owned(), error)),
+        Err(error) => return Err(BuildError::read("read key file", path.to_owned(), error)),
     };
     let key = SigningKey::from_pem(&pem).map_err(|source| key_error(path, source))?;
     if key.algorithm() != Algorithm::from(algorithm) {
-        return Err(ConfigError::invalid(
+        return Err(BuildError::invalid(
             "[keys]",
             format!(
                 "{} holds a key for {:?}, but [keys] algorithm is {algorithm}: set the \
@@ -162,13 +162,13 @@ fn load_or_generate(path: &Path, algorithm: KeyAlgorithm) -> Result<SigningKey, 
     Ok(key)
 }
 
-fn generate_and_save(path: &Path, algorithm: KeyAlgorithm) -> Result<SigningKey, ConfigError> {
+fn generate_and_save(path: &Path, algorithm: KeyAlgorithm) -> Result<SigningKey, BuildError> {
     let key = generate(algorithm)?;
     let pem = key
         .to_pkcs8_pem()
-        .ok_or_else(|| ConfigError::invalid("[keys]", "the generated key has no PKCS#8 form"))?;
+        .ok_or_else(|| BuildError::invalid("[keys]", "the generated key has no PKCS#8 form"))?;
     write_private_file(path, &pem)
-        .map_err(|e| ConfigError::read("save the generated key to", path.to_owned(), e))?;
+        .map_err(|e| BuildError::read("save the generated key to", path.to_owned(), e))?;
     tracing::info!(%algorithm, kid = key.kid(), path = %path.display(), "generated a signing key and saved it");
     Ok(key)
 }

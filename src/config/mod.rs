@@ -36,7 +36,7 @@ use serde::Deserialize;
 
 pub use accounts::{BindingConfig, ServiceAccountConfig, TokenConfig};
 pub use application::{ApplicationConfig, SubjectModeName};
-pub use error::ConfigError;
+pub use error::BuildError;
 pub use keys::{KeyAlgorithm, KeysConfig};
 pub use store::{AttemptLimitsConfig, StoreConfig};
 pub use trust::{TrustedIssuerConfig, prefetch};
@@ -114,16 +114,16 @@ impl Config {
     /// Checks everything, opens the store and imports the configured
     /// service accounts, and builds the endpoint and the validator.
     /// Relative key and store paths start at `base_dir`.
-    pub async fn build(&self, base_dir: &Path) -> Result<Built, ConfigError> {
+    pub async fn build(&self, base_dir: &Path) -> Result<Built, BuildError> {
         if self.applications.is_empty() {
-            return Err(ConfigError::invalid("[[applications]]", "none is defined"));
+            return Err(BuildError::invalid("[[applications]]", "none is defined"));
         }
         let limits = self.attempt_limits.check()?;
         let (applications, remote_sources) = application::build_all(&self.applications, base_dir)?;
         // The endpoint's own checks, before the store or a key file is
         // created: on a probe with a throwaway key and store.
         let probe_key =
-            SigningKey::from_hmac_secret(&[0; 32]).map_err(|source| ConfigError::Key {
+            SigningKey::from_hmac_secret(&[0; 32]).map_err(|source| BuildError::Key {
                 at: "[keys]".into(),
                 source,
             })?;
@@ -168,7 +168,7 @@ impl Config {
     /// the configured service accounts, tokens and bindings, once they are
     /// checked: what an administration tool needs, without keys or
     /// applications.
-    pub async fn open_store(&self, base_dir: &Path) -> Result<AnyStore, ConfigError> {
+    pub async fn open_store(&self, base_dir: &Path) -> Result<AnyStore, BuildError> {
         let accounts = accounts::configured(&self.service_accounts, &self.applications)?;
         let choice = store::Choice::of(self.store.as_ref(), base_dir)?;
         let description = choice.to_string();
@@ -180,7 +180,7 @@ impl Config {
 
     /// How the configured store is described to an operator ("SQLite store
     /// FILE", "PostgreSQL store", "memory store"), and whether it is memory.
-    pub fn describe_store(&self, base_dir: &Path) -> Result<(String, bool), ConfigError> {
+    pub fn describe_store(&self, base_dir: &Path) -> Result<(String, bool), BuildError> {
         let choice = store::Choice::of(self.store.as_ref(), base_dir)?;
         Ok((choice.to_string(), choice.is_memory()))
     }
@@ -207,9 +207,9 @@ impl Config {
     /// Checks a binding made at run time: a valid binding, to a configured
     /// application (scopes that the application does not allow are never
     /// granted: a warning).
-    pub fn check_binding(&self, binding: &Binding) -> Result<(), ConfigError> {
+    pub fn check_binding(&self, binding: &Binding) -> Result<(), BuildError> {
         accounts::check_binding(&self.applications, binding).map_err(|reason| {
-            ConfigError::invalid(format!("binding {:?}", binding.client_id), reason)
+            BuildError::invalid(format!("binding {:?}", binding.client_id), reason)
         })
     }
 
@@ -236,7 +236,7 @@ impl Config {
 
 impl EndpointConfig {
     /// Applies the options that are set.
-    fn apply(&self, mut endpoint: Endpoint) -> Result<Endpoint, ConfigError> {
+    fn apply(&self, mut endpoint: Endpoint) -> Result<Endpoint, BuildError> {
         if let Some(enabled) = self.id_token {
             endpoint = endpoint.id_token(enabled);
         }
@@ -245,7 +245,7 @@ impl EndpointConfig {
         }
         if let Some(bytes) = self.body_limit {
             if bytes == 0 {
-                return Err(ConfigError::invalid(
+                return Err(BuildError::invalid(
                     "[endpoint] body_limit",
                     "must be at least 1 byte",
                 ));
@@ -259,8 +259,8 @@ impl EndpointConfig {
     }
 }
 
-fn endpoint_error(at: &str, source: crate::issuer::ConfigError) -> ConfigError {
-    ConfigError::Endpoint {
+fn endpoint_error(at: &str, source: crate::issuer::ConfigError) -> BuildError {
+    BuildError::Endpoint {
         at: at.to_owned(),
         source,
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Endpoint, resolve};
+use super::{BuildError, Endpoint, resolve};
 use crate::issuer::AttemptLimits;
 use crate::store::{AnyStore, FailureLimit, MemoryAttemptLimiter};
 
@@ -53,7 +53,7 @@ pub(super) enum Choice {
 }
 
 impl Choice {
-    pub(super) fn of(config: Option<&StoreConfig>, base_dir: &Path) -> Result<Self, ConfigError> {
+    pub(super) fn of(config: Option<&StoreConfig>, base_dir: &Path) -> Result<Self, BuildError> {
         let Some(config) = config else {
             return Ok(Self::Memory);
         };
@@ -68,12 +68,12 @@ impl Choice {
             #[cfg(not(feature = "postgres"))]
             (None, Some(_), None) => Err(missing("[store] postgres", "postgres")),
             (None, None, Some(true)) => Ok(Self::Memory),
-            (None, None, Some(false)) => Err(ConfigError::invalid(
+            (None, None, Some(false)) => Err(BuildError::invalid(
                 "[store] memory = false",
                 "name the store instead (sqlite = \"FILE\" or postgres = \"URL\"), or leave \
                  [store] out for SQLite next to the configuration file",
             )),
-            _ => Err(ConfigError::invalid(
+            _ => Err(BuildError::invalid(
                 "[store]",
                 "give exactly one of sqlite = \"FILE\", postgres = \"URL\" or memory = true",
             )),
@@ -85,7 +85,7 @@ impl Choice {
     }
 
     /// Connects (creating the SQLite file and the tables if needed).
-    pub(super) async fn open(self) -> Result<AnyStore, ConfigError> {
+    pub(super) async fn open(self) -> Result<AnyStore, BuildError> {
         match self {
             Self::Memory => Ok(AnyStore::memory()),
             #[cfg(feature = "sqlite")]
@@ -93,7 +93,7 @@ impl Choice {
                 let at = format!("cannot open the SQLite store {}", file.display());
                 let name = file
                     .to_str()
-                    .ok_or_else(|| ConfigError::invalid(&at, "the path is not UTF-8"))?;
+                    .ok_or_else(|| BuildError::invalid(&at, "the path is not UTF-8"))?;
                 // A bare name would be taken for a URL if it began with "sqlite:".
                 let name = if name.starts_with("sqlite:") {
                     format!("./{name}")
@@ -102,7 +102,7 @@ impl Choice {
                 };
                 let store = crate::store::SqliteStore::connect(&name)
                     .await
-                    .map_err(|source| ConfigError::Store { at, source })?;
+                    .map_err(|source| BuildError::Store { at, source })?;
                 Ok(AnyStore::new(store))
             }
             #[cfg(feature = "postgres")]
@@ -110,7 +110,7 @@ impl Choice {
                 // The error never repeats the URL, which may hold a password.
                 let store = crate::store::PgStore::connect(&url)
                     .await
-                    .map_err(|source| ConfigError::Store {
+                    .map_err(|source| BuildError::Store {
                         at: "cannot open the PostgreSQL store".into(),
                         source,
                     })?;
@@ -133,8 +133,8 @@ impl fmt::Display for Choice {
 }
 
 #[allow(dead_code, reason = "unused when every store feature is on")]
-fn missing(setting: &'static str, feature: &'static str) -> ConfigError {
-    ConfigError::MissingFeature { setting, feature }
+fn missing(setting: &'static str, feature: &'static str) -> BuildError {
+    BuildError::MissingFeature { setting, feature }
 }
 
 /// `[attempt_limits]`: the limit on failed authentication attempts, per
@@ -185,12 +185,12 @@ pub(super) enum LimitsPlan {
 }
 
 impl AttemptLimitsConfig {
-    pub(super) fn check(&self) -> Result<LimitsPlan, ConfigError> {
+    pub(super) fn check(&self) -> Result<LimitsPlan, BuildError> {
         if !self.enabled {
             return Ok(LimitsPlan::Off);
         }
         if self.window_secs == 0 {
-            return Err(ConfigError::invalid(
+            return Err(BuildError::invalid(
                 "[attempt_limits] window_secs",
                 "must be at least 1",
             ));
@@ -213,7 +213,7 @@ impl AttemptLimitsConfig {
 impl LimitsPlan {
     /// Puts the limiter on `endpoint` (the address limit needs the host to
     /// tell the endpoint where the client address is: `client_address`).
-    pub(super) async fn apply(self, endpoint: Endpoint) -> Result<Endpoint, ConfigError> {
+    pub(super) async fn apply(self, endpoint: Endpoint) -> Result<Endpoint, BuildError> {
         let describe = |limits: &AttemptLimits, place: &str| {
             let show = |limit: Option<FailureLimit>| {
                 limit.map_or_else(|| "none".to_owned(), |l| l.max_failures().to_string())
@@ -246,7 +246,7 @@ impl LimitsPlan {
                 // The URL may hold a password: name the table, not the URL.
                 let redis = crate::store::RedisStore::connect(&url)
                     .await
-                    .map_err(|source| ConfigError::Store {
+                    .map_err(|source| BuildError::Store {
                         at: "[attempt_limits] redis".into(),
                         source,
                     })?;
