@@ -206,6 +206,35 @@ pub async fn post_form(server: &Server, body: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// A token request at `client_id` as the test service account
+/// (`USERNAME`) with app password `password`.
+pub async fn post_password(server: &Server, client_id: &str, password: &str) -> reqwest::Response {
+    post_form(server, &password_form(client_id, password)).await
+}
+
+/// The form of [`post_password`].
+pub fn password_form(client_id: &str, password: &str) -> String {
+    form_encode(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("username", USERNAME),
+        ("password", password),
+    ])
+}
+
+/// Asserts a 429 answer of RFC 6749 shape (`temporarily_unavailable`, a
+/// `Retry-After` in whole seconds); returns its `Retry-After`.
+pub async fn too_many(response: reqwest::Response) -> u64 {
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(error_code(response).await, "temporarily_unavailable");
+    retry_after
+}
+
 /// The `error` code of an RFC 6749 §5.2 response, after checking its shape.
 pub async fn error_code(response: reqwest::Response) -> String {
     Answer::read(response).await.error()
