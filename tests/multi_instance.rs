@@ -13,19 +13,16 @@ use axum::Router;
 use axum::routing::any;
 use common::jwks::External;
 use common::pg::{fresh_database, required};
-use common::{APP_SECRET, CLIENT_ID, application, form_encode, http};
+use common::{APP_SECRET, CLIENT_ID, JWT_BEARER, application, form_encode, http};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
-use tower_m2m_auth::keys::{
-    Algorithm, KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys,
-};
+use tower_m2m_auth::issuer::TokenEndpointLayer;
+use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     AccountAdmin, Binding, PgStore, RedisStore, ServiceAccount, TokenDigest,
 };
 
 const CI_CLIENT: &str = "ci-client";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// One instance: its own database pool and Redis connection.
 struct Instance {
@@ -47,13 +44,7 @@ impl Instance {
             .with_prefix(redis_prefix);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let ci = Application::new(CI_CLIENT, "ci")
-            .with_verification_keys(VerificationKeys::new().with_issuer(
-                TrustedIssuer::new("https://ci.example").with_key(
-                    VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap(),
-                ),
-            ))
-            .with_single_use_assertions(true);
+        let ci = external.ci_application(CI_CLIENT);
         // The instances share their signing keys, as replicas do.
         let layer =
             TokenEndpointLayer::new("https://auth.example.com", keys.clone(), store.clone())
@@ -122,34 +113,26 @@ async fn an_account_created_through_one_instance_is_accepted_by_the_other() {
         .create_service_account(ServiceAccount::new("svc-shared"), None)
         .await
         .unwrap();
+    let login = async || b.login("svc-shared", token.expose_secret()).await.status();
+    let bind = async || {
+        a.store
+            .bind_account("svc-shared", Binding::new(CLIENT_ID, ["read"]))
+            .await
+            .unwrap()
+    };
     // Unbound, it gets no token; bound through one instance, the other
     // accepts it at once; unbound again, refused at once.
-    assert_eq!(
-        b.login("svc-shared", token.expose_secret()).await.status(),
-        400
-    );
-    a.store
-        .bind_account("svc-shared", Binding::new(CLIENT_ID, ["read"]))
-        .await
-        .unwrap();
-    assert_eq!(
-        b.login("svc-shared", token.expose_secret()).await.status(),
-        200
-    );
+    assert_eq!(login().await, 400);
+    bind().await;
+    assert_eq!(login().await, 200);
     assert!(
         a.store
             .unbind_account("svc-shared", CLIENT_ID)
             .await
             .unwrap()
     );
-    assert_eq!(
-        b.login("svc-shared", token.expose_secret()).await.status(),
-        400
-    );
-    a.store
-        .bind_account("svc-shared", Binding::new(CLIENT_ID, ["read"]))
-        .await
-        .unwrap();
+    assert_eq!(login().await, 400);
+    bind().await;
 
     // Revoking the app password through one is seen by the other at once.
     assert!(
@@ -158,10 +141,7 @@ async fn an_account_created_through_one_instance_is_accepted_by_the_other() {
             .await
             .unwrap()
     );
-    assert_eq!(
-        b.login("svc-shared", token.expose_secret()).await.status(),
-        400
-    );
+    assert_eq!(login().await, 400);
 }
 
 #[tokio::test]
