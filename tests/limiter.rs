@@ -454,20 +454,7 @@ async fn run(row: &'static Row) {
 /// rule that broke.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempt_limit_rules() {
-    let tasks: Vec<_> = ROWS.iter().map(|row| tokio::spawn(run(row))).collect();
-    let mut broken = Vec::new();
-    for task in tasks {
-        if let Err(error) = task.await {
-            let panic = error.into_panic();
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            broken.push(message);
-        }
-    }
-    assert!(broken.is_empty(), "rules broken:\n{}", broken.join("\n"));
+    check_rows(ROWS, run).await;
 }
 
 #[tokio::test]

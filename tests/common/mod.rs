@@ -279,6 +279,30 @@ pub async fn post_assertion(
     .await
 }
 
+/// Runs `run` for every row of a rule table, each in its own task and all
+/// at once; panics listing every row that broke (each row's own panic
+/// message names its rule), not only the first.
+pub async fn check_rows<R, F>(rows: &'static [R], run: impl Fn(&'static R) -> F)
+where
+    R: Sync,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let tasks: Vec<_> = rows.iter().map(|row| tokio::spawn(run(row))).collect();
+    let mut broken = Vec::new();
+    for task in tasks {
+        if let Err(error) = task.await {
+            let panic = error.into_panic();
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            broken.push(message);
+        }
+    }
+    assert!(broken.is_empty(), "rules broken:\n{}", broken.join("\n"));
+}
+
 pub fn form_encode(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap()
 }
