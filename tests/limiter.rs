@@ -13,14 +13,12 @@ use axum::extract::ConnectInfo;
 use axum::routing::any;
 use common::*;
 use jsonwebtoken::Algorithm;
-use secrecy::ExposeSecret;
 use serde_json::Value;
 use tower_m2m_auth::issuer::{Application, AttemptLimits, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{
-    AccountCredential, Admission, AppPassword, AttemptKey, AttemptLimiter, Binding,
-    CredentialStore, FailureLimit, MemoryAttemptLimiter, MemoryStore, ServiceAccount, StoreError,
-    TokenDigest,
+    AccountCredential, Admission, AttemptKey, AttemptLimiter, Binding, CredentialStore,
+    FailureLimit, MemoryAttemptLimiter, MemoryStore, StoreError, TokenDigest,
 };
 
 const OTHER_CLIENT: &str = "other-client";
@@ -144,12 +142,7 @@ async fn start_limited_with(
     address_source: Option<AddressSource>,
     latency: Duration,
 ) -> Limited {
-    let store = MemoryStore::new();
-    let account = ServiceAccount::new(USERNAME);
-    let (token, password) = AppPassword::generate(&account.id);
-    store.insert_account(account.clone());
-    store.insert_app_password(password);
-    store.bind(USERNAME, all_scopes());
+    let (store, account, token) = account_store();
     let lookups = Arc::new(AtomicUsize::new(0));
     let store_down = Arc::new(AtomicBool::new(false));
     let counting = CountingStore {
@@ -161,9 +154,8 @@ async fn start_limited_with(
 
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let base = format!("http://{addr}");
-    let mut layer = TokenEndpointLayer::new(&base, keys.clone(), counting)
+    let server = Server::at(listener.local_addr().unwrap(), store, keys, account, token);
+    let mut layer = TokenEndpointLayer::new(&server.base, server.keys.clone(), counting)
         .unwrap()
         .application(application())
         .unwrap()
@@ -179,14 +171,7 @@ async fn start_limited_with(
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
     Limited {
-        server: Server {
-            addr,
-            base,
-            store,
-            keys,
-            token: token.expose_secret().to_owned(),
-            account,
-        },
+        server,
         lookups,
         store_down,
     }

@@ -13,7 +13,7 @@ use axum::Router;
 use axum::routing::any;
 use common::jwks::External;
 use common::pg::{fresh_database, required};
-use common::{APP_SECRET, CLIENT_ID, JWT_BEARER, application, form_encode, http};
+use common::{APP_SECRET, CLIENT_ID, JWT_BEARER, form_encode, http, replica};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tower_m2m_auth::issuer::TokenEndpointLayer;
@@ -48,13 +48,8 @@ impl Instance {
         // The instances share their signing keys, as replicas do.
         let layer =
             TokenEndpointLayer::new("https://auth.example.com", keys.clone(), store.clone())
-                .unwrap()
-                .replay_cache(redis.clone())
-                .application(application())
-                .unwrap()
-                .application(ci)
-                .unwrap()
-                .revocation_list(redis);
+                .unwrap();
+        let layer = replica(layer, redis, ci);
         let app = Router::new()
             .route("/{*path}", any(|| async { "inner" }))
             .layer(layer);

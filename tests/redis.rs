@@ -25,7 +25,7 @@ use tower_m2m_auth::issuer::{AttemptLimits, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     Admission, AttemptKey, AttemptLimiter, FailureLimit, MemoryStore, RedisStore, ReplayCache,
-    RevocationList,
+    RevocationList, ServiceAccount,
 };
 
 const ISSUER_BASE: &str = "https://auth.example.com";
@@ -62,23 +62,19 @@ struct Instance {
 struct Shared {
     keys: KeyRing,
     store: MemoryStore,
+    account: ServiceAccount,
     token: String,
     external: External,
 }
 
 impl Shared {
     fn new() -> Self {
-        let store = MemoryStore::new();
-        let account = tower_m2m_auth::store::ServiceAccount::new(USERNAME);
-        let (token, password) = tower_m2m_auth::store::AppPassword::generate(&account.id);
-        store.insert_account(account);
-        store.insert_app_password(password);
-        store.bind(USERNAME, all_scopes());
-        use secrecy::ExposeSecret;
+        let (store, account, token) = account_store();
         Self {
             keys: KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap()),
             store,
-            token: token.expose_secret().to_owned(),
+            account,
+            token,
             external: External::new(Algorithm::ES256),
         }
     }
@@ -95,36 +91,28 @@ impl Shared {
             .external
             .ci_application(CI_CLIENT)
             .with_allowed_scopes(["deploy"]);
-        let layer = TokenEndpointLayer::new(ISSUER_BASE, self.keys.clone(), self.store.clone())
-            .unwrap()
-            .replay_cache(redis.clone())
-            .application(application())
-            .unwrap()
-            .application(ci)
-            .unwrap()
-            .revocation_list(redis.clone())
-            .attempt_limiter(
-                redis,
-                AttemptLimits::default()
-                    .with_client_limit(Some(FailureLimit::new(max_failures, MINUTE)))
-                    .with_address_limit(None),
-            );
+        let layer =
+            TokenEndpointLayer::new(ISSUER_BASE, self.keys.clone(), self.store.clone()).unwrap();
+        let layer = replica(layer, redis.clone(), ci).attempt_limiter(
+            redis,
+            AttemptLimits::default()
+                .with_client_limit(Some(FailureLimit::new(max_failures, MINUTE)))
+                .with_address_limit(None),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = Router::new()
             .route("/{*path}", any(|| async { "inner" }))
             .layer(layer);
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Instance {
-            server: Server {
-                addr,
-                base: format!("http://{addr}"),
-                store: self.store.clone(),
-                keys: self.keys.clone(),
-                token: self.token.clone(),
-                account: tower_m2m_auth::store::ServiceAccount::new(USERNAME),
-            },
-        }
+        let server = Server::at(
+            addr,
+            self.store.clone(),
+            self.keys.clone(),
+            self.account.clone(),
+            self.token.clone(),
+        );
+        Instance { server }
     }
 
     /// Two instances, each with its own connection to the shared Redis.

@@ -47,6 +47,24 @@ pub struct Server {
 }
 
 impl Server {
+    /// The fixture of a server at `http://{addr}`.
+    pub fn at(
+        addr: SocketAddr,
+        store: MemoryStore,
+        keys: KeyRing,
+        account: ServiceAccount,
+        token: String,
+    ) -> Self {
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            store,
+            keys,
+            token,
+            account,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -128,31 +146,47 @@ pub fn build(
     application: Application,
     configure: impl FnOnce(TestLayer) -> TestLayer,
 ) -> (Router, Server) {
-    let store = MemoryStore::new();
-    let account = ServiceAccount::new(USERNAME).with_name("Deployer");
-    let (token, password) = AppPassword::generate(&account.id);
-    store.insert_account(account.clone());
-    store.insert_app_password(password);
-    store.bind(USERNAME, all_scopes());
-
+    let (store, account, token) = account_store();
     let keys = KeyRing::new(SigningKey::generate(algorithm).unwrap());
-    let base = format!("http://{addr}");
-    let layer = TokenEndpointLayer::new(&base, keys.clone(), store.clone())
+    let server = Server::at(addr, store, keys, account, token);
+    let layer = TokenEndpointLayer::new(&server.base, server.keys.clone(), server.store.clone())
         .unwrap()
         .application(application)
         .unwrap();
     let app = Router::new()
         .route("/{*path}", any(echo))
         .layer(configure(layer));
-    let server = Server {
-        addr,
-        base,
-        store,
-        keys,
-        token: token.expose_secret().to_owned(),
-        account,
-    };
     (app, server)
+}
+
+/// A store holding the test service account (`USERNAME`) with one app
+/// password, bound to the test application with all its scopes; returns
+/// the store, the account and its app password.
+pub fn account_store() -> (MemoryStore, ServiceAccount, String) {
+    let store = MemoryStore::new();
+    let account = ServiceAccount::new(USERNAME).with_name("Deployer");
+    let (token, password) = AppPassword::generate(&account.id);
+    store.insert_account(account.clone());
+    store.insert_app_password(password);
+    store.bind(USERNAME, all_scopes());
+    (store, account, token.expose_secret().to_owned())
+}
+
+/// The layer of one of several replicas sharing `redis` as their replay
+/// cache and revocation list, with the test application and `ci`.
+#[cfg(feature = "redis")]
+pub fn replica<V>(
+    layer: TokenEndpointLayer<V>,
+    redis: tower_m2m_auth::store::RedisStore,
+    ci: Application,
+) -> TokenEndpointLayer<V> {
+    layer
+        .replay_cache(redis.clone())
+        .application(application())
+        .unwrap()
+        .application(ci)
+        .unwrap()
+        .revocation_list(redis)
 }
 
 pub async fn start() -> Server {
