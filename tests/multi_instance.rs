@@ -77,6 +77,25 @@ impl Instance {
         self.post("/application/o/token/", &form).await
     }
 
+    /// Creates the service account `username` through this instance's
+    /// store, bound nowhere; returns its app password.
+    async fn create_account(&self, username: &str) -> String {
+        let (_, token) = self
+            .store
+            .create_service_account(ServiceAccount::new(username), None)
+            .await
+            .unwrap();
+        token.expose_secret().to_owned()
+    }
+
+    /// Binds `username` to the test application (scope `read`).
+    async fn bind(&self, username: &str) {
+        self.store
+            .bind_account(username, Binding::new(CLIENT_ID, ["read"]))
+            .await
+            .unwrap();
+    }
+
     async fn with_app_secret(&self, path: &str, token: &str) -> Value {
         let form = [
             ("client_id", CLIENT_ID),
@@ -103,22 +122,12 @@ async fn pair() -> (Instance, Instance, External) {
 #[tokio::test]
 async fn an_account_created_through_one_instance_is_accepted_by_the_other() {
     let (a, b, _) = pair().await;
-    let (_, token) = a
-        .store
-        .create_service_account(ServiceAccount::new("svc-shared"), None)
-        .await
-        .unwrap();
-    let login = async || b.login("svc-shared", token.expose_secret()).await.status();
-    let bind = async || {
-        a.store
-            .bind_account("svc-shared", Binding::new(CLIENT_ID, ["read"]))
-            .await
-            .unwrap()
-    };
+    let token = a.create_account("svc-shared").await;
+    let login = async || b.login("svc-shared", &token).await.status();
     // Unbound, it gets no token; bound through one instance, the other
     // accepts it at once; unbound again, refused at once.
     assert_eq!(login().await, 400);
-    bind().await;
+    a.bind("svc-shared").await;
     assert_eq!(login().await, 200);
     assert!(
         a.store
@@ -127,12 +136,12 @@ async fn an_account_created_through_one_instance_is_accepted_by_the_other() {
             .unwrap()
     );
     assert_eq!(login().await, 400);
-    bind().await;
+    a.bind("svc-shared").await;
 
     // Revoking the app password through one is seen by the other at once.
     assert!(
         a.store
-            .revoke_app_password(&TokenDigest::of(token.expose_secret()))
+            .revoke_app_password(&TokenDigest::of(&token))
             .await
             .unwrap()
     );
@@ -142,21 +151,9 @@ async fn an_account_created_through_one_instance_is_accepted_by_the_other() {
 #[tokio::test]
 async fn an_access_token_revoked_through_one_instance_is_inactive_on_the_other() {
     let (a, b, _) = pair().await;
-    let (_, password) = a
-        .store
-        .create_service_account(ServiceAccount::new("svc-revoke"), None)
-        .await
-        .unwrap();
-    a.store
-        .bind_account("svc-revoke", Binding::new(CLIENT_ID, ["read"]))
-        .await
-        .unwrap();
-    let json: Value = a
-        .login("svc-revoke", password.expose_secret())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let password = a.create_account("svc-revoke").await;
+    a.bind("svc-revoke").await;
+    let json: Value = a.login("svc-revoke", &password).await.json().await.unwrap();
     let access = json["access_token"].as_str().unwrap();
     assert_eq!(
         b.with_app_secret("/application/o/introspect/", access)
