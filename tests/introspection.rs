@@ -1,7 +1,11 @@
-//! Token introspection (RFC 7662) and revocation (RFC 7009) over real HTTP.
+//! Token introspection (RFC 7662) and revocation (RFC 7009), called in
+//! process (`tower::ServiceExt::oneshot`): none of these rules is about the
+//! wire. Who may introspect or revoke which token is a table of rows, each
+//! named after its rule.
 
 mod common;
 
+use common::oneshot::FORM;
 use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -13,9 +17,14 @@ const OTHER_CLIENT: &str = "other-client";
 const OTHER_SECRET: &str = "other-application-secret-0123";
 const FEDERATED_CLIENT: &str = "federated-client";
 const FEDERATED_SECRET: &str = "federated-application-secret-0";
+const INTROSPECT: &str = "/application/o/introspect/";
+const REVOKE: &str = "/application/o/revoke/";
+const APP: (&str, &str) = (CLIENT_ID, APP_SECRET);
 
-async fn server() -> Server {
-    start_with(Algorithm::ES256, |layer| {
+/// The test application, another one, and one federated with the test
+/// application, in process.
+fn endpoint() -> Endpoint {
+    Endpoint::with(Algorithm::ES256, |layer| {
         layer
             .application(Application::new(OTHER_CLIENT, "other").with_client_secret(OTHER_SECRET))
             .unwrap()
@@ -26,304 +35,360 @@ async fn server() -> Server {
             )
             .unwrap()
     })
-    .await
 }
 
-async fn access_token(server: &Server) -> String {
-    let response = post_form(
-        server,
-        &form_encode(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("username", USERNAME),
-            ("password", &server.token),
-            ("scope", "read"),
-        ]),
-    )
-    .await;
-    let json: Value = response.json().await.unwrap();
-    json["access_token"].as_str().unwrap().to_owned()
+/// A token response for the test account at the test application, scope
+/// `read`.
+async fn tokens(endpoint: &Endpoint) -> Value {
+    let mut form = endpoint.password_form().to_vec();
+    form.push(("scope", "read"));
+    endpoint.token_json(&form).await
+}
+
+async fn access_token(endpoint: &Endpoint) -> String {
+    tokens(endpoint).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// POSTs `token` to `path`, the client authenticating with HTTP Basic.
-async fn call(server: &Server, path: &str, client: (&str, &str), token: &str) -> reqwest::Response {
-    http()
-        .post(server.url(path))
-        .basic_auth(client.0, Some(client.1))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_encode(&[
-            ("token", token),
-            ("token_type_hint", "access_token"),
-        ]))
-        .send()
-        .await
+async fn call(endpoint: &Endpoint, path: &str, client: (&str, &str), token: &str) -> Answer {
+    let form = [("token", token), ("token_type_hint", "access_token")];
+    let post = Post::form(&form).basic(client.0, client.1);
+    endpoint.send(post.request(path, &[])).await
+}
+
+/// The introspection answer for `token`, asked by `client`: 200, `no-store`.
+async fn introspect(endpoint: &Endpoint, client: (&str, &str), token: &str) -> Value {
+    let answer = call(endpoint, INTROSPECT, client, token).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.header("cache-control"), "no-store");
+    answer.json()
+}
+
+async fn active(endpoint: &Endpoint, token: &str) -> bool {
+    introspect(endpoint, APP, token).await["active"]
+        .as_bool()
         .unwrap()
 }
 
-async fn introspect(server: &Server, client: (&str, &str), token: &str) -> Value {
-    let response = call(server, "/application/o/introspect/", client, token).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    response.json().await.unwrap()
+async fn revoke(endpoint: &Endpoint, client: (&str, &str), token: &str) {
+    let answer = call(endpoint, REVOKE, client, token).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
 }
 
-async fn revoke(server: &Server, client: (&str, &str), token: &str) {
-    let response = call(server, "/application/o/revoke/", client, token).await;
-    assert_eq!(response.status(), 200);
+// ---- who may introspect or revoke which token: one row per rule -------------------
+
+/// Which token a row asks about.
+#[derive(Debug, Clone, Copy)]
+enum Token {
+    /// An access token of the test application, live.
+    Live,
+    NotAJwt,
+    /// Signed with a key the issuer does not hold.
+    Forged,
+    /// Signed by the issuer, expired.
+    Expired,
+    /// The ID token issued beside a live access token: same issuer, key,
+    /// audience and lifetime.
+    Id,
+}
+
+/// Who calls, and how it authenticates.
+#[derive(Debug, Clone, Copy)]
+enum By {
+    /// The test application, with its client secret (HTTP Basic).
+    App,
+    Other,
+    Federated,
+    /// The test application's client_id with the service account's app
+    /// password, in the form.
+    ServiceAccount,
+    /// The test application with a wrong secret.
+    WrongSecret,
+    /// No client authentication.
+    Nobody,
+}
+
+/// What the call answers.
+#[derive(Debug, Clone, Copy)]
+enum Want {
+    /// Introspection: 200, active, of the test account.
+    Active,
+    /// Introspection: 200, `{"active": false}` and nothing else.
+    Inactive,
+    /// Revocation: 200.
+    Revoked,
+    /// This status and RFC 6749 error code.
+    Error(u16, &'static str),
+}
+
+struct Row {
+    rule: &'static str,
+    path: &'static str,
+    by: By,
+    token: Token,
+    want: Want,
+    /// Whether the token is active for the test application afterwards
+    /// (a `Live` token; `None` for the others).
+    then_active: Option<bool>,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        rule: "client_authenticating_with_a_service_account_may_introspect",
+        path: INTROSPECT,
+        by: By::ServiceAccount,
+        token: Token::Live,
+        want: Want::Active,
+        then_active: Some(true),
+    },
+    Row {
+        rule: "introspection_with_a_wrong_client_secret_is_401_invalid_client",
+        path: INTROSPECT,
+        by: By::WrongSecret,
+        token: Token::Live,
+        want: Want::Error(401, "invalid_client"),
+        then_active: Some(true),
+    },
+    Row {
+        rule: "introspection_without_client_authentication_is_invalid_request",
+        path: INTROSPECT,
+        by: By::Nobody,
+        token: Token::Live,
+        want: Want::Error(400, "invalid_request"),
+        then_active: Some(true),
+    },
+    Row {
+        // CVE-2024-47077: a client of one application read another's tokens.
+        rule: "another_application_cannot_introspect_the_token",
+        path: INTROSPECT,
+        by: By::Other,
+        token: Token::Live,
+        want: Want::Inactive,
+        then_active: Some(true),
+    },
+    Row {
+        rule: "federated_application_may_introspect_the_token",
+        path: INTROSPECT,
+        by: By::Federated,
+        token: Token::Live,
+        want: Want::Active,
+        then_active: Some(true),
+    },
+    Row {
+        rule: "unparseable_token_is_inactive",
+        path: INTROSPECT,
+        by: By::App,
+        token: Token::NotAJwt,
+        want: Want::Inactive,
+        then_active: None,
+    },
+    Row {
+        rule: "foreign_token_is_inactive",
+        path: INTROSPECT,
+        by: By::App,
+        token: Token::Forged,
+        want: Want::Inactive,
+        then_active: None,
+    },
+    Row {
+        rule: "expired_token_is_inactive",
+        path: INTROSPECT,
+        by: By::App,
+        token: Token::Expired,
+        want: Want::Inactive,
+        then_active: None,
+    },
+    Row {
+        // A resource server that introspects must not take it for one.
+        rule: "id_token_is_not_an_active_access_token",
+        path: INTROSPECT,
+        by: By::App,
+        token: Token::Id,
+        want: Want::Inactive,
+        then_active: None,
+    },
+    Row {
+        rule: "revoked_token_is_inactive",
+        path: REVOKE,
+        by: By::App,
+        token: Token::Live,
+        want: Want::Revoked,
+        then_active: Some(false),
+    },
+    Row {
+        rule: "another_application_cannot_revoke_the_token",
+        path: REVOKE,
+        by: By::Other,
+        token: Token::Live,
+        want: Want::Revoked,
+        then_active: Some(true),
+    },
+    Row {
+        rule: "revoking_an_unknown_token_is_200",
+        path: REVOKE,
+        by: By::App,
+        token: Token::NotAJwt,
+        want: Want::Revoked,
+        then_active: None,
+    },
+    Row {
+        rule: "revocation_needs_an_authenticated_client",
+        path: REVOKE,
+        by: By::WrongSecret,
+        token: Token::Live,
+        want: Want::Error(401, "invalid_client"),
+        then_active: Some(true),
+    },
+];
+
+/// Claims the issuer would sign for the test application, expiring at `exp`.
+fn claims(endpoint: &Endpoint, exp: u64) -> Value {
+    json!({
+        "iss": endpoint.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": exp,
+        "client_id": CLIENT_ID,
+    })
+}
+
+/// Runs `row` on an endpoint of its own; panics naming the rule.
+async fn run(row: &'static Row) {
+    let rule = row.rule;
+    let endpoint = endpoint();
+    let json = tokens(&endpoint).await;
+    let live = json["access_token"].as_str().unwrap().to_owned();
+    // A second live token: no row may touch it.
+    let bystander = access_token(&endpoint).await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let token = match row.token {
+        Token::Live => live.clone(),
+        Token::NotAJwt => "not-a-jwt".to_owned(),
+        Token::Forged => SigningKey::generate(Algorithm::ES256)
+            .unwrap()
+            .sign_jwt(None, &claims(&endpoint, now + 300))
+            .unwrap(),
+        Token::Expired => endpoint
+            .keys
+            .active()
+            .sign_jwt(None, &claims(&endpoint, now - 10))
+            .unwrap(),
+        Token::Id => json["id_token"].as_str().unwrap().to_owned(),
+    };
+    let answer = match row.by {
+        By::App => call(&endpoint, row.path, APP, &token).await,
+        By::Other => call(&endpoint, row.path, (OTHER_CLIENT, OTHER_SECRET), &token).await,
+        By::Federated => {
+            let client = (FEDERATED_CLIENT, FEDERATED_SECRET);
+            call(&endpoint, row.path, client, &token).await
+        }
+        By::WrongSecret => call(&endpoint, row.path, (CLIENT_ID, "wrong-secret"), &token).await,
+        By::ServiceAccount => {
+            let form = [
+                ("client_id", CLIENT_ID),
+                ("username", USERNAME),
+                ("password", &endpoint.token),
+                ("token", &token),
+            ];
+            endpoint
+                .send(Post::form(&form).request(row.path, &[]))
+                .await
+        }
+        By::Nobody => {
+            let form = form_encode(&[("token", &token)]);
+            let post = Post::raw(&form, Some(FORM));
+            endpoint.send(post.request(row.path, &[])).await
+        }
+    };
+    let text = answer.text();
+    match row.want {
+        Want::Active | Want::Inactive | Want::Revoked => {
+            assert_eq!(answer.status, 200, "{rule}: {text}");
+            assert_eq!(answer.header("cache-control"), "no-store", "{rule}");
+        }
+        Want::Error(status, _) => assert_eq!(answer.status, status, "{rule}: {text}"),
+    }
+    match row.want {
+        Want::Active => {
+            let json = answer.json();
+            assert_eq!(json["active"], true, "{rule}: {json}");
+            assert_eq!(json["username"], USERNAME, "{rule}: {json}");
+        }
+        Want::Inactive => assert_eq!(answer.json(), json!({"active": false}), "{rule}"),
+        Want::Revoked => {}
+        Want::Error(status, code) => {
+            assert_eq!(answer.error(), code, "{rule}");
+            if status == 401 {
+                assert!(answer.headers.contains_key("www-authenticate"), "{rule}");
+            }
+        }
+    }
+    if let Some(then_active) = row.then_active {
+        assert_eq!(active(&endpoint, &live).await, then_active, "{rule}: after");
+    }
+    assert!(active(&endpoint, &bystander).await, "{rule}: the bystander");
 }
 
 #[tokio::test]
+async fn introspection_and_revocation_rules() {
+    check_rows(ROWS, run).await;
+}
+
+// ---- rules of their own ------------------------------------------------------------
+
+#[tokio::test]
 async fn live_token_is_active_with_its_claims() {
-    let server = server().await;
-    let token = access_token(&server).await;
-    let answer = introspect(&server, (CLIENT_ID, APP_SECRET), &token).await;
+    let endpoint = endpoint();
+    let token = access_token(&endpoint).await;
+    let answer = introspect(&endpoint, APP, &token).await;
     assert_eq!(answer["active"], true);
     assert_eq!(answer["client_id"], CLIENT_ID);
     assert_eq!(answer["scope"], "read");
     assert_eq!(answer["username"], USERNAME);
     assert_eq!(answer["token_type"], "Bearer");
-    assert_eq!(answer["iss"], server.issuer());
+    assert_eq!(answer["iss"], endpoint.issuer());
     assert!(answer["exp"].as_u64().is_some());
 }
 
 #[tokio::test]
-async fn client_authenticating_with_a_service_account_may_introspect() {
-    let server = server().await;
-    let token = access_token(&server).await;
-    let response = http()
-        .post(server.url("/application/o/introspect/"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_encode(&[
-            ("client_id", CLIENT_ID),
-            ("username", USERNAME),
-            ("password", &server.token),
-            ("token", &token),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["active"], true);
-}
-
-#[tokio::test]
-async fn unauthenticated_introspection_is_401_invalid_client() {
-    let server = server().await;
-    let token = access_token(&server).await;
-    let response = call(
-        &server,
-        "/application/o/introspect/",
-        (CLIENT_ID, "wrong-secret"),
-        &token,
-    )
-    .await;
-    assert_eq!(response.status(), 401);
-    assert!(response.headers().contains_key("www-authenticate"));
-    assert_eq!(error_code(response).await, "invalid_client");
-    let response = http()
-        .post(server.url("/application/o/introspect/"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_encode(&[("token", &token)]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error_code(response).await, "invalid_request");
-}
-
-#[tokio::test]
-async fn another_application_cannot_introspect_the_token() {
-    // CVE-2024-47077: a client of one application read another's tokens.
-    let server = server().await;
-    let token = access_token(&server).await;
-    let answer = introspect(&server, (OTHER_CLIENT, OTHER_SECRET), &token).await;
-    assert_eq!(answer, json!({"active": false}));
-}
-
-#[tokio::test]
-async fn federated_application_may_introspect_the_token() {
-    let server = server().await;
-    let token = access_token(&server).await;
-    let answer = introspect(&server, (FEDERATED_CLIENT, FEDERATED_SECRET), &token).await;
-    assert_eq!(answer["active"], true);
-}
-
-#[tokio::test]
-async fn unparseable_foreign_and_expired_tokens_are_inactive() {
-    let server = server().await;
-    let client = (CLIENT_ID, APP_SECRET);
-    assert_eq!(
-        introspect(&server, client, "not-a-jwt").await,
-        json!({"active": false})
-    );
-
-    let forger = SigningKey::generate(Algorithm::ES256).unwrap();
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = json!({
-        "iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now + 300,
-        "client_id": CLIENT_ID,
-    });
-    let forged = forger.sign_jwt(None, &claims).unwrap();
-    assert_eq!(
-        introspect(&server, client, &forged).await,
-        json!({"active": false})
-    );
-
-    let expired_claims = json!({
-        "iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now - 10,
-        "client_id": CLIENT_ID,
-    });
-    let expired = server
-        .keys
-        .active()
-        .sign_jwt(None, &expired_claims)
-        .unwrap();
-    assert_eq!(
-        introspect(&server, client, &expired).await,
-        json!({"active": false})
-    );
-}
-
-#[tokio::test]
-async fn revoked_token_is_inactive() {
-    let server = server().await;
-    let token = access_token(&server).await;
-    let other = access_token(&server).await;
-    revoke(&server, (CLIENT_ID, APP_SECRET), &token).await;
-    assert_eq!(
-        introspect(&server, (CLIENT_ID, APP_SECRET), &token).await,
-        json!({"active": false})
-    );
-    assert_eq!(
-        introspect(&server, (CLIENT_ID, APP_SECRET), &other).await["active"],
-        true
-    );
-}
-
-#[tokio::test]
-async fn another_application_cannot_revoke_the_token() {
-    let server = server().await;
-    let token = access_token(&server).await;
-    revoke(&server, (OTHER_CLIENT, OTHER_SECRET), &token).await;
-    assert_eq!(
-        introspect(&server, (CLIENT_ID, APP_SECRET), &token).await["active"],
-        true
-    );
-}
-
-#[tokio::test]
-async fn revoking_an_unknown_token_is_200() {
-    let server = server().await;
-    revoke(&server, (CLIENT_ID, APP_SECRET), "not-a-token").await;
-}
-
-#[tokio::test]
-async fn revocation_needs_an_authenticated_client() {
-    let server = server().await;
-    let token = access_token(&server).await;
-    let response = call(
-        &server,
-        "/application/o/revoke/",
-        (CLIENT_ID, "wrong"),
-        &token,
-    )
-    .await;
-    assert_eq!(response.status(), 401);
-    assert_eq!(error_code(response).await, "invalid_client");
-    assert_eq!(
-        introspect(&server, (CLIENT_ID, APP_SECRET), &token).await["active"],
-        true
-    );
-}
-
-#[tokio::test]
 async fn revoked_token_cannot_be_traded_at_a_federated_application() {
-    let server = server().await;
-    let token = access_token(&server).await;
-    let trade = |token: String| {
-        let server = &server;
-        async move {
-            post_form(
-                server,
-                &form_encode(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", FEDERATED_CLIENT),
-                    (
-                        "client_assertion_type",
-                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                    ),
-                    ("client_assertion", &token),
-                ]),
-            )
-            .await
-            .status()
-        }
+    let endpoint = endpoint();
+    let token = access_token(&endpoint).await;
+    let trade = async |token: &str| {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", FEDERATED_CLIENT),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", token),
+        ];
+        endpoint.post_form(&form).await.status
     };
     // The account may get tokens at the federated application too.
-    server.store.bind(
+    endpoint.store.bind(
         USERNAME,
         Binding::new(FEDERATED_CLIENT, Vec::<String>::new()),
     );
-    assert_eq!(trade(token.clone()).await, 200);
-    revoke(&server, (CLIENT_ID, APP_SECRET), &token).await;
-    assert_eq!(trade(token).await, 400);
+    assert_eq!(trade(&token).await, 200);
+    revoke(&endpoint, APP, &token).await;
+    assert_eq!(trade(&token).await, 400);
 }
 
 #[tokio::test]
 async fn introspection_and_revocation_take_post_only_and_are_in_the_metadata() {
-    let server = server().await;
-    for path in ["/application/o/introspect/", "/application/o/revoke/"] {
-        let response = http().get(server.url(path)).send().await.unwrap();
-        assert_eq!(response.status(), 405);
-        assert_eq!(response.headers()["allow"], "POST");
+    let endpoint = endpoint();
+    for path in [INTROSPECT, REVOKE] {
+        let answer = endpoint.get(path).await;
+        assert_eq!(answer.status, 405);
+        assert_eq!(answer.header("allow"), "POST");
     }
-    let metadata: Value = http()
-        .get(server.url(&format!(
+    let metadata = endpoint
+        .get(&format!(
             "/application/o/{SLUG}/.well-known/openid-configuration"
-        )))
-        .send()
+        ))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        metadata["introspection_endpoint"],
-        server.url("/application/o/introspect/")
-    );
-    assert_eq!(
-        metadata["revocation_endpoint"],
-        server.url("/application/o/revoke/")
-    );
-}
-
-#[tokio::test]
-async fn id_token_is_not_an_active_access_token() {
-    // Same issuer, key, audience and lifetime as the access token beside it:
-    // a resource server that introspects must not take it for one.
-    let server = server().await;
-    let response = post_form(
-        &server,
-        &form_encode(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("username", USERNAME),
-            ("password", &server.token),
-            ("scope", "read"),
-        ]),
-    )
-    .await;
-    let json: Value = response.json().await.unwrap();
-    let id_token = json["id_token"].as_str().unwrap();
-    let client = (CLIENT_ID, APP_SECRET);
-    assert_eq!(
-        introspect(&server, client, id_token).await,
-        json!({"active": false})
-    );
-    let access_token = json["access_token"].as_str().unwrap();
-    assert_eq!(
-        introspect(&server, client, access_token).await["active"],
-        true
-    );
+        .json();
+    assert_eq!(metadata["introspection_endpoint"], endpoint.url(INTROSPECT));
+    assert_eq!(metadata["revocation_endpoint"], endpoint.url(REVOKE));
 }
 
 // ------------------------------------------------------- HS256 signing keys
@@ -332,38 +397,36 @@ async fn id_token_is_not_an_active_access_token() {
 async fn hs256_tokens_are_introspected_and_revoked() {
     // The secret is never published, so the JWKS cannot verify these
     // tokens; the issuer verifies them with its own secret.
-    let server = start_with(Algorithm::HS256, |layer| layer).await;
-    let token = access_token(&server).await;
+    let endpoint = Endpoint::with(Algorithm::HS256, |layer| layer);
+    let token = access_token(&endpoint).await;
     assert_eq!(
         jsonwebtoken::decode_header(&token).unwrap().alg,
         Algorithm::HS256
     );
-    assert!(server.jwks().await.keys.is_empty());
-    let client = (CLIENT_ID, APP_SECRET);
-    let other = access_token(&server).await;
-    let answer = introspect(&server, client, &token).await;
+    assert!(endpoint.jwks().await.keys.is_empty());
+    let other = access_token(&endpoint).await;
+    let answer = introspect(&endpoint, APP, &token).await;
     assert_eq!(answer["active"], true);
     assert_eq!(answer["username"], USERNAME);
 
-    revoke(&server, client, &token).await;
+    revoke(&endpoint, APP, &token).await;
     assert_eq!(
-        introspect(&server, client, &token).await,
+        introspect(&endpoint, APP, &token).await,
         json!({"active": false})
     );
-    assert_eq!(introspect(&server, client, &other).await["active"], true);
+    assert!(active(&endpoint, &other).await);
 }
 
 #[tokio::test]
 async fn hs256_tokens_of_a_rotated_out_secret_stay_introspectable() {
-    let server = start_with(Algorithm::HS256, |layer| layer).await;
-    let token = access_token(&server).await;
-    server
+    let endpoint = Endpoint::with(Algorithm::HS256, |layer| layer);
+    let token = access_token(&endpoint).await;
+    endpoint
         .keys
         .rotate(SigningKey::generate(Algorithm::HS256).unwrap());
-    let client = (CLIENT_ID, APP_SECRET);
-    assert_eq!(introspect(&server, client, &token).await["active"], true);
-    revoke(&server, client, &token).await;
-    assert_eq!(introspect(&server, client, &token).await["active"], false);
+    assert!(active(&endpoint, &token).await);
+    revoke(&endpoint, APP, &token).await;
+    assert!(!active(&endpoint, &token).await);
 }
 
 #[tokio::test]
@@ -371,45 +434,34 @@ async fn hs256_tokens_of_another_secret_or_a_public_key_are_inactive() {
     // HS256 in the introspection allow-list opens no key confusion: an
     // HMAC "signature" keyed with the published public key, or with a
     // secret that is not the ring's, verifies nothing.
-    let server = start_with(Algorithm::ES256, |layer| {
+    let endpoint = Endpoint::with(Algorithm::ES256, |layer| {
         // A second key in the ring, whose secret is the ring's own.
         let _ = layer
             .keys()
             .clone()
             .with_published(SigningKey::generate(Algorithm::HS256).unwrap());
         layer
-    })
-    .await;
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = json!({
-        "iss": server.issuer(), "aud": CLIENT_ID, "sub": "x", "jti": "j", "exp": now + 300,
-        "client_id": CLIENT_ID,
     });
-    let jwks = server.jwks().await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = claims(&endpoint, now + 300);
+    let jwks = endpoint.jwks().await;
     let public_jwk = serde_json::to_vec(&jwks.keys[0]).unwrap();
-    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
-    header.kid = jwks.keys[0].common.key_id.clone();
-    let confused = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(&public_jwk),
-    )
-    .unwrap();
+    let hmac = |kid: Option<String>| {
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid = kid;
+        let key = jsonwebtoken::EncodingKey::from_secret(&public_jwk);
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    let confused = hmac(jwks.keys[0].common.key_id.clone());
     // Without a `kid`, every key of the ring is tried: still nothing.
-    let kidless = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(&public_jwk),
-    )
-    .unwrap();
+    let kidless = hmac(None);
     let stranger = SigningKey::generate(Algorithm::HS256)
         .unwrap()
         .sign_jwt(Some("at+jwt"), &claims)
         .unwrap();
-    let client = (CLIENT_ID, APP_SECRET);
     for token in [confused, kidless, stranger] {
         assert_eq!(
-            introspect(&server, client, &token).await,
+            introspect(&endpoint, APP, &token).await,
             json!({"active": false})
         );
     }

@@ -13,19 +13,16 @@ use axum::Router;
 use axum::routing::any;
 use common::jwks::External;
 use common::pg::{fresh_database, required};
-use common::{APP_SECRET, CLIENT_ID, application, form_encode, http};
+use common::{APP_SECRET, CLIENT_ID, JWT_BEARER, form_encode, http, replica};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
-use tower_m2m_auth::keys::{
-    Algorithm, KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys,
-};
+use tower_m2m_auth::issuer::TokenEndpointLayer;
+use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     AccountAdmin, Binding, PgStore, RedisStore, ServiceAccount, TokenDigest,
 };
 
 const CI_CLIENT: &str = "ci-client";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// One instance: its own database pool and Redis connection.
 struct Instance {
@@ -47,23 +44,12 @@ impl Instance {
             .with_prefix(redis_prefix);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let ci = Application::new(CI_CLIENT, "ci")
-            .with_verification_keys(VerificationKeys::new().with_issuer(
-                TrustedIssuer::new("https://ci.example").with_key(
-                    VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap(),
-                ),
-            ))
-            .with_single_use_assertions(true);
+        let ci = external.ci_application(CI_CLIENT);
         // The instances share their signing keys, as replicas do.
         let layer =
             TokenEndpointLayer::new("https://auth.example.com", keys.clone(), store.clone())
-                .unwrap()
-                .replay_cache(redis.clone())
-                .application(application())
-                .unwrap()
-                .application(ci)
-                .unwrap()
-                .revocation_list(redis);
+                .unwrap();
+        let layer = replica(layer, redis, ci);
         let app = Router::new()
             .route("/{*path}", any(|| async { "inner" }))
             .layer(layer);
@@ -89,6 +75,25 @@ impl Instance {
             ("password", password),
         ];
         self.post("/application/o/token/", &form).await
+    }
+
+    /// Creates the service account `username` through this instance's
+    /// store, bound nowhere; returns its app password.
+    async fn create_account(&self, username: &str) -> String {
+        let (_, token) = self
+            .store
+            .create_service_account(ServiceAccount::new(username), None)
+            .await
+            .unwrap();
+        token.expose_secret().to_owned()
+    }
+
+    /// Binds `username` to the test application (scope `read`).
+    async fn bind(&self, username: &str) {
+        self.store
+            .bind_account(username, Binding::new(CLIENT_ID, ["read"]))
+            .await
+            .unwrap();
     }
 
     async fn with_app_secret(&self, path: &str, token: &str) -> Value {
@@ -117,71 +122,38 @@ async fn pair() -> (Instance, Instance, External) {
 #[tokio::test]
 async fn an_account_created_through_one_instance_is_accepted_by_the_other() {
     let (a, b, _) = pair().await;
-    let (_, token) = a
-        .store
-        .create_service_account(ServiceAccount::new("svc-shared"), None)
-        .await
-        .unwrap();
+    let token = a.create_account("svc-shared").await;
+    let login = async || b.login("svc-shared", &token).await.status();
     // Unbound, it gets no token; bound through one instance, the other
     // accepts it at once; unbound again, refused at once.
-    assert_eq!(
-        b.login("svc-shared", token.expose_secret()).await.status(),
-        400
-    );
-    a.store
-        .bind_account("svc-shared", Binding::new(CLIENT_ID, ["read"]))
-        .await
-        .unwrap();
-    assert_eq!(
-        b.login("svc-shared", token.expose_secret()).await.status(),
-        200
-    );
+    assert_eq!(login().await, 400);
+    a.bind("svc-shared").await;
+    assert_eq!(login().await, 200);
     assert!(
         a.store
             .unbind_account("svc-shared", CLIENT_ID)
             .await
             .unwrap()
     );
-    assert_eq!(
-        b.login("svc-shared", token.expose_secret()).await.status(),
-        400
-    );
-    a.store
-        .bind_account("svc-shared", Binding::new(CLIENT_ID, ["read"]))
-        .await
-        .unwrap();
+    assert_eq!(login().await, 400);
+    a.bind("svc-shared").await;
 
     // Revoking the app password through one is seen by the other at once.
     assert!(
         a.store
-            .revoke_app_password(&TokenDigest::of(token.expose_secret()))
+            .revoke_app_password(&TokenDigest::of(&token))
             .await
             .unwrap()
     );
-    assert_eq!(
-        b.login("svc-shared", token.expose_secret()).await.status(),
-        400
-    );
+    assert_eq!(login().await, 400);
 }
 
 #[tokio::test]
 async fn an_access_token_revoked_through_one_instance_is_inactive_on_the_other() {
     let (a, b, _) = pair().await;
-    let (_, password) = a
-        .store
-        .create_service_account(ServiceAccount::new("svc-revoke"), None)
-        .await
-        .unwrap();
-    a.store
-        .bind_account("svc-revoke", Binding::new(CLIENT_ID, ["read"]))
-        .await
-        .unwrap();
-    let json: Value = a
-        .login("svc-revoke", password.expose_secret())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let password = a.create_account("svc-revoke").await;
+    a.bind("svc-revoke").await;
+    let json: Value = a.login("svc-revoke", &password).await.json().await.unwrap();
     let access = json["access_token"].as_str().unwrap();
     assert_eq!(
         b.with_app_secret("/application/o/introspect/", access)

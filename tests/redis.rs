@@ -21,16 +21,15 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tower_m2m_auth::issuer::{Application, AttemptLimits, TokenEndpointLayer};
-use tower_m2m_auth::keys::{KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys};
+use tower_m2m_auth::issuer::{AttemptLimits, TokenEndpointLayer};
+use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     Admission, AttemptKey, AttemptLimiter, FailureLimit, MemoryStore, RedisStore, ReplayCache,
-    RevocationList,
+    RevocationList, ServiceAccount,
 };
 
 const ISSUER_BASE: &str = "https://auth.example.com";
 const CI_CLIENT: &str = "ci-client";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn redis_url() -> String {
@@ -63,23 +62,19 @@ struct Instance {
 struct Shared {
     keys: KeyRing,
     store: MemoryStore,
+    account: ServiceAccount,
     token: String,
     external: External,
 }
 
 impl Shared {
     fn new() -> Self {
-        let store = MemoryStore::new();
-        let account = tower_m2m_auth::store::ServiceAccount::new(USERNAME);
-        let (token, password) = tower_m2m_auth::store::AppPassword::generate(&account.id);
-        store.insert_account(account);
-        store.insert_app_password(password);
-        store.bind(USERNAME, all_scopes());
-        use secrecy::ExposeSecret;
+        let (store, account, token) = account_store();
         Self {
             keys: KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap()),
             store,
-            token: token.expose_secret().to_owned(),
+            account,
+            token,
             external: External::new(Algorithm::ES256),
         }
     }
@@ -92,44 +87,32 @@ impl Shared {
 
     /// As [`start`](Self::start), with `max_failures` per `client_id` a minute.
     async fn start_limited(&self, redis: RedisStore, max_failures: u32) -> Instance {
-        let ci = Application::new(CI_CLIENT, "ci")
-            .with_verification_keys(VerificationKeys::new().with_issuer(
-                TrustedIssuer::new("https://ci.example").with_key(
-                    VerificationKey::from_pem(self.external.certificate_pem().as_bytes()).unwrap(),
-                ),
-            ))
-            .with_allowed_scopes(["deploy"])
-            .with_single_use_assertions(true);
-        let layer = TokenEndpointLayer::new(ISSUER_BASE, self.keys.clone(), self.store.clone())
-            .unwrap()
-            .replay_cache(redis.clone())
-            .application(application())
-            .unwrap()
-            .application(ci)
-            .unwrap()
-            .revocation_list(redis.clone())
-            .attempt_limiter(
-                redis,
-                AttemptLimits::default()
-                    .with_client_limit(Some(FailureLimit::new(max_failures, MINUTE)))
-                    .with_address_limit(None),
-            );
+        let ci = self
+            .external
+            .ci_application(CI_CLIENT)
+            .with_allowed_scopes(["deploy"]);
+        let layer =
+            TokenEndpointLayer::new(ISSUER_BASE, self.keys.clone(), self.store.clone()).unwrap();
+        let layer = replica(layer, redis.clone(), ci).attempt_limiter(
+            redis,
+            AttemptLimits::default()
+                .with_client_limit(Some(FailureLimit::new(max_failures, MINUTE)))
+                .with_address_limit(None),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = Router::new()
             .route("/{*path}", any(|| async { "inner" }))
             .layer(layer);
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Instance {
-            server: Server {
-                addr,
-                base: format!("http://{addr}"),
-                store: self.store.clone(),
-                keys: self.keys.clone(),
-                token: self.token.clone(),
-                account: tower_m2m_auth::store::ServiceAccount::new(USERNAME),
-            },
-        }
+        let server = Server::at(
+            addr,
+            self.store.clone(),
+            self.keys.clone(),
+            self.account.clone(),
+            self.token.clone(),
+        );
+        Instance { server }
     }
 
     /// Two instances, each with its own connection to the shared Redis.
@@ -160,30 +143,17 @@ impl Shared {
 
 impl Instance {
     async fn exchange(&self, jwt: &str) -> reqwest::Response {
-        post_form(
-            &self.server,
-            &form_encode(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", CI_CLIENT),
-                ("client_assertion_type", JWT_BEARER),
-                ("client_assertion", jwt),
-                ("scope", "deploy"),
-            ]),
-        )
-        .await
+        post_assertion(&self.server, CI_CLIENT, jwt, "deploy").await
     }
 
     async fn password(&self, password: &str) -> reqwest::Response {
-        post_form(
-            &self.server,
-            &form_encode(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", CLIENT_ID),
-                ("username", USERNAME),
-                ("password", password),
-            ]),
-        )
-        .await
+        post_password(&self.server, CLIENT_ID, password).await
+    }
+
+    /// A wrong app password: 400 `invalid_grant`, counted.
+    async fn fail(&self) {
+        let response = self.password("wrong-token").await;
+        assert_eq!(error_code(response).await, "invalid_grant");
     }
 
     async fn access_token(&self) -> String {
@@ -243,66 +213,42 @@ async fn failed_attempts_are_counted_across_instances() {
     let shared = Shared::new();
     let (a, b) = shared.pair().await;
     for instance in [&a, &b, &a] {
-        let response = instance.password("wrong-token").await;
-        assert_eq!(error_code(response).await, "invalid_grant");
+        instance.fail().await;
     }
-    let response = b.password(&shared.token).await;
-    assert_eq!(response.status(), 429);
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = too_many(b.password(&shared.token).await).await;
     assert!((1..=60).contains(&retry_after), "{retry_after}");
-    assert_eq!(error_code(response).await, "temporarily_unavailable");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_guesses_at_two_instances_cannot_pass_the_limit() {
+/// 50 wrong guesses at once, taking turns among `count` instances with a
+/// limit of 10 failures: at most 10 reach the verifier, the rest get 429,
+/// and then the right credentials wait too.
+async fn fifty_guesses_at(count: usize) {
     let shared = Shared::new();
     let prefix = prefix();
     let mut instances = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..count {
         let redis = RedisStore::connect(&redis_url())
             .await
             .unwrap()
             .with_prefix(&prefix);
         instances.push(shared.start_limited(redis, 10).await);
     }
-    let guess = form_encode(&[
-        ("grant_type", "client_credentials"),
-        ("client_id", CLIENT_ID),
-        ("username", USERNAME),
-        ("password", "wrong-token"),
-    ]);
-    // 25 at each instance, all at once.
     let urls: Vec<String> = instances.iter().map(|i| i.server.token_url()).collect();
-    let answers = guesses::send_at_once(&urls, &guess, 50).await;
-    assert!(answers.other.is_empty(), "{answers:?}");
-    assert!(answers.invalid_grant <= 10, "{answers:?}");
-    assert_eq!(answers.invalid_grant + answers.too_many, 50, "{answers:?}");
-    assert_eq!(instances[0].password(&shared.token).await.status(), 429);
+    let guess = password_form(CLIENT_ID, "wrong-token");
+    guesses::send_at_once(&urls, &guess, 50)
+        .await
+        .assert_capped(50, 10);
+    too_many(instances[0].password(&shared.token).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_guesses_at_two_instances_cannot_pass_the_limit() {
+    fifty_guesses_at(2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_guesses_cannot_pass_the_limit() {
-    let shared = Shared::new();
-    let redis = RedisStore::connect(&redis_url())
-        .await
-        .unwrap()
-        .with_prefix(prefix());
-    let instance = shared.start_limited(redis, 10).await;
-    let guess = form_encode(&[
-        ("grant_type", "client_credentials"),
-        ("client_id", CLIENT_ID),
-        ("username", USERNAME),
-        ("password", "wrong-token"),
-    ]);
-    let answers = guesses::send_at_once(&[instance.server.token_url()], &guess, 50).await;
-    assert!(answers.other.is_empty(), "{answers:?}");
-    assert!(answers.invalid_grant <= 10, "{answers:?}");
-    assert_eq!(answers.invalid_grant + answers.too_many, 50, "{answers:?}");
-    assert_eq!(instance.password(&shared.token).await.status(), 429);
+    fifty_guesses_at(1).await;
 }
 
 #[tokio::test]
@@ -314,10 +260,9 @@ async fn successes_do_not_consume_the_budget() {
         assert_eq!(b.password(&shared.token).await.status(), 200);
     }
     for instance in [&a, &b, &a] {
-        let response = instance.password("wrong-token").await;
-        assert_eq!(error_code(response).await, "invalid_grant");
+        instance.fail().await;
     }
-    assert_eq!(b.password(&shared.token).await.status(), 429);
+    too_many(b.password(&shared.token).await).await;
 }
 
 // ---- the store's own rules ------------------------------------------------------

@@ -8,12 +8,24 @@ use tokio::sync::Barrier;
 /// How a burst of wrong guesses was answered.
 #[derive(Debug, Default)]
 pub struct Answers {
+    /// 200: requests that got their token.
+    pub ok: usize,
     /// 400 `invalid_grant`: guesses that reached the verifier.
     pub invalid_grant: usize,
     /// 429 `temporarily_unavailable` with a `Retry-After` of at least 1 s.
     pub too_many: usize,
     /// Anything else, as (status, body).
     pub other: Vec<(u16, String)>,
+}
+
+impl Answers {
+    /// Asserts that of `sent` guesses at most `limit` reached the verifier
+    /// and every other one was refused with 429.
+    pub fn assert_capped(&self, sent: usize, limit: usize) {
+        assert!(self.other.is_empty() && self.ok == 0, "{self:?}");
+        assert!(self.invalid_grant <= limit, "{self:?}");
+        assert_eq!(self.invalid_grant + self.too_many, sent, "{self:?}");
+    }
 }
 
 /// Sends `count` copies of the form `body` at once, taking turns among
@@ -54,6 +66,7 @@ pub async fn send_at_once(token_urls: &[String], body: &str, count: usize) -> An
             .ok()
             .and_then(|json| json["error"].as_str().map(str::to_owned));
         match (status, error.as_deref(), retry_after) {
+            (200, None, None) => answers.ok += 1,
             (400, Some("invalid_grant"), None) => answers.invalid_grant += 1,
             (429, Some("temporarily_unavailable"), Some(1..)) => answers.too_many += 1,
             _ => answers.other.push((status, text)),

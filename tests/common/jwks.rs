@@ -96,6 +96,19 @@ impl External {
         Self { key, pem, encoding }
     }
 
+    /// An application at `client_id` that trusts this issuer as
+    /// `https://ci.example` and takes each assertion once.
+    pub fn ci_application(&self, client_id: &str) -> tower_m2m_auth::issuer::Application {
+        use tower_m2m_auth::keys::{TrustedIssuer, VerificationKey, VerificationKeys};
+        tower_m2m_auth::issuer::Application::new(client_id, "ci")
+            .with_verification_keys(VerificationKeys::new().with_issuer(
+                TrustedIssuer::new("https://ci.example").with_key(
+                    VerificationKey::from_pem(self.certificate_pem().as_bytes()).unwrap(),
+                ),
+            ))
+            .with_single_use_assertions(true)
+    }
+
     pub fn algorithm(&self) -> Algorithm {
         self.key.algorithm()
     }

@@ -47,6 +47,24 @@ pub struct Server {
 }
 
 impl Server {
+    /// The fixture of a server at `http://{addr}`.
+    pub fn at(
+        addr: SocketAddr,
+        store: MemoryStore,
+        keys: KeyRing,
+        account: ServiceAccount,
+        token: String,
+    ) -> Self {
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            store,
+            keys,
+            token,
+            account,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -128,31 +146,47 @@ pub fn build(
     application: Application,
     configure: impl FnOnce(TestLayer) -> TestLayer,
 ) -> (Router, Server) {
-    let store = MemoryStore::new();
-    let account = ServiceAccount::new(USERNAME).with_name("Deployer");
-    let (token, password) = AppPassword::generate(&account.id);
-    store.insert_account(account.clone());
-    store.insert_app_password(password);
-    store.bind(USERNAME, all_scopes());
-
+    let (store, account, token) = account_store();
     let keys = KeyRing::new(SigningKey::generate(algorithm).unwrap());
-    let base = format!("http://{addr}");
-    let layer = TokenEndpointLayer::new(&base, keys.clone(), store.clone())
+    let server = Server::at(addr, store, keys, account, token);
+    let layer = TokenEndpointLayer::new(&server.base, server.keys.clone(), server.store.clone())
         .unwrap()
         .application(application)
         .unwrap();
     let app = Router::new()
         .route("/{*path}", any(echo))
         .layer(configure(layer));
-    let server = Server {
-        addr,
-        base,
-        store,
-        keys,
-        token: token.expose_secret().to_owned(),
-        account,
-    };
     (app, server)
+}
+
+/// A store holding the test service account (`USERNAME`) with one app
+/// password, bound to the test application with all its scopes; returns
+/// the store, the account and its app password.
+pub fn account_store() -> (MemoryStore, ServiceAccount, String) {
+    let store = MemoryStore::new();
+    let account = ServiceAccount::new(USERNAME).with_name("Deployer");
+    let (token, password) = AppPassword::generate(&account.id);
+    store.insert_account(account.clone());
+    store.insert_app_password(password);
+    store.bind(USERNAME, all_scopes());
+    (store, account, token.expose_secret().to_owned())
+}
+
+/// The layer of one of several replicas sharing `redis` as their replay
+/// cache and revocation list, with the test application and `ci`.
+#[cfg(feature = "redis")]
+pub fn replica<V>(
+    layer: TokenEndpointLayer<V>,
+    redis: tower_m2m_auth::store::RedisStore,
+    ci: Application,
+) -> TokenEndpointLayer<V> {
+    layer
+        .replay_cache(redis.clone())
+        .application(application())
+        .unwrap()
+        .application(ci)
+        .unwrap()
+        .revocation_list(redis)
 }
 
 pub async fn start() -> Server {
@@ -206,6 +240,35 @@ pub async fn post_form(server: &Server, body: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// A token request at `client_id` as the test service account
+/// (`USERNAME`) with app password `password`.
+pub async fn post_password(server: &Server, client_id: &str, password: &str) -> reqwest::Response {
+    post_form(server, &password_form(client_id, password)).await
+}
+
+/// The form of [`post_password`].
+pub fn password_form(client_id: &str, password: &str) -> String {
+    form_encode(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("username", USERNAME),
+        ("password", password),
+    ])
+}
+
+/// Asserts a 429 answer of RFC 6749 shape (`temporarily_unavailable`, a
+/// `Retry-After` in whole seconds); returns its `Retry-After`.
+pub async fn too_many(response: reqwest::Response) -> u64 {
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(error_code(response).await, "temporarily_unavailable");
+    retry_after
+}
+
 /// The `error` code of an RFC 6749 §5.2 response, after checking its shape.
 pub async fn error_code(response: reqwest::Response) -> String {
     Answer::read(response).await.error()
@@ -248,6 +311,30 @@ pub async fn post_assertion(
         ]),
     )
     .await
+}
+
+/// Runs `run` for every row of a rule table, each in its own task and all
+/// at once; panics listing every row that broke (each row's own panic
+/// message names its rule), not only the first.
+pub async fn check_rows<R, F>(rows: &'static [R], run: impl Fn(&'static R) -> F)
+where
+    R: Sync,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let tasks: Vec<_> = rows.iter().map(|row| tokio::spawn(run(row))).collect();
+    let mut broken = Vec::new();
+    for task in tasks {
+        if let Err(error) = task.await {
+            let panic = error.into_panic();
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            broken.push(message);
+        }
+    }
+    assert!(broken.is_empty(), "rules broken:\n{}", broken.join("\n"));
 }
 
 pub fn form_encode(pairs: &[(&str, &str)]) -> String {
