@@ -316,10 +316,69 @@ where
     start.elapsed().as_secs_f64()
 }
 
+/// One CEL policy over a typical CI token's claims, as the endpoint runs it:
+/// a fresh [`PolicyContext`](tower_m2m_auth::policy::PolicyContext) per
+/// request (the claims converted once for all policies), beside a closure
+/// policy doing the same check in Rust.
+#[cfg(feature = "cel")]
+fn cel_policy(c: &mut Criterion) {
+    use tower_m2m_auth::policy::{CelPolicy, Policies, Policy, PolicyContext};
+    let claims = serde_json::json!({
+        "iss": "https://token.actions.githubusercontent.com",
+        "sub": "repo:my-org/my-repo:ref:refs/heads/main",
+        "aud": "https://auth.example.com",
+        "repository": "my-org/my-repo",
+        "repository_owner": "my-org",
+        "ref": "refs/heads/main",
+        "workflow": "deploy",
+        "event_name": "push",
+        "jti": "7b9e2a10-0b6c-4a4f-9f1e-6f9d2b1f0c55",
+        "exp": 1_800_000_000u64,
+        "iat": 1_799_999_700u64,
+    });
+    let scopes = vec!["read".to_owned()];
+    const EXPRESSION: &str = r#"claims.iss == "https://token.actions.githubusercontent.com" && claims.sub.startsWith("repo:my-org/")"#;
+    let cel = CelPolicy::new(EXPRESSION).unwrap();
+    let mut group = c.benchmark_group("cel_policy");
+    group.bench_function("one_cel_policy", |b| {
+        b.iter(|| {
+            let context = PolicyContext::new(&claims, "ci", "client_credentials", &scopes);
+            cel.evaluate(std::hint::black_box(&context)).unwrap()
+        })
+    });
+    let mut three = Policies::new();
+    for _ in 0..3 {
+        three.push(CelPolicy::new(EXPRESSION).unwrap());
+    }
+    group.bench_function("three_cel_policies", |b| {
+        b.iter(|| {
+            let context = PolicyContext::new(&claims, "ci", "client_credentials", &scopes);
+            three.evaluate(std::hint::black_box(&context)).unwrap()
+        })
+    });
+    let closure = |context: &PolicyContext<'_>| {
+        context.claims["iss"] == "https://token.actions.githubusercontent.com"
+            && context.claims["sub"]
+                .as_str()
+                .is_some_and(|sub| sub.starts_with("repo:my-org/"))
+    };
+    group.bench_function("closure_policy", |b| {
+        b.iter(|| {
+            let context = PolicyContext::new(&claims, "ci", "client_credentials", &scopes);
+            closure.evaluate(std::hint::black_box(&context)).unwrap()
+        })
+    });
+    group.finish();
+}
+
+#[cfg(not(feature = "cel"))]
+fn cel_policy(_: &mut Criterion) {}
+
 criterion_group!(
     benches,
     static_authentication,
     jwt_authentication,
-    observability
+    observability,
+    cel_policy
 );
 criterion_main!(benches);

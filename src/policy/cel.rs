@@ -65,25 +65,40 @@ impl CelPolicy {
     }
 }
 
+thread_local! {
+    /// The standard library's functions and macros, built once per thread:
+    /// each evaluation only adds its variables in a child scope.
+    /// (`cel::Context` is not `Send`, so it cannot live in the policy.)
+    static STANDARD: Context<'static, 'static> = Context::default();
+}
+
 impl Policy for CelPolicy {
     fn evaluate(&self, context: &PolicyContext<'_>) -> Result<(), Denied> {
-        let deny = |why: String| Denied::new(format!("CEL `{}`: {why}", self.source));
-        // `cel::Context` is not `Send`: built and dropped inside this call.
-        let mut cel_context = Context::default();
-        let claims = cel::to_value(context.claims).map_err(|e| deny(e.to_string()))?;
-        cel_context.add_variable_from_value("claims", claims);
-        cel_context.add_variable_from_value("client_id", context.client_id);
-        cel_context.add_variable_from_value("grant_type", context.grant_type);
+        let deny =
+            |why: &dyn std::fmt::Display| Denied::new(format!("CEL `{}`: {why}", self.source));
+        // Converted once per request, for every CEL policy of the application.
+        let claims = context
+            .cel_claims
+            .get_or_init(|| cel::to_value(context.claims).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| deny(e))?;
         let scopes: Vec<Value> = context
             .scopes
             .iter()
             .map(|s| Value::from(s.as_str()))
             .collect();
-        cel_context.add_variable_from_value("scopes", scopes);
-        match self.program.execute(&cel_context) {
+        let outcome = STANDARD.with(|standard| {
+            let mut scope = standard.new_inner_scope();
+            scope.add_variable_from_value("claims", claims.clone());
+            scope.add_variable_from_value("client_id", context.client_id);
+            scope.add_variable_from_value("grant_type", context.grant_type);
+            scope.add_variable_from_value("scopes", scopes);
+            self.program.execute(&scope)
+        });
+        match outcome {
             Ok(Value::Bool(true)) => Ok(()),
-            Ok(other) => Err(deny(format!("evaluated to {other:?}"))),
-            Err(error) => Err(deny(error.to_string())),
+            Ok(other) => Err(deny(&format_args!("evaluated to {other:?}"))),
+            Err(error) => Err(deny(&error)),
         }
     }
 }
@@ -93,5 +108,38 @@ impl std::fmt::Debug for CelPolicy {
         f.debug_struct("CelPolicy")
             .field("source", &self.source)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn policies_share_one_conversion_and_each_decides_on_its_own_request() {
+        let claims = json!({"iss": "https://ci.example", "sub": "repo:org/app"});
+        let scopes = vec!["read".to_owned()];
+        let context = PolicyContext::new(&claims, "ci", "client_credentials", &scopes);
+        let pass = CelPolicy::new(
+            r#"claims.iss == "https://ci.example" && client_id == "ci" && "read" in scopes"#,
+        )
+        .unwrap();
+        let fail = CelPolicy::new(r#"claims.sub.startsWith("repo:other/")"#).unwrap();
+
+        assert!(context.cel_claims.get().is_none());
+        assert!(pass.evaluate(&context).is_ok());
+        assert!(context.cel_claims.get().is_some(), "converted once, kept");
+        assert!(fail.evaluate(&context).is_err());
+        assert!(pass.evaluate(&context).is_ok());
+
+        // Another request's variables, not this one's: the per-thread
+        // standard context keeps nothing between evaluations.
+        let elsewhere = json!({"iss": "https://elsewhere", "sub": "repo:org/app"});
+        let other = PolicyContext::new(&elsewhere, "ci", "client_credentials", &scopes);
+        assert!(pass.evaluate(&other).is_err());
+        let no_scope = PolicyContext::new(&claims, "ci", "client_credentials", &[]);
+        assert!(pass.evaluate(&no_scope).is_err());
     }
 }

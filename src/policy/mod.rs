@@ -26,8 +26,9 @@ pub use self::cel::{CelPolicy, CelPolicyError};
 
 use std::sync::Arc;
 
-/// What a policy sees.
-#[derive(Debug, Clone, Copy)]
+/// What a policy sees. The endpoint makes one per request, shared by all the
+/// application's policies.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PolicyContext<'a> {
     /// The verified claims of the input JWT (authentik's `oauth_jwt`).
@@ -38,6 +39,10 @@ pub struct PolicyContext<'a> {
     pub grant_type: &'a str,
     /// The scopes granted so far, after clamping (`oauth_scopes`).
     pub scopes: &'a [String],
+    /// The claims as CEL values, converted by the first CEL policy that
+    /// needs them and reused by the others.
+    #[cfg(feature = "cel")]
+    cel_claims: std::sync::OnceLock<Result<::cel::Value, String>>,
 }
 
 impl<'a> PolicyContext<'a> {
@@ -53,6 +58,8 @@ impl<'a> PolicyContext<'a> {
             client_id,
             grant_type,
             scopes,
+            #[cfg(feature = "cel")]
+            cel_claims: std::sync::OnceLock::new(),
         }
     }
 }
