@@ -6,8 +6,6 @@
 //! verifier, but is asked by the endpoint itself, so a custom verifier cannot
 //! skip it.
 
-use crate::store::{ErasedReplay, ErasedRevocations};
-
 /// A `CredentialStore`'s account and binding lookups behind a pointer: the
 /// store's one object-safe mirror, which `AnyStore` uses too.
 pub(crate) use crate::store::ErasedCredentials as Directory;
@@ -15,15 +13,3 @@ pub(crate) use crate::store::ErasedCredentials as Directory;
 pub(crate) use crate::store::ErasedReplay as Replays;
 /// A `RevocationList` behind a pointer (its futures boxed).
 pub(crate) use crate::store::ErasedRevocations as Revocations;
-
-impl std::fmt::Debug for dyn ErasedRevocations {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Revocations")
-    }
-}
-
-impl std::fmt::Debug for dyn ErasedReplay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Replays")
-    }
-}
