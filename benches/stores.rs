@@ -21,9 +21,9 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool};
-use support::{bench_request, endpoint};
+use support::{bench_request, endpoint, es256_pem};
 use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
-use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey};
+use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     AccountAdmin, Binding, CredentialStore, MemoryReplayCache, MemoryStore, PgStore, ReplayCache,
     ServiceAccount, SqliteStore, TokenDigest,
@@ -126,10 +126,7 @@ fn stores(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let pem = SigningKey::generate(Algorithm::ES256)
-        .unwrap()
-        .to_pkcs8_pem()
-        .unwrap();
+    let pem = es256_pem();
     let suffix = uuid::Uuid::new_v4().simple().to_string();
 
     let memory = MemoryStore::new();

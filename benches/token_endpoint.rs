@@ -24,7 +24,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::ExposeSecret;
-use support::{bench_request, endpoint};
+use support::{bench_request, endpoint, es256_pem};
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
@@ -77,10 +77,7 @@ fn static_authentication(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let pem = SigningKey::generate(Algorithm::ES256)
-        .unwrap()
-        .to_pkcs8_pem()
-        .unwrap();
+    let pem = es256_pem();
     let mut group = c.benchmark_group("token_request");
 
     // The floor: one raw ES256 signature with the key parsed once.
@@ -115,10 +112,7 @@ fn jwt_authentication(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let issuer_pem = SigningKey::generate(Algorithm::ES256)
-        .unwrap()
-        .to_pkcs8_pem()
-        .unwrap();
+    let issuer_pem = es256_pem();
     let external = SigningKey::generate(Algorithm::ES256).unwrap();
     // Valid for 50 minutes from now: within the applications' default
     // lifetime cap of one hour, and longer than a run.
@@ -191,10 +185,7 @@ fn observability(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let pem = SigningKey::generate(Algorithm::ES256)
-        .unwrap()
-        .to_pkcs8_pem()
-        .unwrap();
+    let pem = es256_pem();
     let (store, application, body) = static_login();
     let layer = |instrument: bool| {
         issuer_layer(&pem, &store, application.clone(), false).instrument(instrument)

@@ -13,6 +13,15 @@ use tower::{Service, ServiceBuilder, service_fn};
 use tower_m2m_auth::issuer::{StoreVerifier, TokenEndpointLayer};
 use tower_m2m_auth::store::CredentialStore;
 
+/// A fresh ES256 signing key as PKCS#8 PEM (parsed by each layer the
+/// benchmark builds, and by the raw floors).
+pub fn es256_pem() -> String {
+    tower_m2m_auth::keys::SigningKey::generate(tower_m2m_auth::keys::Algorithm::ES256)
+        .unwrap()
+        .to_pkcs8_pem()
+        .unwrap()
+}
+
 /// The layer around an inner service that answers every other path.
 pub fn endpoint<S: CredentialStore>(
     layer: TokenEndpointLayer<StoreVerifier<S>>,
