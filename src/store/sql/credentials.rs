@@ -40,33 +40,30 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
         // Most uses: one read by primary key, and no write.
         if let Some(mut stored) = self.account_by(&ACCOUNT_BY_ID, &account.id).await? {
             if account.extends(stored.expires) {
-                let extended = Statement::<D>::new(&EXTEND_EXTERNAL_ACCOUNT)
+                let extend = Statement::<D>::new(&EXTEND_EXTERNAL_ACCOUNT)
                     .bind(&account.id)
-                    .bind(account.expires.map(unix_micros))
-                    .execute(&self.pool)
-                    .await?;
+                    .bind(account.expires.map(unix_micros));
+                let extended = self.writer.execute(&account.id, extend).await?;
                 if extended == 1 {
                     stored.expires = account.expires;
                 }
             }
             return Ok(Some(stored));
         }
-        self.now_purging().await;
         // First use: the username asked for, or else the disambiguated one;
         // never an account that exists (any unique column conflicting means
         // no insert). A concurrent first use may win: then its row is read.
         let uuid = account.uuid.to_string();
         for username in account.candidate_usernames() {
-            let inserted = Statement::<D>::new(&INSERT_EXTERNAL_ACCOUNT)
+            let insert = Statement::<D>::new(&INSERT_EXTERNAL_ACCOUNT)
                 .bind(&account.id)
                 .bind(&uuid)
                 .bind(&username)
                 .bind(&account.name)
                 .bind(&account.issuer)
                 .bind(&account.subject)
-                .bind(account.expires.map(unix_micros))
-                .execute(&self.pool)
-                .await?;
+                .bind(account.expires.map(unix_micros));
+            let inserted = self.writer.execute(&account.id, insert).await?;
             if inserted == 1 {
                 return Ok(Some(account.to_service_account(&username)));
             }
@@ -108,28 +105,25 @@ impl<D: SqlDialect> ReplayCache for SqlStore<D> {
     /// One statement: inserts the key, or takes over an expired row; a live
     /// row is left alone and the use is refused. Atomic across processes and
     /// instances (concurrent inserts of one key wait for each other; one
-    /// wins).
+    /// wins). Group-committed: `true` only once the transaction holding the
+    /// insert is committed.
     async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
-        let now = self.now_purging().await;
-        let recorded = Statement::<D>::new(&FIRST_USE)
+        let record = Statement::<D>::new(&FIRST_USE)
             .bind(key)
             .bind(unix_seconds(expires_at))
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(recorded == 1)
+            .bind(now_unix());
+        Ok(self.writer.execute(key, record).await? == 1)
     }
 }
 
 impl<D: SqlDialect> RevocationList for SqlStore<D> {
-    /// Revoking again keeps the later expiry.
+    /// Revoking again keeps the later expiry. Group-committed: answered
+    /// once the transaction holding the revocation is committed.
     async fn revoke(&self, jti: &str, expires_at: u64) -> Result<(), StoreError> {
-        self.now_purging().await;
-        Statement::<D>::new(&REVOKE)
+        let revoke = Statement::<D>::new(&REVOKE)
             .bind(jti)
-            .bind(unix_seconds(expires_at))
-            .execute(&self.pool)
-            .await?;
+            .bind(unix_seconds(expires_at));
+        self.writer.execute(jti, revoke).await?;
         Ok(())
     }
 

@@ -1,0 +1,203 @@
+//! Group commit: the store's writes on the request path (replay-cache first
+//! uses, revocations, input-JWT accounts) go to one writer task per store,
+//! which takes everything queued (at most [`MAX_BATCH`]), runs it in one
+//! transaction, commits once, and only then answers each write. A write is
+//! acknowledged only after the commit that holds it; if that commit (or any
+//! statement of its batch) fails, every write of the batch fails with
+//! [`StoreError`], none is acknowledged.
+//!
+//! Within a batch the statements run one after another on the
+//! transaction's connection, so two writes of one key see each other: of two
+//! first uses of one `jti`, the second finds the first's row. They run in the
+//! order of their keys, so that batches of instances sharing a PostgreSQL
+//! database take row locks in one order and cannot deadlock.
+//!
+//! The queue is bounded ([`QUEUE`]): when it is full, writers wait for room.
+//! The task starts with the first write (in that write's tokio runtime, and
+//! again if that runtime has gone), and ends when the last clone of its
+//! store is dropped. Expired rows are purged by the same task, before the
+//! batch of every `PURGE_EVERY`th write, so a purge never contends with a
+//! write of this store.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use sqlx::Pool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::driver::Statement;
+use super::statements::PURGE;
+use super::values::{PurgeTicker, now_unix, store_error};
+use super::{SqlDialect, SqlStore};
+use crate::store::StoreError;
+
+/// Most writes one transaction holds.
+pub(super) const MAX_BATCH: usize = 256;
+
+/// Most writes waiting for the writer task; more wait for room.
+const QUEUE: usize = 1024;
+
+/// The writes of the batch that held this one were not committed: this
+/// write may not have happened.
+#[derive(Debug, thiserror::Error)]
+#[error("the transaction holding this write was not committed")]
+struct NotCommitted(#[source] Arc<StoreError>);
+
+/// The writer task stopped before it answered (its runtime shut down).
+#[derive(Debug, thiserror::Error)]
+#[error("the store's writer stopped before this write was committed")]
+struct WriterStopped;
+
+/// One queued write: its statement, the key it locks (batches run in key
+/// order), and where its rows-affected count goes once committed.
+struct Job<D: SqlDialect> {
+    key: String,
+    statement: Statement<D>,
+    answer: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+/// What the writer task counts.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Transactions committed.
+    commits: AtomicU64,
+    /// When to purge expired rows.
+    purge: PurgeTicker,
+}
+
+/// The queue to a store's writer task, shared by the store's clones.
+pub(super) struct Writer<D: SqlDialect> {
+    pool: Pool<D>,
+    queue: Mutex<Option<mpsc::Sender<Job<D>>>>,
+    counts: Arc<Counts>,
+}
+
+impl<D: SqlDialect> fmt::Debug for Writer<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("commits", &self.counts.commits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: SqlDialect> Writer<D> {
+    /// A writer on `pool`; its task starts with the first write.
+    pub(super) fn new(pool: Pool<D>) -> Self {
+        Self {
+            pool,
+            queue: Mutex::new(None),
+            counts: Arc::default(),
+        }
+    }
+
+    /// Runs `statement`, which locks the row of `key`, in the next batch;
+    /// the number of rows it changed, once that batch is committed.
+    pub(super) async fn execute(
+        &self,
+        key: &str,
+        statement: Statement<D>,
+    ) -> Result<u64, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        let mut job = Job {
+            key: key.to_owned(),
+            statement,
+            answer,
+        };
+        // A second try, if the task's runtime had gone: then a new task.
+        for _ in 0..2 {
+            match self.sender().send(job).await {
+                Ok(()) => {
+                    return answered
+                        .await
+                        .unwrap_or_else(|_| Err(StoreError(Box::new(WriterStopped))));
+                }
+                Err(mpsc::error::SendError(returned)) => job = returned,
+            }
+        }
+        Err(StoreError(Box::new(WriterStopped)))
+    }
+
+    /// The queue to a running writer task, started here if there is none.
+    fn sender(&self) -> mpsc::Sender<Job<D>> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*queue {
+            Some(sender) if !sender.is_closed() => sender.clone(),
+            _ => {
+                let (sender, receiver) = mpsc::channel(QUEUE);
+                tokio::spawn(run(self.pool.clone(), receiver, Arc::clone(&self.counts)));
+                *queue = Some(sender.clone());
+                sender
+            }
+        }
+    }
+}
+
+/// The writer task: batch after batch until every sender is gone.
+async fn run<D: SqlDialect>(pool: Pool<D>, mut queue: mpsc::Receiver<Job<D>>, counts: Arc<Counts>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // (Every write ticks, so none is skipped.)
+        let due = batch.iter().filter(|_| counts.purge.due()).count() > 0;
+        if due {
+            purge(&pool).await;
+        }
+        batch.sort_unstable_by(|a: &Job<D>, b| a.key.cmp(&b.key));
+        let (statements, answers): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .map(|job| (job.statement, job.answer))
+            .unzip();
+        match transaction(&pool, statements).await {
+            Ok(rows) => {
+                counts.commits.fetch_add(1, Ordering::Relaxed);
+                for (answer, rows) in answers.into_iter().zip(rows) {
+                    // (A caller that went away no longer waits.)
+                    let _ = answer.send(Ok(rows));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, writes = answers.len(), "a batch of writes failed");
+                let error = Arc::new(error);
+                for answer in answers {
+                    let failed = NotCommitted(Arc::clone(&error));
+                    let _ = answer.send(Err(StoreError(Box::new(failed))));
+                }
+            }
+        }
+    }
+}
+
+/// Runs `statements` in one transaction; each one's rows changed, once
+/// committed.
+async fn transaction<D: SqlDialect>(
+    pool: &Pool<D>,
+    statements: Vec<Statement<D>>,
+) -> Result<Vec<u64>, StoreError> {
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    let mut rows = Vec::with_capacity(statements.len());
+    for statement in statements {
+        rows.push(statement.execute(&mut transaction).await?);
+    }
+    transaction.commit().await.map_err(store_error)?;
+    Ok(rows)
+}
+
+/// Deletes expired rows. A failed purge is logged, not returned.
+async fn purge<D: SqlDialect>(pool: &Pool<D>) {
+    let now = now_unix();
+    for sql in &PURGE {
+        if let Err(error) = Statement::<D>::new(sql).bind(now).execute(pool).await {
+            tracing::warn!(%error, "could not purge expired rows");
+        }
+    }
+}
+
+impl<D: SqlDialect> SqlStore<D> {
+    /// How many transactions this store's writer task committed (each
+    /// holds one or more writes): for tests and benchmarks that check the
+    /// group commit.
+    #[doc(hidden)]
+    pub fn write_commits(&self) -> u64 {
+        self.writer.counts.commits.load(Ordering::Relaxed)
+    }
+}
