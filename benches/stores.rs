@@ -9,7 +9,16 @@
 //!   `benches/token_endpoint.rs`.
 //! - `app_password_lookup/<store>`: the store's one indexed lookup alone.
 //! - `replay_first_use/<store>`: recording a new `jti` (a write; what each
-//!   single-use JWT assertion costs).
+//!   single-use JWT assertion costs), one at a time: one commit each.
+//! - `replay_first_use_x32/<store>`: 32 new `jti`s recorded concurrently
+//!   (the load of 32 clients), per iteration; the SQL stores group-commit
+//!   them in one transaction. `<store>_unbatched`: the same 32 writes as
+//!   32 autocommit statements on the pool, as the store ran them before
+//!   group commit (on SQLite the connections contend for the write lock).
+//!   Divide by 32 for the cost per write.
+//!
+//! The SQLite file is in WAL mode with `synchronous = FULL` (every commit
+//! synced), as `SqliteStore::connect` opens it.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -18,15 +27,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::future::join_all;
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::Pool;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use support::{bench_request, endpoint, es256_pem};
 use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     AccountAdmin, Binding, CredentialStore, MemoryReplayCache, MemoryStore, PgStore, ReplayCache,
-    ServiceAccount, SqliteStore, TokenDigest,
+    ServiceAccount, SqlDialect, SqlStore, SqliteStore, TokenDigest,
 };
 
 /// Far enough ahead that no replay-cache entry expires during the run.
@@ -97,6 +108,63 @@ fn first_use<R: ReplayCache>(
     });
 }
 
+/// How many writes `replay_first_use_x32` sends at once.
+const AT_ONCE: usize = 32;
+
+/// `AT_ONCE` new keys recorded concurrently, per iteration.
+fn first_use_at_once<R: ReplayCache>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    replay: &R,
+) {
+    let next = AtomicU64::new(0);
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter(|| async {
+            let first = next.fetch_add(AT_ONCE as u64, Ordering::Relaxed);
+            let keys: Vec<String> = (first..first + AT_ONCE as u64)
+                .map(|i| format!("jti-x-{i}"))
+                .collect();
+            let answers = join_all(keys.iter().map(|key| replay.first_use(key, FAR_FUTURE))).await;
+            assert!(answers.into_iter().all(|first| first.unwrap()));
+        })
+    });
+}
+
+/// The same writes as [`first_use_at_once`], each its own autocommit
+/// statement on a pooled connection: the store's write path before group
+/// commit (the statement text of `FIRST_USE` in `src/store/sql/statements.rs`).
+fn first_use_unbatched<D: SqlDialect>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    store: &SqlStore<D>,
+) where
+    for<'c> &'c Pool<D>: sqlx::Executor<'c, Database = D>,
+    for<'q> String: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    for<'q> i64: sqlx::Encode<'q, D> + sqlx::Type<D>,
+{
+    const FIRST_USE: &str = "INSERT INTO m2m_replay_cache (key, expires) VALUES ($1, $2) \
+        ON CONFLICT (key) DO UPDATE SET expires = excluded.expires \
+        WHERE m2m_replay_cache.expires < $3";
+    let next = AtomicU64::new(0);
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter(|| async {
+            let first = next.fetch_add(AT_ONCE as u64, Ordering::Relaxed);
+            let writes = (first..first + AT_ONCE as u64).map(|i| {
+                sqlx::query(FIRST_USE)
+                    .bind(format!("jti-unbatched-{i}"))
+                    .bind(FAR_FUTURE as i64)
+                    .bind(0_i64)
+                    .execute(store.pool())
+            });
+            for done in join_all(writes).await {
+                done.unwrap();
+            }
+        })
+    });
+}
+
 /// A fresh database on the server at `url`, and its store.
 async fn fresh_postgres(url: &str, name: &str) -> PgStore {
     let options: PgConnectOptions = url.parse().unwrap();
@@ -156,6 +224,17 @@ fn stores(c: &mut Criterion) {
     token_request(&mut group, &runtime, &pem, "sqlite", &sqlite);
     if let Some(postgres) = &postgres {
         token_request(&mut group, &runtime, &pem, "postgres", postgres);
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("replay_first_use_x32");
+    group.throughput(Throughput::Elements(AT_ONCE as u64));
+    first_use_at_once(&mut group, &runtime, "memory", &memory_replay);
+    first_use_at_once(&mut group, &runtime, "sqlite", &sqlite.0);
+    first_use_unbatched(&mut group, &runtime, "sqlite_unbatched", &sqlite.0);
+    if let Some((store, _)) = &postgres {
+        first_use_at_once(&mut group, &runtime, "postgres", store);
+        first_use_unbatched(&mut group, &runtime, "postgres_unbatched", store);
     }
     group.finish();
 
