@@ -1,16 +1,20 @@
 //! Group commit: the store's writes on the request path (replay-cache first
 //! uses, revocations, input-JWT accounts) go to one writer task per store,
-//! which takes everything queued (at most [`MAX_BATCH`]), runs it in one
+//! which takes everything queued (at most [`MAX_BATCH`]), runs it as one
 //! transaction, commits once, and only then answers each write. A write is
 //! acknowledged only after the commit that holds it; if that commit (or any
 //! statement of its batch) fails, every write of the batch fails with
 //! [`StoreError`], none is acknowledged.
 //!
-//! Within a batch the statements run one after another on the
-//! transaction's connection, so two writes of one key see each other: of two
-//! first uses of one `jti`, the second finds the first's row. They run in the
-//! order of their keys, so that batches of instances sharing a PostgreSQL
-//! database take row locks in one order and cannot deadlock.
+//! The first uses of a batch are one statement (`FIRST_USES`, the keys as a
+//! JSON array) that returns the keys it recorded; a batch of first uses only
+//! is that one statement, committed on its own (one round trip to the
+//! database, one sync to disk). Of two first uses of one key in a batch the
+//! earlier is recorded (if it may be) and the later is refused, as if they
+//! had run one after the other. Other writes run after it, each its own
+//! statement, in the same transaction. Everything runs in the order of its
+//! keys, so that batches of instances sharing a PostgreSQL database take
+//! row locks in one order and cannot deadlock.
 //!
 //! The queue is bounded ([`QUEUE`]): when it is full, writers wait for room.
 //! The task starts with the first write (in that write's tokio runtime, and
@@ -19,6 +23,7 @@
 //! batch of every `PURGE_EVERY`th write, so a purge never contends with a
 //! write of this store.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,8 +31,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sqlx::Pool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::driver::Statement;
-use super::statements::PURGE;
+use super::driver::{Columns, Statement};
+use super::statements::{FIRST_USES, PURGE};
 use super::values::{PurgeTicker, now_unix, store_error};
 use super::{SqlDialect, SqlStore};
 use crate::store::StoreError;
@@ -49,11 +54,20 @@ struct NotCommitted(#[source] Arc<StoreError>);
 #[error("the store's writer stopped before this write was committed")]
 struct WriterStopped;
 
-/// One queued write: its statement, the key it locks (batches run in key
-/// order), and where its rows-affected count goes once committed.
+/// A write the writer task runs.
+pub(super) enum Write<D: SqlDialect> {
+    /// Records the job's key in the replay cache until this time (Unix
+    /// seconds), unless it is there and live: 1 row changed, or 0.
+    FirstUse(i64),
+    /// Runs this statement, which locks the row of the job's key.
+    Statement(Statement<D>),
+}
+
+/// One queued write: its key (batches run in key order), what to run, and
+/// where its rows-changed count goes once committed.
 struct Job<D: SqlDialect> {
     key: String,
-    statement: Statement<D>,
+    write: Write<D>,
     answer: oneshot::Sender<Result<u64, StoreError>>,
 }
 
@@ -91,17 +105,13 @@ impl<D: SqlDialect> Writer<D> {
         }
     }
 
-    /// Runs `statement`, which locks the row of `key`, in the next batch;
-    /// the number of rows it changed, once that batch is committed.
-    pub(super) async fn execute(
-        &self,
-        key: &str,
-        statement: Statement<D>,
-    ) -> Result<u64, StoreError> {
+    /// Runs `write` of `key` in the next batch; the number of rows it
+    /// changed, once that batch is committed.
+    pub(super) async fn execute(&self, key: &str, write: Write<D>) -> Result<u64, StoreError> {
         let (answer, answered) = oneshot::channel();
         let mut job = Job {
             key: key.to_owned(),
-            statement,
+            write,
             answer,
         };
         // A second try, if the task's runtime had gone: then a new task.
@@ -142,12 +152,13 @@ async fn run<D: SqlDialect>(pool: Pool<D>, mut queue: mpsc::Receiver<Job<D>>, co
         if due {
             purge(&pool).await;
         }
-        batch.sort_unstable_by(|a: &Job<D>, b| a.key.cmp(&b.key));
-        let (statements, answers): (Vec<_>, Vec<_>) = batch
+        // (Stable: of two writes of one key, the earlier stays first.)
+        batch.sort_by(|a: &Job<D>, b| a.key.cmp(&b.key));
+        let (writes, answers): (Vec<_>, Vec<_>) = batch
             .drain(..)
-            .map(|job| (job.statement, job.answer))
+            .map(|job| ((job.key, job.write), job.answer))
             .unzip();
-        match transaction(&pool, statements).await {
+        match commit(&pool, writes).await {
             Ok(rows) => {
                 counts.commits.fetch_add(1, Ordering::Relaxed);
                 for (answer, rows) in answers.into_iter().zip(rows) {
@@ -167,18 +178,69 @@ async fn run<D: SqlDialect>(pool: Pool<D>, mut queue: mpsc::Receiver<Job<D>>, co
     }
 }
 
-/// Runs `statements` in one transaction; each one's rows changed, once
-/// committed.
-async fn transaction<D: SqlDialect>(
+/// Runs `writes` (in key order) and commits them: the first uses as one
+/// statement, then the other statements; one transaction, or none if the
+/// first uses are all there is. Each write's rows changed, once committed.
+async fn commit<D: SqlDialect>(
     pool: &Pool<D>,
-    statements: Vec<Statement<D>>,
+    writes: Vec<(String, Write<D>)>,
 ) -> Result<Vec<u64>, StoreError> {
-    let mut transaction = pool.begin().await.map_err(store_error)?;
-    let mut rows = Vec::with_capacity(statements.len());
-    for statement in statements {
-        rows.push(statement.execute(&mut transaction).await?);
+    let mut first_uses: Vec<(String, i64)> = Vec::new();
+    let mut statements = Vec::new();
+    // The key of each first use, by position.
+    let mut keys = Vec::with_capacity(writes.len());
+    for (index, (key, write)) in writes.into_iter().enumerate() {
+        match write {
+            Write::FirstUse(expires) => {
+                // (Of two first uses of one key, the earlier is the one tried.)
+                if first_uses.last().is_none_or(|(last, _)| *last != key) {
+                    first_uses.push((key.clone(), expires));
+                }
+                keys.push(Some(key));
+            }
+            Write::Statement(statement) => {
+                statements.push((index, statement));
+                keys.push(None);
+            }
+        }
     }
-    transaction.commit().await.map_err(store_error)?;
+    let record = (!first_uses.is_empty()).then(|| {
+        let array = serde_json::to_string(&first_uses).unwrap_or_default();
+        Statement::<D>::new(&FIRST_USES)
+            .bind(&array)
+            .bind(now_unix())
+    });
+    let mut rows = vec![0; keys.len()];
+    let recorded = if statements.is_empty() {
+        // One statement: atomic, and committed on its own.
+        match record {
+            Some(record) => record.fetch_all(pool).await?,
+            None => Vec::new(),
+        }
+    } else {
+        let mut transaction = pool.begin().await.map_err(store_error)?;
+        let recorded = match record {
+            Some(record) => record.fetch_all(&mut transaction).await?,
+            None => Vec::new(),
+        };
+        for (index, statement) in statements {
+            rows[index] = statement.execute(&mut transaction).await?;
+        }
+        transaction.commit().await.map_err(store_error)?;
+        recorded
+    };
+    let mut recorded = recorded
+        .iter()
+        .map(|row| row.text(0))
+        .collect::<Result<HashSet<String>, _>>()?;
+    for (rows, key) in rows.iter_mut().zip(&keys) {
+        // (`remove`: a later first use of the same key finds it gone.)
+        if let Some(key) = key
+            && recorded.remove(key)
+        {
+            *rows = 1;
+        }
+    }
     Ok(rows)
 }
 

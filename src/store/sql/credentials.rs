@@ -1,9 +1,10 @@
 //! What the token endpoint asks of the SQL store: credentials, input-JWT
 //! accounts, bindings, the replay cache and the revocation list.
 
+use super::batch::Write;
 use super::driver::{Columns, Statement};
 use super::statements::{
-    ACCOUNT_BY_ID, ACCOUNT_BY_USERNAME, APP_PASSWORD, BINDING, EXTEND_EXTERNAL_ACCOUNT, FIRST_USE,
+    ACCOUNT_BY_ID, ACCOUNT_BY_USERNAME, APP_PASSWORD, BINDING, EXTEND_EXTERNAL_ACCOUNT,
     INSERT_EXTERNAL_ACCOUNT, IS_REVOKED, REVOKE,
 };
 use super::values::{now_unix, split_scopes, unix_micros, unix_seconds};
@@ -43,7 +44,10 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
                 let extend = Statement::<D>::new(&EXTEND_EXTERNAL_ACCOUNT)
                     .bind(&account.id)
                     .bind(account.expires.map(unix_micros));
-                let extended = self.writer.execute(&account.id, extend).await?;
+                let extended = self
+                    .writer
+                    .execute(&account.id, Write::Statement(extend))
+                    .await?;
                 if extended == 1 {
                     stored.expires = account.expires;
                 }
@@ -63,7 +67,10 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
                 .bind(&account.issuer)
                 .bind(&account.subject)
                 .bind(account.expires.map(unix_micros));
-            let inserted = self.writer.execute(&account.id, insert).await?;
+            let inserted = self
+                .writer
+                .execute(&account.id, Write::Statement(insert))
+                .await?;
             if inserted == 1 {
                 return Ok(Some(account.to_service_account(&username)));
             }
@@ -102,16 +109,14 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
 }
 
 impl<D: SqlDialect> ReplayCache for SqlStore<D> {
-    /// One statement: inserts the key, or takes over an expired row; a live
-    /// row is left alone and the use is refused. Atomic across processes and
-    /// instances (concurrent inserts of one key wait for each other; one
-    /// wins). Group-committed: `true` only once the transaction holding the
-    /// insert is committed.
+    /// Inserts the key, or takes over an expired row; a live row is left
+    /// alone and the use is refused. Atomic across processes and instances
+    /// (concurrent inserts of one key wait for each other; one wins).
+    /// Group-committed with the first uses arriving with it, in one
+    /// statement: `true` only once that statement's transaction is
+    /// committed.
     async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
-        let record = Statement::<D>::new(&FIRST_USE)
-            .bind(key)
-            .bind(unix_seconds(expires_at))
-            .bind(now_unix());
+        let record = Write::FirstUse(unix_seconds(expires_at));
         Ok(self.writer.execute(key, record).await? == 1)
     }
 }
@@ -123,7 +128,7 @@ impl<D: SqlDialect> RevocationList for SqlStore<D> {
         let revoke = Statement::<D>::new(&REVOKE)
             .bind(jti)
             .bind(unix_seconds(expires_at));
-        self.writer.execute(jti, revoke).await?;
+        self.writer.execute(jti, Write::Statement(revoke)).await?;
         Ok(())
     }
 
