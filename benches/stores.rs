@@ -92,38 +92,24 @@ fn lookup<S: CredentialStore>(
     });
 }
 
-/// Recording a new key in the replay cache.
+/// How many writes `replay_first_use_x32` sends at once.
+const AT_ONCE: u64 = 32;
+
+/// Recording `at_once` new keys in the replay cache, concurrently, per
+/// iteration.
 fn first_use<R: ReplayCache>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     runtime: &tokio::runtime::Runtime,
     name: &str,
     replay: &R,
+    at_once: u64,
 ) {
     let next = AtomicU64::new(0);
     group.bench_function(name, |b| {
         b.to_async(runtime).iter(|| async {
-            let key = format!("jti-{}", next.fetch_add(1, Ordering::Relaxed));
-            assert!(replay.first_use(&key, FAR_FUTURE).await.unwrap());
-        })
-    });
-}
-
-/// How many writes `replay_first_use_x32` sends at once.
-const AT_ONCE: usize = 32;
-
-/// `AT_ONCE` new keys recorded concurrently, per iteration.
-fn first_use_at_once<R: ReplayCache>(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    runtime: &tokio::runtime::Runtime,
-    name: &str,
-    replay: &R,
-) {
-    let next = AtomicU64::new(0);
-    group.bench_function(name, |b| {
-        b.to_async(runtime).iter(|| async {
-            let first = next.fetch_add(AT_ONCE as u64, Ordering::Relaxed);
-            let keys: Vec<String> = (first..first + AT_ONCE as u64)
-                .map(|i| format!("jti-x-{i}"))
+            let first = next.fetch_add(at_once, Ordering::Relaxed);
+            let keys: Vec<String> = (first..first + at_once)
+                .map(|i| format!("jti-{at_once}-{i}"))
                 .collect();
             let answers = join_all(keys.iter().map(|key| replay.first_use(key, FAR_FUTURE))).await;
             assert!(answers.into_iter().all(|first| first.unwrap()));
@@ -131,7 +117,7 @@ fn first_use_at_once<R: ReplayCache>(
     });
 }
 
-/// The same writes as [`first_use_at_once`], each its own autocommit
+/// The same writes as [`first_use`] with `AT_ONCE`, each its own autocommit
 /// statement on a pooled connection: the store's write path before group
 /// commit (the statement text of `FIRST_USE` in `src/store/sql/statements.rs`).
 fn first_use_unbatched<D: SqlDialect>(
@@ -150,8 +136,8 @@ fn first_use_unbatched<D: SqlDialect>(
     let next = AtomicU64::new(0);
     group.bench_function(name, |b| {
         b.to_async(runtime).iter(|| async {
-            let first = next.fetch_add(AT_ONCE as u64, Ordering::Relaxed);
-            let writes = (first..first + AT_ONCE as u64).map(|i| {
+            let first = next.fetch_add(AT_ONCE, Ordering::Relaxed);
+            let writes = (first..first + AT_ONCE).map(|i| {
                 sqlx::query(FIRST_USE)
                     .bind(format!("jti-unbatched-{i}"))
                     .bind(FAR_FUTURE as i64)
@@ -228,12 +214,12 @@ fn stores(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("replay_first_use_x32");
-    group.throughput(Throughput::Elements(AT_ONCE as u64));
-    first_use_at_once(&mut group, &runtime, "memory", &memory_replay);
-    first_use_at_once(&mut group, &runtime, "sqlite", &sqlite.0);
+    group.throughput(Throughput::Elements(AT_ONCE));
+    first_use(&mut group, &runtime, "memory", &memory_replay, AT_ONCE);
+    first_use(&mut group, &runtime, "sqlite", &sqlite.0, AT_ONCE);
     first_use_unbatched(&mut group, &runtime, "sqlite_unbatched", &sqlite.0);
     if let Some((store, _)) = &postgres {
-        first_use_at_once(&mut group, &runtime, "postgres", store);
+        first_use(&mut group, &runtime, "postgres", store, AT_ONCE);
         first_use_unbatched(&mut group, &runtime, "postgres_unbatched", store);
     }
     group.finish();
@@ -247,10 +233,10 @@ fn stores(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("replay_first_use");
-    first_use(&mut group, &runtime, "memory", &memory_replay);
-    first_use(&mut group, &runtime, "sqlite", &sqlite.0);
+    first_use(&mut group, &runtime, "memory", &memory_replay, 1);
+    first_use(&mut group, &runtime, "sqlite", &sqlite.0, 1);
     if let Some((store, _)) = &postgres {
-        first_use(&mut group, &runtime, "postgres", store);
+        first_use(&mut group, &runtime, "postgres", store, 1);
     }
     group.finish();
 
