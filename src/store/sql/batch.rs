@@ -27,6 +27,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use sqlx::Pool;
 use tokio::sync::{mpsc, oneshot};
@@ -158,9 +159,12 @@ async fn run<D: SqlDialect>(pool: Pool<D>, mut queue: mpsc::Receiver<Job<D>>, co
             .drain(..)
             .map(|job| ((job.key, job.write), job.answer))
             .unzip();
+        let started = Instant::now();
         match commit(&pool, writes).await {
             Ok(rows) => {
                 counts.commits.fetch_add(1, Ordering::Relaxed);
+                let micros = started.elapsed().as_micros();
+                tracing::debug!(writes = rows.len(), micros, "committed a batch of writes");
                 for (answer, rows) in answers.into_iter().zip(rows) {
                     // (A caller that went away no longer waits.)
                     let _ = answer.send(Ok(rows));
