@@ -284,6 +284,27 @@ mod sqlite {
         super::replayed_assertion_is_refused_over_http(open(&fresh_path()).await).await;
     }
 
+    /// A store used from a second runtime after the one that started its
+    /// writer task has shut down: a new writer task takes over.
+    #[test]
+    fn the_writer_outlives_the_runtime_that_started_it() {
+        let path = fresh_path();
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let expires = unix_now() + 300;
+        let first = runtime();
+        let store = first.block_on(open(&path));
+        assert!(first.block_on(store.first_use("jti-1", expires)).unwrap());
+        drop(first);
+        let second = runtime();
+        assert!(second.block_on(store.first_use("jti-2", expires)).unwrap());
+        assert!(!second.block_on(store.first_use("jti-1", expires)).unwrap());
+    }
+
     /// Set (to a database path) in the child process of
     /// [`every_acknowledged_jti_survives_a_sigkill`].
     const CHILD_DB: &str = "GROUP_COMMIT_CHILD_DB";
