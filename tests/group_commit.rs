@@ -139,6 +139,16 @@ async fn a_failed_commit_fails_every_write_of_its_batch<D: SqlDialect>(store: Sq
     for key in &keys[1..] {
         assert!(store.first_use(key, expires).await.unwrap(), "{key}");
     }
+    // A key PostgreSQL cannot hold (NUL) is refused alone, before it can
+    // join, and fail, a batch.
+    let (answers, commits) = one_batch(
+        || store.write_commits(),
+        ["jti-\0-nul", "jti-beside-nul"].map(|key| store.first_use(key, expires)),
+    )
+    .await;
+    assert!(answers[0].is_err());
+    assert!(answers[1].as_ref().unwrap());
+    assert_eq!(commits, 1);
     // A revocation in a failing batch fails too.
     let (answers, _) = one_batch(
         || store.write_commits(),

@@ -50,6 +50,11 @@ const QUEUE: usize = 1024;
 #[error("the transaction holding this write was not committed")]
 struct NotCommitted(#[source] Arc<StoreError>);
 
+/// A key the store cannot hold.
+#[derive(Debug, thiserror::Error)]
+#[error("a key with a NUL character cannot be stored")]
+struct NulInKey;
+
 /// The writer task stopped before it answered (its runtime shut down).
 #[derive(Debug, thiserror::Error)]
 #[error("the store's writer stopped before this write was committed")]
@@ -107,8 +112,13 @@ impl<D: SqlDialect> Writer<D> {
     }
 
     /// Runs `write` of `key` in the next batch; the number of rows it
-    /// changed, once that batch is committed.
+    /// changed, once that batch is committed. A key with a NUL character
+    /// (which PostgreSQL text cannot hold) is refused here, so that it
+    /// cannot fail the batch of others' writes.
     pub(super) async fn execute(&self, key: &str, write: Write<D>) -> Result<u64, StoreError> {
+        if key.contains('\0') {
+            return Err(StoreError(Box::new(NulInKey)));
+        }
         let (answer, answered) = oneshot::channel();
         let mut job = Job {
             key: key.to_owned(),
