@@ -82,8 +82,12 @@ impl SqlStore<Sqlite> {
         let options = options
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(ACQUIRE_TIMEOUT);
+        // (No ping before handing out a pooled connection: a connection to a
+        // local file does not go stale, and the ping is one more round trip to
+        // sqlx's worker thread on every statement.)
         let pool = SqlitePoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(store_error)?;
