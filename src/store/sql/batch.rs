@@ -39,7 +39,7 @@ use super::{SqlDialect, SqlStore};
 use crate::store::StoreError;
 
 /// Most writes one transaction holds.
-pub(super) const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 256;
 
 /// Most writes waiting for the writer task; more wait for room.
 const QUEUE: usize = 1024;
