@@ -248,9 +248,27 @@ mod sqlite {
 
     use super::*;
 
-    fn fresh_path() -> PathBuf {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("group-commit-{}.db", uuid::Uuid::new_v4()))
+    /// A new database file in the target's temporary directory, deleted
+    /// with its WAL and shared-memory files when dropped.
+    struct DbFile(PathBuf);
+
+    impl DbFile {
+        fn new() -> Self {
+            Self(
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                    .join(format!("group-commit-{}.db", uuid::Uuid::new_v4())),
+            )
+        }
+    }
+
+    impl Drop for DbFile {
+        fn drop(&mut self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = self.0.clone().into_os_string();
+                name.push(suffix);
+                let _ = std::fs::remove_file(name);
+            }
+        }
     }
 
     async fn open(path: &std::path::Path) -> SqliteStore {
@@ -259,12 +277,12 @@ mod sqlite {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_first_uses_are_answered_and_share_commits() {
-        concurrent_first_uses_share_commits(open(&fresh_path()).await).await;
+        concurrent_first_uses_share_commits(open(&DbFile::new().0).await).await;
     }
 
     #[tokio::test]
     async fn two_copies_of_one_jti_in_one_batch_one_accepted() {
-        copies_of_one_jti_in_one_batch_one_accepted(open(&fresh_path()).await).await;
+        copies_of_one_jti_in_one_batch_one_accepted(open(&DbFile::new().0).await).await;
     }
 
     /// A deferred foreign key that an insert of [`POISON`] breaks: SQLite
@@ -284,21 +302,23 @@ mod sqlite {
 
     #[tokio::test]
     async fn a_failed_commit_fails_every_write_of_its_batch() {
-        let store = open(&fresh_path()).await;
+        let file = DbFile::new();
+        let store = open(&file.0).await;
         poison(&store).await;
         super::a_failed_commit_fails_every_write_of_its_batch(store).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn replayed_assertion_is_refused_over_http() {
-        super::replayed_assertion_is_refused_over_http(open(&fresh_path()).await).await;
+        super::replayed_assertion_is_refused_over_http(open(&DbFile::new().0).await).await;
     }
 
     /// A store used from a second runtime after the one that started its
     /// writer task has shut down: a new writer task takes over.
     #[test]
     fn the_writer_outlives_the_runtime_that_started_it() {
-        let path = fresh_path();
+        let file = DbFile::new();
+        let path = &file.0;
         let runtime = || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -307,7 +327,7 @@ mod sqlite {
         };
         let expires = unix_now() + 300;
         let first = runtime();
-        let store = first.block_on(open(&path));
+        let store = first.block_on(open(path));
         assert!(first.block_on(store.first_use("jti-1", expires)).unwrap());
         drop(first);
         let second = runtime();
@@ -348,7 +368,8 @@ mod sqlite {
     /// intact.
     #[test]
     fn every_acknowledged_jti_survives_a_sigkill() {
-        let path = fresh_path();
+        let file = DbFile::new();
+        let path = &file.0;
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -356,7 +377,7 @@ mod sqlite {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env(CHILD_DB, &path)
+            .env(CHILD_DB, path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -387,7 +408,7 @@ mod sqlite {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let store = open(&path).await;
+            let store = open(path).await;
             let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
                 .fetch_one(store.pool())
                 .await

@@ -131,6 +131,13 @@ mod tests {
                 .unwrap();
             assert_eq!(value, expected, "{pragma}");
         }
+        drop(connection);
+        store.pool().close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.clone().into_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
     }
 
     /// Every lookup, update and delete is answered through an index.
