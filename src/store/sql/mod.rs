@@ -120,6 +120,12 @@ pub trait SqlDialect:
 /// Tokens are stored only as SHA-256 digests, and every lookup is by index.
 /// Migrations are embedded and recorded in the table
 /// `_tower_m2m_auth_migrations`. Clones share one connection pool.
+///
+/// Writes on the request path (replay-cache first uses, revocations,
+/// input-JWT accounts) are group-committed: clones share one writer task,
+/// which commits the writes arriving together in one transaction and
+/// answers each only once it is committed; if the commit fails, every write
+/// of the batch fails with [`StoreError`].
 #[derive(Debug)]
 pub struct SqlStore<D: SqlDialect> {
     pool: Pool<D>,
