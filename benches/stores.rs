@@ -9,7 +9,16 @@
 //!   `benches/token_endpoint.rs`.
 //! - `app_password_lookup/<store>`: the store's one indexed lookup alone.
 //! - `replay_first_use/<store>`: recording a new `jti` (a write; what each
-//!   single-use JWT assertion costs).
+//!   single-use JWT assertion costs), one at a time: one commit each.
+//! - `replay_first_use_x32/<store>`: 32 new `jti`s recorded concurrently
+//!   (the load of 32 clients), per iteration; the SQL stores group-commit
+//!   them in one transaction. `<store>_unbatched`: the same 32 writes as
+//!   32 autocommit statements on the pool, as the store ran them before
+//!   group commit (on SQLite the connections contend for the write lock).
+//!   Divide by 32 for the cost per write.
+//!
+//! The SQLite file is in WAL mode with `synchronous = FULL` (every commit
+//! synced), as `SqliteStore::connect` opens it.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -18,15 +27,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::future::join_all;
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::Pool;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use support::{bench_request, endpoint, es256_pem};
 use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     AccountAdmin, Binding, CredentialStore, MemoryReplayCache, MemoryStore, PgStore, ReplayCache,
-    ServiceAccount, SqliteStore, TokenDigest,
+    ServiceAccount, SqlDialect, SqlStore, SqliteStore, TokenDigest,
 };
 
 /// Far enough ahead that no replay-cache entry expires during the run.
@@ -81,18 +92,61 @@ fn lookup<S: CredentialStore>(
     });
 }
 
-/// Recording a new key in the replay cache.
+/// How many writes `replay_first_use_x32` sends at once.
+const AT_ONCE: u64 = 32;
+
+/// Recording `at_once` new keys in the replay cache, concurrently, per
+/// iteration.
 fn first_use<R: ReplayCache>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     runtime: &tokio::runtime::Runtime,
     name: &str,
     replay: &R,
+    at_once: u64,
 ) {
     let next = AtomicU64::new(0);
     group.bench_function(name, |b| {
         b.to_async(runtime).iter(|| async {
-            let key = format!("jti-{}", next.fetch_add(1, Ordering::Relaxed));
-            assert!(replay.first_use(&key, FAR_FUTURE).await.unwrap());
+            let first = next.fetch_add(at_once, Ordering::Relaxed);
+            let keys: Vec<String> = (first..first + at_once)
+                .map(|i| format!("jti-{at_once}-{i}"))
+                .collect();
+            let answers = join_all(keys.iter().map(|key| replay.first_use(key, FAR_FUTURE))).await;
+            assert!(answers.into_iter().all(|first| first.unwrap()));
+        })
+    });
+}
+
+/// The same writes as [`first_use`] with `AT_ONCE`, each its own autocommit
+/// statement on a pooled connection: the store's write path before group
+/// commit (the statement text of `FIRST_USE` in `src/store/sql/statements.rs`).
+fn first_use_unbatched<D: SqlDialect>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    store: &SqlStore<D>,
+) where
+    for<'c> &'c Pool<D>: sqlx::Executor<'c, Database = D>,
+    for<'q> String: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    for<'q> i64: sqlx::Encode<'q, D> + sqlx::Type<D>,
+{
+    const FIRST_USE: &str = "INSERT INTO m2m_replay_cache (key, expires) VALUES ($1, $2) \
+        ON CONFLICT (key) DO UPDATE SET expires = excluded.expires \
+        WHERE m2m_replay_cache.expires < $3";
+    let next = AtomicU64::new(0);
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter(|| async {
+            let first = next.fetch_add(AT_ONCE, Ordering::Relaxed);
+            let writes = (first..first + AT_ONCE).map(|i| {
+                sqlx::query(FIRST_USE)
+                    .bind(format!("jti-unbatched-{i}"))
+                    .bind(FAR_FUTURE as i64)
+                    .bind(0_i64)
+                    .execute(store.pool())
+            });
+            for done in join_all(writes).await {
+                done.unwrap();
+            }
         })
     });
 }
@@ -159,6 +213,17 @@ fn stores(c: &mut Criterion) {
     }
     group.finish();
 
+    let mut group = c.benchmark_group("replay_first_use_x32");
+    group.throughput(Throughput::Elements(AT_ONCE));
+    first_use(&mut group, &runtime, "memory", &memory_replay, AT_ONCE);
+    first_use(&mut group, &runtime, "sqlite", &sqlite.0, AT_ONCE);
+    first_use_unbatched(&mut group, &runtime, "sqlite_unbatched", &sqlite.0);
+    if let Some((store, _)) = &postgres {
+        first_use(&mut group, &runtime, "postgres", store, AT_ONCE);
+        first_use_unbatched(&mut group, &runtime, "postgres_unbatched", store);
+    }
+    group.finish();
+
     let mut group = c.benchmark_group("app_password_lookup");
     lookup(&mut group, &runtime, "memory", &memory);
     lookup(&mut group, &runtime, "sqlite", &sqlite);
@@ -168,10 +233,10 @@ fn stores(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("replay_first_use");
-    first_use(&mut group, &runtime, "memory", &memory_replay);
-    first_use(&mut group, &runtime, "sqlite", &sqlite.0);
+    first_use(&mut group, &runtime, "memory", &memory_replay, 1);
+    first_use(&mut group, &runtime, "sqlite", &sqlite.0, 1);
     if let Some((store, _)) = &postgres {
-        first_use(&mut group, &runtime, "postgres", store);
+        first_use(&mut group, &runtime, "postgres", store, 1);
     }
     group.finish();
 

@@ -1,9 +1,10 @@
 //! What the token endpoint asks of the SQL store: credentials, input-JWT
 //! accounts, bindings, the replay cache and the revocation list.
 
+use super::batch::Write;
 use super::driver::{Columns, Statement};
 use super::statements::{
-    ACCOUNT_BY_ID, ACCOUNT_BY_USERNAME, APP_PASSWORD, BINDING, EXTEND_EXTERNAL_ACCOUNT, FIRST_USE,
+    ACCOUNT_BY_ID, ACCOUNT_BY_USERNAME, APP_PASSWORD, BINDING, EXTEND_EXTERNAL_ACCOUNT,
     INSERT_EXTERNAL_ACCOUNT, IS_REVOKED, REVOKE,
 };
 use super::values::{now_unix, split_scopes, unix_micros, unix_seconds};
@@ -40,10 +41,12 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
         // Most uses: one read by primary key, and no write.
         if let Some(mut stored) = self.account_by(&ACCOUNT_BY_ID, &account.id).await? {
             if account.extends(stored.expires) {
-                let extended = Statement::<D>::new(&EXTEND_EXTERNAL_ACCOUNT)
+                let extend = Statement::<D>::new(&EXTEND_EXTERNAL_ACCOUNT)
                     .bind(&account.id)
-                    .bind(account.expires.map(unix_micros))
-                    .execute(&self.pool)
+                    .bind(account.expires.map(unix_micros));
+                let extended = self
+                    .writer
+                    .execute(&account.id, Write::Statement(extend))
                     .await?;
                 if extended == 1 {
                     stored.expires = account.expires;
@@ -51,21 +54,22 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
             }
             return Ok(Some(stored));
         }
-        self.now_purging().await;
         // First use: the username asked for, or else the disambiguated one;
         // never an account that exists (any unique column conflicting means
         // no insert). A concurrent first use may win: then its row is read.
         let uuid = account.uuid.to_string();
         for username in account.candidate_usernames() {
-            let inserted = Statement::<D>::new(&INSERT_EXTERNAL_ACCOUNT)
+            let insert = Statement::<D>::new(&INSERT_EXTERNAL_ACCOUNT)
                 .bind(&account.id)
                 .bind(&uuid)
                 .bind(&username)
                 .bind(&account.name)
                 .bind(&account.issuer)
                 .bind(&account.subject)
-                .bind(account.expires.map(unix_micros))
-                .execute(&self.pool)
+                .bind(account.expires.map(unix_micros));
+            let inserted = self
+                .writer
+                .execute(&account.id, Write::Statement(insert))
                 .await?;
             if inserted == 1 {
                 return Ok(Some(account.to_service_account(&username)));
@@ -105,31 +109,26 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
 }
 
 impl<D: SqlDialect> ReplayCache for SqlStore<D> {
-    /// One statement: inserts the key, or takes over an expired row; a live
-    /// row is left alone and the use is refused. Atomic across processes and
-    /// instances (concurrent inserts of one key wait for each other; one
-    /// wins).
+    /// Inserts the key, or takes over an expired row; a live row is left
+    /// alone and the use is refused. Atomic across processes and instances
+    /// (concurrent inserts of one key wait for each other; one wins).
+    /// Group-committed with the first uses arriving with it, in one
+    /// statement: `true` only once that statement's transaction is
+    /// committed.
     async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
-        let now = self.now_purging().await;
-        let recorded = Statement::<D>::new(&FIRST_USE)
-            .bind(key)
-            .bind(unix_seconds(expires_at))
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(recorded == 1)
+        let record = Write::FirstUse(unix_seconds(expires_at));
+        Ok(self.writer.execute(key, record).await? == 1)
     }
 }
 
 impl<D: SqlDialect> RevocationList for SqlStore<D> {
-    /// Revoking again keeps the later expiry.
+    /// Revoking again keeps the later expiry. Group-committed: answered
+    /// once the transaction holding the revocation is committed.
     async fn revoke(&self, jti: &str, expires_at: u64) -> Result<(), StoreError> {
-        self.now_purging().await;
-        Statement::<D>::new(&REVOKE)
+        let revoke = Statement::<D>::new(&REVOKE)
             .bind(jti)
-            .bind(unix_seconds(expires_at))
-            .execute(&self.pool)
-            .await?;
+            .bind(unix_seconds(expires_at));
+        self.writer.execute(jti, Write::Statement(revoke)).await?;
         Ok(())
     }
 

@@ -5,9 +5,11 @@
 //! `statements.rs`; `driver.rs` states once what the store needs of sqlx.
 //! Whatever the store learns next (a cache in front of the lookups, group
 //! commit of the replay-cache writes) goes into [`SqlStore`] or `Statement`,
-//! once for both dialects.
+//! once for both dialects. Writes on the request path are group-committed
+//! by one writer task per store (`batch.rs`).
 
 mod admin;
+mod batch;
 mod credentials;
 mod driver;
 #[cfg(feature = "postgres")]
@@ -28,8 +30,8 @@ use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
 use sqlx::{Database, IntoArguments, Pool, SqlSafeStr};
 
 use self::driver::{Columns, Params, RowsAffected, Run, Statement};
-use self::statements::{ACCOUNT_ID_BY_USERNAME, PURGE, Sql};
-use self::values::{MIGRATIONS_TABLE, PurgeTicker, is_jwt_id, now_unix};
+use self::statements::{ACCOUNT_ID_BY_USERNAME, Sql};
+use self::values::{MIGRATIONS_TABLE, is_jwt_id};
 use super::{AdminError, ServiceAccount, StoreError};
 
 /// Makes the sqlx database `$db` a [`SqlDialect`] that runs the `$dialect`
@@ -118,17 +120,23 @@ pub trait SqlDialect:
 /// Tokens are stored only as SHA-256 digests, and every lookup is by index.
 /// Migrations are embedded and recorded in the table
 /// `_tower_m2m_auth_migrations`. Clones share one connection pool.
+///
+/// Writes on the request path (replay-cache first uses, revocations,
+/// input-JWT accounts) are group-committed: clones share one writer task,
+/// which commits the writes arriving together in one transaction and
+/// answers each only once it is committed; if the commit fails, every write
+/// of the batch fails with [`StoreError`].
 #[derive(Debug)]
 pub struct SqlStore<D: SqlDialect> {
     pool: Pool<D>,
-    purge: Arc<PurgeTicker>,
+    writer: Arc<batch::Writer<D>>,
 }
 
 impl<D: SqlDialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
-            purge: Arc::clone(&self.purge),
+            writer: Arc::clone(&self.writer),
         }
     }
 }
@@ -145,28 +153,14 @@ impl<D: SqlDialect> SqlStore<D> {
             .await
             .map_err(values::store_error)?;
         Ok(Self {
+            writer: Arc::new(batch::Writer::new(pool.clone())),
             pool,
-            purge: Arc::default(),
         })
     }
 
     /// The connection pool (to close it, or for the caller's own queries).
     pub fn pool(&self) -> &Pool<D> {
         &self.pool
-    }
-
-    /// Now, in Unix seconds; first purges expired rows if this insert is
-    /// due to (see [`PurgeTicker`]). A failed purge is logged, not returned.
-    async fn now_purging(&self) -> i64 {
-        let now = now_unix();
-        if self.purge.due() {
-            for sql in &PURGE {
-                if let Err(error) = Statement::<D>::new(sql).bind(now).execute(&self.pool).await {
-                    tracing::warn!(%error, "could not purge expired rows");
-                }
-            }
-        }
-        now
     }
 
     /// The stored account that `sql` finds by `key` (its id or username).

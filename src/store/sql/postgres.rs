@@ -24,6 +24,13 @@ use crate::store::StoreError;
 /// is back. Tokens are stored only as SHA-256 digests; every lookup is by
 /// index. Clones share one connection pool.
 ///
+/// Writes on the request path (used `jti`s, revocations) are
+/// group-committed, and each is acknowledged only once its transaction has
+/// committed; that commit is as durable as the server's
+/// `synchronous_commit` makes it (`on`, PostgreSQL's default: flushed to
+/// disk). Leave it on for the store's role: with `off`, a crash of the
+/// server could forget a used `jti` and let its assertion be replayed.
+///
 /// sqlx is built without TLS: connect over loopback or a private network
 /// (`sslmode=require` in the URL fails).
 ///

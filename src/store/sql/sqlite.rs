@@ -3,7 +3,10 @@
 use std::str::FromStr;
 
 use sqlx::Sqlite;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
+};
 
 use super::values::{ACQUIRE_TIMEOUT, store_error};
 use super::{SqlStore, dialect};
@@ -17,8 +20,28 @@ use crate::store::StoreError;
 /// crate's migrations (`migrations/sqlite/`, embedded; recorded in the
 /// table `_tower_m2m_auth_migrations`). Tokens are stored only as SHA-256
 /// digests, and every lookup is by index. Several processes on one machine
-/// may share the file (WAL mode); for instances on several machines use
-/// `PgStore` (feature `postgres`). Clones share one connection pool.
+/// may share the file; for instances on several machines use `PgStore`
+/// (feature `postgres`). Clones share one connection pool and one writer.
+///
+/// # Durability
+///
+/// Every connection is opened with these settings, set explicitly rather
+/// than left to the defaults of the SQLite build:
+///
+/// - `journal_mode = WAL` (a file path): readers never wait for the writer
+///   and the writer never waits for readers; other processes (the admin
+///   commands) share the file. The mode is stored in the file.
+/// - `synchronous = FULL`: each commit is synced to disk (the WAL file)
+///   before it returns, so a write the store acknowledged, such as a used
+///   `jti`, survives a crash of the process and a power loss. `NORMAL` is
+///   not used: in WAL mode it syncs only at checkpoints, so a power loss
+///   may undo the last commits, and a single-use assertion could then be
+///   replayed. Writes on the request path are group-committed, one sync per
+///   batch, which makes FULL's cost small.
+/// - `busy_timeout` 3 s: a write that finds another process writing waits
+///   for it, up to 3 s, and then fails with [`StoreError`] (503); within
+///   one process, request-path writes go through one writer task and do not
+///   contend.
 ///
 /// ```
 /// use tower_m2m_auth::store::{AccountAdmin, ServiceAccount, SqliteStore};
@@ -44,8 +67,9 @@ impl SqlStore<Sqlite> {
     ///
     /// `path_or_url` is either a file path, created if missing and switched
     /// to WAL mode, or an sqlx SQLite URL used as given (`sqlite://auth.db?mode=rwc`,
-    /// `sqlite::memory:` for tests). Requests wait at most 3 s for a
-    /// connection before failing with [`StoreError`].
+    /// `sqlite::memory:` for tests). Both get `synchronous = FULL` and a
+    /// 3 s busy timeout (see [Durability](SqliteStore#durability)). Requests
+    /// wait at most 3 s for a connection before failing with [`StoreError`].
     pub async fn connect(path_or_url: &str) -> Result<Self, StoreError> {
         let options = if path_or_url.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(path_or_url).map_err(store_error)?
@@ -55,9 +79,16 @@ impl SqlStore<Sqlite> {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
         };
+        let options = options
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(ACQUIRE_TIMEOUT);
+        // (No ping before handing out a pooled connection: a connection to a
+        // local file does not go stale, and the ping is one more round trip to
+        // sqlx's worker thread on every statement.)
         let pool = SqlitePoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.busy_timeout(ACQUIRE_TIMEOUT))
+            .test_before_acquire(false)
+            .connect_with(options)
             .await
             .map_err(store_error)?;
         Self::from_pool(pool).await
@@ -80,6 +111,33 @@ mod tests {
             .await
             .unwrap();
         upgrades_a_database_that_ran_only_the_first_migration(pool).await;
+    }
+
+    /// The durability settings the type's docs promise, on every connection.
+    #[tokio::test]
+    async fn durability_settings_are_explicit() {
+        let path = std::env::temp_dir().join(format!("durability-{}.db", uuid::Uuid::new_v4()));
+        let store = SqliteStore::connect(path.to_str().unwrap()).await.unwrap();
+        let mut connection = store.pool().acquire().await.unwrap();
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+        assert_eq!(journal, "wal");
+        for (pragma, expected) in [("synchronous", 2 /* FULL */), ("busy_timeout", 3000)] {
+            let value: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("PRAGMA {pragma}")))
+                .fetch_one(&mut *connection)
+                .await
+                .unwrap();
+            assert_eq!(value, expected, "{pragma}");
+        }
+        drop(connection);
+        store.pool().close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.clone().into_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
     }
 
     /// Every lookup, update and delete is answered through an index.

@@ -182,13 +182,22 @@ pub(super) const LIST_BINDINGS: Sql = Sql {
         ORDER BY client_id COLLATE \"C\"",
 };
 
-/// Records the key `$1` until `$2`, or takes over its row if that expired
-/// before `$3` (now); a live row is left alone. One atomic statement.
-pub(super) const FIRST_USE: Sql = Sql::both(
-    "INSERT INTO m2m_replay_cache (key, expires) VALUES ($1, $2) \
-     ON CONFLICT (key) DO UPDATE SET expires = excluded.expires \
-     WHERE m2m_replay_cache.expires < $3",
-);
+/// Records each key of the JSON array `$1` (`[[key, expires], …]`, no key
+/// twice, in key order) until its expiry, or takes over its row if that
+/// expired before `$2` (now); a live row is left alone. Returns the keys
+/// recorded. One atomic statement for a whole batch of first uses.
+pub(super) const FIRST_USES: Sql = Sql {
+    sqlite: "INSERT INTO m2m_replay_cache (key, expires) \
+        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') \
+        FROM json_each($1) WHERE true ORDER BY key \
+        ON CONFLICT (key) DO UPDATE SET expires = excluded.expires \
+        WHERE m2m_replay_cache.expires < $2 RETURNING key",
+    postgres: "INSERT INTO m2m_replay_cache (key, expires) \
+        SELECT e.item ->> 0, (e.item ->> 1)::int8 \
+        FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS e (item, n) ORDER BY e.n \
+        ON CONFLICT (key) DO UPDATE SET expires = excluded.expires \
+        WHERE m2m_replay_cache.expires < $2 RETURNING key",
+};
 
 /// Revokes the token `$1` until `$2`; revoking again keeps the later expiry.
 pub(super) const REVOKE: Sql = Sql::both(
