@@ -61,6 +61,7 @@ impl<D: SqlDialect> AccountAdmin for SqlStore<D> {
             .execute(&mut tx)
             .await?;
         tx.commit().await.map_err(store_error)?;
+        self.settled().await;
         let account = ServiceAccount {
             expires: None,
             external_issuer: None,
@@ -95,6 +96,7 @@ impl<D: SqlDialect> AccountAdmin for SqlStore<D> {
             self.service_account_id(username).await?;
             return Err(AdminError::NoSuchAccount(username.to_owned()));
         }
+        self.settled().await;
         Ok(token)
     }
 
@@ -103,6 +105,7 @@ impl<D: SqlDialect> AccountAdmin for SqlStore<D> {
             .bind(digest.as_bytes().as_slice())
             .execute(&self.pool)
             .await?;
+        self.settled().await;
         Ok(deleted > 0)
     }
 
@@ -112,6 +115,7 @@ impl<D: SqlDialect> AccountAdmin for SqlStore<D> {
             .bind(username)
             .execute(&self.pool)
             .await?;
+        self.settled().await;
         Ok(updated > 0)
     }
 
@@ -123,6 +127,7 @@ impl<D: SqlDialect> AccountAdmin for SqlStore<D> {
         // Inserted unless a unique column is taken; then whichever account
         // holds the username, if it is a service account.
         Self::insert_account(&account).execute(&self.pool).await?;
+        self.settled().await;
         match self.account(&account.username).await? {
             Some(stored) if !stored.is_jwt_identity() => Ok(stored),
             stored => Err(refused_account(
@@ -159,6 +164,7 @@ impl<D: SqlDialect> AccountAdmin for SqlStore<D> {
             .await?;
         if inserted == 1 {
             tx.commit().await.map_err(store_error)?;
+            self.settled().await;
             return Ok(true);
         }
         let owner = Statement::<D>::new(&OWNER_OF_APP_PASSWORD)
@@ -183,6 +189,7 @@ impl<D: SqlDialect> AccountAdmin for SqlStore<D> {
             .bind(join_scopes(&binding.scopes).as_str())
             .execute(&self.pool)
             .await?;
+        self.settled().await;
         Ok(())
     }
 
@@ -195,6 +202,7 @@ impl<D: SqlDialect> AccountAdmin for SqlStore<D> {
             .bind(client_id)
             .execute(&self.pool)
             .await?;
+        self.settled().await;
         Ok(deleted > 0)
     }
 
