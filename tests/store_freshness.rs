@@ -184,6 +184,35 @@ async fn eventually(what: &str, condition: impl Fn() -> bool) {
     panic!("never: {what}");
 }
 
+/// The tests both dialects run, on the two instances `$instances` (an
+/// expression to await) gives.
+macro_rules! dialect_tests {
+    ($db:ty, $instances:expr) => {
+        /// [`every_change_is_seen_on_the_next_request`], deleting in SQL.
+        async fn every_change(instances: &Instances<$db>) {
+            let pool = instances.a.pool().clone();
+            every_change_is_seen_on_the_next_request(instances, |username| async move {
+                sqlx::query(DELETE)
+                    .bind(username)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            })
+            .await;
+        }
+
+        #[tokio::test]
+        async fn every_change_is_refused_on_the_next_request_of_every_instance() {
+            every_change(&$instances.await).await;
+        }
+
+        #[tokio::test]
+        async fn new_credentials_are_accepted_on_the_next_request() {
+            new_credentials_are_accepted_at_once(&$instances.await).await;
+        }
+    };
+}
+
 mod sqlite {
     use std::path::{Path, PathBuf};
     use std::process::Command;
@@ -208,24 +237,7 @@ mod sqlite {
         Instances::new(a, b).await
     }
 
-    #[tokio::test]
-    async fn every_change_is_refused_on_the_next_request_of_every_instance() {
-        let instances = instances(&fresh_path()).await;
-        let pool = instances.a.pool().clone();
-        every_change_is_seen_on_the_next_request(&instances, |username| async move {
-            sqlx::query(DELETE)
-                .bind(username)
-                .execute(&pool)
-                .await
-                .unwrap();
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn new_credentials_are_accepted_on_the_next_request() {
-        new_credentials_are_accepted_at_once(&instances(&fresh_path()).await).await;
-    }
+    dialect_tests!(sqlx::Sqlite, instances(&fresh_path()));
 
     /// Runs this test binary's `child` test in a new process, which applies
     /// `change` to `username` in the database at `path`.
@@ -293,16 +305,7 @@ mod sqlite {
     async fn an_in_memory_database_is_not_cached() {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         assert!(!store.read_cache_active());
-        let pool = store.pool().clone();
-        let instances = Instances::new(store.clone(), store).await;
-        every_change_is_seen_on_the_next_request(&instances, |username| async move {
-            sqlx::query(DELETE)
-                .bind(username)
-                .execute(&pool)
-                .await
-                .unwrap();
-        })
-        .await;
+        every_change(&Instances::new(store.clone(), store).await).await;
     }
 }
 
@@ -320,24 +323,7 @@ mod postgres {
         Instances::new(a, b).await
     }
 
-    #[tokio::test]
-    async fn every_change_is_refused_on_the_next_request_of_every_instance() {
-        let instances = instances(&fresh_database().await).await;
-        let pool = instances.a.pool().clone();
-        every_change_is_seen_on_the_next_request(&instances, |username| async move {
-            sqlx::query(DELETE)
-                .bind(username)
-                .execute(&pool)
-                .await
-                .unwrap();
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn new_credentials_are_accepted_on_the_next_request() {
-        new_credentials_are_accepted_at_once(&instances(&fresh_database().await).await).await;
-    }
+    dialect_tests!(sqlx::Postgres, instances(&fresh_database().await));
 
     /// Runs `sql` on the server's maintenance database.
     async fn maintenance(sql: String) {
