@@ -184,7 +184,10 @@ impl<D: SqlDialect> SqlStore<D> {
     /// options), and applies pending migrations (PostgreSQL: under an
     /// advisory lock, so instances may start together). Give it a short
     /// `acquire_timeout` so that requests fail fast while the database is
-    /// down.
+    /// down. Then opens what the read cache needs (see [`SqlStore`]): for
+    /// SQLite a connection of its own to the same file; for PostgreSQL a
+    /// listener task on a connection of its own (outside the pool), whose
+    /// first attempt to listen it waits for (at most 3 s).
     pub async fn from_pool(pool: Pool<D>) -> Result<Self, StoreError> {
         migrator::<D>()
             .run(&pool)
