@@ -3,9 +3,10 @@
 //! and the migrations. The control flow is written once (`credentials.rs`,
 //! `admin.rs`); the texts of both dialects stand side by side in
 //! `statements.rs`; `driver.rs` states once what the store needs of sqlx.
-//! Whatever the store learns next (a cache in front of the lookups, group
-//! commit of the replay-cache writes) goes into [`SqlStore`] or `Statement`,
-//! once for both dialects.
+//! The read cache in front of the credential lookups (`cache.rs`) and how
+//! it learns of changes (`changes.rs`) are written once too. Whatever the
+//! store learns next (group commit of the replay-cache writes) goes into
+//! [`SqlStore`] or `Statement`, once for both dialects.
 
 mod admin;
 mod cache;
