@@ -316,6 +316,9 @@ mod postgres {
     use super::*;
     use crate::common::pg::{fresh_database, required};
 
+    /// The `application_name` of each store's change listener.
+    const LISTENER: &str = "tower-m2m-auth change listener";
+
     async fn instances(url: &str) -> Instances<sqlx::Postgres> {
         let a = PgStore::connect(url).await.unwrap();
         let b = PgStore::connect(url).await.unwrap();
@@ -353,6 +356,83 @@ mod postgres {
         tx.commit().await.unwrap();
     }
 
+    /// Sends `signal` to the processes `pids`.
+    fn signal(pids: &[i32], signal: &str) {
+        for pid in pids {
+            let status = std::process::Command::new("kill")
+                .args([format!("-{signal}"), pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill -{signal} {pid}");
+        }
+    }
+
+    /// Lets frozen backends go on, even if the test fails.
+    struct Thaw(Vec<i32>);
+
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            signal(&self.0, "CONT");
+        }
+    }
+
+    /// A listener that goes silent without its connection closing (its
+    /// backend frozen with SIGSTOP, as in a network partition) counts as
+    /// not listening once two heartbeats (10 s) went unheard: a change made
+    /// meanwhile is refused everywhere within that bound, and the stores
+    /// listen again on new connections.
+    #[tokio::test]
+    async fn a_silent_listener_is_noticed_within_two_heartbeats() {
+        let url = fresh_database().await;
+        let database = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+        let instances = instances(&url).await;
+        let token = instances.account("svc-frozen").await;
+        assert_eq!(instances.logins("svc-frozen", &token).await, [200, 200]);
+
+        let maintenance = PgPool::connect(&required("TOWER_M2M_AUTH_PG_URL"))
+            .await
+            .unwrap();
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+        )
+        .bind(database)
+        .bind(LISTENER)
+        .fetch_all(&maintenance)
+        .await
+        .unwrap();
+        assert_eq!(pids.len(), 2, "one listener per store");
+        signal(&pids, "STOP");
+        let thaw = Thaw(pids);
+
+        let started = std::time::Instant::now();
+        assert!(
+            instances
+                .a
+                .set_account_active("svc-frozen", false)
+                .await
+                .unwrap()
+        );
+        loop {
+            let mut statuses = Vec::new();
+            for url in &instances.urls {
+                statuses.push(login(url, "svc-frozen", token.expose_secret()).await);
+            }
+            if statuses == [400, 400] {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(14), "{statuses:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("refused everywhere after {:?}", started.elapsed());
+        drop(thaw);
+        eventually("both stores listen again", || {
+            instances.a.read_cache_active() && instances.b.read_cache_active()
+        })
+        .await;
+        assert_eq!(instances.logins("svc-frozen", &token).await, [400, 400]);
+        maintenance.close().await;
+    }
+
     #[tokio::test]
     async fn while_not_listening_the_cache_is_bypassed_and_after_reconnecting_it_serves() {
         let url = fresh_database().await;
@@ -371,7 +451,7 @@ mod postgres {
         maintenance(format!("ALTER DATABASE {database} ALLOW_CONNECTIONS false")).await;
         maintenance(format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = '{database}' AND application_name = 'tower-m2m-auth change listener'"
+             WHERE datname = '{database}' AND application_name = '{LISTENER}'"
         ))
         .await;
         eventually("both stores stop serving from the cache", || {

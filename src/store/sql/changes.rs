@@ -94,6 +94,11 @@ impl Changes {
 #[cfg(feature = "postgres")]
 pub(crate) const ECHO_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How much longer an admin method waits once its change came back, for
+/// the other instances' listeners.
+#[cfg(feature = "postgres")]
+pub(crate) const ECHO_GRACE: Duration = Duration::from_millis(50);
+
 /// SQLite: a connection to the file the pool opened, to read the counter;
 /// [`Changes::Off`] for a database in memory (or if it cannot be opened).
 #[cfg(feature = "sqlite")]
@@ -137,7 +142,7 @@ pub(crate) async fn postgres(pool: &sqlx::PgPool) -> Changes {
     let options = (*pool.connect_options())
         .clone()
         .application_name(LISTENER_NAME);
-    let task = tokio::spawn(listen(options, Arc::downgrade(&feed), first));
+    let task = tokio::spawn(listen(options, pool.clone(), Arc::downgrade(&feed), first));
     *feed.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
     let _ = tokio::time::timeout(ACQUIRE_TIMEOUT, listening).await;
     Changes::Announced(feed)
@@ -193,8 +198,17 @@ impl Feed {
     async fn heard(&self, value: i64) {
         let mut echo = self.echo.subscribe();
         let waited = echo.wait_for(|&(heard, listening)| !listening || heard >= value);
-        if tokio::time::timeout(ECHO_TIMEOUT, waited).await.is_err() {
-            tracing::warn!("a credential change was not announced back within 2 s");
+        let listening = tokio::time::timeout(ECHO_TIMEOUT, waited)
+            .await
+            .map(|echo| echo.is_ok_and(|echo| echo.1));
+        match listening {
+            // Every listening backend got the announcement at the commit;
+            // the other instances' listeners read it within the same short
+            // skew as this one's: a grace for them (and for this process's
+            // other tasks, on a one-thread runtime).
+            Ok(true) => tokio::time::sleep(ECHO_GRACE).await,
+            Ok(false) => {}
+            Err(_) => tracing::warn!("a credential change was not announced back within 2 s"),
         }
     }
 }
@@ -208,38 +222,49 @@ impl Drop for Feed {
     }
 }
 
-/// Listens for announcements until the store is dropped, reconnecting with
-/// a backoff (100 ms doubling to 5 s); says on `first` when the first
-/// attempt is over.
+/// How often a store sends a heartbeat on [`CHANNEL`] through its pool; a
+/// listener that heard nothing for twice as long counts as not listening
+/// (a connection that died silently, a network partition).
+#[cfg(feature = "postgres")]
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Listens for announcements until the store is dropped or its pool
+/// closed, reconnecting with a backoff (100 ms doubling to 5 s); says on
+/// `first` when the first attempt is over.
 #[cfg(feature = "postgres")]
 async fn listen(
     options: sqlx::postgres::PgConnectOptions,
+    pool: sqlx::PgPool,
     feed: std::sync::Weak<Feed>,
     first: tokio::sync::oneshot::Sender<()>,
 ) {
     const FIRST_BACKOFF: Duration = Duration::from_millis(100);
     let mut first = Some(first);
     let mut backoff = FIRST_BACKOFF;
-    loop {
+    while !pool.is_closed() {
         match subscribe(&options).await {
             Ok((mut listener, schema, value)) => {
                 backoff = FIRST_BACKOFF;
+                let beats = Beats(tokio::spawn(beat(pool.clone(), schema.clone())));
                 let Some(shared) = feed.upgrade() else { return };
                 shared.listening(value);
                 drop(shared);
                 first.take().map(|first| first.send(()));
                 let lost = loop {
-                    match listener.try_recv().await {
-                        Ok(Some(notification)) => {
+                    // (On a timeout the listener is dropped, never reused.)
+                    match tokio::time::timeout(HEARTBEAT * 2, listener.try_recv()).await {
+                        Ok(Ok(Some(notification))) => {
                             let Some(shared) = feed.upgrade() else { return };
                             if let Some(value) = announced_value(notification.payload(), &schema) {
                                 shared.announced(value);
                             }
                         }
-                        Ok(None) => break "connection lost".to_owned(),
-                        Err(error) => break error.to_string(),
+                        Ok(Ok(None)) => break "connection lost".to_owned(),
+                        Ok(Err(error)) => break error.to_string(),
+                        Err(_) => break "no heartbeat heard".to_owned(),
                     }
                 };
+                drop(beats);
                 let Some(shared) = feed.upgrade() else { return };
                 shared.deaf();
                 tracing::warn!(error = %lost, "read cache bypassed: not listening for changes");
@@ -251,6 +276,35 @@ async fn listen(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The heartbeat task of one subscription, stopped with it.
+#[cfg(feature = "postgres")]
+struct Beats(tokio::task::JoinHandle<()>);
+
+#[cfg(feature = "postgres")]
+impl Drop for Beats {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends a heartbeat (`<schema> heartbeat`, which carries no counter value)
+/// every [`HEARTBEAT`] through `pool`, the way changes travel.
+#[cfg(feature = "postgres")]
+async fn beat(pool: sqlx::PgPool, schema: String) {
+    let payload = format!("{schema} heartbeat");
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(&payload)
+            .execute(&pool)
+            .await;
+        if let Err(error) = sent {
+            tracing::debug!(%error, "could not send a heartbeat");
+        }
     }
 }
 

@@ -161,8 +161,10 @@ pub trait SqlDialect:
 ///   the database. A change is seen by an instance as soon as its
 ///   announcement arrives, right after the commit; this store's admin
 ///   methods return only once their own change came back announced (at
-///   most 2 s), which every other listening instance hears at the same
-///   moment.
+///   most 2 s), plus 50 ms for the other listening instances, which get
+///   the same announcement at the commit. A listener that goes silent without its connection closing
+///   (a network partition) counts as not listening once it heard none of
+///   the heartbeats each store sends every 5 s for 10 s.
 #[derive(Debug)]
 pub struct SqlStore<D: SqlDialect> {
     pool: Pool<D>,
@@ -228,11 +230,12 @@ impl<D: SqlDialect> SqlStore<D> {
         now
     }
 
-    /// Returns once every listening instance has heard of the changes this
-    /// store committed so far (PostgreSQL; at once for SQLite, whose
-    /// instances read the counter themselves).
-    async fn settled(&self) {
-        if !self.reads.changes.announces() {
+    /// After a write that changed `rows`: returns once this store heard the
+    /// change announced, and every listening instance in practice too
+    /// (PostgreSQL; at once for SQLite, whose instances read the counter
+    /// themselves, and when nothing changed).
+    async fn settled(&self, rows: u64) {
+        if rows == 0 || !self.reads.changes.announces() {
             return;
         }
         let value = Statement::<D>::new(&CHANGE_COUNTER)
