@@ -7,7 +7,12 @@
 //! - `token_request/<store>`: a whole token request through the endpoint
 //!   (username + app password, one ES256 signature), as in
 //!   `benches/token_endpoint.rs`.
-//! - `app_password_lookup/<store>`: the store's one indexed lookup alone.
+//! - `app_password_lookup/<store>`: the store's one indexed lookup alone
+//!   (SQL stores: from the read cache).
+//! - `read_path/<store>`: a static login's reads, `app_password` and
+//!   `binding` (SQL stores: read-cache hits, the counter read included).
+//! - `read_path_miss/<store>`: the same two reads, each a read-cache miss
+//!   (a digest and a binding never asked for: found in no store).
 //! - `replay_first_use/<store>`: recording a new `jti` (a write; what each
 //!   single-use JWT assertion costs), one at a time: one commit each.
 //! - `replay_first_use_x32/<store>`: 32 new `jti`s recorded concurrently
@@ -76,18 +81,56 @@ fn token_request<S: CredentialStore + Clone>(
     bench_request(group, runtime, name, &mut service, body);
 }
 
-/// The store's lookup of an account with one of its app passwords.
+/// The store's lookup of an account with one of its app passwords, and
+/// with `binding` also of its binding to the application: a static login's
+/// reads (SQL stores: from the read cache, after the first iteration).
 fn lookup<S: CredentialStore>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     runtime: &tokio::runtime::Runtime,
     name: &str,
     (store, token): &(S, SecretString),
+    binding: bool,
 ) {
     let digest = TokenDigest::of(token.expose_secret());
     group.bench_function(name, |b| {
         b.to_async(runtime).iter(|| async {
             let found = store.app_password("svc-bench", &digest).await.unwrap();
-            assert!(found.is_some());
+            let id = &found.unwrap().account.id;
+            if binding {
+                assert!(store.binding(id, "bench-client").await.unwrap().is_some());
+            }
+        })
+    });
+}
+
+/// The same reads, each missing the read cache: an app password and a
+/// binding never asked for before (found in no store).
+fn read_path_miss<S: CredentialStore>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    store: &S,
+) {
+    let next = AtomicU64::new(0);
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter(|| async {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            let digest = TokenDigest::of(&format!("never-issued-{n}"));
+            assert!(
+                store
+                    .app_password("svc-bench", &digest)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            let client = format!("client-{n}");
+            assert!(
+                store
+                    .binding("no-such-id", &client)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
         })
     });
 }
@@ -225,10 +268,26 @@ fn stores(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("app_password_lookup");
-    lookup(&mut group, &runtime, "memory", &memory);
-    lookup(&mut group, &runtime, "sqlite", &sqlite);
+    lookup(&mut group, &runtime, "memory", &memory, false);
+    lookup(&mut group, &runtime, "sqlite", &sqlite, false);
     if let Some(postgres) = &postgres {
-        lookup(&mut group, &runtime, "postgres", postgres);
+        lookup(&mut group, &runtime, "postgres", postgres, false);
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("read_path");
+    lookup(&mut group, &runtime, "memory", &memory, true);
+    lookup(&mut group, &runtime, "sqlite", &sqlite, true);
+    if let Some(postgres) = &postgres {
+        lookup(&mut group, &runtime, "postgres", postgres, true);
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("read_path_miss");
+    read_path_miss(&mut group, &runtime, "memory", &memory.0);
+    read_path_miss(&mut group, &runtime, "sqlite", &sqlite.0);
+    if let Some((store, _)) = &postgres {
+        read_path_miss(&mut group, &runtime, "postgres", store);
     }
     group.finish();
 

@@ -20,18 +20,24 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
         username: &str,
         digest: &TokenDigest,
     ) -> Result<Option<AccountCredential>, StoreError> {
-        let row = Statement::<D>::new(&APP_PASSWORD)
-            .bind(digest.as_bytes().as_slice())
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let (account, expires) = row.credential()?;
-        let mut password = AppPassword::new(&account.id, *digest);
-        password.expires = expires;
-        Ok(Some(AccountCredential::new(account, password)))
+        let key = (username.to_owned(), *digest.as_bytes());
+        let reads = &self.reads;
+        reads
+            .get(&reads.app_passwords, key, || async {
+                let row = Statement::<D>::new(&APP_PASSWORD)
+                    .bind(digest.as_bytes().as_slice())
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let (account, expires) = row.credential()?;
+                let mut password = AppPassword::new(&account.id, *digest);
+                password.expires = expires;
+                Ok(Some(AccountCredential::new(account, password)))
+            })
+            .await
     }
 
     async fn external_account(
@@ -39,7 +45,7 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
         account: &ExternalAccount,
     ) -> Result<Option<ServiceAccount>, StoreError> {
         // Most uses: one read by primary key, and no write.
-        if let Some(mut stored) = self.account_by(&ACCOUNT_BY_ID, &account.id).await? {
+        if let Some(mut stored) = self.account_by_id(&account.id).await? {
             if account.extends(stored.expires) {
                 let extend = Statement::<D>::new(&EXTEND_EXTERNAL_ACCOUNT)
                     .bind(&account.id)
@@ -50,6 +56,10 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
                     .await?;
                 if extended == 1 {
                     stored.expires = account.expires;
+                } else if let Some(fresh) = self.account_by(&ACCOUNT_BY_ID, &account.id).await? {
+                    // Extended by another instance, whose announcement may
+                    // not have reached this one yet: the row itself.
+                    stored = fresh;
                 }
             }
             return Ok(Some(stored));
@@ -74,6 +84,8 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
             if inserted == 1 {
                 return Ok(Some(account.to_service_account(&username)));
             }
+            // (Past the cache: the row that conflicted may be newer than
+            // this instance has heard of.)
             if let Some(stored) = self.account_by(&ACCOUNT_BY_ID, &account.id).await? {
                 return Ok(Some(stored));
             }
@@ -88,7 +100,12 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
     }
 
     async fn account(&self, username: &str) -> Result<Option<ServiceAccount>, StoreError> {
-        self.account_by(&ACCOUNT_BY_USERNAME, username).await
+        let reads = &self.reads;
+        reads
+            .get(&reads.accounts, username.to_owned(), || {
+                self.account_by(&ACCOUNT_BY_USERNAME, username)
+            })
+            .await
     }
 
     async fn binding(
@@ -96,15 +113,33 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
         account_id: &str,
         client_id: &str,
     ) -> Result<Option<Binding>, StoreError> {
-        let row = Statement::<D>::new(&BINDING)
-            .bind(account_id)
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(Binding::new(client_id, split_scopes(&row.text(0)?))))
+        let key = (account_id.to_owned(), client_id.to_owned());
+        let reads = &self.reads;
+        reads
+            .get(&reads.bindings, key, || async {
+                let row = Statement::<D>::new(&BINDING)
+                    .bind(account_id)
+                    .bind(client_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                Ok(Some(Binding::new(client_id, split_scopes(&row.text(0)?))))
+            })
+            .await
+    }
+}
+
+impl<D: SqlDialect> SqlStore<D> {
+    /// The account with id `id` (an input-JWT identity), through the cache.
+    async fn account_by_id(&self, id: &str) -> Result<Option<ServiceAccount>, StoreError> {
+        let reads = &self.reads;
+        reads
+            .get(&reads.accounts_by_id, id.to_owned(), || {
+                self.account_by(&ACCOUNT_BY_ID, id)
+            })
+            .await
     }
 }
 

@@ -3,13 +3,15 @@
 //! and the migrations. The control flow is written once (`credentials.rs`,
 //! `admin.rs`); the texts of both dialects stand side by side in
 //! `statements.rs`; `driver.rs` states once what the store needs of sqlx.
-//! Whatever the store learns next (a cache in front of the lookups, group
-//! commit of the replay-cache writes) goes into [`SqlStore`] or `Statement`,
-//! once for both dialects. Writes on the request path are group-committed
-//! by one writer task per store (`batch.rs`).
+//! The read cache in front of the credential lookups (`cache.rs`) and how
+//! it learns of changes (`changes.rs`) are written once too, as is the
+//! group commit of the writes on the request path: one writer task per
+//! store (`batch.rs`).
 
 mod admin;
 mod batch;
+mod cache;
+mod changes;
 mod credentials;
 mod driver;
 #[cfg(feature = "postgres")]
@@ -24,20 +26,23 @@ pub use postgres::PgStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
 use sqlx::{Database, IntoArguments, Pool, SqlSafeStr};
 
+use self::cache::Reads;
+use self::changes::Changes;
 use self::driver::{Columns, Params, RowsAffected, Run, Statement};
-use self::statements::{ACCOUNT_ID_BY_USERNAME, Sql};
+use self::statements::{ACCOUNT_ID_BY_USERNAME, CHANGE_COUNTER, Sql};
 use self::values::{MIGRATIONS_TABLE, is_jwt_id};
 use super::{AdminError, ServiceAccount, StoreError};
 
 /// Makes the sqlx database `$db` a [`SqlDialect`] that runs the `$dialect`
 /// text of each statement, applies the migrations in
-/// `migrations/$dialect/` (embedded) and reads the rows its `$result`s
-/// changed.
+/// `migrations/$dialect/` (embedded), reads the rows its `$result`s
+/// changed and learns of credential changes with `changes::$dialect`.
 macro_rules! dialect {
     ($db:ty, $dialect:ident, $result:ty) => {
         impl $crate::store::sql::sealed::Sealed for $db {}
@@ -75,7 +80,20 @@ macro_rules! dialect {
                         "/0003_bindings.sql"
                     )),
                 ),
+                (
+                    4,
+                    "changes",
+                    include_str!(concat!(
+                        "../../../migrations/",
+                        stringify!($dialect),
+                        "/0004_changes.sql"
+                    )),
+                ),
             ];
+
+            async fn changes(pool: &sqlx::Pool<Self>) -> $crate::store::sql::changes::Changes {
+                $crate::store::sql::changes::$dialect(pool).await
+            }
         }
 
         impl $crate::store::sql::driver::RowsAffected for $result {
@@ -110,6 +128,10 @@ pub trait SqlDialect:
     /// The crate's migrations for this dialect: `(version, description, SQL)`.
     #[doc(hidden)]
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
+
+    /// How a store on `pool` learns that credentials changed.
+    #[doc(hidden)]
+    fn changes(pool: &Pool<Self>) -> impl Future<Output = Changes> + Send;
 }
 
 /// Service accounts, app-password digests, bindings, the replay cache and
@@ -126,10 +148,35 @@ pub trait SqlDialect:
 /// which commits the writes arriving together in one transaction and
 /// answers each only once it is committed; if the commit fails, every write
 /// of the batch fails with [`StoreError`].
+///
+/// # Read cache
+///
+/// The credential lookups (`app_password`, `binding`, `account`, and the
+/// account of an input JWT) are answered from memory while the store's
+/// credentials are unchanged, found and not found alike (keyed by the
+/// digest, never the token; at most 10,000 entries per kind). Every change
+/// to an account, app password or binding, by any instance, process or
+/// hand-written SQL, bumps a counter (triggers of migration 0004); an
+/// answer is served only under the counter value it was read under:
+///
+/// - SQLite reads the counter on every lookup (a few µs, on a connection of
+///   its own), so the very next lookup after any committed change reads the
+///   database. An in-memory database is not cached.
+/// - PostgreSQL announces each change (`LISTEN`/`NOTIFY` on `m2m_changes`);
+///   each store listens on a connection of its own. While it is not
+///   listening (startup, connection lost, reconnecting) every lookup reads
+///   the database. A change is seen by an instance as soon as its
+///   announcement arrives, right after the commit; this store's admin
+///   methods return only once their own change came back announced (at
+///   most 2 s), plus 50 ms for the other listening instances, which get
+///   the same announcement at the commit. A listener that goes silent without its connection closing
+///   (a network partition) counts as not listening once it heard none of
+///   the heartbeats each store sends every 5 s for 10 s.
 #[derive(Debug)]
 pub struct SqlStore<D: SqlDialect> {
     pool: Pool<D>,
     writer: Arc<batch::Writer<D>>,
+    reads: Arc<Reads>,
 }
 
 impl<D: SqlDialect> Clone for SqlStore<D> {
@@ -137,6 +184,7 @@ impl<D: SqlDialect> Clone for SqlStore<D> {
         Self {
             pool: self.pool.clone(),
             writer: Arc::clone(&self.writer),
+            reads: Arc::clone(&self.reads),
         }
     }
 }
@@ -146,21 +194,52 @@ impl<D: SqlDialect> SqlStore<D> {
     /// options), and applies pending migrations (PostgreSQL: under an
     /// advisory lock, so instances may start together). Give it a short
     /// `acquire_timeout` so that requests fail fast while the database is
-    /// down.
+    /// down. Then opens what the read cache needs (see [`SqlStore`]): for
+    /// SQLite a connection of its own to the same file; for PostgreSQL a
+    /// listener task on a connection of its own (outside the pool), whose
+    /// first attempt to listen it waits for (at most 3 s).
     pub async fn from_pool(pool: Pool<D>) -> Result<Self, StoreError> {
         migrator::<D>()
             .run(&pool)
             .await
             .map_err(values::store_error)?;
+        let reads = Arc::new(Reads::new(D::changes(&pool).await));
         Ok(Self {
             writer: Arc::new(batch::Writer::new(pool.clone())),
             pool,
+            reads,
         })
+    }
+
+    /// Whether credential lookups are served from the read cache now: false
+    /// for an SQLite database in memory, and for PostgreSQL while the store
+    /// is not listening for changes (every lookup reads the database then).
+    pub fn read_cache_active(&self) -> bool {
+        matches!(self.reads.changes.generation(), Ok(Some(_)))
     }
 
     /// The connection pool (to close it, or for the caller's own queries).
     pub fn pool(&self) -> &Pool<D> {
         &self.pool
+    }
+
+    /// After a write that changed `rows`: returns once this store heard the
+    /// change announced, and every listening instance in practice too
+    /// (PostgreSQL; at once for SQLite, whose instances read the counter
+    /// themselves, and when nothing changed).
+    async fn settled(&self, rows: u64) {
+        if rows == 0 || !self.reads.changes.announces() {
+            return;
+        }
+        let value = Statement::<D>::new(&CHANGE_COUNTER)
+            .fetch_optional(&self.pool)
+            .await
+            .and_then(|row| row.map(|row| row.optional_int(0)).transpose());
+        match value {
+            Ok(Some(Some(value))) => self.reads.changes.heard(value).await,
+            Ok(_) => tracing::warn!("the change counter has no row"),
+            Err(error) => tracing::warn!(%error, "could not read the change counter"),
+        }
     }
 
     /// The stored account that `sql` finds by `key` (its id or username).
@@ -274,6 +353,7 @@ pub(super) mod tests {
                 (1, "b4da274fe55401f737ed934d73d87c952d0152468202474b147ba8d7d8573d125a45125095d1d3e869c549e786ee5574".to_owned()),
                 (2, "fd85c7a1237cb7a8e98c7ede39bcbc55ba025ab0248667e0831ecd8060e4c1741eac048a5ad470a12bfd899701dd10df".to_owned()),
                 (3, "654f714f06638885a85a9d036cb31574a9df6e9b03b8a9a0e2d5aa5ad72e89a11dba29ca5aec92e57b1621f3d5de55ad".to_owned()),
+                (4, "2a0ecf7650b429ddc1cc3e6fd9101bf77f1fb4da82b9a008d696b6169230df637c135e85473b0765a2953eb08e6e387e".to_owned()),
             ]
         );
         #[cfg(feature = "postgres")]
@@ -283,6 +363,7 @@ pub(super) mod tests {
                 (1, "5224e2cde2a2a1bacdd65c9156b62a8b91a77f1f67632eb0f402e67baaee492b385873ed2efb43c665c332373f8746a8".to_owned()),
                 (2, "d251f3bdbf4f02ad0cf153e98818221e18378907795b3a1c70646d6f063599b9ae84223f0f848c65347c0dc94701dbcb".to_owned()),
                 (3, "47cb04797ef628777bf9e460bda7c85264f3f7efa008d47035a79e85708512386aceb4c0f4796fa07ee959ffb6bf9787".to_owned()),
+                (4, "9d1a636206ff093e36feab74629b6a3bdd94ef542c51a900536816d5d92ae174a90b576abf2d9d8fac9dbf03b16b528f".to_owned()),
             ]
         );
     }

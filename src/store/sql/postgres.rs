@@ -17,8 +17,10 @@ use crate::store::StoreError;
 /// start together). Tables are prefixed `m2m_`; to keep them apart from the
 /// application's, give the role its own schema (`search_path`).
 ///
-/// Every instance sees an account change, a revoked app password, a used
-/// `jti` or a revoked token as soon as it is committed. If the server goes
+/// Every instance sees a used `jti` or a revoked token as soon as it is
+/// committed, and an account, app-password or binding change as soon as its
+/// announcement arrives, right after the commit (see the read cache of
+/// [`SqlStore`]). If the server goes
 /// away, calls fail with [`StoreError`] within about 3 s (the token endpoint
 /// answers 503 `temporarily_unavailable`), and the pool reconnects once it
 /// is back. Tokens are stored only as SHA-256 digests; every lookup is by

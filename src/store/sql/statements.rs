@@ -182,6 +182,10 @@ pub(super) const LIST_BINDINGS: Sql = Sql {
         ORDER BY client_id COLLATE \"C\"",
 };
 
+/// The change counter (migration 0004), bumped by every change to an
+/// account, app password or binding.
+pub(super) const CHANGE_COUNTER: Sql = Sql::both("SELECT value FROM m2m_changes WHERE id = 1");
+
 /// Records each key of the JSON array `$1` (`[[key, expires], …]`, no key
 /// twice, in key order) until its expiry, or takes over its row if that
 /// expired before `$2` (now); a live row is left alone. Returns the keys
