@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::exchange_rules::{TokenExchange, is_resource_name};
 use crate::keys::VerificationKeys;
 use crate::policy::{Policies, Policy};
 use crate::store::{TokenDigest, is_scope_token};
@@ -48,6 +49,11 @@ pub struct Application {
     pub(crate) issuer: String,
     pub(crate) assertions: AssertionRules,
     pub(crate) allow_any_account: bool,
+    /// Resources (RFC 8707) and audiences (RFC 8693) its tokens may be
+    /// minted for; `resource` and `audience` choose among them.
+    pub(crate) resources: Vec<String>,
+    /// Its token exchange rules (RFC 8693); none: no exchange.
+    pub(crate) exchange: Option<TokenExchange>,
 }
 
 /// Why an application's own settings are refused when it is added to an
@@ -86,6 +92,10 @@ pub enum ApplicationError {
          (verification keys) or a federated application"
     )]
     RulesWithoutKeys(&'static str),
+    /// A resource is empty or contains spaces, control characters or a
+    /// fragment.
+    #[error("resource {0:?} is empty or contains spaces, control characters or a '#'")]
+    Resource(String),
 }
 
 /// How an application trusts input JWTs (client assertions).
@@ -183,6 +193,8 @@ impl Application {
             issuer: String::new(),
             assertions: AssertionRules::default(),
             allow_any_account: false,
+            resources: Vec::new(),
+            exchange: None,
         }
     }
 
@@ -370,7 +382,16 @@ impl Application {
         if self.token_lifetime.is_zero() {
             return Err(ApplicationError::TokenLifetime);
         }
-        self.assertions.check()
+        if let Some(resource) = self.resources.iter().find(|r| !is_resource_name(r)) {
+            return Err(ApplicationError::Resource(resource.clone()));
+        }
+        self.assertions.check()?;
+        match &self.exchange {
+            Some(exchange) => exchange
+                .check(self.assertions.keys.issuers().next().is_some())
+                .map_err(ApplicationError::RulesWithoutKeys),
+            None => Ok(()),
+        }
     }
 
     /// The requested scopes that this application allows, in request order,
@@ -403,6 +424,8 @@ impl fmt::Debug for Application {
             .field("federated_clients", &self.assertions.federated_clients)
             .field("max_assertion_lifetime", &self.assertions.max_lifetime)
             .field("allow_any_account", &self.allow_any_account)
+            .field("resources", &self.resources)
+            .field("token_exchange", &self.exchange)
             .finish()
     }
 }

@@ -120,13 +120,17 @@ mod config;
 mod credentials;
 mod directory;
 mod error;
+mod exchange;
+mod exchange_rules;
 mod federation;
 mod future;
 mod introspection;
 mod layer;
 mod metadata;
 mod mint;
+mod minted;
 mod request;
+mod resource;
 mod response;
 mod router;
 mod service;
@@ -140,6 +144,7 @@ pub use credentials::{
     ClientAuthentication, Credentials, ExternalIdentity, GrantType, Principal, VerifiedAssertion,
 };
 pub use error::{ConfigError, Rejection, TokenError, VerifyError};
+pub use exchange_rules::TokenExchange;
 pub use future::ResponseFuture;
 pub use layer::TokenEndpointLayer;
 pub use service::TokenEndpoint;
