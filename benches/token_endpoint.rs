@@ -7,6 +7,11 @@
 //!   raw ES256 signature and one `jsonwebtoken::encode`.
 //! - `jwt_assertion`: JWT authentication (an ES256 input JWT verified by a
 //!   certificate key) vs one raw ES256 verify plus one raw ES256 sign.
+//! - `exchange`: a token exchange (RFC 8693: client secret, an ES256 subject
+//!   token of this issuer verified, a new token signed) vs its floor, one raw
+//!   ES256 verify plus one raw ES256 sign in one iteration; and a
+//!   client_credentials request with a resource indicator (RFC 8707) vs the
+//!   same request without.
 //! - `observability`: the static token request without metrics and spans
 //!   (`instrument(false)`), with them and no recorder (the facade's no-op),
 //!   with a Prometheus recorder, and with a Prometheus recorder plus a
@@ -25,7 +30,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::ExposeSecret;
 use support::{bench_request, endpoint, es256_pem};
-use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
+use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer, TokenExchange};
 use tower_m2m_auth::keys::{KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
 
@@ -362,6 +367,93 @@ fn cel_policy(c: &mut Criterion) {
     group.finish();
 }
 
+fn exchange_and_resources(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pem = es256_pem();
+    let (store, application, login) = static_login();
+    store.bind("svc-bench", Binding::new("exchanger", ["read"]));
+    let resource = "https://api.example.com/";
+    let exchanger = Application::new("exchanger", "exchanger")
+        .with_client_secret("exchanger-secret")
+        .with_allowed_scopes(["read"])
+        .with_resources([resource])
+        .with_token_exchange(TokenExchange::new().accept_tokens_of("bench-client"));
+    let layer = issuer_layer(&pem, &store, application.with_resources([resource]), false)
+        .application(exchanger)
+        .unwrap();
+    let mut service = endpoint(layer);
+
+    // A subject token, minted by the endpoint itself.
+    let subject = runtime.block_on(async {
+        let request = http::Request::post("/application/o/token/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::new(login.clone()))
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(&mut service, request)
+            .await
+            .unwrap();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+        json["access_token"].as_str().unwrap().to_owned()
+    });
+
+    let mut group = c.benchmark_group("exchange");
+    // The floor: verifying the subject token and signing the new one, raw.
+    let (message, signature) = subject.rsplit_once('.').unwrap();
+    let signature =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signature)
+            .unwrap();
+    let pair = es256_pair(&pem);
+    let public = UnparsedPublicKey::new(
+        &ECDSA_P256_SHA256_FIXED,
+        pair.public_key().as_ref().to_vec(),
+    );
+    let rng = SystemRandom::new();
+    let output = signing_input();
+    group.bench_function("raw_es256_verify_plus_sign", |b| {
+        b.iter(|| {
+            public.verify(message.as_bytes(), &signature).unwrap();
+            pair.sign(&rng, std::hint::black_box(&output)).unwrap()
+        })
+    });
+    let exchange = Bytes::from(format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&client_id=exchanger\
+         &client_secret=exchanger-secret&subject_token={subject}\
+         &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token\
+         &resource=https%3A%2F%2Fapi.example.com%2F"
+    ));
+    bench_request(
+        &mut group,
+        &runtime,
+        "endpoint_exchange",
+        &mut service,
+        exchange,
+    );
+    bench_request(
+        &mut group,
+        &runtime,
+        "client_credentials",
+        &mut service,
+        login.clone(),
+    );
+    let with_resource = Bytes::from(format!(
+        "{}&resource=https%3A%2F%2Fapi.example.com%2F",
+        String::from_utf8_lossy(&login)
+    ));
+    bench_request(
+        &mut group,
+        &runtime,
+        "client_credentials_with_resource",
+        &mut service,
+        with_resource,
+    );
+    group.finish();
+}
+
 #[cfg(not(feature = "cel"))]
 fn cel_policy(_: &mut Criterion) {}
 
@@ -370,6 +462,7 @@ criterion_group!(
     static_authentication,
     jwt_authentication,
     observability,
-    cel_policy
+    cel_policy,
+    exchange_and_resources
 );
 criterion_main!(benches);
