@@ -733,33 +733,27 @@ async fn metadata_lists_the_exchange_grant_where_it_is_accepted() {
     );
 }
 
-#[test]
-fn exchange_of_an_unknown_application_is_refused_when_built() {
+/// An endpoint built with `application` alone, or why not.
+fn built(application: Application) -> Result<(), tower_m2m_auth::issuer::ConfigError> {
     let (store, _, _) = account_store();
-    let keys = tower_m2m_auth::keys::KeyRing::new(
-        tower_m2m_auth::keys::SigningKey::generate(Algorithm::ES256).unwrap(),
-    );
-    let app = Application::new("a", "a")
-        .with_token_exchange(TokenExchange::new().accept_tokens_of("nobody"));
-    let built = tower_m2m_auth::issuer::TokenEndpointLayer::new("http://127.0.0.1", keys, store)
+    let signing = tower_m2m_auth::keys::SigningKey::generate(Algorithm::ES256).unwrap();
+    let keys = tower_m2m_auth::keys::KeyRing::new(signing);
+    tower_m2m_auth::issuer::TokenEndpointLayer::new("http://127.0.0.1", keys, store)
         .unwrap()
-        .application(app);
-    assert!(matches!(
-        built,
-        Err(tower_m2m_auth::issuer::ConfigError::UnknownExchangeApplication { accepted, .. }) if accepted == "nobody"
-    ));
+        .application(application)
+        .map(drop)
 }
 
 #[test]
-fn trusted_jwts_without_trusted_issuers_are_refused_when_built() {
-    let (store, _, _) = account_store();
-    let keys = tower_m2m_auth::keys::KeyRing::new(
-        tower_m2m_auth::keys::SigningKey::generate(Algorithm::ES256).unwrap(),
-    );
-    let app =
-        Application::new("a", "a").with_token_exchange(TokenExchange::new().accept_trusted_jwts());
-    let built = tower_m2m_auth::issuer::TokenEndpointLayer::new("http://127.0.0.1", keys, store)
-        .unwrap()
-        .application(app);
-    assert!(built.is_err());
+fn exchange_rules_that_cannot_apply_are_refused_when_built() {
+    let unknown = TokenExchange::new().accept_tokens_of("nobody");
+    assert!(matches!(
+        built(Application::new("a", "a").with_token_exchange(unknown)),
+        Err(tower_m2m_auth::issuer::ConfigError::UnknownExchangeApplication { accepted, .. }) if accepted == "nobody"
+    ));
+    // Trusted JWTs, but no trusted issuer.
+    let jwts = TokenExchange::new().accept_trusted_jwts();
+    assert!(built(Application::new("a", "a").with_token_exchange(jwts)).is_err());
+    let own = TokenExchange::new().accept_tokens_of("a");
+    assert!(built(Application::new("a", "a").with_token_exchange(own)).is_ok());
 }

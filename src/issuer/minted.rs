@@ -75,14 +75,17 @@ pub(crate) async fn verify(
     validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
     validation.set_issuer(&[source.issuer()]);
-    let claims: Map<String, Value> = config
+    let claims: Value = config
         .keys
         .verification_keys()
         .verify(token, &validation)
         .map_err(invalid)?
         .claims;
-    let registered = Registered::deserialize(Value::Object(claims.clone()))
-        .map_err(|_| invalid(JwtError::InvalidClaims))?;
+    let registered =
+        Registered::deserialize(&claims).map_err(|_| invalid(JwtError::InvalidClaims))?;
+    let Value::Object(claims) = claims else {
+        return Err(invalid(JwtError::InvalidClaims));
+    };
     // Access tokens name their client (RFC 9068 §2.2); ID tokens never do.
     if registered.client_id.as_deref() != Some(source.client_id()) {
         return Err(Rejection::NotAnAccessToken.into());
