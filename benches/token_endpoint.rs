@@ -420,6 +420,17 @@ fn exchange_and_resources(c: &mut Criterion) {
             pair.sign(&rng, std::hint::black_box(&output)).unwrap()
         })
     });
+    // What the keys module pays for the verify: jsonwebtoken's `decode`
+    // (header and claims parsed, the public key parsed per call), then the sign.
+    let decoding = jsonwebtoken::DecodingKey::from_ec_der(pair.public_key().as_ref());
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+    validation.validate_aud = false;
+    group.bench_function("jsonwebtoken_decode_plus_raw_sign", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<serde_json::Value>(&subject, &decoding, &validation).unwrap();
+            pair.sign(&rng, std::hint::black_box(&output)).unwrap()
+        })
+    });
     let exchange = Bytes::from(format!(
         "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&client_id=exchanger\
          &client_secret=exchanger-secret&subject_token={subject}\

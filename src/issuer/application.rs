@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::exchange_rules::{TokenExchange, is_resource_name};
 use crate::keys::VerificationKeys;
-use crate::policy::{Policies, Policy};
+use crate::policy::Policies;
 use crate::store::{TokenDigest, is_scope_token};
 
 /// How the `sub` claim of minted tokens is derived from the service account.
@@ -214,27 +214,6 @@ impl Application {
         self.allow_any_account
     }
 
-    /// The longest an input JWT may be valid for: `exp - iat`, or
-    /// `exp - now` when it has no `iat` (default
-    /// [`DEFAULT_MAX_ASSERTION_LIFETIME`](Self::DEFAULT_MAX_ASSERTION_LIFETIME)).
-    /// A longer-lived JWT is refused (`invalid_grant`).
-    pub fn with_max_assertion_lifetime(mut self, lifetime: Duration) -> Self {
-        self.assertions.max_lifetime = lifetime;
-        self
-    }
-
-    /// Accepts input JWTs verified by a remote JWKS (a platform that signs
-    /// for many parties, such as a CI service) with neither a
-    /// [policy](Self::with_policy) nor an
-    /// [assertion audience](Self::with_assertion_audiences) to pin the ones
-    /// meant for this application. Without it, such an application is
-    /// refused when added to the endpoint: it would accept every token the
-    /// platform signs, for anyone.
-    pub fn danger_accept_unpinned_jwks(mut self) -> Self {
-        self.assertions.unpinned = true;
-        self
-    }
-
     /// Sets the display name, which also names the automatic service account
     /// (`ak-<name>-client_credentials`).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
@@ -275,53 +254,6 @@ impl Application {
     /// How `sub` is derived (default [`SubjectMode::HashedId`]).
     pub fn with_subject_mode(mut self, mode: SubjectMode) -> Self {
         self.subject_mode = mode;
-        self
-    }
-
-    /// The keys trusted to sign input JWTs (client assertions, RFC 7523),
-    /// each bound to the issuer it speaks for (see [`VerificationKeys`]): an
-    /// input JWT is verified only by the keys of the issuer its `iss` names.
-    pub fn with_verification_keys(mut self, keys: VerificationKeys) -> Self {
-        self.assertions.keys = keys;
-        self
-    }
-
-    /// Adds a policy that every input JWT must pass (after its signature
-    /// and dates are checked).
-    pub fn with_policy(mut self, policy: impl Policy) -> Self {
-        self.assertions.policies.push(policy);
-        self
-    }
-
-    /// Requires input JWTs to name one of these audiences in `aud` (off by
-    /// default, to accept platform tokens minted for other audiences).
-    pub fn with_assertion_audiences<I, S>(mut self, audiences: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.assertions.audiences = audiences.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Accepts each input JWT once: it must carry a `jti`, remembered until
-    /// the JWT expires (off by default: platform tokens are often reused).
-    pub fn with_single_use_assertions(mut self, single_use: bool) -> Self {
-        self.assertions.single_use = single_use;
-        self
-    }
-
-    /// Clock skew allowed on input JWTs' `exp`, `nbf` and `iat` (default 0,
-    /// at most [`MAX_ASSERTION_LEEWAY`](Self::MAX_ASSERTION_LEEWAY)).
-    pub fn with_assertion_leeway(mut self, leeway: Duration) -> Self {
-        self.assertions.leeway = leeway;
-        self
-    }
-
-    /// Accepts access tokens that this issuer minted for the application
-    /// `client_id` as input JWTs (authentik's federated providers).
-    pub fn with_federated_application(mut self, client_id: impl Into<String>) -> Self {
-        self.assertions.federated_clients.push(client_id.into());
         self
     }
 

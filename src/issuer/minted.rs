@@ -126,9 +126,8 @@ pub(crate) async fn account_behind(
     username: &str,
     sub: &str,
 ) -> Result<Principal, VerifyError> {
-    let automatic = Principal::automatic(source);
-    let principal = if username == automatic.username {
-        automatic
+    let principal = if username == source.automatic_account_username() {
+        Principal::automatic(source)
     } else {
         let account = config
             .directory
