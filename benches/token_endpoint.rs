@@ -442,7 +442,7 @@ fn exchange_and_resources(c: &mut Criterion) {
         &runtime,
         "endpoint_exchange",
         &mut service,
-        exchange,
+        exchange.clone(),
     );
     bench_request(
         &mut group,
@@ -460,9 +460,61 @@ fn exchange_and_resources(c: &mut Criterion) {
         &runtime,
         "client_credentials_with_resource",
         &mut service,
-        with_resource,
+        with_resource.clone(),
     );
     group.finish();
+
+    // As for `observability`: the load drifts between criterion's runs more
+    // than the margin measured, so also short interleaved rounds (order
+    // rotating) and the median of the per-round ratios.
+    if !std::env::args().any(|arg| arg == "--test" || arg == "--list") {
+        const ROUNDS: usize = 1000;
+        const PER_ROUND: usize = 20;
+        let floor = || {
+            let start = std::time::Instant::now();
+            for _ in 0..PER_ROUND {
+                public.verify(message.as_bytes(), &signature).unwrap();
+                std::hint::black_box(pair.sign(&rng, std::hint::black_box(&output)).unwrap());
+            }
+            start.elapsed().as_secs_f64()
+        };
+        let mut rows: Vec<[f64; 4]> = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            let mut row = [0f64; 4];
+            for step in 0..4 {
+                let variant = (round + step) % 4;
+                let run = |service: &mut _, body| time_requests(&runtime, service, body, PER_ROUND);
+                row[variant] = match variant {
+                    0 => floor(),
+                    1 => run(&mut service, &exchange),
+                    2 => run(&mut service, &login),
+                    _ => run(&mut service, &with_resource),
+                };
+            }
+            rows.push(row);
+        }
+        let median = |(over, under): (usize, usize)| {
+            let mut ratios: Vec<f64> = rows.iter().map(|row| row[over] / row[under]).collect();
+            ratios.sort_by(f64::total_cmp);
+            (
+                ratios[ROUNDS / 4],
+                ratios[ROUNDS / 2],
+                ratios[3 * ROUNDS / 4],
+            )
+        };
+        for (name, pair) in [
+            ("endpoint_exchange / raw_es256_verify_plus_sign", (1, 0)),
+            (
+                "client_credentials_with_resource / client_credentials",
+                (3, 2),
+            ),
+        ] {
+            let (low, mid, high) = median(pair);
+            println!(
+                "exchange/interleaved {name}: median {mid:.3}x (quartiles {low:.3}x to {high:.3}x; {ROUNDS} rounds of {PER_ROUND})"
+            );
+        }
+    }
 }
 
 #[cfg(not(feature = "cel"))]
