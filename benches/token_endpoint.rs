@@ -7,6 +7,11 @@
 //!   raw ES256 signature and one `jsonwebtoken::encode`.
 //! - `jwt_assertion`: JWT authentication (an ES256 input JWT verified by a
 //!   certificate key) vs one raw ES256 verify plus one raw ES256 sign.
+//! - `exchange`: a token exchange (RFC 8693: client secret, an ES256 subject
+//!   token of this issuer verified, a new token signed) vs its floor, one raw
+//!   ES256 verify plus one raw ES256 sign in one iteration; and a
+//!   client_credentials request with a resource indicator (RFC 8707) vs the
+//!   same request without.
 //! - `observability`: the static token request without metrics and spans
 //!   (`instrument(false)`), with them and no recorder (the facade's no-op),
 //!   with a Prometheus recorder, and with a Prometheus recorder plus a
@@ -25,7 +30,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::ExposeSecret;
 use support::{bench_request, endpoint, es256_pem};
-use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
+use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer, TokenExchange};
 use tower_m2m_auth::keys::{KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
 
@@ -362,6 +367,156 @@ fn cel_policy(c: &mut Criterion) {
     group.finish();
 }
 
+fn exchange_and_resources(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pem = es256_pem();
+    let (store, application, login) = static_login();
+    store.bind("svc-bench", Binding::new("exchanger", ["read"]));
+    let resource = "https://api.example.com/";
+    let exchanger = Application::new("exchanger", "exchanger")
+        .with_client_secret("exchanger-secret")
+        .with_allowed_scopes(["read"])
+        .with_resources([resource])
+        .with_token_exchange(TokenExchange::new().accept_tokens_of("bench-client"));
+    let layer = issuer_layer(&pem, &store, application.with_resources([resource]), false)
+        .application(exchanger)
+        .unwrap();
+    let mut service = endpoint(layer);
+
+    // A subject token, minted by the endpoint itself.
+    let subject = runtime.block_on(async {
+        let request = http::Request::post("/application/o/token/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::new(login.clone()))
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(&mut service, request)
+            .await
+            .unwrap();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+        json["access_token"].as_str().unwrap().to_owned()
+    });
+
+    let mut group = c.benchmark_group("exchange");
+    // The floor: verifying the subject token and signing the new one, raw.
+    let (message, signature) = subject.rsplit_once('.').unwrap();
+    let signature =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signature)
+            .unwrap();
+    let pair = es256_pair(&pem);
+    let public = UnparsedPublicKey::new(
+        &ECDSA_P256_SHA256_FIXED,
+        pair.public_key().as_ref().to_vec(),
+    );
+    let rng = SystemRandom::new();
+    let output = signing_input();
+    group.bench_function("raw_es256_verify_plus_sign", |b| {
+        b.iter(|| {
+            public.verify(message.as_bytes(), &signature).unwrap();
+            pair.sign(&rng, std::hint::black_box(&output)).unwrap()
+        })
+    });
+    // What the keys module pays for the verify: jsonwebtoken's `decode`
+    // (header and claims parsed, the public key parsed per call), then the sign.
+    let decoding = jsonwebtoken::DecodingKey::from_ec_der(pair.public_key().as_ref());
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+    validation.validate_aud = false;
+    group.bench_function("jsonwebtoken_decode_plus_raw_sign", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<serde_json::Value>(&subject, &decoding, &validation).unwrap();
+            pair.sign(&rng, std::hint::black_box(&output)).unwrap()
+        })
+    });
+    let exchange = Bytes::from(format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&client_id=exchanger\
+         &client_secret=exchanger-secret&subject_token={subject}\
+         &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token\
+         &resource=https%3A%2F%2Fapi.example.com%2F"
+    ));
+    bench_request(
+        &mut group,
+        &runtime,
+        "endpoint_exchange",
+        &mut service,
+        exchange.clone(),
+    );
+    bench_request(
+        &mut group,
+        &runtime,
+        "client_credentials",
+        &mut service,
+        login.clone(),
+    );
+    let with_resource = Bytes::from(format!(
+        "{}&resource=https%3A%2F%2Fapi.example.com%2F",
+        String::from_utf8_lossy(&login)
+    ));
+    bench_request(
+        &mut group,
+        &runtime,
+        "client_credentials_with_resource",
+        &mut service,
+        with_resource.clone(),
+    );
+    group.finish();
+
+    // As for `observability`: the load drifts between criterion's runs more
+    // than the margin measured, so also short interleaved rounds (order
+    // rotating) and the median of the per-round ratios.
+    if !std::env::args().any(|arg| arg == "--test" || arg == "--list") {
+        const ROUNDS: usize = 1000;
+        const PER_ROUND: usize = 20;
+        let floor = || {
+            let start = std::time::Instant::now();
+            for _ in 0..PER_ROUND {
+                public.verify(message.as_bytes(), &signature).unwrap();
+                std::hint::black_box(pair.sign(&rng, std::hint::black_box(&output)).unwrap());
+            }
+            start.elapsed().as_secs_f64()
+        };
+        let mut rows: Vec<[f64; 4]> = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            let mut row = [0f64; 4];
+            for step in 0..4 {
+                let variant = (round + step) % 4;
+                let run = |service: &mut _, body| time_requests(&runtime, service, body, PER_ROUND);
+                row[variant] = match variant {
+                    0 => floor(),
+                    1 => run(&mut service, &exchange),
+                    2 => run(&mut service, &login),
+                    _ => run(&mut service, &with_resource),
+                };
+            }
+            rows.push(row);
+        }
+        let median = |(over, under): (usize, usize)| {
+            let mut ratios: Vec<f64> = rows.iter().map(|row| row[over] / row[under]).collect();
+            ratios.sort_by(f64::total_cmp);
+            (
+                ratios[ROUNDS / 4],
+                ratios[ROUNDS / 2],
+                ratios[3 * ROUNDS / 4],
+            )
+        };
+        for (name, pair) in [
+            ("endpoint_exchange / raw_es256_verify_plus_sign", (1, 0)),
+            (
+                "client_credentials_with_resource / client_credentials",
+                (3, 2),
+            ),
+        ] {
+            let (low, mid, high) = median(pair);
+            println!(
+                "exchange/interleaved {name}: median {mid:.3}x (quartiles {low:.3}x to {high:.3}x; {ROUNDS} rounds of {PER_ROUND})"
+            );
+        }
+    }
+}
+
 #[cfg(not(feature = "cel"))]
 fn cel_policy(_: &mut Criterion) {}
 
@@ -370,6 +525,7 @@ criterion_group!(
     static_authentication,
     jwt_authentication,
     observability,
-    cel_policy
+    cel_policy,
+    exchange_and_resources
 );
 criterion_main!(benches);

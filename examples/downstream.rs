@@ -14,6 +14,10 @@
 //! curl -i -X POST http://127.0.0.1:9001/api/write -H "Authorization: Bearer $TOKEN"  # 403: no `write` scope
 //! ```
 //!
+//! `/orders` and `/billing` are two more APIs, each accepting only tokens
+//! minted for it (`aud` = its resource, RFC 8707): see the README's
+//! "Resource indicators" and "Token exchange" for the curl flows.
+//!
 //! Routes:
 //!
 //! | route | needs |
@@ -22,6 +26,8 @@
 //! | `GET /api/hello` | a valid token |
 //! | `GET /api/claims` | a valid token; answers its claims as JSON (the `Claims<T>` extractor) |
 //! | `POST /api/write` | a valid token with scope `write` |
+//! | `GET /orders` | a token of the demo application for `--orders-audience` |
+//! | `GET /billing` | a token of `--billing-issuer` (the orders service's application) for `--billing-audience` |
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -63,6 +69,15 @@ struct Args {
     /// `[endpoint] at_jwt_typ = false`). ID tokens stay refused.
     #[arg(long)]
     allow_untyped_access_tokens: bool,
+    /// The resource of the orders API: `/orders` takes only tokens for it.
+    #[arg(long, default_value = "http://127.0.0.1:9001/orders")]
+    orders_audience: String,
+    /// The issuer of the billing API's tokens: the orders service's application.
+    #[arg(long, default_value = "http://127.0.0.1:9000/application/o/orders/")]
+    billing_issuer: String,
+    /// The resource of the billing API: `/billing` takes only tokens for it.
+    #[arg(long, default_value = "http://127.0.0.1:9001/billing")]
+    billing_audience: String,
 }
 
 /// The claims `/api/claims` answers with.
@@ -70,7 +85,8 @@ struct Args {
 struct AccessToken {
     iss: String,
     sub: String,
-    aud: String,
+    /// One audience, or several (a token for several resources).
+    aud: serde_json::Value,
     exp: u64,
     #[serde(default)]
     client_id: Option<String>,
@@ -86,6 +102,13 @@ async fn hello(claims: VerifiedClaims) -> String {
 
 async fn claims(Claims(token): Claims<AccessToken>) -> axum::Json<AccessToken> {
     axum::Json(token)
+}
+
+/// `/orders` and `/billing`: who the token is for, its audience and client.
+async fn resource(claims: VerifiedClaims) -> String {
+    let sub = claims.subject().unwrap_or("?");
+    let (aud, client) = (claims.audiences().join(" "), claims.client_id());
+    format!("{sub} (aud {aud}, client {})\n", client.unwrap_or("?"))
 }
 
 async fn write(claims: VerifiedClaims) -> String {
@@ -110,6 +133,14 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
             .unwrap_or_else(|| format!("{}jwks/", args.issuer));
         Issuer::with_jwks_url(&args.issuer, jwks_url)
     };
+    // Each resource's API accepts only tokens minted for it.
+    let orders = JwtValidateLayer::new()
+        .issuer(issuer.clone())
+        .audience(&args.orders_audience);
+    let billing_jwks = format!("{}jwks/", args.billing_issuer);
+    let billing = JwtValidateLayer::new()
+        .issuer(Issuer::with_jwks_url(&args.billing_issuer, billing_jwks))
+        .audience(&args.billing_audience);
     let mut layer = JwtValidateLayer::new()
         .issuer(issuer)
         .audience(&args.audience)
@@ -128,6 +159,8 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         .layer(layer);
     let app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
+        .route("/orders", get(resource).layer(orders))
+        .route("/billing", get(resource).layer(billing))
         .merge(api);
 
     let listener = TcpListener::bind(args.listen).await?;

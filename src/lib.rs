@@ -1,7 +1,8 @@
 //! OAuth2 machine-to-machine authentication for tower.
 //!
 //! - **Issuer side** ([`issuer`]): [`TokenEndpointLayer`] answers the token
-//!   endpoint (`client_credentials`) in any tower stack, authenticating
+//!   endpoint (`client_credentials`, RFC 8693 token exchange, RFC 8707
+//!   resource indicators) in any tower stack, authenticating
 //!   service accounts with app-password tokens, and mints signed JWT access
 //!   tokens. It publishes its keys (JWKS) and metadata (OpenID discovery,
 //!   RFC 8414) so any standard client or validator works with it.

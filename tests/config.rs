@@ -282,3 +282,88 @@ async fn a_pem_bundle_with_a_private_key_is_refused() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn resources_and_token_exchange_are_configured_per_application() {
+    let exchange = |value: &mut Value| {
+        value["applications"][0]["resources"] = json!(["https://api.example.com/"]);
+        value["applications"][0]["token_exchange"] = json!({ "accept_tokens_of": ["embedded"] });
+    };
+    let built = build(config(exchange), Path::new(".")).await.unwrap();
+    let (status, body) = token(&built).await;
+    assert_eq!(status, 200, "{body}");
+    let subject = body["access_token"].as_str().unwrap();
+    let form = format!(
+        "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&client_id=embedded\
+         &username=svc&password={PASSWORD}&subject_token={subject}\
+         &subject_token_type=urn:ietf:params:oauth:token-type:access_token\
+         &resource=https%3A%2F%2Fapi.example.com%2F"
+    );
+    let request = Request::post("/application/o/token/")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(form)))
+        .unwrap();
+    let inner = service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+    });
+    let response = built.endpoint.layer(inner).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json: Value = serde_json::from_slice(&bytes).unwrap();
+    let token = json["access_token"].as_str().unwrap();
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token).unwrap();
+    assert_eq!(claims["aud"], "https://api.example.com/");
+
+    use tower_m2m_auth::issuer::ConfigError as Endpoint;
+    let app = |edit: Value| {
+        move |value: &mut Value| {
+            let application = value["applications"][0].as_object_mut().unwrap();
+            application.extend(edit.as_object().unwrap().clone());
+        }
+    };
+    refused(
+        app(json!({ "resources": ["https://a.example/#x"] })),
+        |error| {
+            matches!(
+                error,
+                BuildError::Endpoint {
+                    source: Endpoint::Application {
+                        error: ApplicationError::Resource(_),
+                        ..
+                    },
+                    ..
+                }
+            )
+        },
+    )
+    .await;
+    refused(
+        app(json!({ "token_exchange": { "accept_tokens_of": ["nowhere"] } })),
+        |error| {
+            matches!(
+                error,
+                BuildError::Endpoint {
+                    source: Endpoint::UnknownExchangeApplication { .. },
+                    ..
+                }
+            )
+        },
+    )
+    .await;
+    refused(
+        app(json!({ "token_exchange": { "accept_trusted_jwts": true } })),
+        |error| {
+            matches!(
+                error,
+                BuildError::Endpoint {
+                    source: Endpoint::Application {
+                        error: ApplicationError::RulesWithoutKeys("accept_trusted_jwts"),
+                        ..
+                    },
+                    ..
+                }
+            )
+        },
+    )
+    .await;
+}

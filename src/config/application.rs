@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::trust::{self, Remotes, TrustedIssuerConfig};
 use super::{BuildError, parse_digest};
-use crate::issuer::{Application, SubjectMode};
+use crate::issuer::{Application, SubjectMode, TokenExchange};
 use crate::keys::RemoteJwks;
 
 /// One `[[applications]]` entry. See `examples/server.toml` for each key.
@@ -66,6 +66,59 @@ pub struct ApplicationConfig {
     /// Accept every token a remote JWKS signs, with nothing pinned.
     #[serde(default)]
     pub danger_accept_unpinned_jwks: bool,
+    /// The resources (RFC 8707) and audiences (RFC 8693) its tokens may be
+    /// minted for, chosen by `resource` / `audience` (default: none).
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Token exchange (RFC 8693); absent: the application accepts none.
+    pub token_exchange: Option<TokenExchangeConfig>,
+}
+
+/// `[applications.token_exchange]`: which subject (and actor) tokens the
+/// application accepts in token exchange (see [`TokenExchange`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenExchangeConfig {
+    /// `client_id`s whose access tokens (minted by this server) it accepts.
+    #[serde(default)]
+    pub accept_tokens_of: Vec<String>,
+    /// Also accept the input JWTs its `trusted_issuers` sign (checked as
+    /// client assertions are).
+    #[serde(default)]
+    pub accept_trusted_jwts: bool,
+    /// Actors (`iss`, `sub` of their actor tokens) that may act for any
+    /// accepted subject whose token has no `may_act`.
+    #[serde(default)]
+    pub actors: Vec<ActorConfig>,
+}
+
+/// One `actors` entry of `[applications.token_exchange]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ActorConfig {
+    /// The actor token's `iss`.
+    pub iss: String,
+    /// The actor token's `sub`.
+    pub sub: String,
+}
+
+impl TokenExchangeConfig {
+    /// The library's rules.
+    fn rules(&self) -> TokenExchange {
+        let mut rules = TokenExchange::new();
+        for client_id in &self.accept_tokens_of {
+            rules = rules.accept_tokens_of(client_id);
+        }
+        if self.accept_trusted_jwts {
+            rules = rules.accept_trusted_jwts();
+        }
+        for actor in &self.actors {
+            rules = rules.allow_actor(&actor.iss, &actor.sub);
+        }
+        rules
+    }
 }
 
 fn default_token_lifetime() -> u64 {
@@ -128,7 +181,11 @@ impl ApplicationConfig {
             .with_subject_mode(self.subject_mode.into())
             .with_assertion_audiences(&self.assertion_audiences)
             .with_assertion_leeway(Duration::from_secs(self.assertion_leeway_secs))
-            .with_single_use_assertions(self.single_use_assertions);
+            .with_single_use_assertions(self.single_use_assertions)
+            .with_resources(&self.resources);
+        if let Some(exchange) = &self.token_exchange {
+            application = application.with_token_exchange(exchange.rules());
+        }
         if let Some(name) = &self.name {
             application = application.with_name(name);
         }

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use accounts::{BindingConfig, ServiceAccountConfig, TokenConfig};
-pub use application::{ApplicationConfig, SubjectModeName};
+pub use application::{ActorConfig, ApplicationConfig, SubjectModeName, TokenExchangeConfig};
 pub use error::BuildError;
 pub use keys::{KeyAlgorithm, KeysConfig};
 pub use store::{AttemptLimitsConfig, StoreConfig};

@@ -4,8 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::exchange_rules::{TokenExchange, is_resource_name};
 use crate::keys::VerificationKeys;
-use crate::policy::{Policies, Policy};
+use crate::policy::Policies;
 use crate::store::{TokenDigest, is_scope_token};
 
 /// How the `sub` claim of minted tokens is derived from the service account.
@@ -48,6 +49,11 @@ pub struct Application {
     pub(crate) issuer: String,
     pub(crate) assertions: AssertionRules,
     pub(crate) allow_any_account: bool,
+    /// Resources (RFC 8707) and audiences (RFC 8693) its tokens may be
+    /// minted for; `resource` and `audience` choose among them.
+    pub(crate) resources: Vec<String>,
+    /// Its token exchange rules (RFC 8693); none: no exchange.
+    pub(crate) exchange: Option<TokenExchange>,
 }
 
 /// Why an application's own settings are refused when it is added to an
@@ -86,6 +92,10 @@ pub enum ApplicationError {
          (verification keys) or a federated application"
     )]
     RulesWithoutKeys(&'static str),
+    /// A resource is empty or contains spaces, control characters or a
+    /// fragment.
+    #[error("resource {0:?} is empty or contains spaces, control characters or a '#'")]
+    Resource(String),
 }
 
 /// How an application trusts input JWTs (client assertions).
@@ -183,6 +193,8 @@ impl Application {
             issuer: String::new(),
             assertions: AssertionRules::default(),
             allow_any_account: false,
+            resources: Vec::new(),
+            exchange: None,
         }
     }
 
@@ -200,27 +212,6 @@ impl Application {
     /// Whether every authenticated account may get tokens here.
     pub fn allows_any_account(&self) -> bool {
         self.allow_any_account
-    }
-
-    /// The longest an input JWT may be valid for: `exp - iat`, or
-    /// `exp - now` when it has no `iat` (default
-    /// [`DEFAULT_MAX_ASSERTION_LIFETIME`](Self::DEFAULT_MAX_ASSERTION_LIFETIME)).
-    /// A longer-lived JWT is refused (`invalid_grant`).
-    pub fn with_max_assertion_lifetime(mut self, lifetime: Duration) -> Self {
-        self.assertions.max_lifetime = lifetime;
-        self
-    }
-
-    /// Accepts input JWTs verified by a remote JWKS (a platform that signs
-    /// for many parties, such as a CI service) with neither a
-    /// [policy](Self::with_policy) nor an
-    /// [assertion audience](Self::with_assertion_audiences) to pin the ones
-    /// meant for this application. Without it, such an application is
-    /// refused when added to the endpoint: it would accept every token the
-    /// platform signs, for anyone.
-    pub fn danger_accept_unpinned_jwks(mut self) -> Self {
-        self.assertions.unpinned = true;
-        self
     }
 
     /// Sets the display name, which also names the automatic service account
@@ -263,53 +254,6 @@ impl Application {
     /// How `sub` is derived (default [`SubjectMode::HashedId`]).
     pub fn with_subject_mode(mut self, mode: SubjectMode) -> Self {
         self.subject_mode = mode;
-        self
-    }
-
-    /// The keys trusted to sign input JWTs (client assertions, RFC 7523),
-    /// each bound to the issuer it speaks for (see [`VerificationKeys`]): an
-    /// input JWT is verified only by the keys of the issuer its `iss` names.
-    pub fn with_verification_keys(mut self, keys: VerificationKeys) -> Self {
-        self.assertions.keys = keys;
-        self
-    }
-
-    /// Adds a policy that every input JWT must pass (after its signature
-    /// and dates are checked).
-    pub fn with_policy(mut self, policy: impl Policy) -> Self {
-        self.assertions.policies.push(policy);
-        self
-    }
-
-    /// Requires input JWTs to name one of these audiences in `aud` (off by
-    /// default, to accept platform tokens minted for other audiences).
-    pub fn with_assertion_audiences<I, S>(mut self, audiences: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.assertions.audiences = audiences.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Accepts each input JWT once: it must carry a `jti`, remembered until
-    /// the JWT expires (off by default: platform tokens are often reused).
-    pub fn with_single_use_assertions(mut self, single_use: bool) -> Self {
-        self.assertions.single_use = single_use;
-        self
-    }
-
-    /// Clock skew allowed on input JWTs' `exp`, `nbf` and `iat` (default 0,
-    /// at most [`MAX_ASSERTION_LEEWAY`](Self::MAX_ASSERTION_LEEWAY)).
-    pub fn with_assertion_leeway(mut self, leeway: Duration) -> Self {
-        self.assertions.leeway = leeway;
-        self
-    }
-
-    /// Accepts access tokens that this issuer minted for the application
-    /// `client_id` as input JWTs (authentik's federated providers).
-    pub fn with_federated_application(mut self, client_id: impl Into<String>) -> Self {
-        self.assertions.federated_clients.push(client_id.into());
         self
     }
 
@@ -370,7 +314,16 @@ impl Application {
         if self.token_lifetime.is_zero() {
             return Err(ApplicationError::TokenLifetime);
         }
-        self.assertions.check()
+        if let Some(resource) = self.resources.iter().find(|r| !is_resource_name(r)) {
+            return Err(ApplicationError::Resource(resource.clone()));
+        }
+        self.assertions.check()?;
+        match &self.exchange {
+            Some(exchange) => exchange
+                .check(self.assertions.keys.issuers().next().is_some())
+                .map_err(ApplicationError::RulesWithoutKeys),
+            None => Ok(()),
+        }
     }
 
     /// The requested scopes that this application allows, in request order,
@@ -403,6 +356,8 @@ impl fmt::Debug for Application {
             .field("federated_clients", &self.assertions.federated_clients)
             .field("max_assertion_lifetime", &self.assertions.max_lifetime)
             .field("allow_any_account", &self.allow_any_account)
+            .field("resources", &self.resources)
+            .field("token_exchange", &self.exchange)
             .finish()
     }
 }

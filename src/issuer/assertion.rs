@@ -5,6 +5,8 @@
 //! gets the [`VerifiedAssertion`] and decides only who it stands for.
 //! (Tokens of federated applications are traded instead: see `federation`.)
 
+use std::time::Duration;
+
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
@@ -13,8 +15,8 @@ use super::config::EndpointConfig;
 use super::credentials::{ExternalIdentity, GrantType, VerifiedAssertion};
 use super::error::{Rejection, VerifyError};
 use super::mint;
-use crate::keys::{ASYMMETRIC_ALGORITHMS, JwtError};
-use crate::policy::PolicyContext;
+use crate::keys::{ASYMMETRIC_ALGORITHMS, JwtError, VerificationKeys};
+use crate::policy::{Policy, PolicyContext};
 use crate::store::TokenDigest;
 
 /// The `client_assertion_type` of RFC 7523 §2.2.
@@ -154,4 +156,76 @@ pub(crate) async fn check(
             .checked_add(exp)
             .unwrap_or(std::time::UNIX_EPOCH),
     })
+}
+
+/// The rules of input JWTs (client assertions) and federation, set on an
+/// application.
+impl Application {
+    /// Accepts input JWTs verified by a remote JWKS (a platform that signs
+    /// for many parties, such as a CI service) with neither a
+    /// [policy](Self::with_policy) nor an
+    /// [assertion audience](Self::with_assertion_audiences) to pin the ones
+    /// meant for this application. Without it, such an application is
+    /// refused when added to the endpoint: it would accept every token the
+    /// platform signs, for anyone.
+    pub fn danger_accept_unpinned_jwks(mut self) -> Self {
+        self.assertions.unpinned = true;
+        self
+    }
+
+    /// The longest an input JWT may be valid for: `exp - iat`, or
+    /// `exp - now` when it has no `iat` (default
+    /// [`DEFAULT_MAX_ASSERTION_LIFETIME`](Self::DEFAULT_MAX_ASSERTION_LIFETIME)).
+    /// A longer-lived JWT is refused (`invalid_grant`).
+    pub fn with_max_assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.assertions.max_lifetime = lifetime;
+        self
+    }
+
+    /// The keys trusted to sign input JWTs (client assertions, RFC 7523),
+    /// each bound to the issuer it speaks for (see [`VerificationKeys`]): an
+    /// input JWT is verified only by the keys of the issuer its `iss` names.
+    pub fn with_verification_keys(mut self, keys: VerificationKeys) -> Self {
+        self.assertions.keys = keys;
+        self
+    }
+
+    /// Adds a policy that every input JWT must pass (after its signature
+    /// and dates are checked).
+    pub fn with_policy(mut self, policy: impl Policy) -> Self {
+        self.assertions.policies.push(policy);
+        self
+    }
+
+    /// Requires input JWTs to name one of these audiences in `aud` (off by
+    /// default, to accept platform tokens minted for other audiences).
+    pub fn with_assertion_audiences<I, S>(mut self, audiences: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.assertions.audiences = audiences.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Accepts each input JWT once: it must carry a `jti`, remembered until
+    /// the JWT expires (off by default: platform tokens are often reused).
+    pub fn with_single_use_assertions(mut self, single_use: bool) -> Self {
+        self.assertions.single_use = single_use;
+        self
+    }
+
+    /// Clock skew allowed on input JWTs' `exp`, `nbf` and `iat` (default 0,
+    /// at most [`MAX_ASSERTION_LEEWAY`](Self::MAX_ASSERTION_LEEWAY)).
+    pub fn with_assertion_leeway(mut self, leeway: Duration) -> Self {
+        self.assertions.leeway = leeway;
+        self
+    }
+
+    /// Accepts access tokens that this issuer minted for the application
+    /// `client_id` as input JWTs (authentik's federated providers).
+    pub fn with_federated_application(mut self, client_id: impl Into<String>) -> Self {
+        self.assertions.federated_clients.push(client_id.into());
+        self
+    }
 }

@@ -154,6 +154,8 @@ where
                 expires_by,
                 method,
                 address,
+                audience: Vec::new(),
+                exchange: None,
             })
         }
         Err(error) => {

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::assertion::{JWT_BEARER, is_compact_jws};
-use super::credentials::{Credentials, GrantType};
+use super::credentials::{Credentials, GrantType, TOKEN_EXCHANGE};
 use super::error::TokenError;
 use super::request::{BasicCredentials, Form, TokenRequest, present, present_secret};
 
@@ -44,6 +44,7 @@ pub(crate) fn grant_type(fields: &TokenRequest) -> Result<GrantType, TokenError>
         )),
         Some("client_credentials") => Ok(GrantType::ClientCredentials),
         Some("password") => Ok(GrantType::Password),
+        Some(TOKEN_EXCHANGE) => Ok(GrantType::TokenExchange),
         Some(_) => Err(TokenError::UnsupportedGrantType),
     }
 }

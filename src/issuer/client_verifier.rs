@@ -21,6 +21,7 @@ use tower_service::Service;
 
 use super::application::Application;
 use super::credentials::{ClientAuthentication, Credentials, Principal, VerifiedAssertion};
+use super::directory::Directory;
 use super::error::{Rejection, VerifyError};
 use crate::store::{CredentialStore, ExternalAccount, TokenDigest};
 
@@ -111,8 +112,10 @@ async fn verify<S: CredentialStore>(
     }
 }
 
-/// The account a verified input JWT stands for, as `store` records it.
-async fn external_account<S: CredentialStore>(
+/// The account a verified input JWT stands for, as `store` records it (the
+/// verifier's answer for a client assertion, and token exchange's for a JWT
+/// subject token).
+pub(crate) async fn external_account<S: Directory + ?Sized>(
     store: &S,
     application: &Application,
     assertion: &VerifiedAssertion,

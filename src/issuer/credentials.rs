@@ -18,6 +18,9 @@ pub enum GrantType {
     ClientCredentials,
     /// `password` (RFC 6749 §4.3), answered as `client_credentials`.
     Password,
+    /// `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693): the
+    /// client authenticates as for the others, then trades a subject token.
+    TokenExchange,
 }
 
 impl GrantType {
@@ -26,9 +29,13 @@ impl GrantType {
         match self {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::Password => "password",
+            GrantType::TokenExchange => TOKEN_EXCHANGE,
         }
     }
 }
+
+/// The `grant_type` of token exchange (RFC 8693 §2.1).
+pub(crate) const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 /// The secret a client presented. Secrets are [`SecretString`]s: their
 /// `Debug` output is redacted.

@@ -63,6 +63,14 @@ pub enum TokenError {
     /// (retry later, nothing wrong with the request).
     #[error("too many failed attempts, retry after {0:?}")]
     TooManyAttempts(Duration),
+    /// A `resource` or `audience` that the application's tokens may not be
+    /// minted for, or a malformed `resource` (RFC 8707 §2, RFC 8693 §2.2.2).
+    #[error("invalid target")]
+    InvalidTarget,
+    /// The authenticated client may not use this grant: token exchange at an
+    /// application configured for none (RFC 6749 §5.2).
+    #[error("unauthorized client")]
+    UnauthorizedClient,
 }
 
 impl TokenError {
@@ -70,7 +78,7 @@ impl TokenError {
     /// [`code`](Self::code), and never naming a secret): `invalid_request`,
     /// `payload_too_large`, `body_timeout`, `invalid_client`,
     /// `bad_credentials`, `unsupported_grant_type`, `unavailable`,
-    /// `server_error` or `locked_out`.
+    /// `server_error`, `locked_out`, `invalid_target` or `unauthorized_client`.
     pub fn reason(&self) -> &'static str {
         match self {
             TokenError::InvalidRequest(_) => "invalid_request",
@@ -82,6 +90,8 @@ impl TokenError {
             TokenError::TemporarilyUnavailable => "unavailable",
             TokenError::ServerError => "server_error",
             TokenError::TooManyAttempts(_) => "locked_out",
+            TokenError::InvalidTarget => "invalid_target",
+            TokenError::UnauthorizedClient => "unauthorized_client",
         }
     }
 
@@ -98,6 +108,8 @@ impl TokenError {
                 "temporarily_unavailable"
             }
             TokenError::ServerError => "server_error",
+            TokenError::InvalidTarget => "invalid_target",
+            TokenError::UnauthorizedClient => "unauthorized_client",
         }
     }
 
@@ -121,6 +133,10 @@ impl TokenError {
             TokenError::TooManyAttempts(_) => {
                 "Too many failed authentication attempts; retry after the time in Retry-After."
             }
+            TokenError::InvalidTarget => {
+                "A requested resource or audience is malformed or not allowed for this client."
+            }
+            TokenError::UnauthorizedClient => "This client may not use this grant type.",
         }
     }
 
@@ -316,6 +332,17 @@ pub enum ConfigError {
         client_id: String,
         /// The `client_id` it names.
         federated: String,
+    },
+    /// An application's token exchange accepts the tokens of a `client_id`
+    /// that no application has.
+    #[error(
+        "application {client_id:?} accepts tokens of {accepted:?} in exchange, which is no application"
+    )]
+    UnknownExchangeApplication {
+        /// The exchanging application.
+        client_id: String,
+        /// The `client_id` it names.
+        accepted: String,
     },
     /// An application federates with itself.
     #[error("application {0:?} federates with itself")]

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::Full;
-use jsonwebtoken::Validation;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use tower_service::Service;
@@ -22,10 +21,9 @@ use super::classify::client_claim;
 use super::config::EndpointConfig;
 use super::credentials::{ClientAuthentication, GrantType, Principal};
 use super::error::{TokenError, VerifyError};
-use super::federation;
+use super::minted;
 use super::request::{BoxError, present_secret, read_form};
 use super::response;
-use crate::keys::{ASYMMETRIC_ALGORITHMS, Algorithm};
 
 /// `POST` introspection: `{"active": false}` for revoked, expired, foreign or
 /// unparseable tokens and for ID tokens, else the access token's claims with
@@ -109,68 +107,27 @@ where
 }
 
 /// The claims of `token` if this issuer minted it, it is unexpired, not
-/// revoked, and `caller` may see it; `None` otherwise.
+/// revoked, its account is still active, and `caller` may see it; `None`
+/// otherwise. Only access tokens are introspected (as authentik, which looks
+/// tokens up among its access tokens): an ID token is inactive, so a
+/// resource server that introspects cannot take it for an access token.
 async fn live_claims(
     config: &EndpointConfig,
     caller: &Application,
     token: &str,
 ) -> Result<Option<Map<String, Value>>, TokenError> {
-    let audience = jsonwebtoken::dangerous::insecure_decode_claims::<Value>(token)
+    // The owner is the token's client (`aud` may name resources instead).
+    let client_id = jsonwebtoken::dangerous::insecure_decode_claims::<Value>(token)
         .ok()
-        .and_then(|claims| claims.get("aud").and_then(Value::as_str).map(str::to_owned));
-    let Some(owner) = audience.and_then(|aud| config.applications.get(&aud)) else {
+        .and_then(|claims| claims.get("client_id")?.as_str().map(str::to_owned));
+    let Some(owner) = client_id.and_then(|id| config.applications.get(&id)) else {
         return Ok(None);
     };
     if !may_see(caller, owner) {
         return Ok(None);
     }
-    // The ring's own HS256 secrets verify too; each key allows only its
-    // own algorithms, so no key confusion follows from listing HS256.
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.algorithms = ASYMMETRIC_ALGORITHMS.to_vec();
-    validation.algorithms.push(Algorithm::HS256);
-    validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "jti"]);
-    validation.set_issuer(&[owner.issuer()]);
-    validation.set_audience(&[owner.client_id()]);
-    let Ok(data) = config
-        .keys
-        .verification_keys()
-        .verify::<Map<String, Value>>(token, &validation)
-    else {
-        return Ok(None);
-    };
-    // Only access tokens are introspected (as authentik, which looks tokens
-    // up among its access tokens): an ID token, which never carries
-    // `client_id`, is inactive, so a resource server that introspects
-    // cannot take it for an access token either.
-    if !data.claims.contains_key("client_id") {
-        return Ok(None);
-    }
-    let jti = data
-        .claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if config
-        .revocations
-        .is_revoked(jti)
-        .await
-        .map_err(|_| TokenError::TemporarilyUnavailable)?
-    {
-        return Ok(None);
-    }
-    // A token is active only while its account is (disabling an account
-    // ends its tokens for every introspecting resource server).
-    let claim = |name: &str| {
-        data.claims
-            .get(name)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    match federation::account_behind(config, owner, claim("preferred_username"), claim("sub")).await
-    {
-        Ok(_) => Ok(Some(data.claims)),
+    match minted::verify(config, owner, token, 0).await {
+        Ok(live) => Ok(Some(live.claims)),
         Err(VerifyError::Rejected(_)) => Ok(None),
         Err(_) => Err(TokenError::TemporarilyUnavailable),
     }

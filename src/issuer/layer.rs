@@ -10,6 +10,7 @@ use super::client_verifier::StoreVerifier;
 use super::config::{self, EndpointConfig};
 use super::directory::{Replays, Revocations};
 use super::error::ConfigError;
+use super::exchange;
 use crate::keys::KeyRing;
 use crate::store::{AttemptLimiter, CredentialStore, ReplayCache, RevocationList};
 
@@ -106,6 +107,7 @@ impl<V> TokenEndpointLayer<V> {
             added.insert(client_id, Arc::new(application));
         }
         config::check_federation(&added)?;
+        exchange::check_exchange(&added)?;
         self = self.update(|config| config.applications = added);
         Ok(self)
     }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::application::Application;
 use super::config::EndpointConfig;
+use super::credentials::TOKEN_EXCHANGE;
 
 #[derive(Serialize)]
 struct Metadata<'a> {
@@ -14,7 +15,7 @@ struct Metadata<'a> {
     introspection_endpoint: String,
     revocation_endpoint: String,
     jwks_uri: String,
-    grant_types_supported: [&'static str; 2],
+    grant_types_supported: &'static [&'static str],
     token_endpoint_auth_methods_supported: &'static [&'static str],
     #[serde(skip_serializing_if = "Option::is_none")]
     token_endpoint_auth_signing_alg_values_supported: Option<&'static [jsonwebtoken::Algorithm]>,
@@ -37,7 +38,11 @@ pub(crate) fn discovery(config: &EndpointConfig, application: &Application) -> B
         introspection_endpoint: format!("{}{}", config.base_url, config.introspection_path),
         revocation_endpoint: format!("{}{}", config.base_url, config.revocation_path),
         jwks_uri: config.url(&config.jwks_path, application.slug()),
-        grant_types_supported: ["client_credentials", "password"],
+        grant_types_supported: if application.exchange.is_some() {
+            &["client_credentials", "password", TOKEN_EXCHANGE]
+        } else {
+            &["client_credentials", "password"]
+        },
         token_endpoint_auth_methods_supported: if accepts_jwts {
             &[
                 "client_secret_post",

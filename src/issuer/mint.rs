@@ -35,6 +35,27 @@ pub(crate) struct Grant {
     pub(crate) method: &'static str,
     /// The client's address, if known.
     pub(crate) address: Option<IpAddr>,
+    /// The chosen resources (RFC 8707): the access token's `aud`; empty:
+    /// the `client_id`.
+    pub(crate) audience: Vec<String>,
+    /// For a token exchange (RFC 8693): what the new token carries.
+    pub(crate) exchange: Option<Exchanged>,
+}
+
+/// What token exchange adds to a grant.
+pub(crate) struct Exchanged {
+    /// The `act` claim (§4.1): the actor, prior actors nested.
+    pub(crate) act: Option<serde_json::Value>,
+    /// The `issued_token_type` of the answer.
+    pub(crate) issued_token_type: &'static str,
+}
+
+/// An `aud` claim: one value, or several (RFC 7519 §4.1.3).
+#[derive(Clone, Copy, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Audience<'a> {
+    One(&'a str),
+    Many(&'a [String]),
 }
 
 /// The signed tokens of one grant.
@@ -54,16 +75,19 @@ pub(crate) struct AccessTokenClaims<'a> {
     pub(crate) client_id: &'a str,
     pub(crate) azp: &'a str,
     pub(crate) scope: &'a str,
-    /// For JWT-authenticated clients: the input JWT's issuer and subject.
+    /// For JWT-authenticated clients: the input JWT's issuer and subject;
+    /// for token exchange, the actors (RFC 8693 §4.1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) act: Option<Actor<'a>>,
 }
 
-/// RFC 8693-style actor: who the client really was.
+/// RFC 8693-style actor: who the client really was, or the actors of an
+/// exchange.
 #[derive(Serialize)]
-pub(crate) struct Actor<'a> {
-    pub(crate) iss: &'a str,
-    pub(crate) sub: &'a str,
+#[serde(untagged)]
+pub(crate) enum Actor<'a> {
+    Client { iss: &'a str, sub: &'a str },
+    Exchange(&'a serde_json::Value),
 }
 
 /// The claims of an ID token.
@@ -71,7 +95,7 @@ pub(crate) struct Actor<'a> {
 pub(crate) struct IdTokenClaims<'a> {
     pub(crate) iss: &'a str,
     pub(crate) sub: &'a str,
-    pub(crate) aud: &'a str,
+    pub(crate) aud: Audience<'a>,
     pub(crate) exp: u64,
     pub(crate) iat: u64,
     pub(crate) auth_time: u64,
@@ -115,6 +139,8 @@ pub(crate) fn mint(config: &EndpointConfig, grant: &Grant) -> Result<Minted, Tok
         expires_by,
         method,
         address,
+        audience,
+        exchange,
     } = grant;
     let scope = scope.as_str();
     let now = now();
@@ -129,7 +155,11 @@ pub(crate) fn mint(config: &EndpointConfig, grant: &Grant) -> Result<Minted, Tok
         token: IdTokenClaims {
             iss: application.issuer.as_str(),
             sub: &sub,
-            aud: application.client_id(),
+            aud: match audience.as_slice() {
+                [] => Audience::One(application.client_id()),
+                [one] => Audience::One(one),
+                many => Audience::Many(many),
+            },
             exp,
             iat: now,
             auth_time: now,
@@ -139,20 +169,25 @@ pub(crate) fn mint(config: &EndpointConfig, grant: &Grant) -> Result<Minted, Tok
         client_id: application.client_id(),
         azp: application.client_id(),
         scope,
-        act: principal.external.as_ref().map(|external| Actor {
-            iss: &external.issuer,
-            sub: &external.subject,
-        }),
+        act: match exchange {
+            Some(exchange) => exchange.act.as_ref().map(Actor::Exchange),
+            None => principal.external.as_ref().map(|external| Actor::Client {
+                iss: &external.issuer,
+                sub: &external.subject,
+            }),
+        },
     };
     let typ = config.at_jwt_typ.then_some("at+jwt");
     let (access_token, id_token) = config
         .keys
         .with_active(|key| {
             let access_token = key.sign_jwt(typ, &access)?;
-            let id_token = if config.id_token {
+            // An exchange answers with the one token it was asked for.
+            let id_token = if config.id_token && exchange.is_none() {
                 let jti = token_id().ok_or(KeyError::Signing)?;
                 let claims = IdTokenClaims {
                     jti: &jti,
+                    aud: Audience::One(application.client_id()),
                     ..access.token
                 };
                 Some(key.sign_jwt(Some("JWT"), &claims)?)

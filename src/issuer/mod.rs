@@ -3,8 +3,10 @@
 //! [`TokenEndpointLayer`] wraps any tower service (an axum `Router`, a tonic
 //! server, a hyper service). It answers `POST` on the token path with the
 //! `client_credentials` grant (and `password`, treated the same, as authentik
-//! does), publishes each application's JWKS and metadata, and passes every
-//! other request to the inner service untouched.
+//! does) and, for applications given [`TokenExchange`] rules, RFC 8693 token
+//! exchange; `resource`/`audience` (RFC 8707) choose the token's `aud` among
+//! the application's resources. It publishes each application's JWKS and
+//! metadata, and passes every other request to the inner service untouched.
 //!
 //! Who a client is, is decided by a credential verifier: any
 //! `tower::Service<ClientAuthentication, Response = Principal, Error = VerifyError>`.
@@ -37,6 +39,11 @@
 //!      answers only "who is this client".
 //! 4. **Authorize** (`authorize`): the account's binding to the application,
 //!    which narrows the scopes; no verifier can skip it.
+//!    Then the token's audience (`resource`, RFC 8707) and, for the
+//!    token-exchange grant, the **exchange** (`exchange`): the subject (and
+//!    actor) token checked by the one routine for tokens this issuer minted
+//!    (`minted`, shared with federation and introspection), the subject's
+//!    account authorized, scope and `exp` bounded, `act` nested.
 //! 5. **Mint** (`mint`): the signed access token, and the ID token.
 //! 6. **Respond** (`response`): the RFC 6749 §5.1 body, or the §5.2 error.
 //!
@@ -120,13 +127,17 @@ mod config;
 mod credentials;
 mod directory;
 mod error;
+mod exchange;
+mod exchange_rules;
 mod federation;
 mod future;
 mod introspection;
 mod layer;
 mod metadata;
 mod mint;
+mod minted;
 mod request;
+mod resource;
 mod response;
 mod router;
 mod service;
@@ -140,6 +151,7 @@ pub use credentials::{
     ClientAuthentication, Credentials, ExternalIdentity, GrantType, Principal, VerifiedAssertion,
 };
 pub use error::{ConfigError, Rejection, TokenError, VerifyError};
+pub use exchange_rules::TokenExchange;
 pub use future::ResponseFuture;
 pub use layer::TokenEndpointLayer;
 pub use service::TokenEndpoint;

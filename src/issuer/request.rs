@@ -37,6 +37,21 @@ pub(crate) struct TokenRequest {
     pub(crate) client_assertion: Option<SecretString>,
     /// The token to introspect or revoke (RFC 7662, RFC 7009).
     pub(crate) token: Option<SecretString>,
+    /// Token exchange (RFC 8693 §2.1) and resource indicators (RFC 8707).
+    pub(crate) exchange: ExchangeFields,
+}
+
+/// The parameters of token exchange (RFC 8693 §2.1) and of resource
+/// indicators (RFC 8707 §2): `resource` and `audience` may repeat.
+#[derive(Debug, Default)]
+pub(crate) struct ExchangeFields {
+    pub(crate) subject_token: Option<SecretString>,
+    pub(crate) subject_token_type: Option<String>,
+    pub(crate) actor_token: Option<SecretString>,
+    pub(crate) actor_token_type: Option<String>,
+    pub(crate) requested_token_type: Option<String>,
+    pub(crate) resource: Vec<String>,
+    pub(crate) audience: Vec<String>,
 }
 
 impl TokenRequest {
@@ -66,7 +81,10 @@ impl TokenRequest {
                     "parameter client_assertion is repeated",
                 ),
                 "token" => (&mut request.token, "parameter token is repeated"),
-                _ => continue,
+                name => match request.exchange.slot(name) {
+                    Some(slot) => slot,
+                    None => continue,
+                },
             };
             if slot.is_seen() {
                 return Err(TokenError::InvalidRequest(duplicate));
@@ -74,6 +92,34 @@ impl TokenRequest {
             slot.set(value.into_owned());
         }
         Ok(request)
+    }
+}
+
+impl ExchangeFields {
+    /// The slot of parameter `name`, if it is one of these.
+    fn slot(&mut self, name: &str) -> Option<(&mut dyn Slot, &'static str)> {
+        Some(match name {
+            "subject_token" => (
+                &mut self.subject_token,
+                "parameter subject_token is repeated",
+            ),
+            "subject_token_type" => (
+                &mut self.subject_token_type,
+                "parameter subject_token_type is repeated",
+            ),
+            "actor_token" => (&mut self.actor_token, "parameter actor_token is repeated"),
+            "actor_token_type" => (
+                &mut self.actor_token_type,
+                "parameter actor_token_type is repeated",
+            ),
+            "requested_token_type" => (
+                &mut self.requested_token_type,
+                "parameter requested_token_type is repeated",
+            ),
+            "resource" => (&mut self.resource, ""),
+            "audience" => (&mut self.audience, ""),
+            _ => return None,
+        })
     }
 }
 
@@ -99,6 +145,18 @@ impl Slot for Option<SecretString> {
     }
     fn set(&mut self, value: String) {
         *self = Some(SecretString::from(value));
+    }
+}
+
+/// A repeatable parameter: never "seen", empty values dropped (RFC 6749 §3.1).
+impl Slot for Vec<String> {
+    fn is_seen(&self) -> bool {
+        false
+    }
+    fn set(&mut self, value: String) {
+        if !value.is_empty() {
+            self.push(value);
+        }
     }
 }
 

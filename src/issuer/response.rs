@@ -20,6 +20,7 @@ pub(crate) fn token_body(
     expires_in: u64,
     scope: &str,
     id_token: Option<&str>,
+    issued_token_type: Option<&'static str>,
 ) -> Vec<u8> {
     let scope = serde_json::to_string(scope).unwrap_or_else(|_| "\"\"".to_owned());
     let id_token_len = id_token.map_or(0, |token| token.len() + 16);
@@ -33,6 +34,12 @@ pub(crate) fn token_body(
     if let Some(id_token) = id_token {
         body.extend_from_slice(b",\"id_token\":\"");
         body.extend_from_slice(id_token.as_bytes());
+        body.push(b'"');
+    }
+    // RFC 8693 §2.2.1; the token types are fixed URNs, nothing to escape.
+    if let Some(issued) = issued_token_type {
+        body.extend_from_slice(b",\"issued_token_type\":\"");
+        body.extend_from_slice(issued.as_bytes());
         body.push(b'"');
     }
     body.push(b'}');
@@ -124,7 +131,7 @@ mod tests {
 
     #[test]
     fn token_body_is_the_json_of_rfc6749_5_1() {
-        let body = token_body("a.b.c", 3600, "read \"x\" \\ y", Some("d.e.f"));
+        let body = token_body("a.b.c", 3600, "read \"x\" \\ y", Some("d.e.f"), None);
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             json,
@@ -133,9 +140,10 @@ mod tests {
                 "scope": "read \"x\" \\ y", "id_token": "d.e.f",
             })
         );
-        let body = token_body("a.b.c", 60, "", None);
+        let body = token_body("a.b.c", 60, "", None, Some("urn:x"));
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(json.get("id_token").is_none());
+        assert_eq!(json["issued_token_type"], "urn:x");
         assert_eq!(json["scope"], "");
     }
 }

@@ -9,11 +9,12 @@ use tower_service::Service;
 use super::authenticate::authenticate;
 use super::classify::{client_claim, grant_type};
 use super::config::EndpointConfig;
-use super::credentials::{ClientAuthentication, Principal};
+use super::credentials::{ClientAuthentication, GrantType, Principal};
 use super::error::{TokenError, VerifyError};
+use super::exchange;
 use super::mint::mint;
 use super::request::{BoxError, present, read_form};
-use super::response;
+use super::{resource, response};
 use crate::observe::TOKENS_ISSUED;
 
 /// Answers a token request with the body of a token response.
@@ -29,9 +30,29 @@ where
 {
     let form = read_form(config, request).await?;
     let grant_type = grant_type(&form.fields)?;
-    let requested = present(&form.fields.scope).unwrap_or("").to_owned();
+    let requested = present(&form.fields.scope).map(str::to_owned);
+    let audiences = resource::requested(&form.fields.exchange)?;
+    let exchange = match grant_type {
+        GrantType::TokenExchange => Some(exchange::request(&form.fields.exchange)?),
+        _ => None,
+    };
+    // In an exchange the client's own scopes do not matter: the subject's do.
+    let own_scope = match exchange {
+        Some(_) => "",
+        None => requested.as_deref().unwrap_or(""),
+    };
     let claim = client_claim(form)?;
-    let grant = authenticate(config, verifier, claim, grant_type, &requested).await?;
+    let mut grant = authenticate(config, verifier, claim, grant_type, own_scope).await?;
+    grant.audience = resource::choose(&grant.application, audiences)?;
+    if let Some(exchange) = exchange {
+        Box::pin(exchange::exchange(
+            config,
+            &mut grant,
+            exchange,
+            requested.as_deref(),
+        ))
+        .await?;
+    }
     let minted = mint(config, &grant)?;
     if config.instrument {
         metrics::counter!(
@@ -46,5 +67,6 @@ where
         minted.expires_in,
         &grant.scope,
         minted.id_token.as_deref(),
+        grant.exchange.as_ref().map(|e| e.issued_token_type),
     ))
 }
