@@ -48,6 +48,8 @@ pub struct Application {
     pub(crate) issuer: String,
     pub(crate) assertions: AssertionRules,
     pub(crate) allow_any_account: bool,
+    /// Token requests need a DPoP proof (see `issuer::dpop`).
+    pub(crate) require_dpop: bool,
 }
 
 /// Why an application's own settings are refused when it is added to an
@@ -183,6 +185,7 @@ impl Application {
             issuer: String::new(),
             assertions: AssertionRules::default(),
             allow_any_account: false,
+            require_dpop: false,
         }
     }
 
@@ -403,6 +406,7 @@ impl fmt::Debug for Application {
             .field("federated_clients", &self.assertions.federated_clients)
             .field("max_assertion_lifetime", &self.assertions.max_lifetime)
             .field("allow_any_account", &self.allow_any_account)
+            .field("require_dpop", &self.require_dpop)
             .finish()
     }
 }

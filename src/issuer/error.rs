@@ -19,6 +19,7 @@ use http::StatusCode;
 
 use super::application::ApplicationError;
 use crate::keys::JwtError;
+use crate::keys::dpop::DpopError;
 use crate::store::StoreError;
 
 /// Why a request to the token, introspection or revocation endpoint failed.
@@ -63,6 +64,15 @@ pub enum TokenError {
     /// (retry later, nothing wrong with the request).
     #[error("too many failed attempts, retry after {0:?}")]
     TooManyAttempts(Duration),
+    /// The DPoP proof is invalid, or missing where the application requires
+    /// one (RFC 9449 §5): `invalid_dpop_proof`, 400.
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(DpopError),
+    /// The endpoint requires a server nonce in DPoP proofs and the proof has
+    /// none, or a stale one (RFC 9449 §8): `use_dpop_nonce`, 400, with a
+    /// fresh nonce in `DPoP-Nonce`.
+    #[error("a fresh DPoP nonce is required")]
+    UseDpopNonce,
 }
 
 impl TokenError {
@@ -82,6 +92,8 @@ impl TokenError {
             TokenError::TemporarilyUnavailable => "unavailable",
             TokenError::ServerError => "server_error",
             TokenError::TooManyAttempts(_) => "locked_out",
+            TokenError::InvalidDpopProof(error) => error.reason(),
+            TokenError::UseDpopNonce => "dpop_use_nonce",
         }
     }
 
@@ -98,6 +110,8 @@ impl TokenError {
                 "temporarily_unavailable"
             }
             TokenError::ServerError => "server_error",
+            TokenError::InvalidDpopProof(_) => "invalid_dpop_proof",
+            TokenError::UseDpopNonce => "use_dpop_nonce",
         }
     }
 
@@ -120,6 +134,10 @@ impl TokenError {
             TokenError::ServerError => "The server could not issue a token.",
             TokenError::TooManyAttempts(_) => {
                 "Too many failed authentication attempts; retry after the time in Retry-After."
+            }
+            TokenError::InvalidDpopProof(error) => error.description(),
+            TokenError::UseDpopNonce => {
+                "The DPoP proof must carry the nonce of the DPoP-Nonce response header."
             }
         }
     }

@@ -57,6 +57,15 @@ pub(crate) struct AccessTokenClaims<'a> {
     /// For JWT-authenticated clients: the input JWT's issuer and subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) act: Option<Actor<'a>>,
+    /// For a DPoP-bound token: the thumbprint of its key (RFC 9449 §6.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cnf: Option<Confirmation<'a>>,
+}
+
+/// The `cnf` claim of a DPoP-bound token.
+#[derive(Serialize)]
+pub(crate) struct Confirmation<'a> {
+    pub(crate) jkt: &'a str,
 }
 
 /// RFC 8693-style actor: who the client really was.
@@ -105,9 +114,14 @@ pub(crate) fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Mints the access token (and ID token) of `grant`. A traded token's
+/// Mints the access token (and ID token) of `grant`, the access token bound
+/// to the DPoP key with thumbprint `jkt` when there is one. A traded token's
 /// successor expires no later than it.
-pub(crate) fn mint(config: &EndpointConfig, grant: &Grant) -> Result<Minted, TokenError> {
+pub(crate) fn mint(
+    config: &EndpointConfig,
+    grant: &Grant,
+    jkt: Option<&str>,
+) -> Result<Minted, TokenError> {
     let Grant {
         application,
         principal,
@@ -143,6 +157,7 @@ pub(crate) fn mint(config: &EndpointConfig, grant: &Grant) -> Result<Minted, Tok
             iss: &external.issuer,
             sub: &external.subject,
         }),
+        cnf: jkt.map(|jkt| Confirmation { jkt }),
     };
     let typ = config.at_jwt_typ.then_some("at+jwt");
     let (access_token, id_token) = config

@@ -119,6 +119,7 @@ mod client_verifier;
 mod config;
 mod credentials;
 mod directory;
+mod dpop;
 mod error;
 mod federation;
 mod future;

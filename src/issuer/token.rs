@@ -11,9 +11,9 @@ use super::classify::{client_claim, grant_type};
 use super::config::EndpointConfig;
 use super::credentials::{ClientAuthentication, Principal};
 use super::error::{TokenError, VerifyError};
-use super::mint::mint;
 use super::request::{BoxError, present, read_form};
 use super::response;
+use super::{dpop, mint};
 use crate::observe::TOKENS_ISSUED;
 
 /// Answers a token request with the body of a token response.
@@ -27,12 +27,15 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
+    let now = mint::now();
+    let proof = dpop::check(&config.dpop, request.method(), request.headers(), now)?;
     let form = read_form(config, request).await?;
     let grant_type = grant_type(&form.fields)?;
     let requested = present(&form.fields.scope).unwrap_or("").to_owned();
     let claim = client_claim(form)?;
     let grant = authenticate(config, verifier, claim, grant_type, &requested).await?;
-    let minted = mint(config, &grant)?;
+    let jkt = dpop::bind(&*config.replay, &grant.application, proof).await?;
+    let minted = mint::mint(config, &grant, jkt.as_deref())?;
     if config.instrument {
         metrics::counter!(
             TOKENS_ISSUED,
@@ -43,6 +46,7 @@ where
     }
     Ok(response::token_body(
         &minted.access_token,
+        if jkt.is_some() { "DPoP" } else { "Bearer" },
         minted.expires_in,
         &grant.scope,
         minted.id_token.as_deref(),

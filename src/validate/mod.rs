@@ -186,6 +186,7 @@
 //!   one if browsers call the API.
 
 mod cache;
+mod dpop;
 mod extract;
 mod future;
 mod layer;

@@ -8,7 +8,10 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use super::SettingsError;
+use super::dpop::uses_dpop;
 use crate::keys::JwtError;
+use crate::keys::dpop::{DpopError, DpopRules};
+use jsonwebtoken::Algorithm;
 
 /// Why a request was refused. Every message is safe to show a client: it
 /// names the rule, never the token.
@@ -48,6 +51,23 @@ pub enum AuthError {
     /// good copy (fail closed): 503, gRPC `UNAVAILABLE`.
     #[error("the token cannot be verified right now; try again later")]
     KeysUnavailable,
+    /// The DPoP proof of a `DPoP`-scheme request is missing or invalid (RFC
+    /// 9449 §7.1): `invalid_dpop_proof`, 401, with a `DPoP` challenge.
+    #[error(transparent)]
+    InvalidDpopProof(DpopError),
+    /// A DPoP-bound token (`cnf.jkt`) presented as a bearer token, which
+    /// would strip its binding (RFC 9449 §7.2): `invalid_token`, 401, with a
+    /// `DPoP` challenge.
+    #[error("the token is DPoP-bound: present it with the DPoP scheme and a proof")]
+    DpopBoundToken,
+    /// A token without `cnf.jkt` presented with the `DPoP` scheme:
+    /// `invalid_token`, 401.
+    #[error("the token is not DPoP-bound: present it with the Bearer scheme")]
+    UnboundDpopToken,
+    /// The replay cache that spends DPoP proofs could not answer: 503, gRPC
+    /// `UNAVAILABLE`.
+    #[error("the DPoP proof cannot be checked right now; try again later")]
+    ReplayCacheUnavailable,
 }
 
 impl From<JwtError> for AuthError {
@@ -71,6 +91,10 @@ impl AuthError {
             AuthError::WrongTokenType => "wrong_token_type",
             AuthError::InsufficientScope { .. } => "insufficient_scope",
             AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::InvalidDpopProof(error) => error.reason(),
+            AuthError::DpopBoundToken => "dpop_bound_token",
+            AuthError::UnboundDpopToken => "unbound_dpop_token",
+            AuthError::ReplayCacheUnavailable => "replay_cache_unavailable",
         }
     }
 
@@ -79,7 +103,9 @@ impl AuthError {
         match self {
             AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            AuthError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::KeysUnavailable | AuthError::ReplayCacheUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -87,11 +113,16 @@ impl AuthError {
     /// The RFC 6750 §3.1 error code, if the response carries one.
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            AuthError::MissingToken | AuthError::UnsupportedScheme | AuthError::KeysUnavailable => {
-                None
-            }
+            AuthError::MissingToken
+            | AuthError::UnsupportedScheme
+            | AuthError::KeysUnavailable
+            | AuthError::ReplayCacheUnavailable => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
-            AuthError::InvalidToken(_) | AuthError::WrongTokenType => Some("invalid_token"),
+            AuthError::InvalidToken(_)
+            | AuthError::WrongTokenType
+            | AuthError::DpopBoundToken
+            | AuthError::UnboundDpopToken => Some("invalid_token"),
+            AuthError::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
         }
     }
@@ -101,7 +132,7 @@ impl AuthError {
     pub fn grpc_status(&self) -> u16 {
         match self {
             AuthError::InsufficientScope { .. } => 7,
-            AuthError::KeysUnavailable => 14,
+            AuthError::KeysUnavailable | AuthError::ReplayCacheUnavailable => 14,
             _ => 16,
         }
     }
@@ -168,6 +199,11 @@ where
 /// | bad token | 401 | `…, error="invalid_token", error_description="…"` | 16 |
 /// | missing scope | 403 | `…, error="insufficient_scope", …, scope="…"` | 7 `PERMISSION_DENIED` |
 /// | keys unavailable | 503 | — | 14 `UNAVAILABLE` |
+/// | bad DPoP proof | 401 | `DPoP realm="api", error="invalid_dpop_proof", …, algs="…"` | 16 |
+///
+/// Requests that use the `DPoP` scheme, and bound tokens sent as `Bearer`,
+/// get `DPoP` challenges (RFC 9449 §7.1) with the `algs` the proofs may
+/// use; a request without a token gets a `Bearer` and a `DPoP` challenge.
 ///
 /// gRPC answers are HTTP 200 with `grpc-status` and `grpc-message` in the
 /// headers and no body (a "trailers-only" response), which tonic and every
@@ -175,13 +211,17 @@ where
 #[derive(Debug, Clone)]
 pub struct DefaultRejection {
     realm: Arc<str>,
+    /// The `algs` of `DPoP` challenges, space-separated.
+    dpop_algs: Arc<str>,
 }
 
 impl Default for DefaultRejection {
     fn default() -> Self {
         Self {
             realm: Arc::from("api"),
+            dpop_algs: Arc::from(""),
         }
+        .dpop_algorithms(DpopRules::default().algorithms())
     }
 }
 
@@ -201,22 +241,45 @@ impl DefaultRejection {
         Ok(self)
     }
 
+    /// The `algs` of `DPoP` challenges (default: those of
+    /// [`DpopRules::default`]); [`JwtValidateLayer::dpop`](super::JwtValidateLayer::dpop)
+    /// sets them from its rules.
+    pub fn dpop_algorithms(mut self, algorithms: &[Algorithm]) -> Self {
+        let names: Vec<String> = algorithms.iter().map(|a| format!("{a:?}")).collect();
+        self.dpop_algs = Arc::from(names.join(" "));
+        self
+    }
+
     /// The response for `error`, with an empty body of any type.
     pub fn response<B: Default>(&self, error: &AuthError, headers: &HeaderMap) -> Response<B> {
         if is_grpc(headers) {
             grpc_response(error)
         } else {
-            self.http_response(error)
+            self.http_response(error, headers)
         }
     }
 
-    fn http_response<B: Default>(&self, error: &AuthError) -> Response<B> {
+    fn http_response<B: Default>(&self, error: &AuthError, headers: &HeaderMap) -> Response<B> {
         let mut response = Response::new(B::default());
         *response.status_mut() = error.status();
-        if *error != AuthError::KeysUnavailable {
-            let challenge = self.challenge(error);
+        if error.status() != StatusCode::SERVICE_UNAVAILABLE {
+            let dpop = uses_dpop(headers)
+                || matches!(
+                    error,
+                    AuthError::InvalidDpopProof(_) | AuthError::DpopBoundToken
+                );
+            let challenge = self.challenge(error, dpop);
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 response.headers_mut().insert(WWW_AUTHENTICATE, value);
+            }
+            if matches!(
+                error,
+                AuthError::MissingToken | AuthError::UnsupportedScheme
+            ) {
+                let dpop = format!("DPoP realm=\"{}\", algs=\"{}\"", self.realm, self.dpop_algs);
+                if let Ok(value) = HeaderValue::from_str(&dpop) {
+                    response.headers_mut().append(WWW_AUTHENTICATE, value);
+                }
             }
         } else {
             response
@@ -226,9 +289,10 @@ impl DefaultRejection {
         response
     }
 
-    /// The `WWW-Authenticate` challenge (RFC 6750 §3).
-    fn challenge(&self, error: &AuthError) -> String {
-        let mut challenge = format!("Bearer realm=\"{}\"", self.realm);
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9449 §7.1).
+    fn challenge(&self, error: &AuthError, dpop: bool) -> String {
+        let scheme = if dpop { "DPoP" } else { "Bearer" };
+        let mut challenge = format!("{scheme} realm=\"{}\"", self.realm);
         if let Some(code) = error.error_code() {
             let description: String = error
                 .to_string()
@@ -242,6 +306,9 @@ impl DefaultRejection {
         }
         if let AuthError::InsufficientScope { required } = error {
             challenge.push_str(&format!(", scope=\"{required}\""));
+        }
+        if dpop {
+            challenge.push_str(&format!(", algs=\"{}\"", self.dpop_algs));
         }
         challenge
     }
