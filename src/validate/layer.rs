@@ -230,7 +230,9 @@ impl<R> JwtValidateLayer<R> {
     pub fn dpop_origin(mut self, origin: &str) -> Result<Self, SettingsError> {
         // An origin normalizes to `scheme://authority/`: three slashes.
         match normalize_htu(origin) {
-            Some(normalized) if normalized.matches('/').count() == 3 => {
+            Some(normalized)
+                if normalized.ends_with('/') && normalized.matches('/').count() == 3 =>
+            {
                 let origin = normalized.trim_end_matches('/').to_owned();
                 Arc::make_mut(&mut self.config).dpop.origin = Some(origin);
                 Ok(self)
