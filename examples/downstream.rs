@@ -14,6 +14,10 @@
 //! curl -i -X POST http://127.0.0.1:9001/api/write -H "Authorization: Bearer $TOKEN"  # 403: no `write` scope
 //! ```
 //!
+//! DPoP-bound tokens (RFC 9449) pass too, as `Authorization: DPoP <token>`
+//! with a fresh proof per request, and never as `Bearer`: see the README's
+//! "DPoP" section (`scripts/interop/dpop_client.py` is such a client).
+//!
 //! Routes:
 //!
 //! | route | needs |

@@ -98,7 +98,7 @@ async fn a_proof_is_spent_by_its_first_token_request() {
     let endpoint = Endpoint::new();
     let proof = DpopKey::new().proof("POST", &endpoint.token_url(), None);
     let first = endpoint
-        .send(token_request(&endpoint, &[proof.clone()]))
+        .send(token_request(&endpoint, std::slice::from_ref(&proof)))
         .await;
     assert_eq!(first.status, 200, "{}", first.text());
     let again = endpoint.send(token_request(&endpoint, &[proof])).await;
@@ -320,7 +320,9 @@ async fn a_bound_token_with_its_proof_passes_once_per_proof() {
     let key = DpopKey::new();
     let token = api.token(Some(&key));
     let proof = key.proof("GET", API, Some(&token));
-    let answer = api.get(&format!("DPoP {token}"), &[proof.clone()]).await;
+    let answer = api
+        .get(&format!("DPoP {token}"), std::slice::from_ref(&proof))
+        .await;
     assert_eq!(answer.status, 200, "{:?}", answer.headers);
     assert_eq!(answer.text(), key.thumbprint(), "the handler sees cnf.jkt");
     // A fresh proof: passes again (the token is cached now).
@@ -464,7 +466,9 @@ async fn a_proof_spent_on_one_instance_is_refused_by_another_sharing_redis() {
     let two = Endpoint::with(Algorithm::ES256, |layer| layer.replay_cache(b));
     let key = DpopKey::new();
     let proof = key.proof("POST", &one.token_url(), None);
-    let answer = one.send(token_request(&one, &[proof.clone()])).await;
+    let answer = one
+        .send(token_request(&one, std::slice::from_ref(&proof)))
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let answer = two.send(token_request(&two, &[proof])).await;
     assert_eq!(answer.status, 400, "{}", answer.text());
@@ -485,7 +489,10 @@ async fn a_proof_spent_on_one_instance_is_refused_by_another_sharing_redis() {
     let proof = key.proof("GET", API, Some(&token));
     let authorization = format!("DPoP {token}");
     assert_eq!(
-        first.get(&authorization, &[proof.clone()]).await.status,
+        first
+            .get(&authorization, std::slice::from_ref(&proof))
+            .await
+            .status,
         200
     );
     let answer = second.get(&authorization, &[proof]).await;

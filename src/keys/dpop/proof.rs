@@ -198,10 +198,10 @@ impl DpopRules {
         if iat > now.saturating_add(self.leeway) || iat.saturating_add(self.max_age) < now {
             return Err(DpopError::Stale);
         }
-        if let Some(token) = request.access_token {
-            if claims.ath.as_deref() != Some(token_hash(token).as_str()) {
-                return Err(DpopError::TokenHashMismatch);
-            }
+        if let Some(token) = request.access_token
+            && claims.ath.as_deref() != Some(token_hash(token).as_str())
+        {
+            return Err(DpopError::TokenHashMismatch);
         }
         Ok(DpopProof {
             thumbprint: key.thumbprint,
