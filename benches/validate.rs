@@ -20,6 +20,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tower::{Service, ServiceExt, service_fn};
 use tower_layer::Layer;
+use tower_m2m_auth::keys::dpop::{DpopRequest, DpopRules};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::validate::{Issuer, JwtValidateLayer};
 
@@ -40,12 +41,16 @@ struct AccessToken {
     scope: String,
 }
 
-/// Claims shaped like the token endpoint's access tokens.
-fn claims() -> serde_json::Value {
-    let now = SystemTime::now()
+fn now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs();
+        .as_secs()
+}
+
+/// Claims shaped like the token endpoint's access tokens.
+fn claims() -> serde_json::Value {
+    let now = now();
     serde_json::json!({
         "iss": ISS,
         "sub": "6d1b4f0c3b6e4d1f9b0e8e6a7c5d4b3a2f1e0d9c8b7a69584736251403f2e1d0",
@@ -161,6 +166,40 @@ fn dpop(c: &mut Criterion) {
                     )
                     .unwrap()
                 );
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+
+    // The proof alone: its raw signature check vs every rule of §4.3.
+    group.bench_function("raw_proof_verify", |b| {
+        b.iter_batched(
+            || client.proof("GET", htu, Some(&token)),
+            |proof| {
+                let (message, signature) = proof.rsplit_once('.').unwrap();
+                jsonwebtoken::crypto::verify(
+                    signature,
+                    message.as_bytes(),
+                    &proof_key,
+                    Algorithm::ES256,
+                )
+                .unwrap()
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let rules = DpopRules::new();
+    group.bench_function("proof_check", |b| {
+        b.iter_batched(
+            || client.proof("GET", htu, Some(&token)),
+            |proof| {
+                let request = DpopRequest {
+                    method: "GET",
+                    htu,
+                    access_token: Some(&token),
+                    nonces: None,
+                };
+                rules.check(&proof, &request, now()).unwrap()
             },
             criterion::BatchSize::SmallInput,
         )

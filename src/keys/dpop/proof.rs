@@ -9,9 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
-use super::jwk::ProofKey;
+use super::jwk::{HeaderJwk, ProofKey};
 use super::{DpopError, DpopNonces, normalize_htu, token_hash};
 
 /// The `DPoP` request header.
@@ -90,7 +89,7 @@ struct Header {
     typ: Option<String>,
     alg: String,
     #[serde(default)]
-    jwk: Option<Map<String, Value>>,
+    jwk: Option<HeaderJwk>,
 }
 
 #[derive(Deserialize)]
