@@ -90,16 +90,7 @@ fn bench(c: &mut Criterion) {
         });
 
         let authorization = HeaderValue::try_from(format!("Bearer {token}")).unwrap();
-        let layer = JwtValidateLayer::new()
-            .issuer(Issuer::with_jwks(ISS, &ring.jwks()))
-            .audience(AUD);
-        for (case, layer) in [
-            ("layer_new_token", layer.clone().token_cache(0)),
-            ("layer_cached_token", layer),
-        ] {
-            let service = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
-                Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-            }));
+        for (case, service) in services(&ring) {
             // Warm up (fills the cache when there is one) and check.
             let response = runtime
                 .block_on(service.clone().oneshot(request(&authorization)))
@@ -119,6 +110,27 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// The layer trusting `ring` around an inner service that answers 200: with
+/// the token cache off (`layer_new_token`) and on (`layer_cached_token`).
+#[allow(clippy::type_complexity)]
+fn services(
+    ring: &KeyRing,
+) -> [(
+    &'static str,
+    impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone,
+); 2] {
+    let layer = JwtValidateLayer::new()
+        .issuer(Issuer::with_jwks(ISS, &ring.jwks()))
+        .audience(AUD);
+    let inner = service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+    });
+    [
+        ("layer_new_token", layer.clone().token_cache(0).layer(inner)),
+        ("layer_cached_token", layer.layer(inner)),
+    ]
 }
 
 fn request(authorization: &HeaderValue) -> Request<Full<Bytes>> {
@@ -206,9 +218,6 @@ fn dpop(c: &mut Criterion) {
     });
 
     let authorization = HeaderValue::try_from(format!("DPoP {token}")).unwrap();
-    let layer = JwtValidateLayer::new()
-        .issuer(Issuer::with_jwks(ISS, &ring.jwks()))
-        .audience(AUD);
     let make_request = || {
         let mut request = request(&authorization);
         let headers = request.headers_mut();
@@ -217,13 +226,7 @@ fn dpop(c: &mut Criterion) {
         headers.insert("dpop", HeaderValue::try_from(proof).unwrap());
         request
     };
-    for (case, layer) in [
-        ("layer_new_token", layer.clone().token_cache(0)),
-        ("layer_cached_token", layer),
-    ] {
-        let service = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
-            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-        }));
+    for (case, service) in services(&ring) {
         let response = runtime
             .block_on(service.clone().oneshot(make_request()))
             .unwrap();

@@ -244,22 +244,26 @@ fn dpop_challenge(error: &str, description: &str) -> String {
     )
 }
 
+/// A row at the validator: a bound token with the row's proof is refused
+/// with `invalid_dpop_proof` and the row's rule.
+async fn refused_by_the_validator(row: &'static (&'static str, support::Breaker, &'static str)) {
+    let (rule, breaker, wanted) = row;
+    let api = Api::new();
+    let key = DpopKey::new();
+    let token = api.token(Some(&key));
+    let proofs = proof_headers(&key, "GET", API, Some(&token), *breaker);
+    let answer = api.get(&format!("DPoP {token}"), &proofs).await;
+    assert_eq!(answer.status, 401, "{rule}");
+    assert_eq!(
+        answer.header("www-authenticate"),
+        dpop_challenge("invalid_dpop_proof", wanted),
+        "{rule}"
+    );
+}
+
 #[tokio::test]
 async fn validator_refuses_each_broken_proof_with_a_dpop_challenge() {
-    check_rows(PROOF_RULES, |(rule, breaker, wanted)| async move {
-        let api = Api::new();
-        let key = DpopKey::new();
-        let token = api.token(Some(&key));
-        let proofs = proof_headers(&key, "GET", API, Some(&token), *breaker);
-        let answer = api.get(&format!("DPoP {token}"), &proofs).await;
-        assert_eq!(answer.status, 401, "{rule}");
-        assert_eq!(
-            answer.header("www-authenticate"),
-            dpop_challenge("invalid_dpop_proof", wanted),
-            "{rule}"
-        );
-    })
-    .await;
+    check_rows(PROOF_RULES, refused_by_the_validator).await;
 }
 
 /// The validator's own rules: the proof is of this token, by its key, once.
@@ -298,20 +302,7 @@ const BINDING_RULES: &[(&str, support::Breaker, &str)] = &[
 
 #[tokio::test]
 async fn validator_refuses_a_proof_not_bound_to_the_token() {
-    check_rows(BINDING_RULES, |(rule, breaker, wanted)| async move {
-        let api = Api::new();
-        let key = DpopKey::new();
-        let token = api.token(Some(&key));
-        let proofs = proof_headers(&key, "GET", API, Some(&token), *breaker);
-        let answer = api.get(&format!("DPoP {token}"), &proofs).await;
-        assert_eq!(answer.status, 401, "{rule}");
-        assert_eq!(
-            answer.header("www-authenticate"),
-            dpop_challenge("invalid_dpop_proof", wanted),
-            "{rule}"
-        );
-    })
-    .await;
+    check_rows(BINDING_RULES, refused_by_the_validator).await;
 }
 
 #[tokio::test]
