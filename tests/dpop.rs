@@ -177,6 +177,43 @@ async fn server_nonces_are_required_then_accepted() {
     assert!(!answer.header("dpop-nonce").is_empty());
 }
 
+#[tokio::test]
+async fn a_bound_token_cannot_be_traded_for_an_unbound_one() {
+    use tower_m2m_auth::issuer::Application;
+    use tower_m2m_auth::store::Binding;
+    let ops = Application::new("ops-client", "ops")
+        .with_allowed_scopes(["read"])
+        .with_federated_application(CLIENT_ID);
+    let endpoint = Endpoint::with(Algorithm::ES256, |layer| layer.application(ops).unwrap());
+    endpoint
+        .store
+        .bind(common::USERNAME, Binding::new("ops-client", ["read"]));
+    let endpoint = &endpoint;
+    let trade = |token: String| async move {
+        endpoint
+            .post_form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "ops-client"),
+                ("client_assertion_type", common::JWT_BEARER),
+                ("client_assertion", &token),
+                ("scope", "read"),
+            ])
+            .await
+    };
+    let proof = DpopKey::new().proof("POST", &endpoint.token_url(), None);
+    let bound = endpoint
+        .send(token_request(&endpoint, &[proof]))
+        .await
+        .json();
+    let answer = trade(bound["access_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert_eq!(answer.json()["error"], "invalid_grant");
+    // An unbound token of the same account trades.
+    let unbound = endpoint.send(token_request(&endpoint, &[])).await.json();
+    let answer = trade(unbound["access_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
 // ---- the validator -------------------------------------------------------------
 
 const ISS: &str = "https://auth.example.com/application/o/app/";

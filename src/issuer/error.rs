@@ -279,6 +279,11 @@ pub enum Rejection {
     /// A token offered for a trade is not an access token (an ID token).
     #[error("not an access token")]
     NotAnAccessToken,
+    /// A token offered for a trade is DPoP-bound (`cnf.jkt`): trading it
+    /// would hand its holder an unbound successor, a downgrade (RFC 9449
+    /// §7.2), so it is refused.
+    #[error("a DPoP-bound token cannot be traded")]
+    BoundToken,
 }
 
 impl Rejection {
@@ -298,6 +303,7 @@ impl Rejection {
             Rejection::NotBound => "not_bound",
             Rejection::AccountRemoved => "account_removed",
             Rejection::NotAnAccessToken => "not_an_access_token",
+            Rejection::BoundToken => "bound_token",
         }
     }
 }

@@ -43,6 +43,9 @@ struct Traded {
     scope: String,
     #[serde(default)]
     preferred_username: String,
+    /// Set on DPoP-bound tokens, which are never traded.
+    #[serde(default)]
+    cnf: Option<serde::de::IgnoredAny>,
 }
 
 /// The application whose token `token` claims to be, if `application`
@@ -100,6 +103,9 @@ pub(crate) async fn trade(
     // Access tokens name their client (RFC 9068 §2.2); ID tokens never do.
     if traded.client_id.as_deref() != Some(source.client_id()) {
         return Err(Rejection::NotAnAccessToken.into());
+    }
+    if traded.cnf.is_some() {
+        return Err(Rejection::BoundToken.into());
     }
     if traded.exp <= mint::now() {
         return Err(invalid(JwtError::Expired));
