@@ -202,14 +202,14 @@ async fn a_bound_token_cannot_be_traded_for_an_unbound_one() {
     };
     let proof = DpopKey::new().proof("POST", &endpoint.token_url(), None);
     let bound = endpoint
-        .send(token_request(&endpoint, &[proof]))
+        .send(token_request(endpoint, &[proof]))
         .await
         .json();
     let answer = trade(bound["access_token"].as_str().unwrap().to_owned()).await;
     assert_eq!(answer.status, 400, "{}", answer.text());
     assert_eq!(answer.json()["error"], "invalid_grant");
     // An unbound token of the same account trades.
-    let unbound = endpoint.send(token_request(&endpoint, &[])).await.json();
+    let unbound = endpoint.send(token_request(endpoint, &[])).await.json();
     let answer = trade(unbound["access_token"].as_str().unwrap().to_owned()).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
 }
