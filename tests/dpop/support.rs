@@ -131,6 +131,14 @@ pub const PROOF_RULES: &[(&str, Breaker, &str)] = &[
         "the DPoP proof has no usable jti",
     ),
     (
+        "jti_with_a_control_character_is_refused",
+        |_, _, claims| {
+            claims["jti"] = "a\u{0}b".into();
+            None
+        },
+        "the DPoP proof has no usable jti",
+    ),
+    (
         "typ_other_than_dpop_jwt_is_refused",
         |_, header, _| {
             header["typ"] = "JWT".into();

@@ -23,7 +23,8 @@ pub enum DpopError {
     PrivateKey,
     /// The signature does not verify with the `jwk` (step 6).
     BadSignature,
-    /// `jti` is missing, empty or longer than 256 characters.
+    /// `jti` is missing, empty, longer than 256 bytes or has a control
+    /// character (it becomes a replay-cache key).
     MissingJti,
     /// `htm` is not the request's method (step 8).
     MethodMismatch,

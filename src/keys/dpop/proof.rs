@@ -174,7 +174,9 @@ impl DpopRules {
         let claims: Claims = json_part(claims_b64)?;
         let jti = claims
             .jti
-            .filter(|jti| !jti.is_empty() && jti.len() <= MAX_JTI)
+            .filter(|jti| {
+                !jti.is_empty() && jti.len() <= MAX_JTI && !jti.chars().any(char::is_control)
+            })
             .ok_or(DpopError::MissingJti)?;
         if claims.htm != request.method {
             return Err(DpopError::MethodMismatch);
