@@ -162,7 +162,9 @@ impl Config {
                 );
             }
         }
-        let validator = self.validator(&endpoint);
+        // DPoP proofs at the sample API are spent in the store, so across
+        // instances that share it.
+        let validator = self.validator(&endpoint).dpop_replay_cache(store.clone());
         Ok(Built {
             endpoint,
             store,
