@@ -531,7 +531,8 @@ async fn a_proof_spent_on_one_instance_is_refused_by_another_sharing_redis() {
 }
 
 /// `requests_oauth2client` gets a bound token from the endpoint (an
-/// application that requires DPoP) and calls an API behind
+/// application that requires DPoP, server nonces required: the client must
+/// take the nonce from the `use_dpop_nonce` answer) and calls an API behind
 /// `JwtValidateLayer` with it, all over HTTP on 127.0.0.1. Skipped only when
 /// `python3` is missing; `.ci/run` installs the package.
 #[tokio::test]
@@ -545,7 +546,11 @@ async fn requests_oauth2client_gets_a_bound_token_and_calls_the_api() {
         return;
     }
     let server =
-        common::start_with_application(Algorithm::ES256, application().require_dpop(), |l| l).await;
+        common::start_with_application(Algorithm::ES256, application().require_dpop(), |layer| {
+            // Server nonces too: the client must answer use_dpop_nonce.
+            layer.dpop_nonces(DpopNonces::new(&[9; 32], Duration::from_secs(60)).unwrap())
+        })
+        .await;
     let layer = JwtValidateLayer::new()
         .issuer(Issuer::with_jwks(server.issuer(), &server.keys.jwks()))
         .audience(CLIENT_ID);
