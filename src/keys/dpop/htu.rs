@@ -1,23 +1,37 @@
-//! The `htu` comparison (RFC 9449 §4.3 step 9): URIs compared after
-//! syntax- and scheme-based normalization (RFC 3986 §6.2.2, §6.2.3), without
-//! query and fragment.
+//! The `htu` comparison (RFC 9449 §4.3 step 9): URIs compared after the
+//! syntax- and scheme-based normalization of RFC 3986 §6.2.2 and §6.2.3
+//! that matters for an HTTP endpoint (case of scheme and host, default
+//! port, empty path), without query and fragment.
+
+use http::Uri;
 
 /// `uri` normalized for comparison with a proof's `htu`: an absolute
 /// `http`/`https` URI without user info, its scheme and host lowercased,
-/// the default port dropped, dot segments resolved, an empty path made `/`,
-/// query and fragment removed. `None` for anything else.
+/// the default port dropped, an empty path made `/`, query and fragment
+/// removed. `None` for anything else. (Dot segments and percent-encoding
+/// case are compared as sent.)
 pub fn normalize_htu(uri: &str) -> Option<String> {
-    let mut url = url::Url::parse(uri).ok()?;
-    if !matches!(url.scheme(), "http" | "https")
-        || url.host().is_none()
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
+    let without_fragment = uri.split('#').next().unwrap_or(uri);
+    let uri: Uri = without_fragment.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
         return None;
     }
-    url.set_query(None);
-    url.set_fragment(None);
-    Some(url.into())
+    let host = authority.host().to_ascii_lowercase();
+    let path = match uri.path() {
+        "" => "/",
+        path => path,
+    };
+    Some(match authority.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}{path}"),
+        _ => format!("{scheme}://{host}{path}"),
+    })
 }
 
 #[cfg(test)]
@@ -30,7 +44,8 @@ mod tests {
         for uri in [
             "https://server.example.com/token",
             "HTTPS://Server.Example.COM:443/token",
-            "https://server.example.com/a/../token?x=1#frag",
+            "https://server.example.com/token?x=1#frag",
+            "https://server.example.com/token#frag",
         ] {
             assert_eq!(normalize_htu(uri), want, "{uri}");
         }
@@ -42,6 +57,10 @@ mod tests {
             normalize_htu("http://a.example:8080/x"),
             Some("http://a.example:8080/x".to_owned())
         );
+        assert_eq!(
+            normalize_htu("http://[::1]:80/x"),
+            Some("http://[::1]/x".to_owned())
+        );
     }
 
     #[test]
@@ -52,6 +71,7 @@ mod tests {
             "https://user@a.example/",
             "",
             "urn:x:y",
+            "https:///x",
         ] {
             assert_eq!(normalize_htu(uri), None, "{uri}");
         }
