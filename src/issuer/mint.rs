@@ -193,6 +193,7 @@ pub(crate) fn mint(
         exp,
         act_iss = act.map(|external| external.issuer.as_str()),
         act_sub = act.map(|external| external.subject.as_str()),
+        dpop_jkt = jkt,
         client.address = address.map(display),
         "token issued"
     );
