@@ -1,6 +1,7 @@
 //! The token endpoint (RFC 6749 §4.4): one request through the pipeline.
-//! Read the form → classify it (grant, client authentication) →
-//! authenticate and authorize the client → mint → the §5.1 response body.
+//! Check its DPoP proof, if any → read the form → classify it (grant,
+//! client authentication) → authenticate and authorize the client → spend
+//! the proof (binding the token to its key) → mint → the §5.1 response body.
 
 use http::Request;
 use http_body::Body;
