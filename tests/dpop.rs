@@ -447,6 +447,34 @@ async fn a_request_without_a_token_gets_a_bearer_and_a_dpop_challenge() {
 }
 
 #[tokio::test]
+async fn validator_nonces_are_required_then_accepted() {
+    let mut api = Api::new();
+    let nonces = DpopNonces::new(&[3; 32], Duration::from_secs(60)).unwrap();
+    api.layer = api.layer.dpop_nonces(nonces);
+    let key = DpopKey::new();
+    let token = api.token(Some(&key));
+    let authorization = format!("DPoP {token}");
+
+    let proof = key.proof("GET", API, Some(&token));
+    let answer = api.get(&authorization, &[proof]).await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(
+        answer.header("www-authenticate"),
+        dpop_challenge(
+            "use_dpop_nonce",
+            "the DPoP proof must carry the nonce of the DPoP-Nonce header"
+        )
+    );
+    let nonce = answer.header("dpop-nonce").to_owned();
+    assert!(!nonce.is_empty());
+
+    let (header, mut claims) = key.parts("GET", API, Some(&token));
+    claims["nonce"] = nonce.into();
+    let answer = api.get(&authorization, &[key.sign(&header, &claims)]).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.headers);
+}
+
+#[tokio::test]
 async fn dpop_origin_names_the_external_url_behind_a_proxy() {
     let mut api = Api::new();
     api.layer = api
@@ -533,8 +561,9 @@ async fn a_proof_spent_on_one_instance_is_refused_by_another_sharing_redis() {
 /// `requests_oauth2client` gets a bound token from the endpoint (an
 /// application that requires DPoP, server nonces required: the client must
 /// take the nonce from the `use_dpop_nonce` answer) and calls an API behind
-/// `JwtValidateLayer` with it, all over HTTP on 127.0.0.1. Skipped only when
-/// `python3` is missing; `.ci/run` installs the package.
+/// `JwtValidateLayer` (which requires nonces too) with it, all over HTTP on
+/// 127.0.0.1. Skipped only when `python3` is missing; `.ci/run` installs the
+/// package.
 #[tokio::test]
 async fn requests_oauth2client_gets_a_bound_token_and_calls_the_api() {
     if std::process::Command::new("python3")
@@ -553,7 +582,8 @@ async fn requests_oauth2client_gets_a_bound_token_and_calls_the_api() {
         .await;
     let layer = JwtValidateLayer::new()
         .issuer(Issuer::with_jwks(server.issuer(), &server.keys.jwks()))
-        .audience(CLIENT_ID);
+        .audience(CLIENT_ID)
+        .dpop_nonces(DpopNonces::new(&[5; 32], Duration::from_secs(60)).unwrap());
     let api = axum::Router::new()
         .route(
             "/orders",

@@ -16,7 +16,7 @@ use http::{HeaderMap, Request};
 
 use super::{AuthError, VerifiedClaims};
 use crate::keys::dpop::{
-    DpopError, DpopProof, DpopRequest, DpopRules, normalize_htu, proof_header,
+    DpopError, DpopNonces, DpopProof, DpopRequest, DpopRules, normalize_htu, proof_header,
 };
 use crate::store::{ErasedReplay, MemoryReplayCache};
 
@@ -69,6 +69,8 @@ pub(crate) struct DpopValidation {
     /// `http://` and its `Host`.
     pub(crate) origin: Option<String>,
     pub(crate) replay: Arc<dyn ErasedReplay>,
+    /// Server nonces, when proofs must carry one (RFC 9449 §9).
+    pub(crate) nonces: Option<DpopNonces>,
 }
 
 impl Default for DpopValidation {
@@ -77,6 +79,7 @@ impl Default for DpopValidation {
             rules: DpopRules::default(),
             origin: None,
             replay: Arc::new(MemoryReplayCache::new()),
+            nonces: None,
         }
     }
 }
@@ -100,11 +103,16 @@ impl DpopValidation {
             method: request.method().as_str(),
             htu: &htu,
             access_token: Some(token),
-            nonces: None,
+            nonces: self.nonces.as_ref(),
         };
         self.rules
             .check(proof, &expected, now)
-            .map_err(AuthError::InvalidDpopProof)
+            .map_err(|error| match (error, &self.nonces) {
+                (DpopError::UseNonce, Some(nonces)) => AuthError::UseDpopNonce {
+                    nonce: Arc::from(nonces.issue(now)),
+                },
+                (error, _) => AuthError::InvalidDpopProof(error),
+            })
     }
 
     /// This request's URI as a proof's `htu` must name it.

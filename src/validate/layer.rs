@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use super::scope::RequiredScopes;
 use super::verify::Config;
 use super::{DefaultRejection, Issuer, JwtValidate};
-use crate::keys::dpop::{DpopRules, normalize_htu};
+use crate::keys::dpop::{DpopNonces, DpopRules, normalize_htu};
 use crate::store::ReplayCache;
 
 /// A tower layer that lets a request through only with a valid bearer
@@ -246,6 +246,15 @@ impl<R> JwtValidateLayer<R> {
     /// `RedisStore`, so that a proof is spent on every instance at once).
     pub fn dpop_replay_cache(mut self, replay: impl ReplayCache) -> Self {
         Arc::make_mut(&mut self.config).dpop.replay = Arc::new(replay);
+        self
+    }
+
+    /// Requires a server nonce in every DPoP proof (RFC 9449 §9): a proof
+    /// without a valid one is refused with `use_dpop_nonce` and a fresh
+    /// nonce ([`AuthError::UseDpopNonce`](super::AuthError::UseDpopNonce),
+    /// which the default rejection sends as `DPoP-Nonce`). Default: no nonces.
+    pub fn dpop_nonces(mut self, nonces: DpopNonces) -> Self {
+        Arc::make_mut(&mut self.config).dpop.nonces = Some(nonces);
         self
     }
 

@@ -64,6 +64,14 @@ pub enum AuthError {
     /// `invalid_token`, 401.
     #[error("the token is not DPoP-bound: present it with the Bearer scheme")]
     UnboundDpopToken,
+    /// The validator requires server nonces and the proof has none, or a
+    /// stale one (RFC 9449 §9): `use_dpop_nonce`, 401, with `nonce` in a
+    /// `DPoP-Nonce` header.
+    #[error("the DPoP proof must carry the nonce of the DPoP-Nonce header")]
+    UseDpopNonce {
+        /// A fresh nonce for the client's next proof.
+        nonce: Arc<str>,
+    },
     /// The replay cache that spends DPoP proofs could not answer: 503, gRPC
     /// `UNAVAILABLE`.
     #[error("the DPoP proof cannot be checked right now; try again later")]
@@ -94,6 +102,7 @@ impl AuthError {
             AuthError::InvalidDpopProof(error) => error.reason(),
             AuthError::DpopBoundToken => "dpop_bound_token",
             AuthError::UnboundDpopToken => "unbound_dpop_token",
+            AuthError::UseDpopNonce { .. } => "dpop_use_nonce",
             AuthError::ReplayCacheUnavailable => "replay_cache_unavailable",
         }
     }
@@ -123,6 +132,7 @@ impl AuthError {
             | AuthError::DpopBoundToken
             | AuthError::UnboundDpopToken => Some("invalid_token"),
             AuthError::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
+            AuthError::UseDpopNonce { .. } => Some("use_dpop_nonce"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
         }
     }
@@ -266,11 +276,18 @@ impl DefaultRejection {
             let dpop = uses_dpop(headers)
                 || matches!(
                     error,
-                    AuthError::InvalidDpopProof(_) | AuthError::DpopBoundToken
+                    AuthError::InvalidDpopProof(_)
+                        | AuthError::DpopBoundToken
+                        | AuthError::UseDpopNonce { .. }
                 );
             let challenge = self.challenge(error, dpop);
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 response.headers_mut().insert(WWW_AUTHENTICATE, value);
+            }
+            if let AuthError::UseDpopNonce { nonce } = error
+                && let Ok(value) = HeaderValue::from_str(nonce)
+            {
+                response.headers_mut().insert("dpop-nonce", value);
             }
             if matches!(
                 error,
