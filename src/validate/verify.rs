@@ -1,6 +1,7 @@
-//! The checks themselves, independent of the tower plumbing: the bearer
-//! token out of the request, the issuer chosen by `iss`, the access-token
-//! rules (`typ`, required claims, audiences), the token cache. The signature
+//! The checks themselves, independent of the tower plumbing: the issuer
+//! chosen by `iss`, the access-token rules (`typ`, required claims,
+//! audiences, no bound token as a bearer token), the token cache. The token
+//! comes out of the request in `dpop` (either scheme). The signature
 //! and the key refresh are the shared key source's
 //! ([`TrustedIssuer`](crate::keys::TrustedIssuer)).
 
