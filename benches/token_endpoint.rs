@@ -16,6 +16,9 @@
 //!   (`instrument(false)`), with them and no recorder (the facade's no-op),
 //!   with a Prometheus recorder, and with a Prometheus recorder plus a
 //!   tracing subscriber that records every span (`tracing_subscriber::Registry`).
+//! - `dpop_token_request`: the static token request with a DPoP proof (its
+//!   check, its `jti` spent, the token bound) vs without, and vs the raw
+//!   ES256 verify the proof adds.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -29,7 +32,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::ExposeSecret;
-use support::{bench_request, endpoint, es256_pem};
+use support::{DpopSigner, bench_request, bench_requests, endpoint, es256_pem, token_request};
 use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer, TokenExchange};
 use tower_m2m_auth::keys::{KeyRing, SigningKey, TrustedIssuer, VerificationKey, VerificationKeys};
 use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
@@ -520,12 +523,74 @@ fn exchange_and_resources(c: &mut Criterion) {
 #[cfg(not(feature = "cel"))]
 fn cel_policy(_: &mut Criterion) {}
 
+/// The static token request with a fresh DPoP proof per request vs without
+/// one, and the floor the proof adds: one raw ES256 verify.
+fn dpop_token_request(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pem = es256_pem();
+    let mut group = c.benchmark_group("dpop_token_request");
+    let (client, client_key) = DpopSigner::new();
+    let htu = "https://auth.example.com/application/o/token/";
+
+    let proof_key = UnparsedPublicKey::new(
+        &ECDSA_P256_SHA256_FIXED,
+        es256_pair(&client_key.to_pkcs8_pem().unwrap())
+            .public_key()
+            .as_ref()
+            .to_vec(),
+    );
+    group.bench_function("raw_es256_verify", |b| {
+        b.iter_batched(
+            || {
+                let proof = client.proof("POST", htu, None);
+                let (message, signature) = proof.rsplit_once('.').unwrap();
+                let signature = base64::Engine::decode(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                    signature,
+                )
+                .unwrap();
+                (message.to_owned(), signature)
+            },
+            |(message, signature)| proof_key.verify(message.as_bytes(), &signature).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+
+    let (store, application, body) = static_login();
+    let mut service = endpoint(issuer_layer(&pem, &store, application, false));
+    bench_request(
+        &mut group,
+        &runtime,
+        "endpoint_without_proof",
+        &mut service,
+        body.clone(),
+    );
+    bench_requests(
+        &mut group,
+        &runtime,
+        "endpoint_with_proof",
+        &mut service,
+        || {
+            let mut request = token_request(body.clone());
+            let proof = client.proof("POST", htu, None);
+            request
+                .headers_mut()
+                .insert("dpop", http::HeaderValue::try_from(proof).unwrap());
+            request
+        },
+    );
+    group.finish();
+}
+
 criterion_group!(
     benches,
     static_authentication,
     jwt_authentication,
     observability,
     cel_policy,
-    exchange_and_resources
+    exchange_and_resources,
+    dpop_token_request
 );
 criterion_main!(benches);

@@ -17,6 +17,9 @@
 //! `/orders` and `/billing` are two more APIs, each accepting only tokens
 //! minted for it (`aud` = its resource, RFC 8707): see the README's
 //! "Resource indicators" and "Token exchange" for the curl flows.
+//! DPoP-bound tokens (RFC 9449) pass too, as `Authorization: DPoP <token>`
+//! with a fresh proof per request, and never as `Bearer`: see the README's
+//! "DPoP" section (`scripts/interop/dpop_client.py` is such a client).
 //!
 //! Routes:
 //!

@@ -22,7 +22,7 @@ SRC = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent
 # Which top-level modules each one may import (itself always allowed).
 ALLOWED = {
     "issuer": {"keys", "store", "policy", "observe", "macros"},
-    "validate": {"keys", "observe", "macros"},
+    "validate": {"keys", "store", "observe", "macros"},
     "keys": {"observe", "macros"},
     "store": {"observe", "macros"},
     "policy": {"keys", "macros"},

@@ -9,6 +9,10 @@
 //! - **Validator side** ([`validate`]): [`JwtValidateLayer`] protects
 //!   downstream APIs: it verifies `Authorization: Bearer` tokens against the
 //!   issuer's keys and hands the claims to handlers.
+//! - **Sender-constrained tokens** ([`keys::dpop`]): DPoP (RFC 9449) on
+//!   both sides: a token request with a proof gets a key-bound token, and
+//!   the validator then demands the `DPoP` scheme and a fresh proof by that
+//!   key.
 //! - **Keys** ([`keys`]): signing keys parsed once, the issuer's key ring,
 //!   and the one key source both sides verify with (`TrustedIssuer`: static
 //!   keys, JWKS, JWKS URLs, OpenID discovery).

@@ -367,3 +367,38 @@ async fn resources_and_token_exchange_are_configured_per_application() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn dpop_settings_reach_the_endpoint() {
+    // `require_dpop`: a token request without a proof is refused.
+    let built = build(
+        config(|value| value["applications"][0]["require_dpop"] = json!(true)),
+        Path::new("."),
+    )
+    .await
+    .unwrap();
+    assert!(
+        built
+            .endpoint
+            .get_application("embedded")
+            .unwrap()
+            .requires_dpop()
+    );
+    let (status, body) = token(&built).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_dpop_proof");
+
+    // A nonce secret: token responses carry nonces; a short one is refused.
+    let built = build(
+        config(|value| value["endpoint"] = json!({"dpop_nonce_secret": "n".repeat(32)})),
+        Path::new("."),
+    )
+    .await
+    .unwrap();
+    assert_eq!(token(&built).await.0, StatusCode::OK);
+    refused(
+        |value| value["endpoint"] = json!({"dpop_nonce_secret": "too short"}),
+        |error| matches!(error, BuildError::Key { at, .. } if at == "[endpoint] dpop_nonce_secret"),
+    )
+    .await;
+}

@@ -49,15 +49,33 @@ pub fn bench_request<S, B>(
     S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
     B: http_body::Body<Error = Infallible>,
 {
-    let make_request = || {
-        Request::post("/application/o/token/")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(body.clone()))
-            .unwrap()
-    };
+    bench_requests(group, runtime, name, service, || {
+        token_request(body.clone())
+    });
+}
+
+/// A token request with `body`.
+pub fn token_request(body: Bytes) -> Request<Full<Bytes>> {
+    Request::post("/application/o/token/")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(body))
+        .unwrap()
+}
+
+/// Benchmarks the requests `make_request` builds (untimed) through `service`.
+pub fn bench_requests<S, B>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    service: &mut S,
+    mut make_request: impl FnMut() -> Request<Full<Bytes>>,
+) where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
+    B: http_body::Body<Error = Infallible>,
+{
     group.bench_function(name, |b| {
         b.to_async(runtime).iter_batched(
-            make_request,
+            &mut make_request,
             |request| {
                 let call = ready_call(service, request);
                 async move {
@@ -79,4 +97,53 @@ fn ready_call<S: Service<R>, R>(service: &mut S, request: R) -> S::Future {
         "the endpoint is always ready"
     );
     service.call(request)
+}
+
+/// A DPoP client key (ES256) that signs proofs (RFC 9449 §4.2); the stores
+/// benchmark has no use for it.
+#[allow(dead_code)]
+pub struct DpopSigner {
+    encoding: jsonwebtoken::EncodingKey,
+    header: String,
+}
+
+#[allow(dead_code)]
+impl DpopSigner {
+    /// A fresh key; its public JWK goes into every proof's header.
+    pub fn new() -> (Self, tower_m2m_auth::keys::SigningKey) {
+        use base64::Engine as _;
+        let key =
+            tower_m2m_auth::keys::SigningKey::generate(tower_m2m_auth::keys::Algorithm::ES256)
+                .unwrap();
+        let pem = key.to_pkcs8_pem().unwrap();
+        let encoding = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+        let header =
+            serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.public_jwk()});
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string());
+        (Self { encoding, header }, key)
+    }
+
+    /// A fresh proof for `htm` `htu` (and `token`).
+    pub fn proof(&self, htm: &str, htu: &str, token: Option<&str>) -> String {
+        use base64::Engine as _;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut claims = serde_json::json!({
+            "jti": uuid::Uuid::new_v4().to_string(), "htm": htm, "htu": htu, "iat": now,
+        });
+        if let Some(token) = token {
+            claims["ath"] = tower_m2m_auth::keys::dpop::token_hash(token).into();
+        }
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+        let message = format!("{}.{claims}", self.header);
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &self.encoding,
+            jsonwebtoken::Algorithm::ES256,
+        )
+        .unwrap();
+        format!("{message}.{signature}")
+    }
 }

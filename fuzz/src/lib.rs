@@ -542,8 +542,8 @@ pub async fn send_downstream(service: &Service, authorization: &[HeaderValue]) -
     response
 }
 
-/// RFC 6750 §3: a refusal carries a well-formed `Bearer` challenge (or,
-/// for 503, `Retry-After`).
+/// RFC 6750 §3: a refusal carries a well-formed `Bearer` (or RFC 9449 §7.1
+/// `DPoP`) challenge (or, for 503, `Retry-After`).
 pub fn check_bearer_response(response: &Response<Bytes>) {
     match response.status().as_u16() {
         200 => assert_eq!(response.body().as_ref(), b"ok"),
@@ -559,9 +559,16 @@ pub fn check_bearer_response(response: &Response<Bytes>) {
 }
 
 fn check_bearer_challenge(challenge: &str, status: StatusCode) {
-    let params = challenge
-        .strip_prefix("Bearer ")
-        .unwrap_or_else(|| panic!("not a Bearer challenge: {challenge}"));
+    // A `DPoP`-scheme request (RFC 9449 §7.1) gets a `DPoP` challenge.
+    let (params, dpop) = match challenge.strip_prefix("DPoP ") {
+        Some(params) => (params, true),
+        None => (
+            challenge
+                .strip_prefix("Bearer ")
+                .unwrap_or_else(|| panic!("not a Bearer or DPoP challenge: {challenge}")),
+            false,
+        ),
+    };
     let mut error = None;
     let mut rest = params;
     while !rest.is_empty() {
@@ -586,6 +593,7 @@ fn check_bearer_challenge(challenge: &str, status: StatusCode) {
     };
     match (error.as_deref(), expected) {
         (Some(code), Some(expected)) => assert_eq!(code, expected, "{challenge}"),
+        (Some("invalid_dpop_proof"), None) if dpop => {}
         (Some(code), None) => assert_eq!(code, "invalid_token", "{challenge}"),
         (None, Some(_)) => panic!("{status} without an error code: {challenge}"),
         (None, None) => {}

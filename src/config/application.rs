@@ -61,6 +61,10 @@ pub struct ApplicationConfig {
     /// Every service account may get tokens here (authentik without bindings).
     #[serde(default)]
     pub allow_any_account: bool,
+    /// Token requests must carry a DPoP proof (RFC 9449): every token is
+    /// key-bound.
+    #[serde(default)]
+    pub require_dpop: bool,
     /// The longest an input JWT may be valid for, in seconds (default 3600).
     pub max_assertion_lifetime_secs: Option<u64>,
     /// Accept every token a remote JWKS signs, with nothing pinned.
@@ -191,6 +195,9 @@ impl ApplicationConfig {
         }
         if self.allow_any_account {
             application = application.danger_allow_any_account();
+        }
+        if self.require_dpop {
+            application = application.require_dpop();
         }
         if self.danger_accept_unpinned_jwks {
             application = application.danger_accept_unpinned_jwks();

@@ -31,6 +31,7 @@ mod store;
 mod trust;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -42,6 +43,7 @@ pub use store::{AttemptLimitsConfig, StoreConfig};
 pub use trust::{TrustedIssuerConfig, prefetch};
 
 use crate::issuer::{StoreVerifier, TokenEndpointLayer};
+use crate::keys::dpop::DpopNonces;
 use crate::keys::{KeyRing, RemoteJwks, SigningKey};
 use crate::store::{AnyStore, Binding, MemoryStore, TokenDigest};
 use crate::validate::{Issuer, JwtValidateLayer};
@@ -91,6 +93,11 @@ pub struct EndpointConfig {
     pub body_limit: Option<usize>,
     /// The salt of hashed subjects.
     pub subject_salt: Option<String>,
+    /// DPoP server nonces (RFC 9449 §8): the HMAC secret (at least 32
+    /// bytes, the same on every instance). Unset: no nonces.
+    pub dpop_nonce_secret: Option<String>,
+    /// How long a DPoP nonce stays valid, in seconds (default 300).
+    pub dpop_nonce_lifetime_secs: Option<u64>,
 }
 
 /// What a host needs from a [`Config`]: see [`Config::build`].
@@ -155,7 +162,9 @@ impl Config {
                 );
             }
         }
-        let validator = self.validator(&endpoint);
+        // DPoP proofs at the sample API are spent in the store, so across
+        // instances that share it.
+        let validator = self.validator(&endpoint).dpop_replay_cache(store.clone());
         Ok(Built {
             endpoint,
             store,
@@ -254,6 +263,15 @@ impl EndpointConfig {
         }
         if let Some(salt) = &self.subject_salt {
             endpoint = endpoint.subject_salt(salt.as_str());
+        }
+        if let Some(secret) = &self.dpop_nonce_secret {
+            let lifetime = Duration::from_secs(self.dpop_nonce_lifetime_secs.unwrap_or(300));
+            let nonces =
+                DpopNonces::new(secret.as_bytes(), lifetime).map_err(|source| BuildError::Key {
+                    at: "[endpoint] dpop_nonce_secret".into(),
+                    source,
+                })?;
+            endpoint = endpoint.dpop_nonces(nonces);
         }
         Ok(endpoint)
     }

@@ -54,6 +54,8 @@ pub struct Application {
     pub(crate) resources: Vec<String>,
     /// Its token exchange rules (RFC 8693); none: no exchange.
     pub(crate) exchange: Option<TokenExchange>,
+    /// Token requests need a DPoP proof (see `issuer::dpop`).
+    pub(crate) require_dpop: bool,
 }
 
 /// Why an application's own settings are refused when it is added to an
@@ -195,6 +197,7 @@ impl Application {
             allow_any_account: false,
             resources: Vec::new(),
             exchange: None,
+            require_dpop: false,
         }
     }
 
@@ -358,6 +361,7 @@ impl fmt::Debug for Application {
             .field("allow_any_account", &self.allow_any_account)
             .field("resources", &self.resources)
             .field("token_exchange", &self.exchange)
+            .field("require_dpop", &self.require_dpop)
             .finish()
     }
 }

@@ -14,6 +14,7 @@ use super::attempts::{self, AddressSource, AttemptGuard};
 use super::directory::{Directory, Replays, Revocations};
 use super::error::ConfigError;
 use crate::keys::KeyRing;
+use crate::keys::dpop::{DpopNonces, DpopRules, normalize_htu};
 use crate::store::{MemoryReplayCache, MemoryRevocationList};
 
 /// What a request path means to the endpoint.
@@ -67,6 +68,17 @@ pub(crate) struct EndpointConfig {
     /// Whether requests are counted, timed and traced (audit events are
     /// always emitted).
     pub(crate) instrument: bool,
+    pub(crate) dpop: DpopEndpoint,
+}
+
+/// The endpoint's DPoP settings (RFC 9449).
+#[derive(Clone, Default)]
+pub(crate) struct DpopEndpoint {
+    pub(crate) rules: DpopRules,
+    /// Server nonces, when proofs must carry one.
+    pub(crate) nonces: Option<DpopNonces>,
+    /// The token endpoint's URL, normalized: the `htu` of its proofs.
+    pub(crate) htu: String,
 }
 
 impl EndpointConfig {
@@ -93,6 +105,7 @@ impl EndpointConfig {
             id_token: true,
             at_jwt_typ: true,
             instrument: true,
+            dpop: DpopEndpoint::default(),
         };
         config.rebuild_routes();
         config
@@ -114,6 +127,8 @@ impl EndpointConfig {
     /// Recomputes the path table after a change of applications or paths.
     pub(crate) fn rebuild_routes(&mut self) {
         self.resolve_federation();
+        let token_url = format!("{}{}", self.base_url, self.token_path);
+        self.dpop.htu = normalize_htu(&token_url).unwrap_or(token_url);
         let mut routes = HashMap::new();
         routes.insert(self.token_path.clone(), Route::Token);
         routes.insert(self.introspection_path.clone(), Route::Introspect);

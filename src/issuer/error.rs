@@ -19,6 +19,7 @@ use http::StatusCode;
 
 use super::application::ApplicationError;
 use crate::keys::JwtError;
+use crate::keys::dpop::DpopError;
 use crate::store::StoreError;
 
 /// Why a request to the token, introspection or revocation endpoint failed.
@@ -71,6 +72,15 @@ pub enum TokenError {
     /// application configured for none (RFC 6749 §5.2).
     #[error("unauthorized client")]
     UnauthorizedClient,
+    /// The DPoP proof is invalid, or missing where the application requires
+    /// one (RFC 9449 §5): `invalid_dpop_proof`, 400.
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(DpopError),
+    /// The endpoint requires a server nonce in DPoP proofs and the proof has
+    /// none, or a stale one (RFC 9449 §8): `use_dpop_nonce`, 400, with a
+    /// fresh nonce in `DPoP-Nonce`.
+    #[error("a fresh DPoP nonce is required")]
+    UseDpopNonce,
 }
 
 impl TokenError {
@@ -92,6 +102,8 @@ impl TokenError {
             TokenError::TooManyAttempts(_) => "locked_out",
             TokenError::InvalidTarget => "invalid_target",
             TokenError::UnauthorizedClient => "unauthorized_client",
+            TokenError::InvalidDpopProof(error) => error.reason(),
+            TokenError::UseDpopNonce => "dpop_use_nonce",
         }
     }
 
@@ -110,6 +122,8 @@ impl TokenError {
             TokenError::ServerError => "server_error",
             TokenError::InvalidTarget => "invalid_target",
             TokenError::UnauthorizedClient => "unauthorized_client",
+            TokenError::InvalidDpopProof(_) => "invalid_dpop_proof",
+            TokenError::UseDpopNonce => "use_dpop_nonce",
         }
     }
 
@@ -137,6 +151,10 @@ impl TokenError {
                 "A requested resource or audience is malformed or not allowed for this client."
             }
             TokenError::UnauthorizedClient => "This client may not use this grant type.",
+            TokenError::InvalidDpopProof(error) => error.description(),
+            TokenError::UseDpopNonce => {
+                "The DPoP proof must carry the nonce of the DPoP-Nonce response header."
+            }
         }
     }
 
@@ -277,6 +295,11 @@ pub enum Rejection {
     /// A token offered for a trade is not an access token (an ID token).
     #[error("not an access token")]
     NotAnAccessToken,
+    /// A token offered for a trade is DPoP-bound (`cnf.jkt`): trading it
+    /// would hand its holder an unbound successor, a downgrade (RFC 9449
+    /// §7.2), so it is refused.
+    #[error("a DPoP-bound token cannot be traded")]
+    BoundToken,
 }
 
 impl Rejection {
@@ -296,6 +319,7 @@ impl Rejection {
             Rejection::NotBound => "not_bound",
             Rejection::AccountRemoved => "account_removed",
             Rejection::NotAnAccessToken => "not_an_access_token",
+            Rejection::BoundToken => "bound_token",
         }
     }
 }

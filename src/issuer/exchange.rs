@@ -273,7 +273,7 @@ async fn party(
         .find(|source| source.issuer() == iss);
     if let Some(source) = source {
         let leeway = application.assertions.leeway.as_secs();
-        let own = minted::verify(config, source, token, leeway).await?;
+        let own = minted::verify_unbound(config, source, token, leeway).await?;
         // The application's own automatic account is its own, as at login.
         let provenance = if source.client_id() == application.client_id() {
             Provenance::Login

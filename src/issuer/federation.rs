@@ -48,7 +48,7 @@ pub(crate) fn source<'a>(
 
 /// Checks `token`, an access token of `source`, for a trade at
 /// `application`: the check of every token this issuer gets back
-/// ([`minted::verify`], shared with token exchange).
+/// ([`minted::verify_unbound`], shared with token exchange).
 pub(crate) async fn trade(
     config: &EndpointConfig,
     application: &Application,
@@ -56,7 +56,7 @@ pub(crate) async fn trade(
     token: &str,
 ) -> Result<Trade, VerifyError> {
     let leeway = application.assertions.leeway.as_secs();
-    let traded = minted::verify(config, source, token, leeway).await?;
+    let traded = minted::verify_unbound(config, source, token, leeway).await?;
     let mut principal = traded.principal;
     principal.external = Some(ExternalIdentity::new(source.issuer(), traded.sub));
     Ok(Trade {

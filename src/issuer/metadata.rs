@@ -24,6 +24,8 @@ struct Metadata<'a> {
     id_token_signing_alg_values_supported: [jsonwebtoken::Algorithm; 1],
     scopes_supported: &'a [String],
     claims_supported: [&'static str; 12],
+    /// RFC 9449 §5.1.
+    dpop_signing_alg_values_supported: &'a [jsonwebtoken::Algorithm],
 }
 
 /// The metadata document of `application`.
@@ -72,6 +74,7 @@ pub(crate) fn discovery(config: &EndpointConfig, application: &Application) -> B
             "preferred_username",
             "act",
         ],
+        dpop_signing_alg_values_supported: config.dpop.rules.algorithms(),
     };
     Bytes::from(serde_json::to_vec(&metadata).unwrap_or_default())
 }

@@ -79,6 +79,15 @@ pub(crate) struct AccessTokenClaims<'a> {
     /// for token exchange, the actors (RFC 8693 §4.1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) act: Option<Actor<'a>>,
+    /// For a DPoP-bound token: the thumbprint of its key (RFC 9449 §6.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cnf: Option<Confirmation<'a>>,
+}
+
+/// The `cnf` claim of a DPoP-bound token.
+#[derive(Serialize)]
+pub(crate) struct Confirmation<'a> {
+    pub(crate) jkt: &'a str,
 }
 
 /// RFC 8693-style actor: who the client really was, or the actors of an
@@ -129,9 +138,14 @@ pub(crate) fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Mints the access token (and ID token) of `grant`. A traded token's
+/// Mints the access token (and ID token) of `grant`, the access token bound
+/// to the DPoP key with thumbprint `jkt` when there is one. A traded token's
 /// successor expires no later than it.
-pub(crate) fn mint(config: &EndpointConfig, grant: &Grant) -> Result<Minted, TokenError> {
+pub(crate) fn mint(
+    config: &EndpointConfig,
+    grant: &Grant,
+    jkt: Option<&str>,
+) -> Result<Minted, TokenError> {
     let Grant {
         application,
         principal,
@@ -176,6 +190,7 @@ pub(crate) fn mint(config: &EndpointConfig, grant: &Grant) -> Result<Minted, Tok
                 sub: &external.subject,
             }),
         },
+        cnf: jkt.map(|jkt| Confirmation { jkt }),
     };
     let typ = config.at_jwt_typ.then_some("at+jwt");
     let (access_token, id_token) = config
@@ -213,6 +228,7 @@ pub(crate) fn mint(config: &EndpointConfig, grant: &Grant) -> Result<Minted, Tok
         exp,
         act_iss = act.map(|external| external.issuer.as_str()),
         act_sub = act.map(|external| external.subject.as_str()),
+        dpop_jkt = jkt,
         client.address = address.map(display),
         "token issued"
     );

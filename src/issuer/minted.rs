@@ -33,6 +33,8 @@ pub(crate) struct OwnToken {
     pub(crate) scopes: Vec<String>,
     /// Its whole claim set (for `act` and `may_act`).
     pub(crate) claims: Map<String, Value>,
+    /// Whether it is DPoP-bound (`cnf`, RFC 9449 §6).
+    pub(crate) bound: bool,
 }
 
 /// The claims the check reads.
@@ -47,6 +49,9 @@ struct Registered {
     scope: String,
     #[serde(default)]
     preferred_username: String,
+    /// Set on DPoP-bound tokens (RFC 9449 §6).
+    #[serde(default)]
+    cnf: Option<serde::de::IgnoredAny>,
 }
 
 /// Whether a JOSE `typ` is that of this issuer's access tokens: `at+jwt`
@@ -114,7 +119,24 @@ pub(crate) async fn verify(
             .map(str::to_owned)
             .collect(),
         claims,
+        bound: registered.cnf.is_some(),
     })
+}
+
+/// [`verify`], for a token that is traded or exchanged for a new one: a
+/// DPoP-bound token never is, since its successor would be an unbound bearer
+/// token (a downgrade).
+pub(crate) async fn verify_unbound(
+    config: &EndpointConfig,
+    source: &Application,
+    token: &str,
+    leeway: u64,
+) -> Result<OwnToken, VerifyError> {
+    let own = verify(config, source, token, leeway).await?;
+    if own.bound {
+        return Err(Rejection::BoundToken.into());
+    }
+    Ok(own)
 }
 
 /// The account that a token of `source` with these `preferred_username` and

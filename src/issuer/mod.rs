@@ -22,7 +22,9 @@
 //! stage:
 //!
 //! 1. **Read** (`request`): the form body under the size and time limits,
-//!    HTTP Basic credentials, the client's address.
+//!    HTTP Basic credentials, the client's address; before the body, the
+//!    DPoP proof, if any, is checked (`dpop`, RFC 9449), and its `jti` spent
+//!    once the client is authenticated, binding the token to its key.
 //! 2. **Classify** (`classify`): the grant, and the one client
 //!    authentication method the request uses (RFC 6749 §2.3).
 //! 3. **Authenticate** (`authenticate`, shared by token, introspection and
@@ -126,6 +128,7 @@ mod client_verifier;
 mod config;
 mod credentials;
 mod directory;
+mod dpop;
 mod error;
 mod exchange;
 mod exchange_rules;

@@ -17,6 +17,7 @@ const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json
 /// JSON escaper.
 pub(crate) fn token_body(
     access_token: &str,
+    token_type: &str,
     expires_in: u64,
     scope: &str,
     id_token: Option<&str>,
@@ -27,7 +28,9 @@ pub(crate) fn token_body(
     let mut body = Vec::with_capacity(access_token.len() + id_token_len + scope.len() + 80);
     body.extend_from_slice(b"{\"access_token\":\"");
     body.extend_from_slice(access_token.as_bytes());
-    body.extend_from_slice(b"\",\"token_type\":\"Bearer\",\"expires_in\":");
+    body.extend_from_slice(b"\",\"token_type\":\"");
+    body.extend_from_slice(token_type.as_bytes());
+    body.extend_from_slice(b"\",\"expires_in\":");
     body.extend_from_slice(expires_in.to_string().as_bytes());
     body.extend_from_slice(b",\"scope\":");
     body.extend_from_slice(scope.as_bytes());
@@ -131,7 +134,14 @@ mod tests {
 
     #[test]
     fn token_body_is_the_json_of_rfc6749_5_1() {
-        let body = token_body("a.b.c", 3600, "read \"x\" \\ y", Some("d.e.f"), None);
+        let body = token_body(
+            "a.b.c",
+            "Bearer",
+            3600,
+            "read \"x\" \\ y",
+            Some("d.e.f"),
+            None,
+        );
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             json,
@@ -140,10 +150,11 @@ mod tests {
                 "scope": "read \"x\" \\ y", "id_token": "d.e.f",
             })
         );
-        let body = token_body("a.b.c", 60, "", None, Some("urn:x"));
+        let body = token_body("a.b.c", "DPoP", 60, "", None, Some("urn:x"));
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(json.get("id_token").is_none());
         assert_eq!(json["issued_token_type"], "urn:x");
+        assert_eq!(json["token_type"], "DPoP");
         assert_eq!(json["scope"], "");
     }
 }

@@ -16,7 +16,7 @@ use super::config::{EndpointConfig, Route};
 use super::credentials::{ClientAuthentication, Principal};
 use super::error::{TokenError, VerifyError};
 use super::request::BoxError;
-use super::{introspection, metadata, response, token};
+use super::{dpop, introspection, metadata, mint, response, token};
 use crate::observe::{self, REJECTIONS};
 
 /// Answers a request to one of the endpoint's paths.
@@ -55,11 +55,15 @@ where
         Route::Token | Route::Introspect | Route::Revoke if request.method() != Method::POST => {
             response::method_not_allowed("POST")
         }
-        Route::Token => answer(
-            token::issue(&config, verifier, request)
-                .await
-                .map(response::token),
-        ),
+        Route::Token => {
+            let mut response = answer(
+                token::issue(&config, verifier, request)
+                    .await
+                    .map(response::token),
+            );
+            dpop::add_nonce(&config.dpop, &mut response, mint::now());
+            response
+        }
         // Boxed, so that token requests do not carry their futures' size.
         Route::Introspect => {
             answer(Box::pin(introspection::introspect(&config, verifier, request)).await)

@@ -1,6 +1,7 @@
 //! The token endpoint (RFC 6749 §4.4): one request through the pipeline.
-//! Read the form → classify it (grant, client authentication) →
-//! authenticate and authorize the client → mint → the §5.1 response body.
+//! Check its DPoP proof, if any → read the form → classify it (grant,
+//! client authentication) → authenticate and authorize the client → spend
+//! the proof (binding the token to its key) → mint → the §5.1 response body.
 
 use http::Request;
 use http_body::Body;
@@ -12,9 +13,8 @@ use super::config::EndpointConfig;
 use super::credentials::{ClientAuthentication, GrantType, Principal};
 use super::error::{TokenError, VerifyError};
 use super::exchange;
-use super::mint::mint;
 use super::request::{BoxError, present, read_form};
-use super::{resource, response};
+use super::{dpop, mint, resource, response};
 use crate::observe::TOKENS_ISSUED;
 
 /// Answers a token request with the body of a token response.
@@ -28,6 +28,8 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
+    let now = mint::now();
+    let proof = dpop::check(&config.dpop, request.method(), request.headers(), now)?;
     let form = read_form(config, request).await?;
     let grant_type = grant_type(&form.fields)?;
     let requested = present(&form.fields.scope).map(str::to_owned);
@@ -53,7 +55,8 @@ where
         ))
         .await?;
     }
-    let minted = mint(config, &grant)?;
+    let jkt = dpop::bind(&*config.replay, &grant.application, proof).await?;
+    let minted = mint::mint(config, &grant, jkt.as_deref())?;
     if config.instrument {
         metrics::counter!(
             TOKENS_ISSUED,
@@ -64,6 +67,7 @@ where
     }
     Ok(response::token_body(
         &minted.access_token,
+        if jkt.is_some() { "DPoP" } else { "Bearer" },
         minted.expires_in,
         &grant.scope,
         minted.id_token.as_deref(),

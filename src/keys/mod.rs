@@ -17,12 +17,14 @@
 //!   JWKS), with the one "verify; on an unknown `kid` refresh and retry"
 //!   routine. [`VerificationKeys`] picks the token endpoint's by `iss`; the
 //!   validator's [`Issuer`](crate::validate::Issuer) wraps one.
+//! - [`dpop`]: DPoP proofs (RFC 9449), checked the same way on both sides.
 //! - Errors: [`KeyError`] (a key could not be made, or a token not be
 //!   signed), [`JwtError`] (a token did not verify),
 //!   [`FetchError`](fetch::FetchError) (remote keys could not be fetched).
 
 mod bundle;
 mod discovery;
+pub mod dpop;
 mod error;
 pub mod fetch;
 mod peek;

@@ -57,6 +57,16 @@ pub(crate) struct StandardClaims {
     scope: Vec<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     scp: Vec<String>,
+    /// RFC 7800 / RFC 9449 §6.1: the key a token is bound to.
+    #[serde(default)]
+    cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim: the DPoP key's thumbprint.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Confirmation {
+    #[serde(default)]
+    jkt: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +142,13 @@ impl VerifiedClaims {
     /// `jti`, if present.
     pub fn token_id(&self) -> Option<&str> {
         self.inner.standard.jti.as_deref()
+    }
+
+    /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`,
+    /// RFC 9449 §6.1), if it is bound. The middleware has checked that the
+    /// request's proof was signed by that key.
+    pub fn dpop_thumbprint(&self) -> Option<&str> {
+        self.inner.standard.cnf.as_ref()?.jkt.as_deref()
     }
 
     /// `client_id` (RFC 9068 §2.2), if present.

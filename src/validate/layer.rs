@@ -9,6 +9,8 @@ use tower_layer::Layer;
 use super::scope::RequiredScopes;
 use super::verify::Config;
 use super::{DefaultRejection, Issuer, JwtValidate};
+use crate::keys::dpop::{DpopNonces, DpopRules, normalize_htu};
+use crate::store::ReplayCache;
 
 /// A tower layer that lets a request through only with a valid bearer
 /// token from a trusted issuer, and puts the token's
@@ -26,6 +28,7 @@ use super::{DefaultRejection, Issuer, JwtValidate};
 /// | required scopes | none |
 /// | requests without a token | refused |
 /// | verified-token cache | 10,000 tokens, 16 MiB, entries live ≤ 5 minutes and never past `exp` |
+/// | DPoP | bound tokens need the `DPoP` scheme and a proof ([`DpopRules::new`]); proofs spent in memory |
 ///
 /// # Access tokens, not ID tokens
 ///
@@ -65,6 +68,10 @@ pub enum SettingsError {
     /// The algorithm allow-list is empty.
     #[error("the algorithm allow-list is empty")]
     NoAlgorithms,
+    /// A DPoP origin must be an absolute `http`/`https` URL without path,
+    /// query or user info.
+    #[error("the DPoP origin must be like https://api.example.com")]
+    DpopOrigin,
 }
 
 impl JwtValidateLayer {
@@ -82,6 +89,16 @@ impl JwtValidateLayer {
     pub fn realm(mut self, realm: &str) -> Result<Self, SettingsError> {
         self.rejection = self.rejection.realm(realm)?;
         Ok(self)
+    }
+
+    /// The rules DPoP proofs are checked against (default
+    /// [`DpopRules::new`]), and the `algs` of the default rejection's `DPoP`
+    /// challenges. DPoP is always on: a bound token (`cnf.jkt`) passes only
+    /// as `Authorization: DPoP` with a valid proof (RFC 9449 §7).
+    pub fn dpop(mut self, rules: DpopRules) -> Self {
+        self.rejection = self.rejection.dpop_algorithms(rules.algorithms());
+        Arc::make_mut(&mut self.config).dpop.rules = rules;
+        self
     }
 }
 
@@ -205,6 +222,40 @@ impl<R> JwtValidateLayer<R> {
             config: self.config,
             rejection,
         }
+    }
+
+    /// The external origin (`https://api.example.com`) that the `htu` of
+    /// DPoP proofs names, behind a proxy or TLS terminator. Default: the
+    /// request's own scheme and authority, or `http://` and its `Host`.
+    pub fn dpop_origin(mut self, origin: &str) -> Result<Self, SettingsError> {
+        // An origin normalizes to `scheme://authority/`: three slashes.
+        match normalize_htu(origin) {
+            Some(normalized)
+                if normalized.ends_with('/') && normalized.matches('/').count() == 3 =>
+            {
+                let origin = normalized.trim_end_matches('/').to_owned();
+                Arc::make_mut(&mut self.config).dpop.origin = Some(origin);
+                Ok(self)
+            }
+            _ => Err(SettingsError::DpopOrigin),
+        }
+    }
+
+    /// Where the `jti`s of DPoP proofs are remembered until they are too
+    /// old to pass (default: in memory, for one instance; share one, e.g.
+    /// `RedisStore`, so that a proof is spent on every instance at once).
+    pub fn dpop_replay_cache(mut self, replay: impl ReplayCache) -> Self {
+        Arc::make_mut(&mut self.config).dpop.replay = Arc::new(replay);
+        self
+    }
+
+    /// Requires a server nonce in every DPoP proof (RFC 9449 §9): a proof
+    /// without a valid one is refused with `use_dpop_nonce` and a fresh
+    /// nonce ([`AuthError::UseDpopNonce`](super::AuthError::UseDpopNonce),
+    /// which the default rejection sends as `DPoP-Nonce`). Default: no nonces.
+    pub fn dpop_nonces(mut self, nonces: DpopNonces) -> Self {
+        Arc::make_mut(&mut self.config).dpop.nonces = Some(nonces);
+        self
     }
 
     /// The rejection.

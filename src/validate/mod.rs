@@ -186,6 +186,8 @@
 //!   one if browsers call the API.
 
 mod cache;
+mod dpop;
+mod error;
 mod extract;
 mod future;
 mod layer;
@@ -196,12 +198,13 @@ mod trusted;
 mod verify;
 mod watch;
 
+pub use error::AuthError;
 #[cfg(feature = "axum")]
 pub use extract::ClaimsRejection;
 pub use extract::{Claims, VerifiedClaims};
 pub use future::ResponseFuture;
 pub use layer::{JwtValidateLayer, SettingsError};
-pub use response::{AuthError, DefaultRejection, OnAuthError, grpc_response, is_grpc};
+pub use response::{DefaultRejection, OnAuthError, grpc_response, is_grpc};
 pub use scope::{RequireScope, RequireScopeFuture, RequireScopeLayer};
 pub use service::JwtValidate;
 pub use trusted::Issuer;

@@ -7,105 +7,11 @@ use http::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use super::SettingsError;
-use crate::keys::JwtError;
+use jsonwebtoken::Algorithm;
 
-/// Why a request was refused. Every message is safe to show a client: it
-/// names the rule, never the token.
-///
-/// The error is attached to the rejection response's extensions, whichever
-/// [`OnAuthError`] built it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthError {
-    /// No `Authorization` header (RFC 6750 §3.1: no error code).
-    #[error("no bearer token")]
-    MissingToken,
-    /// An `Authorization` header with another scheme than `Bearer` (RFC 6750
-    /// §3.1: answered as if there were no token).
-    #[error("the authorization scheme is not Bearer")]
-    UnsupportedScheme,
-    /// The `Authorization` header is malformed (empty token, several
-    /// headers): `invalid_request`, 400.
-    #[error("{0}")]
-    InvalidRequest(&'static str),
-    /// The token is not valid: `invalid_token`, 401. (Never
-    /// [`JwtError::KeysUnavailable`], which is [`AuthError::KeysUnavailable`].)
-    #[error(transparent)]
-    InvalidToken(JwtError),
-    /// The token is not an access token: its `typ` header is not `at+jwt`
-    /// (RFC 9068 §4), and it is not a plain JWT with an access-token claim
-    /// where those are allowed (an ID token, for one): `invalid_token`, 401.
-    #[error("the token is not a JWT access token (typ at+jwt)")]
-    WrongTokenType,
-    /// The token lacks a required scope: `insufficient_scope`, 403.
-    #[error("the token lacks a required scope")]
-    InsufficientScope {
-        /// The required scopes, space-separated (RFC 6750 §3 `scope`).
-        required: Arc<str>,
-    },
-    /// The keys to verify the token could not be read and there was never a
-    /// good copy (fail closed): 503, gRPC `UNAVAILABLE`.
-    #[error("the token cannot be verified right now; try again later")]
-    KeysUnavailable,
-}
-
-impl From<JwtError> for AuthError {
-    fn from(error: JwtError) -> Self {
-        match error {
-            JwtError::KeysUnavailable => AuthError::KeysUnavailable,
-            error => AuthError::InvalidToken(error),
-        }
-    }
-}
-
-impl AuthError {
-    /// The reason class, for metrics and logs: `missing_token`,
-    /// `invalid_request`, a [`JwtError::reason`], `wrong_token_type`,
-    /// `insufficient_scope` or `keys_unavailable`.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AuthError::MissingToken | AuthError::UnsupportedScheme => "missing_token",
-            AuthError::InvalidRequest(_) => "invalid_request",
-            AuthError::InvalidToken(error) => error.reason(),
-            AuthError::WrongTokenType => "wrong_token_type",
-            AuthError::InsufficientScope { .. } => "insufficient_scope",
-            AuthError::KeysUnavailable => "keys_unavailable",
-        }
-    }
-
-    /// The HTTP status of the default response.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            AuthError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            AuthError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-
-    /// The RFC 6750 §3.1 error code, if the response carries one.
-    pub fn error_code(&self) -> Option<&'static str> {
-        match self {
-            AuthError::MissingToken | AuthError::UnsupportedScheme | AuthError::KeysUnavailable => {
-                None
-            }
-            AuthError::InvalidRequest(_) => Some("invalid_request"),
-            AuthError::InvalidToken(_) | AuthError::WrongTokenType => Some("invalid_token"),
-            AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
-        }
-    }
-
-    /// The gRPC status code of the default gRPC response: 16
-    /// `UNAUTHENTICATED`, 7 `PERMISSION_DENIED` or 14 `UNAVAILABLE`.
-    pub fn grpc_status(&self) -> u16 {
-        match self {
-            AuthError::InsufficientScope { .. } => 7,
-            AuthError::KeysUnavailable => 14,
-            _ => 16,
-        }
-    }
-}
+use super::dpop::uses_dpop;
+use super::{AuthError, SettingsError};
+use crate::keys::dpop::DpopRules;
 
 /// Builds the response for a refused request.
 ///
@@ -168,6 +74,11 @@ where
 /// | bad token | 401 | `…, error="invalid_token", error_description="…"` | 16 |
 /// | missing scope | 403 | `…, error="insufficient_scope", …, scope="…"` | 7 `PERMISSION_DENIED` |
 /// | keys unavailable | 503 | — | 14 `UNAVAILABLE` |
+/// | bad DPoP proof | 401 | `DPoP realm="api", error="invalid_dpop_proof", …, algs="…"` | 16 |
+///
+/// Requests that use the `DPoP` scheme, and bound tokens sent as `Bearer`,
+/// get `DPoP` challenges (RFC 9449 §7.1) with the `algs` the proofs may
+/// use; a request without a token gets a `Bearer` and a `DPoP` challenge.
 ///
 /// gRPC answers are HTTP 200 with `grpc-status` and `grpc-message` in the
 /// headers and no body (a "trailers-only" response), which tonic and every
@@ -175,13 +86,17 @@ where
 #[derive(Debug, Clone)]
 pub struct DefaultRejection {
     realm: Arc<str>,
+    /// The `algs` of `DPoP` challenges, space-separated.
+    dpop_algs: Arc<str>,
 }
 
 impl Default for DefaultRejection {
     fn default() -> Self {
         Self {
             realm: Arc::from("api"),
+            dpop_algs: Arc::from(""),
         }
+        .dpop_algorithms(DpopRules::default().algorithms())
     }
 }
 
@@ -201,22 +116,52 @@ impl DefaultRejection {
         Ok(self)
     }
 
+    /// The `algs` of `DPoP` challenges (default: those of
+    /// [`DpopRules::default`]); [`JwtValidateLayer::dpop`](super::JwtValidateLayer::dpop)
+    /// sets them from its rules.
+    pub fn dpop_algorithms(mut self, algorithms: &[Algorithm]) -> Self {
+        let names: Vec<String> = algorithms.iter().map(|a| format!("{a:?}")).collect();
+        self.dpop_algs = Arc::from(names.join(" "));
+        self
+    }
+
     /// The response for `error`, with an empty body of any type.
     pub fn response<B: Default>(&self, error: &AuthError, headers: &HeaderMap) -> Response<B> {
         if is_grpc(headers) {
             grpc_response(error)
         } else {
-            self.http_response(error)
+            self.http_response(error, headers)
         }
     }
 
-    fn http_response<B: Default>(&self, error: &AuthError) -> Response<B> {
+    fn http_response<B: Default>(&self, error: &AuthError, headers: &HeaderMap) -> Response<B> {
         let mut response = Response::new(B::default());
         *response.status_mut() = error.status();
-        if *error != AuthError::KeysUnavailable {
-            let challenge = self.challenge(error);
+        if error.status() != StatusCode::SERVICE_UNAVAILABLE {
+            let dpop = uses_dpop(headers)
+                || matches!(
+                    error,
+                    AuthError::InvalidDpopProof(_)
+                        | AuthError::DpopBoundToken
+                        | AuthError::UseDpopNonce { .. }
+                );
+            let challenge = self.challenge(error, dpop);
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 response.headers_mut().insert(WWW_AUTHENTICATE, value);
+            }
+            if let AuthError::UseDpopNonce { nonce } = error
+                && let Ok(value) = HeaderValue::from_str(nonce)
+            {
+                response.headers_mut().insert("dpop-nonce", value);
+            }
+            if matches!(
+                error,
+                AuthError::MissingToken | AuthError::UnsupportedScheme
+            ) {
+                let dpop = format!("DPoP realm=\"{}\", algs=\"{}\"", self.realm, self.dpop_algs);
+                if let Ok(value) = HeaderValue::from_str(&dpop) {
+                    response.headers_mut().append(WWW_AUTHENTICATE, value);
+                }
             }
         } else {
             response
@@ -226,9 +171,10 @@ impl DefaultRejection {
         response
     }
 
-    /// The `WWW-Authenticate` challenge (RFC 6750 §3).
-    fn challenge(&self, error: &AuthError) -> String {
-        let mut challenge = format!("Bearer realm=\"{}\"", self.realm);
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3, RFC 9449 §7.1).
+    fn challenge(&self, error: &AuthError, dpop: bool) -> String {
+        let scheme = if dpop { "DPoP" } else { "Bearer" };
+        let mut challenge = format!("{scheme} realm=\"{}\"", self.realm);
         if let Some(code) = error.error_code() {
             let description: String = error
                 .to_string()
@@ -242,6 +188,9 @@ impl DefaultRejection {
         }
         if let AuthError::InsufficientScope { required } = error {
             challenge.push_str(&format!(", scope=\"{required}\""));
+        }
+        if dpop {
+            challenge.push_str(&format!(", algs=\"{}\"", self.dpop_algs));
         }
         challenge
     }
@@ -287,6 +236,7 @@ pub fn grpc_response<B: Default>(error: &AuthError) -> Response<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::JwtError;
 
     fn challenge(error: AuthError) -> String {
         let response: Response<()> = DefaultRejection::new().response(&error, &HeaderMap::new());

@@ -1,17 +1,18 @@
-//! The checks themselves, independent of the tower plumbing: the bearer
-//! token out of the request, the issuer chosen by `iss`, the access-token
-//! rules (`typ`, required claims, audiences), the token cache. The signature
+//! The checks themselves, independent of the tower plumbing: the issuer
+//! chosen by `iss`, the access-token rules (`typ`, required claims,
+//! audiences, no bound token as a bearer token), the token cache. The token
+//! comes out of the request in `dpop` (either scheme). The signature
 //! and the key refresh are the shared key source's
 //! ([`TrustedIssuer`](crate::keys::TrustedIssuer)).
 
 use std::sync::Arc;
 
-use http::header::AUTHORIZATION;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use super::cache::{self, CacheSettings, TokenCache, TokenHash};
+use super::dpop::{self, DpopValidation};
 use super::extract::StandardClaims;
 use super::response::reject;
 use super::scope::RequiredScopes;
@@ -42,6 +43,7 @@ pub(crate) struct Config {
     pub(crate) cache_settings: CacheSettings,
     /// Whether checks are counted, timed and traced.
     pub(crate) instrument: bool,
+    pub(crate) dpop: DpopValidation,
     /// Derived from the above by [`Config::rebuild`].
     compiled: Vec<CompiledIssuer>,
     pub(crate) cache: Option<TokenCache>,
@@ -81,6 +83,7 @@ impl Default for Config {
             allow_missing: false,
             cache_settings: CacheSettings::default(),
             instrument: true,
+            dpop: DpopValidation::default(),
             compiled: Vec::new(),
             cache: None,
         };
@@ -224,6 +227,10 @@ pub(crate) fn authorize<R, ReqBody, ResBody>(
 where
     R: OnAuthError<ResBody>,
 {
+    // RFC 9449 §7.2: a bound token never passes as a bearer token.
+    if claims.dpop_thumbprint().is_some() && !dpop::uses_dpop(request.headers()) {
+        return Err(reject(rejection, AuthError::DpopBoundToken, &request));
+    }
     if let Some(Err(error)) = config.scopes.as_ref().map(|scopes| scopes.check(&claims)) {
         return Err(reject(rejection, error, &request));
     }
@@ -250,32 +257,6 @@ fn has_access_token_claim(payload: &[u8]) -> bool {
     serde_json::from_slice::<AccessTokenClaims>(payload).is_ok_and(|claims| {
         claims.client_id.is_some() || claims.scope.is_some() || claims.scp.is_some()
     })
-}
-
-/// The bearer token of the request (RFC 6750 §2.1; the scheme is
-/// case-insensitive).
-#[inline]
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let value = values.next().ok_or(AuthError::MissingToken)?;
-    if values.next().is_some() {
-        return Err(AuthError::InvalidRequest(
-            "the request has more than one Authorization header",
-        ));
-    }
-    let bytes = value.as_bytes();
-    let scheme_end = bytes.iter().position(|b| *b == b' ').unwrap_or(bytes.len());
-    if !bytes[..scheme_end].eq_ignore_ascii_case(b"bearer") {
-        return Err(AuthError::UnsupportedScheme);
-    }
-    let token = value
-        .to_str()
-        .map_err(|_| AuthError::InvalidRequest("the bearer token is malformed"))?[scheme_end..]
-        .trim_matches(' ');
-    if token.is_empty() {
-        return Err(AuthError::InvalidRequest("the bearer token is empty"));
-    }
-    Ok(token)
 }
 
 /// What a token's JOSE `typ` header says it is.
@@ -313,47 +294,6 @@ impl TokenTyp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-        headers
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        assert_eq!(bearer_token(&headers("bearer abc")), Ok("abc"));
-        assert_eq!(bearer_token(&headers("BEARER  abc")), Ok("abc"));
-    }
-
-    #[test]
-    fn other_schemes_count_as_no_token() {
-        assert_eq!(
-            bearer_token(&headers("Basic YTpi")),
-            Err(AuthError::UnsupportedScheme)
-        );
-        assert_eq!(
-            bearer_token(&headers("Bearerabc")),
-            Err(AuthError::UnsupportedScheme)
-        );
-        assert_eq!(
-            bearer_token(&HeaderMap::new()),
-            Err(AuthError::MissingToken)
-        );
-    }
-
-    #[test]
-    fn empty_bearer_token_is_invalid_request() {
-        assert!(matches!(
-            bearer_token(&headers("Bearer ")),
-            Err(AuthError::InvalidRequest(_))
-        ));
-        assert!(matches!(
-            bearer_token(&headers("Bearer")),
-            Err(AuthError::InvalidRequest(_))
-        ));
-    }
 
     #[test]
     fn typ_is_classified_case_insensitively_with_or_without_media_type_prefix() {
