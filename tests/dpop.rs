@@ -177,86 +177,80 @@ async fn server_nonces_are_required_then_accepted() {
     assert!(!answer.header("dpop-nonce").is_empty());
 }
 
+/// Where `ops` takes a token of the demo account for a new one (the form
+/// that `fields` makes of it), a DPoP-bound token is refused with `error`
+/// and an unbound token of the same account passes: a bound token never
+/// gets an unbound bearer successor.
+async fn only_unbound_tokens_get_successors(
+    ops: tower_m2m_auth::issuer::Application,
+    fields: impl Fn(&str) -> Vec<(&'static str, String)>,
+    error: &str,
+) {
+    let endpoint = Endpoint::with(Algorithm::ES256, |layer| layer.application(ops).unwrap());
+    endpoint.store.bind(
+        common::USERNAME,
+        tower_m2m_auth::store::Binding::new("ops-client", ["read"]),
+    );
+    let proof = DpopKey::new().proof("POST", &endpoint.token_url(), None);
+    for (proofs, refused) in [(vec![proof], true), (vec![], false)] {
+        let token = endpoint
+            .send(token_request(&endpoint, &proofs))
+            .await
+            .json();
+        let form = fields(token["access_token"].as_str().unwrap());
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let answer = endpoint.post_form(&form).await;
+        if refused {
+            assert_eq!(answer.status, 400, "{}", answer.text());
+            assert_eq!(answer.json()["error"], error);
+        } else {
+            assert_eq!(answer.status, 200, "{}", answer.text());
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_bound_token_is_no_subject_token_of_an_exchange() {
     use tower_m2m_auth::issuer::{Application, TokenExchange};
-    use tower_m2m_auth::store::Binding;
     const OPS_SECRET: &str = "ops-client-secret-0123456789abcdef";
     let ops = Application::new("ops-client", "ops")
         .with_client_secret(OPS_SECRET)
         .with_allowed_scopes(["read"])
         .with_token_exchange(TokenExchange::new().accept_tokens_of(CLIENT_ID));
-    let endpoint = Endpoint::with(Algorithm::ES256, |layer| layer.application(ops).unwrap());
-    endpoint
-        .store
-        .bind(common::USERNAME, Binding::new("ops-client", ["read"]));
-    let endpoint = &endpoint;
-    let exchange = |token: String| async move {
-        endpoint
-            .post_form(&[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
-                ("client_id", "ops-client"),
-                ("client_secret", OPS_SECRET),
-                ("subject_token", &token),
-                (
-                    "subject_token_type",
-                    "urn:ietf:params:oauth:token-type:access_token",
-                ),
-            ])
-            .await
+    let exchange = |token: &str| {
+        vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ),
+            ("client_id", "ops-client".to_owned()),
+            ("client_secret", OPS_SECRET.to_owned()),
+            ("subject_token", token.to_owned()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token".to_owned(),
+            ),
+        ]
     };
-    let proof = DpopKey::new().proof("POST", &endpoint.token_url(), None);
-    let bound = endpoint
-        .send(token_request(endpoint, &[proof]))
-        .await
-        .json();
-    let answer = exchange(bound["access_token"].as_str().unwrap().to_owned()).await;
-    assert_eq!(answer.status, 400, "{}", answer.text());
-    assert_eq!(answer.json()["error"], "invalid_request");
-    // An unbound token of the same account is exchanged.
-    let unbound = endpoint.send(token_request(endpoint, &[])).await.json();
-    let answer = exchange(unbound["access_token"].as_str().unwrap().to_owned()).await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
+    only_unbound_tokens_get_successors(ops, exchange, "invalid_request").await;
 }
 
 #[tokio::test]
 async fn a_bound_token_cannot_be_traded_for_an_unbound_one() {
     use tower_m2m_auth::issuer::Application;
-    use tower_m2m_auth::store::Binding;
     let ops = Application::new("ops-client", "ops")
         .with_allowed_scopes(["read"])
         .with_federated_application(CLIENT_ID);
-    let endpoint = Endpoint::with(Algorithm::ES256, |layer| layer.application(ops).unwrap());
-    endpoint
-        .store
-        .bind(common::USERNAME, Binding::new("ops-client", ["read"]));
-    let endpoint = &endpoint;
-    let trade = |token: String| async move {
-        endpoint
-            .post_form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", "ops-client"),
-                ("client_assertion_type", common::JWT_BEARER),
-                ("client_assertion", &token),
-                ("scope", "read"),
-            ])
-            .await
+    let trade = |token: &str| {
+        vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", "ops-client".to_owned()),
+            ("client_assertion_type", common::JWT_BEARER.to_owned()),
+            ("client_assertion", token.to_owned()),
+            ("scope", "read".to_owned()),
+        ]
     };
-    let proof = DpopKey::new().proof("POST", &endpoint.token_url(), None);
-    let bound = endpoint
-        .send(token_request(endpoint, &[proof]))
-        .await
-        .json();
-    let answer = trade(bound["access_token"].as_str().unwrap().to_owned()).await;
-    assert_eq!(answer.status, 400, "{}", answer.text());
-    assert_eq!(answer.json()["error"], "invalid_grant");
-    // An unbound token of the same account trades.
-    let unbound = endpoint.send(token_request(endpoint, &[])).await.json();
-    let answer = trade(unbound["access_token"].as_str().unwrap().to_owned()).await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
+    only_unbound_tokens_get_successors(ops, trade, "invalid_grant").await;
 }
 
 // ---- the validator -------------------------------------------------------------
