@@ -34,13 +34,22 @@ request = function()
     return wrk.format(nil, nil, nil, body)
 end
 
-response = function(status)
-    if status ~= 200 then refused = refused + 1 end
+-- The first refusal's status and body, for the driver to show.
+first_refusal = ""
+response = function(status, headers, body)
+    if status ~= 200 then
+        refused = refused + 1
+        if first_refusal == "" then first_refusal = status .. " " .. string.sub(body, 1, 200) end
+    end
 end
 
 done = function(summary, latency)
     local refused_total = 0
-    for _, thread in ipairs(threads) do refused_total = refused_total + thread:get("refused") end
+    for _, thread in ipairs(threads) do
+        refused_total = refused_total + thread:get("refused")
+        local first = thread:get("first_refusal")
+        if first ~= "" then io.write("REFUSED " .. first .. "\n") end
+    end
     io.write(string.format(
         'LOAD {"requests":%d,"seconds":%.3f,"errors":%d,"refused":%d,"p50_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f}\n',
         summary.requests, summary.duration / 1e6,

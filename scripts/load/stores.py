@@ -149,6 +149,9 @@ def wrk(bodies_file, args, seconds):
         capture_output=True, text=True, timeout=seconds + 60,
         env={**os.environ, "LOAD_BODIES": bodies_file, "LOAD_THREADS": str(args.threads)},
     ).stdout
+    refusal = re.search(r"REFUSED (.*)", output)
+    if refusal:
+        print(f"      first refusal: {refusal.group(1)}")
     line = re.search(r"LOAD (\{.*\})", output)
     if not line:
         sys.exit("wrk printed no figures:\n" + output)

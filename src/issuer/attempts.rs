@@ -137,6 +137,23 @@ pub(crate) fn socket_addr_extension() -> AddressSource {
 pub(crate) struct AttemptGuard {
     pub(crate) limiter: Arc<dyn Attempts>,
     pub(crate) limits: AttemptLimits,
+    /// Wakes the requests of this endpoint that wait for a slot whenever an
+    /// attempt gives its slots back, so that a burst of one client's
+    /// requests (all its slots in flight) waits for the next free slot, not
+    /// for a backoff timer. (Slots freed by other instances sharing a Redis
+    /// limiter are still found by the timer.)
+    pub(crate) released: Arc<tokio::sync::Notify>,
+}
+
+impl AttemptGuard {
+    /// The guard of `limiter` with `limits`.
+    pub(crate) fn new(limiter: Arc<dyn Attempts>, limits: AttemptLimits) -> Self {
+        Self {
+            limiter,
+            limits,
+            released: Arc::default(),
+        }
+    }
 }
 
 /// The slots one request holds, one per key. Dropped without
@@ -209,14 +226,18 @@ impl AttemptGuard {
                 return Ok(attempt);
             }
             // Give back what this round took, so that two requests waiting
-            // on each other's keys cannot block each other.
-            attempt.end(false).await;
+            // on each other's keys cannot block each other. (Quietly: waking
+            // the other waiters for that would have them spin on each other.)
+            attempt.give_back(false).await;
             if tokio::time::Instant::now() + pause > deadline {
                 tracing::debug!("every attempt slot in flight");
                 metrics::counter!(crate::observe::LOCKOUTS, "key" => "busy").increment(1);
                 return Err(TokenError::TooManyAttempts(Duration::from_secs(1)));
             }
-            tokio::time::sleep(pause).await;
+            // Until an attempt of this endpoint gives its slots back, or
+            // the pause ends (a slot freed elsewhere, or between the check
+            // above and here).
+            let _ = tokio::time::timeout(pause, self.released.notified()).await;
             pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
@@ -228,10 +249,48 @@ impl Attempt<'_> {
     /// record it is logged; the answer stays as it is (a slot not given
     /// back is freed when its window ends).
     pub(crate) async fn end(self, failed: bool) {
+        let guard = self.guard;
+        if self.give_back(failed).await && !failed {
+            guard.released.notify_waiters();
+        }
+    }
+
+    /// Ends the attempt's slots; whether it held any.
+    async fn give_back(self, failed: bool) -> bool {
         for (key, limit) in &self.held {
             if let Err(error) = self.guard.limiter.end(key, *limit, failed).await {
                 tracing::warn!(%error, "attempt limiter could not end an attempt");
             }
         }
+        !self.held.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{FailureLimit, MemoryAttemptLimiter};
+
+    /// A request that waits for a slot (every one in flight) takes it as
+    /// soon as an attempt gives its slot back, not when a backoff timer
+    /// fires: with the clock paused, no time passes.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_attempt_takes_a_slot_as_soon_as_one_is_given_back() {
+        let limits = AttemptLimits::default()
+            .with_address_limit(None)
+            .with_client_limit(Some(FailureLimit::new(1, Duration::from_secs(60))));
+        let guard = AttemptGuard::new(Arc::new(MemoryAttemptLimiter::new()), limits);
+        let first = guard.admit(None, Some("client")).await.unwrap();
+        let start = tokio::time::Instant::now();
+        let (second, ()) = tokio::join!(guard.admit(None, Some("client")), async {
+            tokio::task::yield_now().await;
+            first.end(false).await;
+        });
+        assert!(second.is_ok());
+        assert_eq!(tokio::time::Instant::now(), start);
+        // A failed attempt keeps its slot: the next one waits until 429.
+        second.unwrap().end(true).await;
+        let third = guard.admit(None, Some("client")).await;
+        assert!(matches!(third, Err(TokenError::TooManyAttempts(_))));
     }
 }

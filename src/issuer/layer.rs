@@ -179,7 +179,7 @@ impl<V> TokenEndpointLayer<V> {
     /// ```
     pub fn attempt_limiter(self, limiter: impl AttemptLimiter, limits: AttemptLimits) -> Self {
         let limiter: Arc<dyn Attempts> = Arc::new(limiter);
-        self.update(|config| config.attempts = Some(AttemptGuard { limiter, limits }))
+        self.update(|config| config.attempts = Some(AttemptGuard::new(limiter, limits)))
     }
 
     /// Where the [attempt limiter](Self::attempt_limiter) finds the client's
