@@ -54,6 +54,7 @@ id_token = true
 
 [store]
 {{store}}
+{{limits}}
 
 [[applications]]
 client_id = "demo-client"
@@ -161,7 +162,11 @@ def wrk(bodies_file, args, seconds):
 def run_store(name, store_line, bodies, examples, directory, args, database_pids):
     """Starts the server on `store_line`, runs each request kind; figures."""
     with open(os.path.join(directory, "server.toml"), "w") as config:
-        config.write(CONFIG.format(store=store_line))
+        limits = ""
+        if args.attempt_slots:
+            limits = (f"[attempt_limits]\nper_client_id = {args.attempt_slots}\n"
+                      f"per_address = {args.attempt_slots}\n")
+        config.write(CONFIG.format(store=store_line, limits=limits))
     quiet = {**os.environ, "RUST_LOG": "error"}
     server = subprocess.Popen(
         [os.path.join(examples, "server"), "--config", os.path.join(directory, "server.toml"),
@@ -192,6 +197,10 @@ def main():
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--attempt-slots", type=int,
+                        help="per_client_id and per_address of [attempt_limits] (default: the "
+                             "defaults, 10 and 20: a client has at most that many attempts in "
+                             "flight, which caps requests that wait on a commit)")
     parser.add_argument("--assertions", type=int,
                         help="input JWTs signed per JWT request kind, more than wrk sends "
                              "(default: 25,000 per second of --seconds)")
