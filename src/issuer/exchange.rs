@@ -39,7 +39,7 @@ use super::config::EndpointConfig;
 use super::credentials::{GrantType, Principal};
 use super::error::{ConfigError, Rejection, TokenError, VerifyError};
 use super::exchange_rules::TokenExchange;
-use super::mint::{Exchanged, Grant};
+use super::mint::{self, Exchanged, Grant};
 use super::minted;
 use super::request::{ExchangeFields, present, present_secret};
 use crate::keys::JwtError;
@@ -299,17 +299,11 @@ async fn party(
     let Value::Object(claims) = verified.claims else {
         return Err(malformed());
     };
-    let scopes = claims.get("scope").and_then(Value::as_str).map(|scope| {
-        scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
-    });
-    let exp = verified
-        .expires
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let scopes = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .map(mint::scope_list);
+    let exp = mint::unix_seconds(verified.expires);
     Ok(Party {
         principal,
         provenance: Provenance::Login,

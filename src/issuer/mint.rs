@@ -133,9 +133,21 @@ pub(crate) fn token_id() -> Option<String> {
 
 /// Seconds since the Unix epoch.
 pub(crate) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    unix_seconds(SystemTime::now())
+}
+
+/// `time` in seconds since the Unix epoch (0 before it).
+pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The scopes of a space-separated `scope` claim (RFC 6749 §3.3).
+pub(crate) fn scope_list(scope: &str) -> Vec<String> {
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Mints the access token (and ID token) of `grant`, the access token bound

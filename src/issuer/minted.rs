@@ -112,12 +112,7 @@ pub(crate) async fn verify(
         principal,
         sub: registered.sub,
         exp: registered.exp,
-        scopes: registered
-            .scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        scopes: mint::scope_list(&registered.scope),
         claims,
         bound: registered.cnf.is_some(),
     })
