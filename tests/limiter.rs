@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::any;
+use common::jwks::External;
 use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
@@ -18,7 +19,8 @@ use tower_m2m_auth::issuer::{Application, AttemptLimits, TokenEndpointLayer};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     AccountCredential, Admission, AttemptKey, AttemptLimiter, Binding, CredentialStore,
-    FailureLimit, MemoryAttemptLimiter, MemoryStore, StoreError, TokenDigest,
+    FailureLimit, MemoryAttemptLimiter, MemoryReplayCache, MemoryStore, ReplayCache, StoreError,
+    TokenDigest,
 };
 
 const OTHER_CLIENT: &str = "other-client";
@@ -682,4 +684,111 @@ async fn an_operator_reset_unlocks_a_client() {
         Admission::Admitted
     );
     succeed(server).await;
+}
+
+// ---- single-use assertions: the jti is written after the slots are given back -----
+
+/// A replay cache (in memory) whose first uses each wait until
+/// `together` of them are under way at once, or 5 s: it shows how many
+/// single-use requests of one client wait for their write together.
+#[derive(Clone)]
+struct GatheringReplay {
+    inner: MemoryReplayCache,
+    gathered: Arc<tokio::sync::Barrier>,
+}
+
+impl ReplayCache for GatheringReplay {
+    async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
+        tokio::time::timeout(Duration::from_secs(5), self.gathered.wait())
+            .await
+            .map_err(|_| StoreError("first uses were not under way together".into()))?;
+        self.inner.first_use(key, expires_at).await
+    }
+}
+
+/// A token endpoint with the single-use CI application `ci-client` of
+/// `external`, `replay` as replay cache and a limit of `limit` failures per
+/// `client_id`; its token URL.
+async fn start_single_use(external: &External, replay: impl ReplayCache, limit: u32) -> String {
+    let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let layer = TokenEndpointLayer::new(&base, keys, MemoryStore::new())
+        .unwrap()
+        .replay_cache(replay)
+        .application(external.ci_application("ci-client"))
+        .unwrap()
+        .attempt_limiter(
+            MemoryAttemptLimiter::new(),
+            limits(Some(limit), None, MINUTE),
+        );
+    let app = Router::new()
+        .route("/{*path}", any(|| async { "inner" }))
+        .layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("{base}/application/o/token/")
+}
+
+/// A new single-use assertion of `external`.
+fn single_use_assertion(external: &External) -> String {
+    let now = common::foreign::now();
+    external.mint(&serde_json::json!({
+        "iss": "https://ci.example",
+        "sub": "repo:org/app:ref:refs/heads/main",
+        "exp": now + 300,
+        "iat": now,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    }))
+}
+
+/// The status of a token request with `jwt` as client assertion of
+/// `ci-client`.
+async fn assert_with(url: &str, jwt: &str) -> reqwest::Response {
+    http()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_encode(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "ci-client"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", jwt),
+        ]))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A client's single-use requests wait for their `jti` writes without
+/// holding its failure slots: with a limit of 2, six wait together (as
+/// they would share one commit of a SQL store), and all get tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_use_writes_of_one_client_are_not_capped_at_its_failure_limit() {
+    let external = External::new(Algorithm::ES256);
+    let replay = GatheringReplay {
+        inner: MemoryReplayCache::new(),
+        gathered: Arc::new(tokio::sync::Barrier::new(6)),
+    };
+    let url = start_single_use(&external, replay, 2).await;
+    let jwts: Vec<String> = (0..6).map(|_| single_use_assertion(&external)).collect();
+    let answers = futures_util::future::join_all(jwts.iter().map(|jwt| assert_with(&url, jwt)));
+    for response in answers.await {
+        assert_eq!(response.status(), 200);
+    }
+}
+
+/// A replayed single-use assertion is refused and, though its slot was
+/// given back before the replay was found, counts as a failure: after
+/// `limit` replays even a new assertion is locked out.
+#[tokio::test]
+async fn replayed_single_use_assertions_count_as_failures() {
+    let external = External::new(Algorithm::ES256);
+    let url = start_single_use(&external, MemoryReplayCache::new(), 3).await;
+    let jwt = single_use_assertion(&external);
+    assert_eq!(assert_with(&url, &jwt).await.status(), 200);
+    for _ in 0..3 {
+        let replay = assert_with(&url, &jwt).await;
+        assert_eq!(replay.status(), 400);
+        assert_eq!(error_code(replay).await, "invalid_grant");
+    }
+    too_many(assert_with(&url, &single_use_assertion(&external)).await).await;
 }

@@ -1,7 +1,8 @@
 //! Input JWTs (client assertions, RFC 7523) from external issuers: an
 //! endpoint stage, before and independent of the pluggable verifier.
 //! Verification against the keys the application trusts for the JWT's
-//! `iss`; date and lifetime checks; single use; policies. The verifier then
+//! `iss`; date and lifetime checks; policies; single use (the `jti` spent
+//! by the caller, last). The verifier then
 //! gets the [`VerifiedAssertion`] and decides only who it stands for.
 //! (Tokens of federated applications are traded instead: see `federation`.)
 
@@ -65,15 +66,42 @@ impl Registered {
     }
 }
 
+/// The `jti` of a verified single-use input JWT, not yet spent: the caller
+/// spends it once the request is otherwise granted (see [`check`]).
+#[must_use = "a single-use assertion is accepted only once its jti is spent"]
+pub(crate) struct SingleUse {
+    /// The replay-cache key: a digest of `iss` and `jti`.
+    key: String,
+    /// Until when it is remembered (Unix seconds): as long as the JWT is
+    /// accepted, leeway included.
+    expires_at: u64,
+}
+
+impl SingleUse {
+    /// Records the `jti` as used: refused (`AssertionReplayed`) if it was
+    /// used before; atomic across instances sharing the replay cache.
+    pub(crate) async fn spend(self, config: &EndpointConfig) -> Result<(), VerifyError> {
+        if config.replay.first_use(&self.key, self.expires_at).await? {
+            Ok(())
+        } else {
+            Err(Rejection::AssertionReplayed.into())
+        }
+    }
+}
+
 /// Verifies an input JWT for `application`; `scopes` (those requested that
 /// the application allows) and `grant_type` are what its policies see.
+///
+/// A single-use JWT's `jti` is checked for presence here but spent by the
+/// caller, last, once nothing else refuses the request: so that the write
+/// (a commit, with a SQL store) is waited for after the attempt limiter's
+/// slots are given back, and a refused request does not burn its `jti`.
 pub(crate) async fn check(
-    config: &EndpointConfig,
     application: &Application,
     token: &str,
     grant_type: GrantType,
     scopes: &[String],
-) -> Result<VerifiedAssertion, VerifyError> {
+) -> Result<(VerifiedAssertion, Option<SingleUse>), VerifyError> {
     let rules = &application.assertions;
     if rules.keys.is_empty() {
         return Err(Rejection::UntrustedAssertion.into());
@@ -120,22 +148,15 @@ pub(crate) async fn check(
         return Err(Rejection::AssertionLifetime.into());
     }
 
-    if rules.single_use {
-        let jti = registered
-            .jti
-            .as_deref()
-            .ok_or(Rejection::AssertionReplayed)?;
-        // Key on the issuer too: jti is only unique per issuer. Remember it as
-        // long as the JWT is accepted, leeway included.
-        let key = TokenDigest::of(&format!("{}\u{0}{jti}", registered.iss)).to_hex();
-        if !config
-            .replay
-            .first_use(&key, (registered.exp + leeway).ceil() as u64)
-            .await?
-        {
-            return Err(Rejection::AssertionReplayed.into());
-        }
-    }
+    let single_use = match &registered.jti {
+        Some(jti) if rules.single_use => Some(SingleUse {
+            // Key on the issuer too: jti is only unique per issuer.
+            key: TokenDigest::of(&format!("{}\u{0}{jti}", registered.iss)).to_hex(),
+            expires_at: (registered.exp + leeway).ceil() as u64,
+        }),
+        None if rules.single_use => return Err(Rejection::AssertionReplayed.into()),
+        _ => None,
+    };
 
     let context = PolicyContext::new(
         &claims,
@@ -149,13 +170,14 @@ pub(crate) async fn check(
     }
 
     let exp = std::time::Duration::try_from_secs_f64(registered.exp).unwrap_or_default();
-    Ok(VerifiedAssertion {
+    let verified = VerifiedAssertion {
         identity: ExternalIdentity::new(registered.iss, registered.sub),
         claims,
         expires: std::time::UNIX_EPOCH
             .checked_add(exp)
             .unwrap_or(std::time::UNIX_EPOCH),
-    })
+    };
+    Ok((verified, single_use))
 }
 
 /// The rules of input JWTs (client assertions) and federation, set on an

@@ -14,6 +14,12 @@
 //! is given back otherwise (a success, a verifier or store that could not
 //! answer). Malformed requests are refused before they take a slot.
 //!
+//! A single-use input JWT is answered once its `jti` is written, which
+//! with a SQL store means waiting for a commit. That wait happens after
+//! the slots are given back, so that a client's requests in flight are not
+//! capped at its failure limit; a replay found then (its signature is
+//! valid, so it is not a guess) is counted where a slot is free.
+//!
 //! A success does not reset the `client_id` counter: a `client_id` is public
 //! and shared by every service account of its application, so one valid
 //! credential would otherwise let an attacker reset the counter between
@@ -177,19 +183,7 @@ impl AttemptGuard {
         address: Option<IpAddr>,
         known_client_id: Option<&str>,
     ) -> Result<Attempt<'_>, TokenError> {
-        let keys: Vec<(AttemptKey, FailureLimit)> = [
-            self.limits
-                .address
-                .zip(address)
-                .map(|(limit, address)| (AttemptKey::address(address), limit)),
-            self.limits
-                .client
-                .zip(known_client_id)
-                .map(|(limit, client_id)| (AttemptKey::client(client_id), limit)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let keys = self.keys(address, known_client_id);
         let deadline = tokio::time::Instant::now() + BUSY_WAIT;
         let mut pause = Duration::from_millis(2);
         loop {
@@ -239,6 +233,48 @@ impl AttemptGuard {
             // above and here).
             let _ = tokio::time::timeout(pause, self.released.notified()).await;
             pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// The keys of a request, each with its limit.
+    fn keys(
+        &self,
+        address: Option<IpAddr>,
+        known_client_id: Option<&str>,
+    ) -> Vec<(AttemptKey, FailureLimit)> {
+        [
+            self.limits
+                .address
+                .zip(address)
+                .map(|(limit, address)| (AttemptKey::address(address), limit)),
+            self.limits
+                .client
+                .zip(known_client_id)
+                .map(|(limit, client_id)| (AttemptKey::client(client_id), limit)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Counts a failure found after the request's attempt ended (a replayed
+    /// single-use assertion), for each key that has a free slot to count it
+    /// in: a key locked out needs no more, and one whose slots are all in
+    /// flight is not pushed past its limit. Not waited for; never refuses.
+    pub(crate) async fn record_failure(
+        &self,
+        address: Option<IpAddr>,
+        known_client_id: Option<&str>,
+    ) {
+        for (key, limit) in self.keys(address, known_client_id) {
+            let counted = match self.limiter.begin(&key, limit).await {
+                Ok(Admission::Admitted) => self.limiter.end(&key, limit, true).await,
+                Ok(Admission::Busy | Admission::LockedOut(_)) => Ok(()),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = counted {
+                tracing::warn!(%error, "attempt limiter could not count a failure");
+            }
         }
     }
 }

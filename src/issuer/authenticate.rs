@@ -13,7 +13,8 @@
 //!    which narrows the scopes.
 //!
 //! The failure slots stay taken only if authentication or authorization
-//! failed.
+//! failed. A single-use input JWT's `jti` is spent last, after the slots
+//! are given back (a replay then counts as a failure on its own).
 
 use std::future::poll_fn;
 use std::net::IpAddr;
@@ -25,7 +26,7 @@ use tracing::Span;
 use tracing::field::display;
 
 use super::application::Application;
-use super::assertion;
+use super::assertion::{self, SingleUse};
 use super::authorize::{Provenance, authorize};
 use super::classify::{ClientClaim, Presented};
 use super::config::EndpointConfig;
@@ -120,7 +121,7 @@ where
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let outcome = authenticate_at(
+    let mut outcome = authenticate_at(
         config,
         verifier,
         &application,
@@ -129,6 +130,7 @@ where
         &mut scopes,
     )
     .await;
+    let single_use = outcome.as_mut().ok().and_then(|(_, _, jti)| jti.take());
     if let Some(attempt) = attempt {
         // Only rejected credentials (and refused authorization) count; a
         // verifier or store that could not answer (503) does not.
@@ -136,8 +138,23 @@ where
             .end(matches!(outcome, Err(VerifyError::Rejected(_))))
             .await;
     }
+    if let (Ok(_), Some(single_use)) = (&outcome, single_use)
+        && let Err(error) = single_use.spend(config).await
+    {
+        // Spent after the slots are given back: waiting for the write (a
+        // commit, with a SQL store) does not hold one of the client's few
+        // slots, so more requests than the failure limit share a commit.
+        // A replay was signed by a trusted key, so it is not a guess; it
+        // still counts as a failure, where a slot is free to count it in.
+        if let (VerifyError::Rejected(_), Some(guard)) = (&error, &config.attempts) {
+            guard
+                .record_failure(address, Some(application.client_id()))
+                .await;
+        }
+        outcome = Err(error);
+    }
     match outcome {
-        Ok((principal, expires_by)) => {
+        Ok((principal, expires_by, _)) => {
             // Only a trade sets a limit on the new token's `exp`.
             let method = if expires_by.is_some() {
                 "federation"
@@ -184,10 +201,11 @@ async fn authenticate_at<V>(
     presented: Presented,
     grant_type: GrantType,
     scopes: &mut Vec<String>,
-) -> Result<(Principal, Option<u64>), VerifyError>
+) -> Result<(Principal, Option<u64>, Option<SingleUse>), VerifyError>
 where
     V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
 {
+    let mut single_use = None;
     let credentials = match presented {
         Presented::Credentials(credentials) => credentials,
         Presented::Jwt { token, bare } => {
@@ -198,15 +216,17 @@ where
                 scopes.retain(|scope| trade.scopes.contains(scope));
                 let provenance = Provenance::Trade;
                 authorize(config, application, &trade.principal, provenance, scopes).await?;
-                return Ok((trade.principal, Some(trade.expires)));
+                return Ok((trade.principal, Some(trade.expires), None));
             }
             if bare && application.client_secret_matches(jwt) {
                 // The application's own secret, which looks like a JWT.
                 Credentials::ClientSecret(token)
             } else {
                 // Boxed, as trades: its future is large.
-                let check = assertion::check(config, application, jwt, grant_type, scopes);
-                Credentials::Assertion(Box::pin(check).await?)
+                let check = assertion::check(application, jwt, grant_type, scopes);
+                let (verified, jti) = Box::pin(check).await?;
+                single_use = jti;
+                Credentials::Assertion(verified)
             }
         }
     };
@@ -215,5 +235,5 @@ where
         .with_scopes(scopes.clone());
     let principal = verifier.call(request).await?;
     authorize(config, application, &principal, Provenance::Login, scopes).await?;
-    Ok((principal, None))
+    Ok((principal, None, single_use))
 }

@@ -293,8 +293,11 @@ async fn party(
     if kind != JWT_TYPE || !rules.jwts {
         return Err(Rejection::UntrustedAssertion.into());
     }
-    let check = assertion::check(config, application, token, GrantType::TokenExchange, &[]);
-    let verified = Box::pin(check).await?;
+    let check = assertion::check(application, token, GrantType::TokenExchange, &[]);
+    let (verified, single_use) = Box::pin(check).await?;
+    if let Some(single_use) = single_use {
+        single_use.spend(config).await?;
+    }
     let principal = external_account(&*config.directory, application, &verified).await?;
     let Value::Object(claims) = verified.claims else {
         return Err(malformed());
