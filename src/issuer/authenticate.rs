@@ -35,6 +35,7 @@ use super::error::{TokenError, VerifyError};
 use super::federation;
 use super::mint::Grant;
 use crate::observe::AUDIT_TARGET;
+use crate::store::snapshot;
 
 /// The audit event of a refused credential. A `client_id` that names no
 /// application is shown quoted and cut to 64 characters: it came from the
@@ -121,14 +122,15 @@ where
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let mut outcome = authenticate_at(
+    // One request: a SQL store checks for credential changes once in it.
+    let mut outcome = snapshot::scope(authenticate_at(
         config,
         verifier,
         &application,
         presented,
         grant_type,
         &mut scopes,
-    )
+    ))
     .await;
     let single_use = outcome.as_mut().ok().and_then(|(_, _, jti)| jti.take());
     if let Some(attempt) = attempt {

@@ -26,6 +26,7 @@ mod memory;
 mod redis;
 mod replay;
 mod revocation;
+pub(crate) mod snapshot;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 

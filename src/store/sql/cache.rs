@@ -16,6 +16,7 @@ use std::hash::Hash;
 use quick_cache::sync::Cache;
 
 use super::changes::Changes;
+use crate::store::snapshot::{self, SourceId};
 use crate::store::{AccountCredential, Binding, ServiceAccount, StoreError};
 
 /// Entries per kind of lookup.
@@ -26,6 +27,8 @@ pub(crate) const CAPACITY: usize = 10_000;
 pub(crate) struct Reads {
     /// Where the generation comes from.
     pub(crate) changes: Changes,
+    /// Names `changes` in a request's snapshot.
+    source: SourceId,
     /// `app_password` by (username, digest).
     pub(crate) app_passwords: Entries<(String, [u8; 32]), Option<AccountCredential>>,
     /// `binding` by (account id, client id).
@@ -41,6 +44,7 @@ impl Reads {
     pub(crate) fn new(changes: Changes) -> Self {
         Self {
             changes,
+            source: SourceId::new(),
             app_passwords: Entries::new(),
             bindings: Entries::new(),
             accounts: Entries::new(),
@@ -61,9 +65,9 @@ impl Reads {
         V: Clone,
         F: Future<Output = Result<V, StoreError>>,
     {
-        entries
-            .get_or_read(|| self.changes.generation(), key, read)
-            .await
+        let current = || self.changes.generation();
+        let seen = || snapshot::generation(self.source, current);
+        entries.get_or_read(seen, current, key, read).await
     }
 }
 
@@ -83,20 +87,21 @@ impl<K: Eq + Hash + Clone, V: Clone> Entries<K, V> {
         Self(Cache::new(CAPACITY))
     }
 
-    /// The cached answer for `key` if it was read under the current
-    /// `generation`; else `read`'s, recorded only if the generation did not
-    /// change while it was read (a read that raced a change is answered
-    /// but not kept).
+    /// The cached answer for `key` if it was read under the generation
+    /// `seen` (this request's, see `store::snapshot`); else `read`'s,
+    /// recorded only if the `current` generation is still that one (a read
+    /// that raced a change is answered but not kept).
     async fn get_or_read<F>(
         &self,
-        generation: impl Fn() -> Result<Option<u64>, StoreError>,
+        seen: impl FnOnce() -> Result<Option<u64>, StoreError>,
+        current: impl FnOnce() -> Result<Option<u64>, StoreError>,
         key: K,
         read: impl FnOnce() -> F,
     ) -> Result<V, StoreError>
     where
         F: Future<Output = Result<V, StoreError>>,
     {
-        let Some(before) = generation()? else {
+        let Some(before) = seen()? else {
             return read().await;
         };
         if let Some((tag, value)) = self.0.get(&key)
@@ -105,7 +110,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Entries<K, V> {
             return Ok(value);
         }
         let value = read().await?;
-        if generation()? == Some(before) {
+        if current()? == Some(before) {
             self.0.insert(key, (before, value.clone()));
         }
         Ok(value)
@@ -128,6 +133,7 @@ mod tests {
     ) -> u32 {
         entries
             .get_or_read(
+                || Ok(generation.get()),
                 || Ok(generation.get()),
                 "key",
                 || async {

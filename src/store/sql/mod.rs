@@ -160,8 +160,10 @@ pub trait SqlDialect:
 /// answer is served only under the counter value it was read under:
 ///
 /// - SQLite reads the counter on every lookup (a few µs, on a connection of
-///   its own), so the very next lookup after any committed change reads the
-///   database. An in-memory database is not cached.
+///   its own; once per request at the token endpoint, whose lookups for one
+///   request see the credentials as of the first), so the very next lookup
+///   after any committed change reads the database. An in-memory database
+///   is not cached.
 /// - PostgreSQL announces each change (`LISTEN`/`NOTIFY` on `m2m_changes`);
 ///   each store listens on a connection of its own. While it is not
 ///   listening (startup, connection lost, reconnecting) every lookup reads
