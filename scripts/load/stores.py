@@ -199,8 +199,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--attempt-slots", type=int,
                         help="per_client_id and per_address of [attempt_limits] (default: the "
-                             "defaults, 10 and 20: a client has at most that many attempts in "
-                             "flight, which caps requests that wait on a commit)")
+                             "defaults, 10 and 20: a client has at most that many credential "
+                             "checks in flight; single-use writes wait after theirs)")
     parser.add_argument("--assertions", type=int,
                         help="input JWTs signed per JWT request kind, more than wrk sends "
                              "(default: 25,000 per second of --seconds)")
