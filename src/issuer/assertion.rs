@@ -2,8 +2,8 @@
 //! endpoint stage, before and independent of the pluggable verifier.
 //! Verification against the keys the application trusts for the JWT's
 //! `iss`; date and lifetime checks; policies; single use (the `jti` spent
-//! by the caller, last). The verifier then
-//! gets the [`VerifiedAssertion`] and decides only who it stands for.
+//! by the caller). The verifier then gets the [`VerifiedAssertion`] and
+//! decides only who it stands for.
 //! (Tokens of federated applications are traded instead: see `federation`.)
 
 use std::time::Duration;
@@ -93,9 +93,9 @@ impl SingleUse {
 /// the application allows) and `grant_type` are what its policies see.
 ///
 /// A single-use JWT's `jti` is checked for presence here but spent by the
-/// caller, last, once nothing else refuses the request: so that the write
-/// (a commit, with a SQL store) is waited for after the attempt limiter's
-/// slots are given back, and a refused request does not burn its `jti`.
+/// caller, before the verifier sees the JWT: the token endpoint waits for
+/// that write (a commit, with a SQL store) without holding the attempt
+/// limiter's slots; a JWT these checks refuse does not burn its `jti`.
 pub(crate) async fn check(
     application: &Application,
     token: &str,

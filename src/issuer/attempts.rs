@@ -14,9 +14,10 @@
 //! is given back otherwise (a success, a verifier or store that could not
 //! answer). Malformed requests are refused before they take a slot.
 //!
-//! A single-use input JWT is answered once its `jti` is written, which
-//! with a SQL store means waiting for a commit. That wait happens after
-//! the slots are given back, so that a client's requests in flight are not
+//! A single-use input JWT goes on only once its `jti` is written, which
+//! with a SQL store means waiting for a commit. The request waits without
+//! its slots (given back once the endpoint verified the JWT, taken anew
+//! for the verifier), so that the writes of a client's requests are not
 //! capped at its failure limit; a replay found then (its signature is
 //! valid, so it is not a guess) is counted where a slot is free.
 //!

@@ -13,8 +13,9 @@
 //!    which narrows the scopes.
 //!
 //! The failure slots stay taken only if authentication or authorization
-//! failed. A single-use input JWT's `jti` is spent last, after the slots
-//! are given back (a replay then counts as a failure on its own).
+//! failed. A single-use input JWT's `jti` is spent between the endpoint's
+//! checks and the verifier, without holding the slots (a replay then counts
+//! as a failure on its own), so the verifier never sees a replay.
 
 use std::future::poll_fn;
 use std::net::IpAddr;
@@ -27,6 +28,7 @@ use tracing::field::display;
 
 use super::application::Application;
 use super::assertion::{self, SingleUse};
+use super::attempts::Attempt;
 use super::authorize::{Provenance, authorize};
 use super::classify::{ClientClaim, Presented};
 use super::config::EndpointConfig;
@@ -92,24 +94,8 @@ where
             span.record("client.address", display(address));
         }
     }
-    let attempt = match &config.attempts {
-        Some(guard) => {
-            match guard
-                .admit(address, application.map(|app| app.client_id()))
-                .await
-            {
-                Ok(attempt) => Some(attempt),
-                Err(error) => {
-                    if let TokenError::TooManyAttempts(_) = error {
-                        let app = application.map(|app| &**app);
-                        audit_rejected(app, &client_id, error.reason(), method, address);
-                    }
-                    return Err(error);
-                }
-            }
-        }
-        None => None,
-    };
+    let known = application.map(|app| &**app);
+    let mut attempt = admit(config, address, known, &client_id, method).await?;
     let Some(application) = application.cloned() else {
         if let Some(attempt) = attempt {
             attempt.end(true).await;
@@ -122,17 +108,55 @@ where
         .into_iter()
         .map(str::to_owned)
         .collect();
-    // One request: a SQL store checks for credential changes once in it.
-    let mut outcome = snapshot::scope(authenticate_at(
+    // (Each scope is one request: a SQL store checks for credential changes
+    // once in it.)
+    let checked = snapshot::scope(check(
         config,
-        verifier,
         &application,
         presented,
         grant_type,
         &mut scopes,
     ))
     .await;
-    let single_use = outcome.as_mut().ok().and_then(|(_, _, jti)| jti.take());
+    let outcome = match checked {
+        Ok(Checked::Traded(principal, expires)) => Ok((principal, Some(expires))),
+        Ok(Checked::Verify(credentials, single_use)) => {
+            if let Some(single_use) = single_use {
+                // Written without holding the client's slots (so that more
+                // requests than its failure limit can share a commit, with a
+                // SQL store), then the attempt goes on in new ones. A replay
+                // was signed by a trusted key, so it is not a guess; it still
+                // counts as a failure, where a slot is free to count it in.
+                if let Some(held) = attempt.take() {
+                    held.end(false).await;
+                }
+                if let Err(error) = single_use.spend(config).await {
+                    if let VerifyError::Rejected(rejection) = &error {
+                        if let Some(guard) = &config.attempts {
+                            let client = Some(application.client_id());
+                            guard.record_failure(address, client).await;
+                        }
+                        let reason = rejection.reason();
+                        audit_rejected(Some(&application), &client_id, reason, method, address);
+                    }
+                    return Err(error.into());
+                }
+                attempt = admit(config, address, Some(&application), &client_id, method).await?;
+            }
+            let verify = verify(
+                config,
+                verifier,
+                &application,
+                credentials,
+                grant_type,
+                &mut scopes,
+            );
+            snapshot::scope(verify)
+                .await
+                .map(|principal| (principal, None))
+        }
+        Err(error) => Err(error),
+    };
     if let Some(attempt) = attempt {
         // Only rejected credentials (and refused authorization) count; a
         // verifier or store that could not answer (503) does not.
@@ -140,23 +164,8 @@ where
             .end(matches!(outcome, Err(VerifyError::Rejected(_))))
             .await;
     }
-    if let (Ok(_), Some(single_use)) = (&outcome, single_use)
-        && let Err(error) = single_use.spend(config).await
-    {
-        // Spent after the slots are given back: waiting for the write (a
-        // commit, with a SQL store) does not hold one of the client's few
-        // slots, so more requests than the failure limit share a commit.
-        // A replay was signed by a trusted key, so it is not a guess; it
-        // still counts as a failure, where a slot is free to count it in.
-        if let (VerifyError::Rejected(_), Some(guard)) = (&error, &config.attempts) {
-            guard
-                .record_failure(address, Some(application.client_id()))
-                .await;
-        }
-        outcome = Err(error);
-    }
     match outcome {
-        Ok((principal, expires_by, _)) => {
+        Ok((principal, expires_by)) => {
             // Only a trade sets a limit on the new token's `exp`.
             let method = if expires_by.is_some() {
                 "federation"
@@ -193,49 +202,95 @@ where
     }
 }
 
-/// Who the client is (by trade, or by the verifier after the endpoint
-/// checked an input JWT), and whether it may get a token at `application`;
-/// narrows `scopes`.
-async fn authenticate_at<V>(
+/// Takes a slot of the attempt limiter (if there is one) for the request's
+/// address and `client_id`; a refusal (429, 503) is audited.
+async fn admit<'a>(
+    config: &'a EndpointConfig,
+    address: Option<IpAddr>,
+    application: Option<&Application>,
+    client_id: &str,
+    method: &'static str,
+) -> Result<Option<Attempt<'a>>, TokenError> {
+    let Some(guard) = &config.attempts else {
+        return Ok(None);
+    };
+    match guard
+        .admit(address, application.map(Application::client_id))
+        .await
+    {
+        Ok(attempt) => Ok(Some(attempt)),
+        Err(error) => {
+            if let TokenError::TooManyAttempts(_) = error {
+                audit_rejected(application, client_id, error.reason(), method, address);
+            }
+            Err(error)
+        }
+    }
+}
+
+/// What the endpoint made of the presented credentials, before the verifier.
+enum Checked {
+    /// A token of a federated application, traded and authorized: its
+    /// principal, and the limit on the new token's `exp`.
+    Traded(Principal, u64),
+    /// Credentials for the verifier (an input JWT verified by the endpoint),
+    /// with a single-use JWT's `jti` still to spend.
+    Verify(Credentials, Option<SingleUse>),
+}
+
+/// The endpoint's own checks of the presented credentials: a trade of a
+/// federated application's token (narrowing `scopes`), or an input JWT
+/// checked against the application's trust rules.
+async fn check(
     config: &EndpointConfig,
-    mut verifier: V,
     application: &Arc<Application>,
     presented: Presented,
     grant_type: GrantType,
     scopes: &mut Vec<String>,
-) -> Result<(Principal, Option<u64>, Option<SingleUse>), VerifyError>
+) -> Result<Checked, VerifyError> {
+    let (token, bare) = match presented {
+        Presented::Credentials(credentials) => return Ok(Checked::Verify(credentials, None)),
+        Presented::Jwt { token, bare } => (token, bare),
+    };
+    let jwt = token.expose_secret();
+    if let Some(source) = federation::source(config, application, jwt) {
+        // Boxed: trades are rare, and their future is large.
+        let trade = Box::pin(federation::trade(config, application, source, jwt)).await?;
+        scopes.retain(|scope| trade.scopes.contains(scope));
+        let provenance = Provenance::Trade;
+        authorize(config, application, &trade.principal, provenance, scopes).await?;
+        return Ok(Checked::Traded(trade.principal, trade.expires));
+    }
+    if bare && application.client_secret_matches(jwt) {
+        // The application's own secret, which looks like a JWT.
+        return Ok(Checked::Verify(Credentials::ClientSecret(token), None));
+    }
+    // Boxed, as trades: its future is large.
+    let check = assertion::check(application, jwt, grant_type, scopes);
+    let (verified, single_use) = Box::pin(check).await?;
+    Ok(Checked::Verify(
+        Credentials::Assertion(verified),
+        single_use,
+    ))
+}
+
+/// Who the client is, by the verifier, and whether it may get a token at
+/// `application`; narrows `scopes`.
+async fn verify<V>(
+    config: &EndpointConfig,
+    mut verifier: V,
+    application: &Arc<Application>,
+    credentials: Credentials,
+    grant_type: GrantType,
+    scopes: &mut Vec<String>,
+) -> Result<Principal, VerifyError>
 where
     V: Service<ClientAuthentication, Response = Principal, Error = VerifyError>,
 {
-    let mut single_use = None;
-    let credentials = match presented {
-        Presented::Credentials(credentials) => credentials,
-        Presented::Jwt { token, bare } => {
-            let jwt = token.expose_secret();
-            if let Some(source) = federation::source(config, application, jwt) {
-                // Boxed: trades are rare, and their future is large.
-                let trade = Box::pin(federation::trade(config, application, source, jwt)).await?;
-                scopes.retain(|scope| trade.scopes.contains(scope));
-                let provenance = Provenance::Trade;
-                authorize(config, application, &trade.principal, provenance, scopes).await?;
-                return Ok((trade.principal, Some(trade.expires), None));
-            }
-            if bare && application.client_secret_matches(jwt) {
-                // The application's own secret, which looks like a JWT.
-                Credentials::ClientSecret(token)
-            } else {
-                // Boxed, as trades: its future is large.
-                let check = assertion::check(application, jwt, grant_type, scopes);
-                let (verified, jti) = Box::pin(check).await?;
-                single_use = jti;
-                Credentials::Assertion(verified)
-            }
-        }
-    };
     poll_fn(|cx| verifier.poll_ready(cx)).await?;
     let request = ClientAuthentication::new(application.clone(), credentials, grant_type)
         .with_scopes(scopes.clone());
     let principal = verifier.call(request).await?;
     authorize(config, application, &principal, Provenance::Login, scopes).await?;
-    Ok((principal, None, single_use))
+    Ok(principal)
 }
