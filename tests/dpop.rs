@@ -631,9 +631,7 @@ async fn requests_oauth2client_gets_a_bound_token_and_calls_the_api() {
             }),
         )
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_url = format!("http://{}/orders", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+    let api_url = format!("{}/orders", common::serve(|_| api).await);
 
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

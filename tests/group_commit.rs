@@ -168,17 +168,17 @@ async fn a_failed_commit_fails_every_write_of_its_batch<D: SqlDialect>(store: Sq
 /// token URL.
 async fn serve<D: SqlDialect>(store: SqlStore<D>, external: &External) -> String {
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let layer = TokenEndpointLayer::new(&base, keys, store.clone())
-        .unwrap()
-        .replay_cache(store)
-        .application(external.ci_application("ci-client"))
-        .unwrap();
-    let app = Router::new()
-        .route("/{*path}", any(|| async { "inner" }))
-        .layer(layer);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = common::serve(|base| {
+        let layer = TokenEndpointLayer::new(base, keys, store.clone())
+            .unwrap()
+            .replay_cache(store)
+            .application(external.ci_application("ci-client"))
+            .unwrap();
+        Router::new()
+            .route("/{*path}", any(|| async { "inner" }))
+            .layer(layer)
+    })
+    .await;
     format!("{base}/application/o/token/")
 }
 

@@ -711,21 +711,19 @@ impl ReplayCache for GatheringReplay {
 /// `client_id`; its token URL.
 async fn start_single_use(external: &External, replay: impl ReplayCache, limit: u32) -> String {
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let layer = TokenEndpointLayer::new(&base, keys, MemoryStore::new())
-        .unwrap()
-        .replay_cache(replay)
-        .application(external.ci_application("ci-client"))
-        .unwrap()
-        .attempt_limiter(
-            MemoryAttemptLimiter::new(),
-            limits(Some(limit), None, MINUTE),
-        );
-    let app = Router::new()
-        .route("/{*path}", any(|| async { "inner" }))
-        .layer(layer);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = serve(|base| {
+        let limits = limits(Some(limit), None, MINUTE);
+        let layer = TokenEndpointLayer::new(base, keys, MemoryStore::new())
+            .unwrap()
+            .replay_cache(replay)
+            .application(external.ci_application("ci-client"))
+            .unwrap()
+            .attempt_limiter(MemoryAttemptLimiter::new(), limits);
+        Router::new()
+            .route("/{*path}", any(|| async { "inner" }))
+            .layer(layer)
+    })
+    .await;
     format!("{base}/application/o/token/")
 }
 

@@ -13,7 +13,7 @@ use axum::Router;
 use axum::routing::any;
 use common::jwks::External;
 use common::pg::{fresh_database, required};
-use common::{APP_SECRET, CLIENT_ID, JWT_BEARER, form_encode, http, replica};
+use common::{APP_SECRET, CLIENT_ID, JWT_BEARER, form_encode, http, replica, serve};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tower_m2m_auth::issuer::TokenEndpointLayer;
@@ -42,8 +42,6 @@ impl Instance {
             .await
             .unwrap()
             .with_prefix(redis_prefix);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let ci = external.ci_application(CI_CLIENT);
         // The instances share their signing keys, as replicas do.
         let layer =
@@ -53,7 +51,7 @@ impl Instance {
         let app = Router::new()
             .route("/{*path}", any(|| async { "inner" }))
             .layer(layer);
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let base = serve(|_| app).await;
         Self { base, store }
     }
 

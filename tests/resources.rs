@@ -142,10 +142,7 @@ async fn apis(server: &Server) -> String {
     let app = Router::new()
         .route("/orders", get(|| async { "orders" }).layer(api(ORDERS)))
         .route("/billing", get(|| async { "billing" }).layer(api(BILLING)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    serve(|_| app).await
 }
 
 /// A token from the `oauth2` crate's client (HTTP Basic with the

@@ -34,16 +34,16 @@ const DELETE: &str = "DELETE FROM m2m_service_accounts WHERE username = $1";
 /// A token endpoint over `store` on 127.0.0.1; its token URL.
 async fn serve<S: CredentialStore + Clone>(store: S) -> String {
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let layer = TokenEndpointLayer::new(&base, keys, store)
-        .unwrap()
-        .application(Application::new(CLIENT_ID, "fresh"))
-        .unwrap();
-    let app = Router::new()
-        .route("/{*path}", any(|| async { "inner" }))
-        .layer(layer);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = common::serve(|base| {
+        let layer = TokenEndpointLayer::new(base, keys, store)
+            .unwrap()
+            .application(Application::new(CLIENT_ID, "fresh"))
+            .unwrap();
+        Router::new()
+            .route("/{*path}", any(|| async { "inner" }))
+            .layer(layer)
+    })
+    .await;
     format!("{base}/application/o/token/")
 }
 

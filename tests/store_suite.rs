@@ -42,40 +42,42 @@ async fn jwt_endpoint<S: SuiteStore>(store: S) -> (String, External) {
 }
 
 async fn endpoint_trusting<S: SuiteStore>(store: S, external: Option<&External>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
-    let mut layer = TokenEndpointLayer::new(&base, keys, store)
-        .unwrap()
-        // The behaviours at `suite-client` are about credentials; bindings
-        // have behaviours of their own, at the other applications.
-        .application(Application::new("suite-client", "suite").danger_allow_any_account())
-        .unwrap();
-    // `sub` is the username here: shows that usernames never collide.
-    let mut by_username = Application::new(BY_USERNAME, BY_USERNAME)
-        .with_name("by-username")
-        .with_subject_mode(SubjectMode::Username)
-        .with_client_secret(BY_USERNAME_SECRET);
-    if let Some(external) = external {
-        let trusted =
-            VerificationKeys::new().with_issuer(TrustedIssuer::new(JWT_ISSUER).with_key(
-                VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap(),
-            ));
-        by_username = by_username.with_verification_keys(trusted.clone());
-        layer = layer
-            .application(Application::new("suite-jwt", "suite-jwt").with_verification_keys(trusted))
+    let base = common::serve(|base| {
+        let mut layer = TokenEndpointLayer::new(base, keys, store)
+            .unwrap()
+            // The behaviours at `suite-client` are about credentials; bindings
+            // have behaviours of their own, at the other applications.
+            .application(Application::new("suite-client", "suite").danger_allow_any_account())
             .unwrap();
-    }
-    layer = layer
-        .applications([
-            by_username,
-            Application::new(BOUND_CLIENT, BOUND_CLIENT).with_allowed_scopes(["read", "write"]),
-        ])
-        .unwrap();
-    let app = Router::new()
-        .route("/", get(|| async { "inner" }))
-        .layer(layer);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        // `sub` is the username here: shows that usernames never collide.
+        let mut by_username = Application::new(BY_USERNAME, BY_USERNAME)
+            .with_name("by-username")
+            .with_subject_mode(SubjectMode::Username)
+            .with_client_secret(BY_USERNAME_SECRET);
+        if let Some(external) = external {
+            let trusted =
+                VerificationKeys::new().with_issuer(TrustedIssuer::new(JWT_ISSUER).with_key(
+                    VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap(),
+                ));
+            by_username = by_username.with_verification_keys(trusted.clone());
+            layer = layer
+                .application(
+                    Application::new("suite-jwt", "suite-jwt").with_verification_keys(trusted),
+                )
+                .unwrap();
+        }
+        layer = layer
+            .applications([
+                by_username,
+                Application::new(BOUND_CLIENT, BOUND_CLIENT).with_allowed_scopes(["read", "write"]),
+            ])
+            .unwrap();
+        Router::new()
+            .route("/", get(|| async { "inner" }))
+            .layer(layer)
+    })
+    .await;
     format!("{base}/application/o/token/")
 }
 

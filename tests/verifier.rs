@@ -30,19 +30,18 @@ where
         + 'static,
     V::Future: Send,
 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
-    let layer = TokenEndpointLayer::new(&base, keys, store)
-        .unwrap()
-        .verifier(verifier)
-        .application(application)
-        .unwrap();
-    let app = Router::new()
-        .route("/", get(|| async { "inner" }))
-        .layer(layer);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+    common::serve(|base| {
+        let layer = TokenEndpointLayer::new(base, keys, store)
+            .unwrap()
+            .verifier(verifier)
+            .application(application)
+            .unwrap();
+        Router::new()
+            .route("/", get(|| async { "inner" }))
+            .layer(layer)
+    })
+    .await
 }
 
 /// Posts a `client_credentials` request of the test application with

@@ -189,6 +189,17 @@ pub fn replica<V>(
         .revocation_list(redis)
 }
 
+/// Serves the router `app` builds on 127.0.0.1 (a free port); `app` gets
+/// the server's base URL (`http://127.0.0.1:port`, the issuer of a token
+/// endpoint in it), which is returned.
+pub async fn serve(app: impl FnOnce(&str) -> Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = app(&base);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
 pub async fn start() -> Server {
     start_with(Algorithm::ES256, |layer| layer).await
 }
