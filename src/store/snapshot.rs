@@ -23,6 +23,8 @@ tokio::task_local! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SourceId(u64);
 
+// (Only the SQL stores read generations.)
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 impl SourceId {
     /// A name no other source has.
     pub(crate) fn new() -> Self {
@@ -39,6 +41,7 @@ pub(crate) async fn scope<F: Future>(future: F) -> F::Output {
 /// The generation of `source`: the one read earlier in this scope, or
 /// `read`'s (then kept for the rest of the scope). `None` (no generation:
 /// the cache is off) is never kept.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn generation<E>(
     source: SourceId,
     read: impl FnOnce() -> Result<Option<u64>, E>,
