@@ -218,7 +218,6 @@ struct Batch {
     purge: bool,
     slots: Vec<Slot>,
     answers: Vec<oneshot::Sender<Result<u64, StoreError>>>,
-    started: Instant,
 }
 
 impl Batch {
@@ -256,17 +255,22 @@ impl Batch {
             purge,
             slots,
             answers,
-            started: Instant::now(),
         }
     }
 
     /// Answers each job with `committed`: the keys `FIRST_USES` recorded and
-    /// the rows each statement changed, once committed; or why not.
-    fn answer(self, committed: Result<(Vec<String>, Vec<u64>), StoreError>, counts: &Counts) {
+    /// the rows each statement changed, once committed (the batch having
+    /// started at `started`); or why not.
+    fn answer(
+        self,
+        committed: Result<(Vec<String>, Vec<u64>), StoreError>,
+        started: Instant,
+        counts: &Counts,
+    ) {
         match committed {
             Ok((recorded, rows)) => {
                 counts.commits.fetch_add(1, Ordering::Relaxed);
-                let micros = self.started.elapsed().as_micros();
+                let micros = started.elapsed().as_micros();
                 let writes = self.answers.len();
                 tracing::debug!(writes, micros, "committed a batch of writes");
                 let mut recorded: HashSet<String> = recorded.into_iter().collect();

@@ -3,6 +3,7 @@
 //! tokio runtime, and again if that runtime has gone).
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use sqlx::Pool;
 use tokio::sync::mpsc;
@@ -75,8 +76,9 @@ async fn run<D: SqlDialect>(pool: Pool<D>, mut queue: mpsc::Receiver<Job>, count
         if batch.purge {
             purge(&pool).await;
         }
+        let started = Instant::now();
         let committed = commit(&pool, &batch).await;
-        batch.answer(committed, &counts);
+        batch.answer(committed, started, &counts);
     }
 }
 

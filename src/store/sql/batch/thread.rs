@@ -7,6 +7,7 @@
 //! the last clone of the store (the queue's last sender) is gone.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use rusqlite::types::{ToSql, ToSqlOutput, Value, ValueRef};
 use rusqlite::{CachedStatement, Connection, TransactionBehavior};
@@ -61,8 +62,9 @@ fn run(mut connection: Connection, mut queue: mpsc::Receiver<Job>, counts: &Coun
         if batch.purge {
             purge(&connection);
         }
+        let started = Instant::now();
         let committed = commit(&mut connection, &batch).map_err(store_error);
-        batch.answer(committed, counts);
+        batch.answer(committed, started, counts);
     }
 }
 
