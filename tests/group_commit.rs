@@ -23,7 +23,7 @@ use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{ReplayCache, RevocationList, SqlDialect, SqlStore};
 
 use common::jwks::External;
-use common::{JWT_BEARER, form_encode, http};
+use common::post_assertion_to;
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -186,18 +186,7 @@ async fn serve<D: SqlDialect>(store: SqlStore<D>, external: &External) -> String
 
 /// Status and `error` of a token request with `jwt` as client assertion.
 async fn exchange(url: &str, jwt: &str) -> (u16, Value) {
-    let response = http()
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_encode(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "ci-client"),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", jwt),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let response = post_assertion_to(url, "ci-client", jwt).await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }

@@ -739,21 +739,9 @@ fn single_use_assertion(external: &External) -> String {
     }))
 }
 
-/// The status of a token request with `jwt` as client assertion of
-/// `ci-client`.
+/// A token request with `jwt` as client assertion of `ci-client`.
 async fn assert_with(url: &str, jwt: &str) -> reqwest::Response {
-    http()
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_encode(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "ci-client"),
-            ("client_assertion_type", JWT_BEARER),
-            ("client_assertion", jwt),
-        ]))
-        .send()
-        .await
-        .unwrap()
+    post_assertion_to(url, "ci-client", jwt).await
 }
 
 /// A client's single-use requests wait for their `jti` writes without

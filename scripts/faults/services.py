@@ -148,7 +148,9 @@ async def run(binary, config):
         await asyncio.gather(*clients)
 
         ok = True
-        baseline = load.window(started, phases[0][1])
+        # (Answered before the first fault: a request sent just before it
+        # may be answered 503 during it.)
+        baseline = [s for s in load.window(started, phases[0][1]) if s[0] + s[1] < phases[0][1]]
         print(f"baseline: {len(baseline)} requests, statuses {statuses(baseline)}")
         ends = [p[1] for p in phases[1:]] + [float("inf")]
         for (name, down, back), end in zip(phases, ends):

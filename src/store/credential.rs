@@ -4,9 +4,10 @@ use std::future::Future;
 
 use super::{AccountCredential, Binding, ExternalAccount, ServiceAccount, TokenDigest};
 
-/// The store could not answer (e.g. its database is unreachable).
+/// A store (of credentials, replay-cache entries, revocations or failed
+/// attempts) could not answer, e.g. its database is unreachable.
 #[derive(Debug, thiserror::Error)]
-#[error("credential store unavailable: {0}")]
+#[error("store unavailable: {0}")]
 pub struct StoreError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// Where service accounts and app passwords are looked up.

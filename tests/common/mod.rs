@@ -242,13 +242,30 @@ pub fn oauth2_http() -> reqwest012::Client {
 
 /// POSTs a form body (given raw) to the token endpoint.
 pub async fn post_form(server: &Server, body: &str) -> reqwest::Response {
+    post_form_to(&server.token_url(), body).await
+}
+
+/// A form-encoded POST of `body` to `url`.
+pub async fn post_form_to(url: &str, body: &str) -> reqwest::Response {
     http()
-        .post(server.token_url())
+        .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body.to_owned())
         .send()
         .await
         .unwrap()
+}
+
+/// A token request to the token URL `url` at `client_id`, with `jwt` as
+/// its client assertion.
+pub async fn post_assertion_to(url: &str, client_id: &str, jwt: &str) -> reqwest::Response {
+    let form = form_encode(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", jwt),
+    ]);
+    post_form_to(url, &form).await
 }
 
 /// A token request at `client_id` as the test service account
