@@ -69,16 +69,24 @@ async fn concurrent_first_uses_share_commits<D: SqlDialect>(store: SqlStore<D>) 
     assert!(again.into_iter().all(|first| !first.unwrap()));
 }
 
-/// `writes` started together in one task: on a current-thread runtime the
-/// writer task runs only once all of them are queued, so they form one
-/// batch. Their answers, and the number of commits they took.
-async fn one_batch<T, F: Future<Output = T>>(
-    commits: impl Fn() -> u64,
+/// `writes` started together in one task, while the writer is held (see
+/// `hold_writer`: on a current-thread runtime the writer task runs only
+/// once all of them are queued, and the writer thread of an SQLite file
+/// waits for them), so they form one batch. Their answers, and the number
+/// of commits they took.
+async fn one_batch<D: SqlDialect, T, F: Future<Output = T>>(
+    store: &SqlStore<D>,
     writes: impl IntoIterator<Item = F>,
 ) -> (Vec<T>, u64) {
-    let before = commits();
-    let answers = join_all(writes).await;
-    (answers, commits() - before)
+    let before = store.write_commits();
+    let held = store.hold_writer();
+    // (The writes are queued in the first poll; the hold is released in
+    // the next.)
+    let (answers, ()) = tokio::join!(join_all(writes), async move {
+        tokio::task::yield_now().await;
+        drop(held);
+    });
+    (answers, store.write_commits() - before)
 }
 
 /// Two (and more) copies of one `jti` in one batch: exactly one accepted.
@@ -92,11 +100,8 @@ async fn copies_of_one_jti_in_one_batch_one_accepted<D: SqlDialect>(store: SqlSt
             .map(|_| twin.clone())
             .chain((0..4).map(|i| format!("jti-{copies}-other-{i}")))
             .collect::<Vec<_>>();
-        let (answers, commits) = one_batch(
-            || store.write_commits(),
-            keys.iter().map(|key| store.first_use(key, expires)),
-        )
-        .await;
+        let (answers, commits) =
+            one_batch(&store, keys.iter().map(|key| store.first_use(key, expires))).await;
         assert_eq!(commits, 1, "one batch");
         let answers: Vec<bool> = answers.into_iter().map(Result::unwrap).collect();
         let twins = answers[..copies].iter().filter(|&&first| first).count();
@@ -105,7 +110,7 @@ async fn copies_of_one_jti_in_one_batch_one_accepted<D: SqlDialect>(store: SqlSt
     }
     // Revoking one token twice in a batch: both answered, the later expiry kept.
     let (answers, commits) = one_batch(
-        || store.write_commits(),
+        &store,
         [unix_now() - 10, expires].map(|exp| store.revoke("at-twice", exp)),
     )
     .await;
@@ -125,11 +130,8 @@ async fn a_failed_commit_fails_every_write_of_its_batch<D: SqlDialect>(store: Sq
     assert!(store.first_use("jti-warm-up", expires).await.unwrap());
     let mut keys = vec![POISON.to_owned()];
     keys.extend((0..20).map(|i| format!("jti-innocent-{i}")));
-    let (answers, commits) = one_batch(
-        || store.write_commits(),
-        keys.iter().map(|key| store.first_use(key, expires)),
-    )
-    .await;
+    let (answers, commits) =
+        one_batch(&store, keys.iter().map(|key| store.first_use(key, expires))).await;
     assert_eq!(commits, 0, "nothing committed");
     for (key, answer) in keys.iter().zip(answers) {
         let error = answer.expect_err(key);
@@ -142,7 +144,7 @@ async fn a_failed_commit_fails_every_write_of_its_batch<D: SqlDialect>(store: Sq
     // A key PostgreSQL cannot hold (NUL) is refused alone, before it can
     // join, and fail, a batch.
     let (answers, commits) = one_batch(
-        || store.write_commits(),
+        &store,
         ["jti-\0-nul", "jti-beside-nul"].map(|key| store.first_use(key, expires)),
     )
     .await;
@@ -151,7 +153,7 @@ async fn a_failed_commit_fails_every_write_of_its_batch<D: SqlDialect>(store: Sq
     assert_eq!(commits, 1);
     // A revocation in a failing batch fails too.
     let (answers, _) = one_batch(
-        || store.write_commits(),
+        &store,
         [
             Box::pin(async { store.first_use(POISON, expires).await.map(|_| ()) })
                 as std::pin::Pin<Box<dyn Future<Output = _>>>,
@@ -302,8 +304,70 @@ mod sqlite {
         super::replayed_assertion_is_refused_over_http(open(&DbFile::new().0).await).await;
     }
 
-    /// A store used from a second runtime after the one that started its
-    /// writer task has shut down: a new writer task takes over.
+    /// A statement that fails on the writer thread (a trigger refuses one
+    /// revocation) fails every write of its batch: the first use and the
+    /// revocation run before it in that transaction are not recorded.
+    #[tokio::test]
+    async fn a_failed_statement_fails_every_write_of_its_batch() {
+        let file = DbFile::new();
+        let store = open(&file.0).await;
+        sqlx::raw_sql(
+            "CREATE TRIGGER poison_revocation BEFORE INSERT ON m2m_revoked_tokens \
+                 WHEN NEW.jti = 'at-poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let expires = unix_now() + 300;
+        let (answers, commits) = one_batch(
+            &store,
+            [
+                Box::pin(async { store.first_use("jti-beside", expires).await.map(|_| ()) })
+                    as std::pin::Pin<Box<dyn Future<Output = _>>>,
+                Box::pin(store.revoke("at-poison", expires)),
+                Box::pin(store.revoke("at-beside", expires)),
+            ],
+        )
+        .await;
+        assert_eq!(commits, 0, "nothing committed");
+        for answer in answers {
+            let error = answer.unwrap_err();
+            assert!(error.to_string().contains("not committed"), "{error}");
+        }
+        assert!(!store.is_revoked("at-beside").await.unwrap());
+        assert!(store.first_use("jti-beside", expires).await.unwrap());
+    }
+
+    /// The writer thread holds no clone of its store: once the last clone
+    /// is dropped (and the pool closed), it ends and closes its connection,
+    /// the file's last, which removes the WAL file.
+    #[tokio::test]
+    async fn the_writer_thread_ends_with_the_last_clone_of_its_store() {
+        let file = DbFile::new();
+        let store = open(&file.0).await;
+        let clone = store.clone();
+        let expires = unix_now() + 300;
+        assert!(store.first_use("jti-1", expires).await.unwrap());
+        let pool = store.pool().clone();
+        drop(store);
+        assert!(clone.first_use("jti-2", expires).await.unwrap());
+        drop(clone);
+        pool.close().await;
+        let mut wal = file.0.clone().into_os_string();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        for _ in 0..100 {
+            if !wal.exists() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the WAL file is still open after 5 s: the writer thread did not end");
+    }
+
+    /// A store used from a second runtime after the one that first used it
+    /// has shut down: its writer (a thread, which needs no runtime) still
+    /// answers.
     #[test]
     fn the_writer_outlives_the_runtime_that_started_it() {
         let file = DbFile::new();

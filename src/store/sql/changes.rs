@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 #[cfg(feature = "sqlite")]
 use super::statements::CHANGE_COUNTER;
+#[cfg(feature = "postgres")]
 use super::values::ACQUIRE_TIMEOUT;
 #[cfg(feature = "sqlite")]
 use super::values::store_error;
@@ -103,31 +104,14 @@ pub(crate) const ECHO_GRACE: Duration = Duration::from_millis(50);
 /// [`Changes::Off`] for a database in memory (or if it cannot be opened).
 #[cfg(feature = "sqlite")]
 pub(crate) async fn sqlite(pool: &sqlx::SqlitePool) -> Changes {
-    use rusqlite::OpenFlags;
-
-    let file: Result<String, _> =
-        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
-            .fetch_one(pool)
-            .await;
-    let file = match file {
-        Ok(file) if !file.is_empty() => file,
-        Ok(_) => return Changes::Off,
-        Err(error) => {
-            tracing::warn!(%error, "read cache off: could not name the SQLite file");
-            return Changes::Off;
-        }
+    const OFF: &str = "read cache off";
+    let Some(connection) = super::sqlite::second_connection(pool, OFF).await else {
+        return Changes::Off;
     };
-    // Never creates a file: it is the one the pool has open.
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let opened = rusqlite::Connection::open_with_flags(&file, flags).and_then(|connection| {
-        connection.busy_timeout(ACQUIRE_TIMEOUT)?;
-        connection.query_row(CHANGE_COUNTER.sqlite, [], |row| row.get::<_, i64>(0))?;
-        Ok(connection)
-    });
-    match opened {
-        Ok(connection) => Changes::Counter(Mutex::new(connection)),
+    match connection.query_row(CHANGE_COUNTER.sqlite, [], |row| row.get::<_, i64>(0)) {
+        Ok(_) => Changes::Counter(Mutex::new(connection)),
         Err(error) => {
-            tracing::warn!(%error, "read cache off: could not open the SQLite file");
+            tracing::warn!(%error, "{OFF}: could not read the change counter");
             Changes::Off
         }
     }

@@ -1,7 +1,7 @@
 //! What the token endpoint asks of the SQL store: credentials, input-JWT
 //! accounts, bindings, the replay cache and the revocation list.
 
-use super::batch::Write;
+use super::batch::{SqlWrite, Write};
 use super::driver::{Columns, Statement};
 use super::statements::{
     ACCOUNT_BY_ID, ACCOUNT_BY_USERNAME, APP_PASSWORD, BINDING, EXTEND_EXTERNAL_ACCOUNT,
@@ -47,13 +47,10 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
         // Most uses: one read by primary key, and no write.
         if let Some(mut stored) = self.account_by_id(&account.id).await? {
             if account.extends(stored.expires) {
-                let extend = Statement::<D>::new(&EXTEND_EXTERNAL_ACCOUNT)
+                let extend = SqlWrite::new(&EXTEND_EXTERNAL_ACCOUNT)
                     .bind(&account.id)
                     .bind(account.expires.map(unix_micros));
-                let extended = self
-                    .writer
-                    .execute(&account.id, Write::Statement(extend))
-                    .await?;
+                let extended = self.writer.execute(&account.id, extend).await?;
                 if extended == 1 {
                     stored.expires = account.expires;
                 } else if let Some(fresh) = self.account_by(&ACCOUNT_BY_ID, &account.id).await? {
@@ -69,7 +66,7 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
         // no insert). A concurrent first use may win: then its row is read.
         let uuid = account.uuid.to_string();
         for username in account.candidate_usernames() {
-            let insert = Statement::<D>::new(&INSERT_EXTERNAL_ACCOUNT)
+            let insert = SqlWrite::new(&INSERT_EXTERNAL_ACCOUNT)
                 .bind(&account.id)
                 .bind(&uuid)
                 .bind(&username)
@@ -77,10 +74,7 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
                 .bind(&account.issuer)
                 .bind(&account.subject)
                 .bind(account.expires.map(unix_micros));
-            let inserted = self
-                .writer
-                .execute(&account.id, Write::Statement(insert))
-                .await?;
+            let inserted = self.writer.execute(&account.id, insert).await?;
             if inserted == 1 {
                 return Ok(Some(account.to_service_account(&username)));
             }
@@ -160,10 +154,10 @@ impl<D: SqlDialect> RevocationList for SqlStore<D> {
     /// Revoking again keeps the later expiry. Group-committed: answered
     /// once the transaction holding the revocation is committed.
     async fn revoke(&self, jti: &str, expires_at: u64) -> Result<(), StoreError> {
-        let revoke = Statement::<D>::new(&REVOKE)
+        let revoke = SqlWrite::new(&REVOKE)
             .bind(jti)
             .bind(unix_seconds(expires_at));
-        self.writer.execute(jti, Write::Statement(revoke)).await?;
+        self.writer.execute(jti, revoke).await?;
         Ok(())
     }
 

@@ -5,8 +5,8 @@
 //! `statements.rs`; `driver.rs` states once what the store needs of sqlx.
 //! The read cache in front of the credential lookups (`cache.rs`) and how
 //! it learns of changes (`changes.rs`) are written once too, as is the
-//! group commit of the writes on the request path: one writer task per
-//! store (`batch.rs`).
+//! group commit of the writes on the request path: one writer per store
+//! (`batch/`; a thread for an SQLite file, a task otherwise).
 
 mod admin;
 mod batch;
@@ -94,6 +94,10 @@ macro_rules! dialect {
             async fn changes(pool: &sqlx::Pool<Self>) -> $crate::store::sql::changes::Changes {
                 $crate::store::sql::changes::$dialect(pool).await
             }
+
+            async fn writer(pool: &sqlx::Pool<Self>) -> $crate::store::sql::batch::Writer<Self> {
+                $crate::store::sql::batch::$dialect(pool).await
+            }
         }
 
         impl $crate::store::sql::driver::RowsAffected for $result {
@@ -132,6 +136,10 @@ pub trait SqlDialect:
     /// How a store on `pool` learns that credentials changed.
     #[doc(hidden)]
     fn changes(pool: &Pool<Self>) -> impl Future<Output = Changes> + Send;
+
+    /// The group-commit writer of a store on `pool`.
+    #[doc(hidden)]
+    fn writer(pool: &Pool<Self>) -> impl Future<Output = batch::Writer<Self>> + Send;
 }
 
 /// Service accounts, app-password digests, bindings, the replay cache and
@@ -144,7 +152,8 @@ pub trait SqlDialect:
 /// `_tower_m2m_auth_migrations`. Clones share one connection pool.
 ///
 /// Writes on the request path (replay-cache first uses, revocations,
-/// input-JWT accounts) are group-committed: clones share one writer task,
+/// input-JWT accounts) are group-committed: clones share one writer (for
+/// an SQLite file a thread with its own connection, otherwise a task),
 /// which commits the writes arriving together in one transaction and
 /// answers each only once it is committed; if the commit fails, every write
 /// of the batch fails with [`StoreError`].
@@ -207,7 +216,7 @@ impl<D: SqlDialect> SqlStore<D> {
             .map_err(values::store_error)?;
         let reads = Arc::new(Reads::new(D::changes(&pool).await));
         Ok(Self {
-            writer: Arc::new(batch::Writer::new(pool.clone())),
+            writer: Arc::new(D::writer(&pool).await),
             pool,
             reads,
         })

@@ -40,8 +40,8 @@ use crate::store::StoreError;
 ///   batch, which makes FULL's cost small.
 /// - `busy_timeout` 3 s: a write that finds another process writing waits
 ///   for it, up to 3 s, and then fails with [`StoreError`] (503); within
-///   one process, request-path writes go through one writer task and do not
-///   contend.
+///   one process, request-path writes go through one writer thread (its
+///   own connection, with these settings) and do not contend.
 ///
 /// ```
 /// use tower_m2m_auth::store::{AccountAdmin, ServiceAccount, SqliteStore};
@@ -94,6 +94,55 @@ impl SqlStore<Sqlite> {
         Self::from_pool(pool).await
     }
 }
+
+/// A rusqlite connection of the store's own to the file `pool` has open
+/// (on the libsqlite3 sqlx links), with the pool's per-connection settings:
+/// `synchronous`, busy timeout, foreign keys (`journal_mode` is the
+/// file's). `None` for a database in memory, which has no file to open,
+/// and (logged, after `fallback`) if it cannot be opened.
+pub(super) async fn second_connection(
+    pool: &sqlx::SqlitePool,
+    fallback: &str,
+) -> Option<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+
+    let settings = async {
+        let mut connection = pool.acquire().await?;
+        let file: String =
+            sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                .fetch_one(&mut *connection)
+                .await?;
+        let mut values = [0_i64; 3];
+        for (value, pragma) in values.iter_mut().zip(PRAGMAS) {
+            *value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("PRAGMA {pragma}")))
+                .fetch_one(&mut *connection)
+                .await?;
+        }
+        Ok::<_, sqlx::Error>((file, values))
+    };
+    let (file, values) = match settings.await {
+        Ok((file, _)) if file.is_empty() => return None,
+        Ok(settings) => settings,
+        Err(error) => {
+            tracing::warn!(%error, "{fallback}: could not name the SQLite file");
+            return None;
+        }
+    };
+    // Never creates a file: it is the one the pool has open.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let opened = rusqlite::Connection::open_with_flags(&file, flags).and_then(|connection| {
+        for (value, pragma) in values.iter().zip(PRAGMAS) {
+            connection.pragma_update(None, pragma, value)?;
+        }
+        Ok(connection)
+    });
+    opened
+        .inspect_err(|error| tracing::warn!(%error, "{fallback}: could not open the SQLite file"))
+        .ok()
+}
+
+/// The per-connection settings a second connection copies from the pool's.
+const PRAGMAS: [&str; 3] = ["synchronous", "busy_timeout", "foreign_keys"];
 
 #[cfg(test)]
 mod tests {

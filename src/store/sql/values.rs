@@ -120,6 +120,43 @@ impl From<bool> for Param<'_> {
     }
 }
 
+/// A [`Param`] that owns its value, for a write waiting in the writer's
+/// queue (bound by sqlx or rusqlite once its batch runs).
+#[derive(Debug, Clone)]
+pub(crate) enum OwnedParam {
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Bytes(Vec<u8>),
+    /// An integer, or NULL.
+    Int(Option<i64>),
+    /// A flag.
+    Flag(bool),
+}
+
+impl OwnedParam {
+    /// The parameter, borrowed.
+    pub(crate) fn as_param(&self) -> Param<'_> {
+        match self {
+            Self::Text(value) => Param::Text(value),
+            Self::Bytes(value) => Param::Bytes(value),
+            Self::Int(value) => Param::Int(*value),
+            Self::Flag(value) => Param::Flag(*value),
+        }
+    }
+}
+
+impl From<Param<'_>> for OwnedParam {
+    fn from(param: Param<'_>) -> Self {
+        match param {
+            Param::Text(value) => Self::Text(value.to_owned()),
+            Param::Bytes(value) => Self::Bytes(value.to_owned()),
+            Param::Int(value) => Self::Int(value),
+            Param::Flag(value) => Self::Flag(value),
+        }
+    }
+}
+
 /// Space-separated scopes, as the bindings table stores them (scopes never
 /// contain spaces: [`Binding::check`](crate::store::Binding::check)).
 pub(crate) fn join_scopes(scopes: &[String]) -> String {

@@ -1,0 +1,134 @@
+//! The writer as a tokio task on the pool: PostgreSQL, and an SQLite
+//! database in memory. It starts with the first write (in that write's
+//! tokio runtime, and again if that runtime has gone).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use sqlx::Pool;
+use tokio::sync::mpsc;
+
+use super::{Batch, Counts, Job, MAX_BATCH, QUEUE, Queue, Writer};
+use crate::store::StoreError;
+use crate::store::sql::SqlDialect;
+use crate::store::sql::driver::{Columns, Statement};
+use crate::store::sql::statements::{FIRST_USES, PURGE};
+use crate::store::sql::values::{now_unix, store_error};
+
+/// The writer of a PostgreSQL store: a task on its pool.
+#[cfg(feature = "postgres")]
+pub(crate) async fn postgres(pool: &sqlx::PgPool) -> Writer<sqlx::Postgres> {
+    Writer::task(pool)
+}
+
+impl<D: SqlDialect> Writer<D> {
+    /// A writer task on `pool`, started with the first write.
+    pub(super) fn task(pool: &Pool<D>) -> Self {
+        Self {
+            queue: Queue::Task(Task {
+                pool: pool.clone(),
+                sender: Mutex::new(None),
+            }),
+            counts: Arc::default(),
+        }
+    }
+}
+
+/// The pool and the queue to its running task, if one runs.
+pub(super) struct Task<D: SqlDialect> {
+    pool: Pool<D>,
+    sender: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+impl<D: SqlDialect> Task<D> {
+    /// Queues `job`, starting a task if none runs (a second try if the
+    /// task's runtime had gone); false if it could not be queued.
+    pub(super) async fn send(&self, mut job: Job, counts: &Arc<Counts>) -> bool {
+        for _ in 0..2 {
+            match self.sender(counts).send(job).await {
+                Ok(()) => return true,
+                Err(mpsc::error::SendError(returned)) => job = returned,
+            }
+        }
+        false
+    }
+
+    /// The queue to a running writer task, started here if there is none.
+    fn sender(&self, counts: &Arc<Counts>) -> mpsc::Sender<Job> {
+        let mut queue = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*queue {
+            Some(sender) if !sender.is_closed() => sender.clone(),
+            _ => {
+                let (sender, receiver) = mpsc::channel(QUEUE);
+                tokio::spawn(run(self.pool.clone(), receiver, Arc::clone(counts)));
+                *queue = Some(sender.clone());
+                sender
+            }
+        }
+    }
+}
+
+/// The writer task: batch after batch until every sender is gone.
+async fn run<D: SqlDialect>(pool: Pool<D>, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let batch = Batch::new(&mut jobs, &counts);
+        if batch.purge {
+            purge(&pool).await;
+        }
+        let started = Instant::now();
+        let committed = commit(&pool, &batch).await;
+        batch.answer(committed, started, &counts);
+    }
+}
+
+/// Runs `batch` and commits it: the first uses as one statement, then the
+/// other statements; one transaction, or none if the first uses are all
+/// there is. The keys recorded and each statement's rows changed.
+async fn commit<D: SqlDialect>(
+    pool: &Pool<D>,
+    batch: &Batch,
+) -> Result<(Vec<String>, Vec<u64>), StoreError> {
+    let record = batch.first_uses.as_ref().map(|array| {
+        Statement::<D>::new(&FIRST_USES)
+            .bind(array)
+            .bind(now_unix())
+    });
+    let mut rows = Vec::with_capacity(batch.statements.len());
+    let recorded = if batch.statements.is_empty() {
+        // One statement: atomic, and committed on its own.
+        match record {
+            Some(record) => record.fetch_all(pool).await?,
+            None => Vec::new(),
+        }
+    } else {
+        let mut transaction = pool.begin().await.map_err(store_error)?;
+        let recorded = match record {
+            Some(record) => record.fetch_all(&mut transaction).await?,
+            None => Vec::new(),
+        };
+        for write in &batch.statements {
+            let statement = write
+                .params()
+                .fold(Statement::<D>::new(write.sql), Statement::bind);
+            rows.push(statement.execute(&mut transaction).await?);
+        }
+        transaction.commit().await.map_err(store_error)?;
+        recorded
+    };
+    let recorded = recorded
+        .iter()
+        .map(|row| row.text(0))
+        .collect::<Result<_, _>>()?;
+    Ok((recorded, rows))
+}
+
+/// Deletes expired rows. A failed purge is logged, not returned.
+async fn purge<D: SqlDialect>(pool: &Pool<D>) {
+    let now = now_unix();
+    for sql in &PURGE {
+        if let Err(error) = Statement::<D>::new(sql).bind(now).execute(pool).await {
+            tracing::warn!(%error, "could not purge expired rows");
+        }
+    }
+}
