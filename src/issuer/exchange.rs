@@ -305,7 +305,7 @@ async fn party(
     let scopes = claims
         .get("scope")
         .and_then(Value::as_str)
-        .map(mint::scope_list);
+        .map(crate::store::scope_list);
     let exp = mint::unix_seconds(verified.expires);
     Ok(Party {
         principal,

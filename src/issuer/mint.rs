@@ -141,15 +141,6 @@ pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// The scopes of a space-separated `scope` claim (RFC 6749 §3.3).
-pub(crate) fn scope_list(scope: &str) -> Vec<String> {
-    scope
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Mints the access token (and ID token) of `grant`, the access token bound
 /// to the DPoP key with thumbprint `jkt` when there is one. A traded token's
 /// successor expires no later than it.

@@ -112,7 +112,7 @@ pub(crate) async fn verify(
         principal,
         sub: registered.sub,
         exp: registered.exp,
-        scopes: mint::scope_list(&registered.scope),
+        scopes: crate::store::scope_list(&registered.scope),
         claims,
         bound: registered.cnf.is_some(),
     })

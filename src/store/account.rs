@@ -251,6 +251,16 @@ pub(crate) fn is_scope_token(scope: &str) -> bool {
     !scope.is_empty() && scope.chars().all(scope_char)
 }
 
+/// The scopes of a space-separated scope string (RFC 6749 §3.3: a `scope`
+/// claim or parameter, or a stored binding's scopes).
+pub(crate) fn scope_list(scope: &str) -> Vec<String> {
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,10 +32,10 @@ mod sql;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
-pub(crate) use account::is_scope_token;
 pub use account::{
     AUTOMATIC_ID_PREFIX, AccountCredential, AppPassword, Binding, JWT_ID_PREFIX, ServiceAccount,
 };
+pub(crate) use account::{is_scope_token, scope_list};
 pub use admin::{AccountAdmin, AdminError};
 pub use credential::{CredentialStore, StoreError};
 pub use digest::TokenDigest;

@@ -10,13 +10,11 @@ use super::statements::{
     INSERT_ACCOUNT, INSERT_APP_PASSWORD, LIST_ACCOUNTS, LIST_BINDINGS, OWNER_OF_APP_PASSWORD,
     SET_ACTIVE, UNBIND,
 };
-use super::values::{
-    is_jwt_id, join_scopes, refused_account, split_scopes, store_error, unix_micros,
-};
+use super::values::{is_jwt_id, join_scopes, refused_account, store_error, unix_micros};
 use super::{SqlDialect, SqlStore};
 use crate::store::{
     AccountAdmin, AdminError, AppPassword, Binding, CredentialStore, ServiceAccount, StoreError,
-    TokenDigest,
+    TokenDigest, scope_list,
 };
 
 impl<D: SqlDialect> SqlStore<D> {
@@ -215,7 +213,7 @@ impl<D: SqlDialect> AccountAdmin for SqlStore<D> {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|row| Ok(Binding::new(row.text(0)?, split_scopes(&row.text(1)?))))
+            .map(|row| Ok(Binding::new(row.text(0)?, scope_list(&row.text(1)?))))
             .collect()
     }
 }

@@ -7,11 +7,11 @@ use super::statements::{
     ACCOUNT_BY_ID, ACCOUNT_BY_USERNAME, APP_PASSWORD, BINDING, EXTEND_EXTERNAL_ACCOUNT,
     INSERT_EXTERNAL_ACCOUNT, IS_REVOKED, REVOKE,
 };
-use super::values::{now_unix, split_scopes, unix_micros, unix_seconds};
+use super::values::{now_unix, unix_micros, unix_seconds};
 use super::{SqlDialect, SqlStore};
 use crate::store::{
     AccountCredential, AppPassword, Binding, CredentialStore, ExternalAccount, ReplayCache,
-    RevocationList, ServiceAccount, StoreError, TokenDigest,
+    RevocationList, ServiceAccount, StoreError, TokenDigest, scope_list,
 };
 
 impl<D: SqlDialect> CredentialStore for SqlStore<D> {
@@ -119,7 +119,7 @@ impl<D: SqlDialect> CredentialStore for SqlStore<D> {
                 let Some(row) = row else {
                     return Ok(None);
                 };
-                Ok(Some(Binding::new(client_id, split_scopes(&row.text(0)?))))
+                Ok(Some(Binding::new(client_id, scope_list(&row.text(0)?))))
             })
             .await
     }

@@ -163,15 +163,6 @@ pub(crate) fn join_scopes(scopes: &[String]) -> String {
     scopes.join(" ")
 }
 
-/// The scopes of a stored binding.
-pub(crate) fn split_scopes(scopes: &str) -> Vec<String> {
-    scopes
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Why an account could not be inserted, given the id of the account that
 /// holds its username (`None`: none does, so its id or UUID is taken).
 pub(crate) fn refused_account(username: String, holder: Option<&str>) -> AdminError {
