@@ -121,6 +121,7 @@ where
     let outcome = match checked {
         Ok(Checked::Traded(principal, expires)) => Ok((principal, Some(expires))),
         Ok(Checked::Verify(credentials, single_use)) => {
+            let mut spent = Ok(());
             if let Some(single_use) = single_use {
                 // Written without holding the client's slots (so that more
                 // requests than its failure limit can share a commit, with a
@@ -130,30 +131,35 @@ where
                 if let Some(held) = attempt.take() {
                     held.end(false).await;
                 }
-                if let Err(error) = single_use.spend(config).await {
-                    if let VerifyError::Rejected(rejection) = &error {
-                        if let Some(guard) = &config.attempts {
-                            let client = Some(application.client_id());
-                            guard.record_failure(address, client).await;
-                        }
-                        let reason = rejection.reason();
-                        audit_rejected(Some(&application), &client_id, reason, method, address);
+                spent = single_use.spend(config).await;
+                match (&spent, &config.attempts) {
+                    (Ok(()), _) => {
+                        attempt =
+                            admit(config, address, Some(&application), &client_id, method).await?;
                     }
-                    return Err(error.into());
+                    (Err(VerifyError::Rejected(_)), Some(guard)) => {
+                        let client = Some(application.client_id());
+                        guard.record_failure(address, client).await;
+                    }
+                    _ => {}
                 }
-                attempt = admit(config, address, Some(&application), &client_id, method).await?;
             }
-            let verify = verify(
-                config,
-                verifier,
-                &application,
-                credentials,
-                grant_type,
-                &mut scopes,
-            );
-            snapshot::scope(verify)
-                .await
-                .map(|principal| (principal, None))
+            match spent {
+                Ok(()) => {
+                    let verify = verify(
+                        config,
+                        verifier,
+                        &application,
+                        credentials,
+                        grant_type,
+                        &mut scopes,
+                    );
+                    snapshot::scope(verify)
+                        .await
+                        .map(|principal| (principal, None))
+                }
+                Err(error) => Err(error),
+            }
         }
         Err(error) => Err(error),
     };
