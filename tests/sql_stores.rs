@@ -189,6 +189,25 @@ where
 }
 
 #[cfg(feature = "sqlite")]
+/// First uses of `count` new keys (`fresh-…`), 64 at a time so that they
+/// share commits: each is recorded. The writer purges before every 128th.
+async fn first_uses_of_new_keys<S: ReplayCache>(store: &S, count: usize) {
+    let expires = unix_now() + 600;
+    let keys: Vec<String> = (0..count).map(|i| format!("fresh-{i:05}")).collect();
+    for group in keys.chunks(64) {
+        let uses = group.iter().map(|key| store.first_use(key, expires));
+        for recorded in futures_util::future::join_all(uses).await {
+            assert!(recorded.unwrap());
+        }
+    }
+}
+
+/// 5,000 expired rows (`stale-…`) seeded into the replay cache, over
+/// several of SQLite's purge chunks of 1,024 keys (PostgreSQL purges them
+/// at once): after 1,280 first uses (10 purges) every one is gone, and
+/// every new key is still there.
+const STALE_ROWS: i64 = 5_000;
+
 mod sqlite {
     use std::path::PathBuf;
 
@@ -321,6 +340,29 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn a_replay_cache_of_many_chunks_is_purged_round_by_round() {
+        let store = open(&fresh_path()).await;
+        sqlx::query(
+            "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO m2m_replay_cache (key, expires) SELECT printf('stale-%05d', i), $2 FROM n",
+        )
+        .bind(STALE_ROWS)
+        .bind(unix_now() as i64 - 10)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        first_uses_of_new_keys(&store, 1280).await;
+        let left: (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE key LIKE 'stale-%'), \
+             count(*) FILTER (WHERE key LIKE 'fresh-%') FROM m2m_replay_cache",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(left, (0, 1280));
+    }
+
+    #[tokio::test]
     async fn a_url_is_used_as_given() {
         let path = fresh_path();
         let store = SqliteStore::connect(&format!("sqlite://{}?mode=rwc", path.display()))
@@ -434,6 +476,30 @@ mod postgres {
     }
 
     #[tokio::test]
+    async fn a_replay_cache_of_many_chunks_is_purged_round_by_round() {
+        let _server = SERVER.read().await;
+        let store = PgStore::connect(&fresh_database().await).await.unwrap();
+        sqlx::query(
+            "INSERT INTO m2m_replay_cache (key, expires) \
+             SELECT 'stale-' || lpad(i::text, 5, '0'), $2 FROM generate_series(1, $1) AS i",
+        )
+        .bind(STALE_ROWS)
+        .bind(unix_now() as i64 - 10)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        first_uses_of_new_keys(&store, 1280).await;
+        let left: (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE key LIKE 'stale-%'), \
+             count(*) FILTER (WHERE key LIKE 'fresh-%') FROM m2m_replay_cache",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(left, (0, 1280));
+    }
+
+    #[tokio::test]
     async fn revocation_list_is_shared_by_instances() {
         let (_server, a, b) = two_instances().await;
         revocation_is_seen_across_instances(&a, &b).await;
@@ -455,7 +521,7 @@ mod postgres {
             .fetch_one(stores[0].pool())
             .await
             .unwrap();
-        assert_eq!(applied, 4, "0001 to 0004, each applied once");
+        assert_eq!(applied, 5, "0001 to 0005, each applied once");
     }
 
     #[tokio::test]

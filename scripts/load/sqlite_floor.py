@@ -5,7 +5,7 @@ nothing of this crate around it.
 
     python3 scripts/load/sqlite_floor.py [--writes 40000]
 
-It creates the replay-cache table of migration 0001 (random 64-hex-digit
+It creates the replay-cache table of migrations 0001 and 0005 (random 64-hex-digit
 keys, as the store's digests are) in a new WAL database and records keys in
 batches of 1, 8 and 32, each batch one statement of the store's own
 FIRST_USES form (a JSON array through json_each, RETURNING the recorded
@@ -32,7 +32,6 @@ CREATE TABLE m2m_replay_cache (
     key     TEXT    NOT NULL PRIMARY KEY,
     expires INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX m2m_replay_cache_expires ON m2m_replay_cache (expires);
 """
 
 FIRST_USES = (

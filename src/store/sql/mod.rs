@@ -89,6 +89,15 @@ macro_rules! dialect {
                         "/0004_changes.sql"
                     )),
                 ),
+                (
+                    5,
+                    "replay cache purge",
+                    include_str!(concat!(
+                        "../../../migrations/",
+                        stringify!($dialect),
+                        "/0005_replay_cache_purge.sql"
+                    )),
+                ),
             ];
 
             async fn changes(pool: &sqlx::Pool<Self>) -> $crate::store::sql::changes::Changes {
@@ -365,6 +374,7 @@ pub(super) mod tests {
                 (2, "fd85c7a1237cb7a8e98c7ede39bcbc55ba025ab0248667e0831ecd8060e4c1741eac048a5ad470a12bfd899701dd10df".to_owned()),
                 (3, "654f714f06638885a85a9d036cb31574a9df6e9b03b8a9a0e2d5aa5ad72e89a11dba29ca5aec92e57b1621f3d5de55ad".to_owned()),
                 (4, "2a0ecf7650b429ddc1cc3e6fd9101bf77f1fb4da82b9a008d696b6169230df637c135e85473b0765a2953eb08e6e387e".to_owned()),
+                (5, "eeb9e91477ebfe12c8c2a431f11c761ef22d19300dd73b9219cee7747923b73714e26f92d2599b82500c3f8b9e808779".to_owned()),
             ]
         );
         #[cfg(feature = "postgres")]
@@ -375,6 +385,7 @@ pub(super) mod tests {
                 (2, "d251f3bdbf4f02ad0cf153e98818221e18378907795b3a1c70646d6f063599b9ae84223f0f848c65347c0dc94701dbcb".to_owned()),
                 (3, "47cb04797ef628777bf9e460bda7c85264f3f7efa008d47035a79e85708512386aceb4c0f4796fa07ee959ffb6bf9787".to_owned()),
                 (4, "9d1a636206ff093e36feab74629b6a3bdd94ef542c51a900536816d5d92ae174a90b576abf2d9d8fac9dbf03b16b528f".to_owned()),
+                (5, "c79b210c623a5ba813fb610c202deb178f2370a503480c3955a7cae256af73f2c38bec36c2885f97cff93daebede602c".to_owned()),
             ]
         );
     }

@@ -214,11 +214,32 @@ pub(super) const REVOKE: Sql = Sql::both(
 pub(super) const IS_REVOKED: Sql =
     Sql::both("SELECT EXISTS (SELECT 1 FROM m2m_revoked_tokens WHERE jti = $1 AND expires >= $2)");
 
-/// Deletes expired replay-cache and revocation rows, and expired input-JWT
-/// accounts that are still active (a disabled one stays disabled); `$1` is
-/// now, in Unix seconds.
-pub(super) const PURGE: [Sql; 3] = [
-    Sql::both("DELETE FROM m2m_replay_cache WHERE expires < $1"),
+/// On SQLite the replay cache is purged a chunk of keys at a time (it has no
+/// index on its expiry, migration 0005): chunks of 1,024 keys, in key
+/// order. The key after the chunk that starts at `$1`, or no row if the
+/// chunk runs to the end. PostgreSQL keeps the index and purges the whole
+/// cache by it each time: its chunk always runs to the end.
+pub(super) const REPLAY_CHUNK_END: Sql = Sql {
+    sqlite: "SELECT key FROM m2m_replay_cache WHERE key >= $1 ORDER BY key LIMIT 1 OFFSET 1024",
+    postgres: "SELECT key FROM m2m_replay_cache WHERE false AND key >= $1",
+};
+
+/// Deletes the expired rows (`$1`: now, in Unix seconds) of the replay
+/// cache's chunk from `$2` up to `$3` (not included).
+pub(super) const PURGE_REPLAY_CHUNK: Sql =
+    Sql::both("DELETE FROM m2m_replay_cache WHERE key >= $2 AND key < $3 AND expires < $1");
+
+/// Deletes the expired rows (`$1`: now) of the replay cache's last chunk,
+/// from `$2` on; on PostgreSQL, which has no chunks, all of them.
+pub(super) const PURGE_REPLAY_REST: Sql = Sql {
+    sqlite: "DELETE FROM m2m_replay_cache WHERE key >= $2 AND expires < $1",
+    postgres: "DELETE FROM m2m_replay_cache WHERE expires < $1 AND $2::text IS NOT NULL",
+};
+
+/// Deletes expired revocation rows, and expired input-JWT accounts that are
+/// still active (a disabled one stays disabled); `$1` is now, in Unix
+/// seconds.
+pub(super) const PURGE: [Sql; 2] = [
     Sql::both("DELETE FROM m2m_revoked_tokens WHERE expires < $1"),
     Sql {
         sqlite: "DELETE FROM m2m_service_accounts WHERE expires < $1 * 1000000 AND active = 1",
@@ -230,7 +251,7 @@ pub(super) const PURGE: [Sql; 3] = [
 /// Every statement that looks rows up, with sample parameters: each must be
 /// answered through an index (the dialects' `no_statement_scans_a_table`).
 #[cfg(test)]
-pub(super) const INDEXED: [(&Sql, &[super::values::Param<'static>]); 17] = {
+pub(super) const INDEXED: [(&Sql, &[super::values::Param<'static>]); 19] = {
     use super::values::Param::{Bytes, Flag, Int, Text};
     const DIGEST: super::values::Param<'static> = Bytes(&[7; 32]);
     [
@@ -245,9 +266,11 @@ pub(super) const INDEXED: [(&Sql, &[super::values::Param<'static>]); 17] = {
         (&OWNER_OF_APP_PASSWORD, &[DIGEST]),
         (&SET_ACTIVE, &[Flag(true), Text("svc")]),
         (&IS_REVOKED, &[Text("jti"), Int(Some(0))]),
+        (&REPLAY_CHUNK_END, &[Text("key")]),
+        (&PURGE_REPLAY_CHUNK, &[Int(Some(0)), Text("a"), Text("b")]),
+        (&PURGE_REPLAY_REST, &[Int(Some(0)), Text("a")]),
         (&PURGE[0], &[Int(Some(0))]),
         (&PURGE[1], &[Int(Some(0))]),
-        (&PURGE[2], &[Int(Some(0))]),
         (&ACCOUNT_BY_ID, &[Text("jwt:x")]),
         (&EXTEND_EXTERNAL_ACCOUNT, &[Text("jwt:x"), Int(Some(0))]),
         (&BINDING, &[Text("id"), Text("client")]),

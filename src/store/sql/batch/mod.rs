@@ -32,7 +32,10 @@
 //! The writer ends when the last clone of its store is dropped (the queue's
 //! sender goes with it). Expired rows are purged by the writer, before the
 //! batch of every `PURGE_EVERY`th write, so a purge never contends with a
-//! write of this store.
+//! write of this store: the expired revocations and input-JWT accounts, and
+//! the expired rows of the replay cache (on SQLite, of its next chunk of
+//! keys, [`ReplayPurge`]: there its expiry has no index, which each first
+//! use would update).
 
 mod task;
 #[cfg(feature = "sqlite")]
@@ -46,7 +49,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::statements::Sql;
+use super::statements::{PURGE_REPLAY_CHUNK, PURGE_REPLAY_REST, REPLAY_CHUNK_END, Sql};
 use super::values::{OwnedParam, Param, PurgeTicker};
 use super::{SqlDialect, SqlStore};
 use crate::store::StoreError;
@@ -118,6 +121,43 @@ impl SqlWrite {
 impl From<SqlWrite> for Write {
     fn from(write: SqlWrite) -> Self {
         Self::Statement(write)
+    }
+}
+
+/// Where the replay cache's purge goes on: on SQLite each purge deletes the
+/// expired rows of one chunk of keys (`REPLAY_CHUNK_END`), the next purge
+/// the next chunk, round after round. So a purge costs about the same at
+/// any size of the cache, and an expired row is gone within one round:
+/// about an eighth of the cache's size in writes later (1,024 keys per
+/// `PURGE_EVERY` writes). Until then a new first use of its key takes it
+/// over. (On PostgreSQL the chunk is always the whole cache.)
+#[derive(Debug, Default)]
+struct ReplayPurge {
+    /// The first key of the next chunk; empty at the start of a round.
+    from: String,
+}
+
+impl ReplayPurge {
+    /// The query for the key after the next chunk.
+    fn chunk_end(&self) -> SqlWrite {
+        SqlWrite::new(&REPLAY_CHUNK_END).bind(self.from.as_str())
+    }
+
+    /// The delete of the next chunk's expired rows at `now`, given the key
+    /// after it (`None`: the chunk runs to the end, and the next round
+    /// starts over); moves on to the next chunk.
+    fn delete(&mut self, end: Option<String>, now: i64) -> SqlWrite {
+        let delete = match &end {
+            Some(end) => SqlWrite::new(&PURGE_REPLAY_CHUNK)
+                .bind(now)
+                .bind(self.from.as_str())
+                .bind(end.as_str()),
+            None => SqlWrite::new(&PURGE_REPLAY_REST)
+                .bind(now)
+                .bind(self.from.as_str()),
+        };
+        self.from = end.unwrap_or_default();
+        delete
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use sqlx::Pool;
 use tokio::sync::mpsc;
 
-use super::{Batch, Counts, Job, MAX_BATCH, QUEUE, Queue, Writer};
+use super::{Batch, Counts, Job, MAX_BATCH, QUEUE, Queue, ReplayPurge, SqlWrite, Writer};
 use crate::store::StoreError;
 use crate::store::sql::SqlDialect;
 use crate::store::sql::driver::{Columns, Statement};
@@ -71,10 +71,11 @@ impl<D: SqlDialect> Task<D> {
 /// The writer task: batch after batch until every sender is gone.
 async fn run<D: SqlDialect>(pool: Pool<D>, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut replay = ReplayPurge::default();
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = Batch::new(&mut jobs, &counts);
         if batch.purge {
-            purge(&pool).await;
+            purge(&pool, &mut replay).await;
         }
         let started = Instant::now();
         let committed = commit(&pool, &batch).await;
@@ -108,10 +109,7 @@ async fn commit<D: SqlDialect>(
             None => Vec::new(),
         };
         for write in &batch.statements {
-            let statement = write
-                .params()
-                .fold(Statement::<D>::new(write.sql), Statement::bind);
-            rows.push(statement.execute(&mut transaction).await?);
+            rows.push(statement::<D>(write).execute(&mut transaction).await?);
         }
         transaction.commit().await.map_err(store_error)?;
         recorded
@@ -123,12 +121,32 @@ async fn commit<D: SqlDialect>(
     Ok((recorded, rows))
 }
 
-/// Deletes expired rows. A failed purge is logged, not returned.
-async fn purge<D: SqlDialect>(pool: &Pool<D>) {
+/// Deletes expired rows (the replay cache's of its next chunk). A failed
+/// purge is logged, not returned.
+async fn purge<D: SqlDialect>(pool: &Pool<D>, replay: &mut ReplayPurge) {
     let now = now_unix();
+    let replay_chunk = async {
+        let end = match statement::<D>(&replay.chunk_end())
+            .fetch_optional(pool)
+            .await?
+        {
+            Some(row) => Some(row.text(0)?),
+            None => None,
+        };
+        statement::<D>(&replay.delete(end, now)).execute(pool).await
+    };
+    let mut purged = vec![replay_chunk.await];
     for sql in &PURGE {
-        if let Err(error) = Statement::<D>::new(sql).bind(now).execute(pool).await {
-            tracing::warn!(%error, "could not purge expired rows");
-        }
+        purged.push(Statement::<D>::new(sql).bind(now).execute(pool).await);
     }
+    for error in purged.into_iter().filter_map(Result::err) {
+        tracing::warn!(%error, "could not purge expired rows");
+    }
+}
+
+/// `write` as a statement in dialect `D`.
+fn statement<D: SqlDialect>(write: &SqlWrite) -> Statement<D> {
+    write
+        .params()
+        .fold(Statement::<D>::new(write.sql), Statement::bind)
 }

@@ -13,7 +13,7 @@ use rusqlite::types::{ToSql, ToSqlOutput, Value, ValueRef};
 use rusqlite::{CachedStatement, Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
-use super::{Batch, Counts, Job, MAX_BATCH, QUEUE, Queue, Writer};
+use super::{Batch, Counts, Job, MAX_BATCH, QUEUE, Queue, ReplayPurge, SqlWrite, Writer};
 use crate::store::sql::sqlite::second_connection;
 use crate::store::sql::statements::{FIRST_USES, PURGE};
 use crate::store::sql::values::{Param, now_unix, store_error};
@@ -50,6 +50,7 @@ pub(crate) async fn sqlite(pool: &sqlx::SqlitePool) -> Writer<sqlx::Sqlite> {
 /// The writer thread: batch after batch until every sender is gone.
 fn run(mut connection: Connection, mut queue: mpsc::Receiver<Job>, counts: &Counts) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut replay = ReplayPurge::default();
     while let Some(job) = queue.blocking_recv() {
         jobs.push(job);
         drop(counts.hold.lock());
@@ -60,7 +61,7 @@ fn run(mut connection: Connection, mut queue: mpsc::Receiver<Job>, counts: &Coun
         }
         let batch = Batch::new(&mut jobs, counts);
         if batch.purge {
-            purge(&connection);
+            purge(&connection, &mut replay);
         }
         let started = Instant::now();
         let committed = commit(&mut connection, &batch).map_err(store_error);
@@ -108,11 +109,23 @@ fn record(connection: &Connection, batch: &Batch) -> Result<Vec<String>, rusqlit
     Ok(recorded)
 }
 
-/// Deletes expired rows. A failed purge is logged, not returned.
-fn purge(connection: &Connection) {
-    for sql in &PURGE {
-        let purged = prepare(connection, sql.sqlite, [Param::Int(Some(now_unix()))])
-            .and_then(|mut statement| statement.raw_execute());
+/// Deletes expired rows (the replay cache's of its next chunk). A failed
+/// purge is logged, not returned.
+fn purge(connection: &Connection, replay: &mut ReplayPurge) {
+    let now = now_unix();
+    let run = |write: &SqlWrite| prepare(connection, write.sql.sqlite, write.params());
+    let replay_chunk = run(&replay.chunk_end()).and_then(|mut statement| {
+        let end = match statement.raw_query().next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        };
+        run(&replay.delete(end, now))?.raw_execute()
+    });
+    let others = PURGE.iter().map(|sql| {
+        prepare(connection, sql.sqlite, [Param::Int(Some(now))])
+            .and_then(|mut statement| statement.raw_execute())
+    });
+    for purged in std::iter::once(replay_chunk).chain(others) {
         if let Err(error) = purged {
             tracing::warn!(%error, "could not purge expired rows");
         }
