@@ -189,24 +189,30 @@ where
 }
 
 #[cfg(feature = "sqlite")]
-/// First uses of `count` new keys (`fresh-…`), 64 at a time so that they
-/// share commits: each is recorded. The writer purges before every 128th.
-async fn first_uses_of_new_keys<S: ReplayCache>(store: &S, count: usize) {
+/// How many expired rows (`stale-…`) a test seeds into the replay cache:
+/// several of SQLite's purge chunks of 1,024 keys (PostgreSQL purges them at
+/// once).
+const STALE_ROWS: i64 = 5_000;
+
+/// After [`STALE_ROWS`] were seeded: 1,280 first uses of new keys
+/// (`fresh-…`), 64 at a time so that they share commits, each recorded; the
+/// writer purges before every 128th, 10 times. Then `left` (stale rows, new
+/// keys) finds every stale row gone and every new key there.
+async fn purges_leave_only_new_keys<S: ReplayCache>(store: &S, left: impl AsyncFn() -> (i64, i64)) {
     let expires = unix_now() + 600;
-    let keys: Vec<String> = (0..count).map(|i| format!("fresh-{i:05}")).collect();
+    let keys: Vec<String> = (0..1280).map(|i| format!("fresh-{i:05}")).collect();
     for group in keys.chunks(64) {
         let uses = group.iter().map(|key| store.first_use(key, expires));
         for recorded in futures_util::future::join_all(uses).await {
             assert!(recorded.unwrap());
         }
     }
+    assert_eq!(left().await, (0, 1280));
 }
 
-/// 5,000 expired rows (`stale-…`) seeded into the replay cache, over
-/// several of SQLite's purge chunks of 1,024 keys (PostgreSQL purges them
-/// at once): after 1,280 first uses (10 purges) every one is gone, and
-/// every new key is still there.
-const STALE_ROWS: i64 = 5_000;
+/// How many stale rows, then how many new keys, the replay cache holds.
+const STALE_AND_FRESH: &str = "SELECT count(*) FILTER (WHERE key LIKE 'stale-%'), \
+     count(*) FILTER (WHERE key LIKE 'fresh-%') FROM m2m_replay_cache";
 
 mod sqlite {
     use std::path::PathBuf;
@@ -351,15 +357,14 @@ mod sqlite {
         .execute(store.pool())
         .await
         .unwrap();
-        first_uses_of_new_keys(&store, 1280).await;
-        let left: (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE key LIKE 'stale-%'), \
-             count(*) FILTER (WHERE key LIKE 'fresh-%') FROM m2m_replay_cache",
-        )
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-        assert_eq!(left, (0, 1280));
+        let pool = store.pool().clone();
+        purges_leave_only_new_keys(&store, async || {
+            sqlx::query_as(STALE_AND_FRESH)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        })
+        .await;
     }
 
     #[tokio::test]
@@ -488,15 +493,14 @@ mod postgres {
         .execute(store.pool())
         .await
         .unwrap();
-        first_uses_of_new_keys(&store, 1280).await;
-        let left: (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE key LIKE 'stale-%'), \
-             count(*) FILTER (WHERE key LIKE 'fresh-%') FROM m2m_replay_cache",
-        )
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-        assert_eq!(left, (0, 1280));
+        let pool = store.pool().clone();
+        purges_leave_only_new_keys(&store, async || {
+            sqlx::query_as(STALE_AND_FRESH)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        })
+        .await;
     }
 
     #[tokio::test]
