@@ -70,7 +70,8 @@ impl Registered {
 /// spends it once the request is otherwise granted (see [`check`]).
 #[must_use = "a single-use assertion is accepted only once its jti is spent"]
 pub(crate) struct SingleUse {
-    /// The replay-cache key: a digest of `iss` and `jti`.
+    /// The replay-cache key: `exp`, then a digest of `iss` and `jti`
+    /// ([`replay_key`]).
     key: String,
     /// Until when it is remembered (Unix seconds): as long as the JWT is
     /// accepted, leeway included.
@@ -87,6 +88,23 @@ impl SingleUse {
             Err(Rejection::AssertionReplayed.into())
         }
     }
+}
+
+/// The replay-cache key of a JWT: its `exp` (whole seconds, 12 digits),
+/// then a digest of `iss` and `jti` (a `jti` is only unique per issuer).
+///
+/// A replay is the same signed JWT again, so its `exp` is the same. Another
+/// JWT with the same `jti` but another `exp` can only come from whoever
+/// holds the issuer's key, who could as well pick a new `jti`: it is not a
+/// replay. Leading with `exp` puts the keys of one moment next to each
+/// other, so a SQL store's index takes each batch of first uses into a few
+/// recent pages instead of one random page of the whole cache each.
+/// Measured on SQLite over two minutes of single-use JWTs living 20 s (a
+/// cache of 400,000–500,000 keys): p99 11.0–11.2 ms before, 7.0 ms after,
+/// and 8 % more requests per second.
+fn replay_key(iss: &str, jti: &str, exp: f64) -> String {
+    let digest = TokenDigest::of(&format!("{iss}\u{0}{jti}")).to_hex();
+    format!("{:012}-{digest}", exp.ceil() as u64)
 }
 
 /// Verifies an input JWT for `application`; `scopes` (those requested that
@@ -150,8 +168,7 @@ pub(crate) async fn check(
 
     let single_use = match &registered.jti {
         Some(jti) if rules.single_use => Some(SingleUse {
-            // Key on the issuer too: jti is only unique per issuer.
-            key: TokenDigest::of(&format!("{}\u{0}{jti}", registered.iss)).to_hex(),
+            key: replay_key(&registered.iss, jti, registered.exp),
             expires_at: (registered.exp + leeway).ceil() as u64,
         }),
         None if rules.single_use => return Err(Rejection::AssertionReplayed.into()),
@@ -249,5 +266,46 @@ impl Application {
     pub fn with_federated_application(mut self, client_id: impl Into<String>) -> Self {
         self.assertions.federated_clients.push(client_id.into());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replay_key;
+
+    #[test]
+    fn a_replay_key_names_one_jti_of_one_issuer_with_one_exp() {
+        let key = replay_key("https://ci.example", "abc", 1_900_000_000.0);
+        assert_eq!(
+            key,
+            replay_key("https://ci.example", "abc", 1_900_000_000.0)
+        );
+        // NumericDate may have a fraction: the key holds whole seconds.
+        assert_eq!(
+            key,
+            replay_key("https://ci.example", "abc", 1_899_999_999.5)
+        );
+        for other in [
+            replay_key("https://other.example", "abc", 1_900_000_000.0),
+            replay_key("https://ci.example", "abd", 1_900_000_000.0),
+            // Another JWT with the same jti: signed by the issuer's key.
+            replay_key("https://ci.example", "abc", 1_900_000_001.0),
+            // The NUL join has one reading.
+            replay_key("https://ci.exampleabc", "", 1_900_000_000.0),
+        ] {
+            assert_ne!(key, other);
+        }
+    }
+
+    #[test]
+    fn replay_keys_sort_by_exp() {
+        let mut keys: Vec<(u64, String)> = [99_999, 100_000, 1_900_000_000, 1_900_000_001]
+            .into_iter()
+            .flat_map(|exp| {
+                ["a", "b", "c"].map(|jti| (exp, replay_key("https://ci.example", jti, exp as f64)))
+            })
+            .collect();
+        keys.sort_by(|a, b| a.1.cmp(&b.1));
+        assert!(keys.is_sorted_by_key(|(exp, _)| *exp), "{keys:?}");
     }
 }
