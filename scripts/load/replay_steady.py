@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""The SQLite replay cache at a steady state: single-use input JWTs that
+live LIFETIME seconds, under wrk for SECONDS seconds, so that keys expire
+and are purged while new ones arrive (scripts/load/stores.py starts from an
+empty cache and gives every JWT one `exp`).
+
+    python3 scripts/load/replay_steady.py [--seconds 120] [--rate 7000] [--lifetime 20]
+
+The JWTs are signed beforehand: JWT i is planned to arrive at second i/RATE
+of the run and expires LIFETIME seconds after that. Set RATE below what the
+server does, so that JWTs arrive before their planned second, never after
+their `exp`. Every 10 s it prints the replay cache's rows (live, and
+expired but not yet purged) and the database file's size; at the end req/s,
+p99, max and refused (must be 0).
+
+Loopback only. Needs wrk (installed from Debian's packages if missing), the
+Python package cryptography, and cargo.
+"""
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import Es256Signer, build_examples, ensure_wrk, stop, wait_for  # noqa: E402
+import stores  # noqa: E402
+
+SIGNING_PER_SECOND = 30_000  # this machine's pace, to plan the start
+
+
+def bodies(signer, count, start, rate, lifetime):
+    """The form bodies of `count` single-use JWTs, planned from `start`."""
+    for i in range(count):
+        arrival = start + i // rate
+        claims = {"iss": stores.ISSUER, "sub": f"job-{i % 20}", "jti": str(uuid.uuid4()),
+                  "iat": start - 1, "exp": arrival + lifetime}
+        yield (f"grant_type=client_credentials&client_id=ci-once"
+               f"&client_assertion_type={stores.BEARER}&client_assertion={signer.mint(claims)}")
+
+
+def sample(database, seconds, printed):
+    """Every 10 s: the replay cache's rows, live and expired, and the file's size."""
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    for tick in range(1, seconds // 10 + 1):
+        time.sleep(10)
+        now = int(time.time())
+        rows, live = db.execute(
+            "SELECT count(*), count(*) FILTER (WHERE expires >= ?) FROM m2m_replay_cache",
+            (now,)).fetchone()
+        size = os.path.getsize(database) / 1e6
+        printed.append(rows - live)
+        print(f"  {10 * tick:4} s: {rows:8} rows, {live:8} live, {rows - live:7} expired, "
+              f"{size:6.1f} MB", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=120)
+    parser.add_argument("--rate", type=int, default=7000)
+    parser.add_argument("--lifetime", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    ensure_wrk()
+    examples = build_examples(("server", "sqlite"))
+    signer = Es256Signer()
+    count = int(args.seconds * args.rate * 1.6)
+    start = int(time.time() + count / SIGNING_PER_SECOND + 5)
+    with tempfile.TemporaryDirectory(prefix="m2m-steady-") as directory:
+        with open(os.path.join(directory, "ci.pem"), "wb") as pem:
+            pem.write(signer.public_pem())
+        with open(os.path.join(directory, "server.toml"), "w") as config:
+            config.write(stores.CONFIG.format(store='sqlite = "load.db"', limits=""))
+        path = os.path.join(directory, "bodies.txt")
+        print(f"signing {count} input JWTs...", flush=True)
+        with open(path, "w") as file:
+            file.write("\n".join(bodies(signer, count, start, args.rate, args.lifetime)) + "\n")
+        server = subprocess.Popen(
+            [os.path.join(examples, "server"), "--config", os.path.join(directory, "server.toml"),
+             "--listen", f"{stores.HOST}:{stores.PORT}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "RUST_LOG": "error"}, cwd=directory)
+        try:
+            wait_for(stores.PORT, seconds=60)
+            time.sleep(max(0.0, start - time.time()))
+            expired = []
+            sampler = threading.Thread(
+                target=sample, args=(os.path.join(directory, "load.db"), args.seconds, expired))
+            sampler.start()
+            result = stores.wrk(path, argparse.Namespace(threads=1, connections=args.connections),
+                                args.seconds)
+            sampler.join()
+        finally:
+            stop([server])
+    rps = result["requests"] / result["seconds"]
+    print(f"{rps:.0f} req/s, p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms, "
+          f"refused {result['refused']}")
+    sys.exit(0 if result["refused"] == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
