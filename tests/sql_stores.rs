@@ -25,7 +25,7 @@ use tower_m2m_auth::issuer::{Application, TokenEndpointLayer};
 use tower_m2m_auth::keys::{Algorithm, KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     AccountAdmin, Binding, CredentialStore, ReplayCache, RevocationList, ServiceAccount,
-    TokenDigest,
+    SqlDialect, SqlStore, TokenDigest,
 };
 
 fn unix_now() -> u64 {
@@ -188,17 +188,28 @@ where
     assert!(!b.account("svc-shared").await.unwrap().unwrap().active);
 }
 
-#[cfg(feature = "sqlite")]
 /// How many expired rows (`stale-…`) a test seeds into the replay cache:
 /// several of SQLite's purge chunks of 1,024 keys (PostgreSQL purges them at
 /// once).
 const STALE_ROWS: i64 = 5_000;
 
-/// After [`STALE_ROWS`] were seeded: 1,280 first uses of new keys
-/// (`fresh-…`), 64 at a time so that they share commits, each recorded; the
-/// writer purges before every 128th, 10 times. Then `left` (stale rows, new
-/// keys) finds every stale row gone and every new key there.
-async fn purges_leave_only_new_keys<S: ReplayCache>(store: &S, left: impl AsyncFn() -> (i64, i64)) {
+/// Seeds [`STALE_ROWS`] expired rows into `store`'s replay cache with
+/// `seed` (its dialect's SQL: `$1` rows named `stale-…`, expiring at `$2`).
+/// Then 1,280 first uses of new keys (`fresh-…`), 64 at a time so that they
+/// share commits, each recorded; the writer purges before every 128th, 10
+/// times. Every stale row is gone, every new key there.
+async fn purges_leave_only_new_keys<D: SqlDialect>(store: &SqlStore<D>, seed: &'static str)
+where
+    for<'c> &'c sqlx::Pool<D>: sqlx::Executor<'c, Database = D>,
+    i64: for<'q> sqlx::Encode<'q, D> + sqlx::Type<D>,
+    (i64, i64): for<'r> sqlx::FromRow<'r, D::Row>,
+{
+    sqlx::query(seed)
+        .bind(STALE_ROWS)
+        .bind(unix_now() as i64 - 10)
+        .execute(store.pool())
+        .await
+        .unwrap();
     let expires = unix_now() + 600;
     let keys: Vec<String> = (0..1280).map(|i| format!("fresh-{i:05}")).collect();
     for group in keys.chunks(64) {
@@ -207,13 +218,17 @@ async fn purges_leave_only_new_keys<S: ReplayCache>(store: &S, left: impl AsyncF
             assert!(recorded.unwrap());
         }
     }
-    assert_eq!(left().await, (0, 1280));
+    let left: (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE key LIKE 'stale-%'), \
+         count(*) FILTER (WHERE key LIKE 'fresh-%') FROM m2m_replay_cache",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(left, (0, 1280));
 }
 
-/// How many stale rows, then how many new keys, the replay cache holds.
-const STALE_AND_FRESH: &str = "SELECT count(*) FILTER (WHERE key LIKE 'stale-%'), \
-     count(*) FILTER (WHERE key LIKE 'fresh-%') FROM m2m_replay_cache";
-
+#[cfg(feature = "sqlite")]
 mod sqlite {
     use std::path::PathBuf;
 
@@ -348,23 +363,9 @@ mod sqlite {
     #[tokio::test]
     async fn a_replay_cache_of_many_chunks_is_purged_round_by_round() {
         let store = open(&fresh_path()).await;
-        sqlx::query(
-            "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
-             INSERT INTO m2m_replay_cache (key, expires) SELECT printf('stale-%05d', i), $2 FROM n",
-        )
-        .bind(STALE_ROWS)
-        .bind(unix_now() as i64 - 10)
-        .execute(store.pool())
-        .await
-        .unwrap();
-        let pool = store.pool().clone();
-        purges_leave_only_new_keys(&store, async || {
-            sqlx::query_as(STALE_AND_FRESH)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        })
-        .await;
+        let seed = "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+            INSERT INTO m2m_replay_cache (key, expires) SELECT printf('stale-%05d', i), $2 FROM n";
+        purges_leave_only_new_keys(&store, seed).await;
     }
 
     #[tokio::test]
@@ -484,23 +485,9 @@ mod postgres {
     async fn a_replay_cache_of_many_chunks_is_purged_round_by_round() {
         let _server = SERVER.read().await;
         let store = PgStore::connect(&fresh_database().await).await.unwrap();
-        sqlx::query(
-            "INSERT INTO m2m_replay_cache (key, expires) \
-             SELECT 'stale-' || lpad(i::text, 5, '0'), $2 FROM generate_series(1, $1) AS i",
-        )
-        .bind(STALE_ROWS)
-        .bind(unix_now() as i64 - 10)
-        .execute(store.pool())
-        .await
-        .unwrap();
-        let pool = store.pool().clone();
-        purges_leave_only_new_keys(&store, async || {
-            sqlx::query_as(STALE_AND_FRESH)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        })
-        .await;
+        let seed = "INSERT INTO m2m_replay_cache (key, expires) \
+            SELECT 'stale-' || lpad(i::text, 5, '0'), $2 FROM generate_series(1, $1) AS i";
+        purges_leave_only_new_keys(&store, seed).await;
     }
 
     #[tokio::test]
