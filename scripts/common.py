@@ -25,6 +25,20 @@ def build_examples(*examples):
     return os.path.join(target, "release", "examples")
 
 
+def write_lines(path, lines):
+    """Writes `lines` to `path`, one per line, and syncs the file to disk
+    before returning. A load script's request bodies run to hundreds of MB;
+    left to the kernel, their writeback starts about 30 s later, during the
+    measurement, and the store's syncs to disk wait behind it (measured:
+    the replay cache's commits and any other file's fsync stalled 100-150 ms
+    at once, 20 s into a run)."""
+    with open(path, "w") as file:
+        for line in lines:
+            file.write(line + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
 def wait_for(port, seconds=30):
     """Waits until something accepts connections on `port`."""
     deadline = time.monotonic() + seconds

@@ -28,7 +28,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import Es256Signer, build_examples, ensure_wrk, stop, wait_for  # noqa: E402
+from common import Es256Signer, build_examples, ensure_wrk, stop, wait_for, write_lines  # noqa: E402
 import stores  # noqa: E402
 
 SIGNING_PER_SECOND = 30_000  # this machine's pace, to plan the start
@@ -78,8 +78,7 @@ def main():
             config.write(stores.CONFIG.format(store='sqlite = "load.db"', limits=""))
         path = os.path.join(directory, "bodies.txt")
         print(f"signing {count} input JWTs...", flush=True)
-        with open(path, "w") as file:
-            file.write("\n".join(bodies(signer, count, start, args.rate, args.lifetime)) + "\n")
+        write_lines(path, bodies(signer, count, start, args.rate, args.lifetime))
         server = subprocess.Popen(
             [os.path.join(examples, "server"), "--config", os.path.join(directory, "server.toml"),
              "--listen", f"{stores.HOST}:{stores.PORT}"],

@@ -37,7 +37,7 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import HOST, Es256Signer, build_examples, ensure_wrk, stop, wait_for  # noqa: E402
+from common import HOST, Es256Signer, build_examples, ensure_wrk, stop, wait_for, write_lines  # noqa: E402
 
 PORT = 19340
 PASSWORD = "load-app-password-not-a-secret"
@@ -216,12 +216,10 @@ def main():
             pem.write(signer.public_pem())
         print(f"signing {2 * args.assertions} input JWTs...", flush=True)
         bodies = {"static": os.path.join(directory, "static.txt")}
-        with open(bodies["static"], "w") as file:
-            file.write(STATIC + "\n")
+        write_lines(bodies["static"], [STATIC])
         for kind, client in (("jwt", "ci-client"), ("jwt-once", "ci-once")):
             bodies[kind] = os.path.join(directory, f"{kind}.txt")
-            with open(bodies[kind], "w") as file:
-                file.write("\n".join(assertion_bodies(signer, client, args.assertions)) + "\n")
+            write_lines(bodies[kind], assertion_bodies(signer, client, args.assertions))
 
         stores = [("memory", "memory = true", lambda: []),
                   ("sqlite", 'sqlite = "load.db"', lambda: [])]
