@@ -231,20 +231,33 @@ pub(super) const PURGE_REPLAY_CHUNK: Sql =
 
 /// Deletes the expired rows (`$1`: now) of the replay cache's last chunk,
 /// from `$2` on; on PostgreSQL, which has no chunks, all of them.
+///
+/// On PostgreSQL every purge passes over the rows another transaction holds
+/// (`FOR UPDATE SKIP LOCKED`; the next purge takes them): another instance's
+/// batch, or an admin command. It never waits for their commit, and never
+/// locks rows in an order (its index's) that could deadlock with a batch
+/// (which locks in key order).
 pub(super) const PURGE_REPLAY_REST: Sql = Sql {
     sqlite: "DELETE FROM m2m_replay_cache WHERE key >= $2 AND expires < $1",
-    postgres: "DELETE FROM m2m_replay_cache WHERE expires < $1 AND $2::text IS NOT NULL",
+    postgres: "DELETE FROM m2m_replay_cache WHERE key IN (SELECT key FROM m2m_replay_cache \
+        WHERE expires < $1 AND $2::text IS NOT NULL FOR UPDATE SKIP LOCKED)",
 };
 
 /// Deletes expired revocation rows, and expired input-JWT accounts that are
 /// still active (a disabled one stays disabled); `$1` is now, in Unix
-/// seconds.
+/// seconds. (On PostgreSQL, passing over locked rows: see
+/// [`PURGE_REPLAY_REST`].)
 pub(super) const PURGE: [Sql; 2] = [
-    Sql::both("DELETE FROM m2m_revoked_tokens WHERE expires < $1"),
+    Sql {
+        sqlite: "DELETE FROM m2m_revoked_tokens WHERE expires < $1",
+        postgres: "DELETE FROM m2m_revoked_tokens WHERE jti IN (SELECT jti \
+            FROM m2m_revoked_tokens WHERE expires < $1 FOR UPDATE SKIP LOCKED)",
+    },
     Sql {
         sqlite: "DELETE FROM m2m_service_accounts WHERE expires < $1 * 1000000 AND active = 1",
-        postgres: "DELETE FROM m2m_service_accounts \
-            WHERE expires < to_timestamp($1::float8) AND active",
+        postgres: "DELETE FROM m2m_service_accounts WHERE id IN (SELECT id \
+            FROM m2m_service_accounts WHERE expires < to_timestamp($1::float8) AND active \
+            FOR UPDATE SKIP LOCKED)",
     },
 ];
 
