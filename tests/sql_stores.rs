@@ -564,7 +564,7 @@ mod postgres {
             .fetch_one(stores[0].pool())
             .await
             .unwrap();
-        assert_eq!(applied, 5, "0001 to 0005, each applied once");
+        assert_eq!(applied, 6, "0001 to 0006, each applied once");
     }
 
     #[tokio::test]

@@ -310,7 +310,10 @@ mod sqlite {
 }
 
 mod postgres {
-    use sqlx::postgres::PgPool;
+    use std::str::FromStr;
+
+    use sqlx::Connection;
+    use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
     use tower_m2m_auth::store::PgStore;
 
     use super::*;
@@ -404,6 +407,8 @@ mod postgres {
         signal(&pids, "STOP");
         let thaw = Thaw(pids);
 
+        // The change returns only once neither silent listener can still
+        // serve from its cache (their rows unrenewed for 15 s).
         let started = std::time::Instant::now();
         assert!(
             instances
@@ -412,18 +417,14 @@ mod postgres {
                 .await
                 .unwrap()
         );
-        loop {
-            let mut statuses = Vec::new();
-            for url in &instances.urls {
-                statuses.push(login(url, "svc-frozen", token.expose_secret()).await);
-            }
-            if statuses == [400, 400] {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(14), "{statuses:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let returned = started.elapsed();
+        let mut statuses = Vec::new();
+        for url in &instances.urls {
+            statuses.push(login(url, "svc-frozen", token.expose_secret()).await);
         }
-        println!("refused everywhere after {:?}", started.elapsed());
+        assert_eq!(statuses, [400, 400], "after {returned:?}");
+        assert!(returned < Duration::from_secs(17), "{returned:?}");
+        println!("the change returned after {returned:?}, refused everywhere");
         drop(thaw);
         eventually("both stores listen again", || {
             instances.a.read_cache_active() && instances.b.read_cache_active()
@@ -431,6 +432,85 @@ mod postgres {
         .await;
         assert_eq!(instances.logins("svc-frozen", &token).await, [400, 400]);
         maintenance.close().await;
+    }
+
+    /// A listener that is behind, as a stand-in: a connection under the
+    /// listeners' `application_name` whose row in `m2m_listeners` has heard
+    /// none of the changes.
+    async fn listener_behind(url: &str, renewed: &str) -> PgConnection {
+        let options = PgConnectOptions::from_str(url)
+            .unwrap()
+            .application_name(LISTENER);
+        let mut connection = PgConnection::connect_with(&options).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO m2m_listeners (pid, heard, renewed) \
+             VALUES (pg_backend_pid(), 0, {renewed})"
+        )))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+        connection
+    }
+
+    /// Whether `change` is still waiting after 500 ms; then it must end
+    /// within 5 s of `release`.
+    async fn held_until<F, R>(change: F, release: R)
+    where
+        F: Future<Output = bool> + Send + 'static,
+        R: Future<Output = ()>,
+    {
+        let change = tokio::spawn(change);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !change.is_finished(),
+            "returned before every listener heard it"
+        );
+        release.await;
+        let changed = tokio::time::timeout(Duration::from_secs(5), change)
+            .await
+            .expect("still waiting 5 s after the listener was released");
+        assert!(changed.unwrap());
+    }
+
+    /// An admin change returns only once every live listener said it heard
+    /// it: one that is behind holds it until it answers, its backend is
+    /// gone, or its row went unrenewed for 15 s (by then it no longer
+    /// serves from its cache).
+    #[tokio::test]
+    async fn an_admin_change_returns_once_every_listener_heard_it() {
+        let url = fresh_database().await;
+        let store = PgStore::connect(&url).await.unwrap();
+        assert!(store.read_cache_active());
+        let admin = store.clone();
+        let created = async move {
+            let account = ServiceAccount::new("svc-held");
+            admin.create_service_account(account, None).await.is_ok()
+        };
+
+        // It answers that it heard every change.
+        let mut behind = listener_behind(&url, "now()").await;
+        let answer = sqlx::query(
+            "UPDATE m2m_listeners SET heard = (SELECT value FROM m2m_changes), \
+             renewed = now() WHERE pid = pg_backend_pid()",
+        );
+        held_until(created, async {
+            answer.execute(&mut behind).await.unwrap();
+        })
+        .await;
+
+        // Its backend goes away (long before its lease ends).
+        let admin = store.clone();
+        let disabled = async move { admin.set_account_active("svc-held", false).await.unwrap() };
+        held_until(disabled, async {
+            behind.close().await.unwrap();
+        })
+        .await;
+
+        // Its row was last renewed 14 s ago: its lease ends in about 1 s.
+        let _behind = listener_behind(&url, "now() - interval '14 seconds'").await;
+        let admin = store.clone();
+        let enabled = async move { admin.set_account_active("svc-held", true).await.unwrap() };
+        held_until(enabled, async {}).await;
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 #[cfg(feature = "postgres")]
-use tokio::sync::watch;
+use tokio::time::{Instant, timeout_at};
 
 #[cfg(feature = "sqlite")]
 use super::statements::CHANGE_COUNTER;
@@ -68,16 +68,19 @@ impl Changes {
         }
     }
 
-    /// Waits (at most [`ECHO_TIMEOUT`]) until this store has heard of every
-    /// change up to the counter value `value`, so that whatever an admin
-    /// method just committed is announced to every listening instance
-    /// before it returns. Only PostgreSQL announces; returns at once while
-    /// the listener is down (the cache is bypassed then).
+    /// Waits until every instance listening on the database has acted on
+    /// every change up to the counter value `value`, so that whatever an
+    /// admin method just committed is refused by every instance's next
+    /// request once it returns (see [`settle`]). Only PostgreSQL announces;
+    /// returns at once while this store is not listening (its cache is
+    /// bypassed then).
     #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     pub(crate) async fn heard(&self, value: i64) {
         #[cfg(feature = "postgres")]
-        if let Self::Announced(feed) = self {
-            feed.heard(value).await;
+        if let Self::Announced(feed) = self
+            && feed.generation().is_some()
+        {
+            settle(&feed.pool, value).await;
         }
     }
 
@@ -91,14 +94,85 @@ impl Changes {
     }
 }
 
-/// How long an admin method waits for its change to come back announced.
+/// How often a listener renews its row in `m2m_listeners` (migration 0006)
+/// at least, while it hears anything.
 #[cfg(feature = "postgres")]
-pub(crate) const ECHO_TIMEOUT: Duration = Duration::from_secs(2);
+const RENEW: Duration = Duration::from_millis(HEARTBEAT.as_millis() as u64 / 2);
 
-/// How much longer an admin method waits once its change came back, for
-/// the other instances' listeners.
+/// How long after its last renewal a listener's row still counts: a
+/// listener that heard nothing for `2 × HEARTBEAT` stops serving from its
+/// cache, and it renews at least every [`RENEW`] while it hears anything,
+/// so by then it is at most `RENEW + 2 × HEARTBEAT` (12.5 s) past its last
+/// renewal; 2.5 s more for its timers firing late.
 #[cfg(feature = "postgres")]
-pub(crate) const ECHO_GRACE: Duration = Duration::from_millis(50);
+const LEASE: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
+
+/// Records that the listener on this connection heard the counter up to
+/// `$1`, now.
+#[cfg(feature = "postgres")]
+const LISTENER_HEARD: &str = "INSERT INTO m2m_listeners (pid, heard, renewed) \
+    VALUES (pg_backend_pid(), $1, now()) ON CONFLICT (pid) DO UPDATE \
+    SET heard = greatest(m2m_listeners.heard, excluded.heard), renewed = now()";
+
+/// Forgets the rows of listeners whose backend is gone.
+#[cfg(feature = "postgres")]
+const FORGET_GONE_LISTENERS: &str = "DELETE FROM m2m_listeners \
+    WHERE pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)";
+
+/// How many listeners, live (`$3`'s backend, renewed within `$2` seconds),
+/// have not heard the counter value `$1` yet.
+#[cfg(feature = "postgres")]
+const LISTENERS_BEHIND: &str = "SELECT count(*) FROM m2m_listeners AS l \
+    JOIN pg_stat_activity AS a ON a.pid = l.pid AND a.application_name = $3 \
+        AND a.datname = current_database() \
+    WHERE l.heard < $1 AND l.renewed > now() - make_interval(secs => $2)";
+
+/// PostgreSQL: asks every listener to answer once it heard the counter
+/// value `value` (a `sync` on [`CHANNEL`], which each listener gets after
+/// the announcements of every change committed before it), and returns
+/// once every live listener has: its row says so, or its backend is gone,
+/// or its row went unrenewed for [`LEASE`], by when that listener no longer
+/// serves from its cache. So an admin change returns only once no instance
+/// serves what it replaced, however slow their listeners are; waiting for
+/// a listener that went silent takes up to [`LEASE`]. Errors are logged,
+/// not returned (the change is committed either way).
+#[cfg(feature = "postgres")]
+async fn settle(pool: &sqlx::PgPool, value: i64) {
+    let asked =
+        sqlx::query("SELECT pg_notify($1, coalesce(current_schema(), '') || ' sync:' || $2::int8)")
+            .bind(CHANNEL)
+            .bind(value)
+            .execute(pool)
+            .await;
+    if let Err(error) = asked {
+        tracing::warn!(%error, "could not ask the listeners whether they heard a change");
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + LEASE + Duration::from_secs(1);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let behind: Result<i64, _> = sqlx::query_scalar(LISTENERS_BEHIND)
+            .bind(value)
+            .bind(LEASE.as_secs_f64())
+            .bind(LISTENER_NAME)
+            .fetch_one(pool)
+            .await;
+        match behind {
+            Ok(0) => return,
+            Ok(behind) if tokio::time::Instant::now() >= deadline => {
+                tracing::warn!(behind, "listeners did not answer that they heard a change");
+                return;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "could not read which listeners heard a change");
+                return;
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
 
 /// SQLite: a connection to the file the pool opened, to read the counter;
 /// [`Changes::Off`] for a database in memory (or if it cannot be opened).
@@ -121,7 +195,7 @@ pub(crate) async fn sqlite(pool: &sqlx::SqlitePool) -> Changes {
 /// options, outside the pool) and waits for its first attempt to listen.
 #[cfg(feature = "postgres")]
 pub(crate) async fn postgres(pool: &sqlx::PgPool) -> Changes {
-    let feed = Arc::new(Feed::default());
+    let feed = Arc::new(Feed::new(pool.clone()));
     let (first, listening) = tokio::sync::oneshot::channel();
     let options = (*pool.connect_options())
         .clone()
@@ -142,58 +216,45 @@ const CHANNEL: &str = "m2m_changes";
 
 /// What the listener task heard, shared with the store.
 #[cfg(feature = "postgres")]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Feed {
     /// Odd while listening; bumped by 2 on every announcement, by 1 when
     /// listening starts or stops, so no value is ever used twice.
     state: AtomicU64,
-    /// The highest counter value heard, and whether listening.
-    echo: watch::Sender<(i64, bool)>,
+    /// The store's pool, to wait for the listeners' answers through.
+    pool: sqlx::PgPool,
     /// The listener task, stopped with the last clone of the store.
     task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 #[cfg(feature = "postgres")]
 impl Feed {
+    fn new(pool: sqlx::PgPool) -> Self {
+        Self {
+            state: AtomicU64::new(0),
+            pool,
+            task: Mutex::new(None),
+        }
+    }
+
     fn generation(&self) -> Option<u64> {
         let state = self.state.load(Ordering::SeqCst);
         (state % 2 == 1).then_some(state)
     }
 
-    /// Listening now, with the counter at `value`.
-    fn listening(&self, value: i64) {
+    /// Listening now.
+    fn listening(&self) {
         self.state.fetch_add(1, Ordering::SeqCst);
-        self.echo
-            .send_modify(|echo| *echo = (echo.0.max(value), true));
     }
 
     /// No longer listening.
     fn deaf(&self) {
         self.state.fetch_add(1, Ordering::SeqCst);
-        self.echo.send_modify(|echo| echo.1 = false);
     }
 
-    /// The counter reached `value`.
-    fn announced(&self, value: i64) {
+    /// A change was announced.
+    fn announced(&self) {
         self.state.fetch_add(2, Ordering::SeqCst);
-        self.echo.send_modify(|echo| echo.0 = echo.0.max(value));
-    }
-
-    async fn heard(&self, value: i64) {
-        let mut echo = self.echo.subscribe();
-        let waited = echo.wait_for(|&(heard, listening)| !listening || heard >= value);
-        let listening = tokio::time::timeout(ECHO_TIMEOUT, waited)
-            .await
-            .map(|echo| echo.is_ok_and(|echo| echo.1));
-        match listening {
-            // Every listening backend got the announcement at the commit;
-            // the other instances' listeners read it within the same short
-            // skew as this one's: a grace for them (and for this process's
-            // other tasks, on a one-thread runtime).
-            Ok(true) => tokio::time::sleep(ECHO_GRACE).await,
-            Ok(false) => {}
-            Err(_) => tracing::warn!("a credential change was not announced back within 2 s"),
-        }
     }
 }
 
@@ -227,25 +288,48 @@ async fn listen(
     let mut backoff = FIRST_BACKOFF;
     while !pool.is_closed() {
         match subscribe(&options).await {
-            Ok((mut listener, schema, value)) => {
+            Ok((mut listener, schema, mut heard)) => {
                 backoff = FIRST_BACKOFF;
                 let beats = Beats(tokio::spawn(beat(pool.clone(), schema.clone())));
                 let Some(shared) = feed.upgrade() else { return };
-                shared.listening(value);
+                shared.listening();
                 drop(shared);
                 first.take().map(|first| first.send(()));
+                let mut renewed = Instant::now();
                 let lost = loop {
+                    // Hearing nothing for two heartbeats, or a write on the
+                    // listener's connection still waiting then, is deafness.
                     // (On a timeout the listener is dropped, never reused.)
-                    match tokio::time::timeout(HEARTBEAT * 2, listener.try_recv()).await {
-                        Ok(Ok(Some(notification))) => {
-                            let Some(shared) = feed.upgrade() else { return };
-                            if let Some(value) = announced_value(notification.payload(), &schema) {
-                                shared.announced(value);
-                            }
-                        }
+                    let deaf_at = Instant::now() + HEARTBEAT * 2;
+                    let notification = match timeout_at(deaf_at, listener.try_recv()).await {
+                        Ok(Ok(Some(notification))) => notification,
                         Ok(Ok(None)) => break "connection lost".to_owned(),
                         Ok(Err(error)) => break error.to_string(),
                         Err(_) => break "no heartbeat heard".to_owned(),
+                    };
+                    let asked = match Heard::of(notification.payload(), &schema) {
+                        Heard::Change(value) => {
+                            let Some(shared) = feed.upgrade() else { return };
+                            shared.announced();
+                            heard = heard.max(value);
+                            false
+                        }
+                        Heard::Sync(value) => {
+                            // Every change up to `value` was announced before.
+                            heard = heard.max(value);
+                            true
+                        }
+                        Heard::Other => false,
+                    };
+                    if asked || renewed.elapsed() >= RENEW {
+                        let answer = sqlx::query(LISTENER_HEARD)
+                            .bind(heard)
+                            .execute(&mut listener);
+                        match timeout_at(deaf_at, answer).await {
+                            Ok(Ok(_)) => renewed = Instant::now(),
+                            Ok(Err(error)) => break error.to_string(),
+                            Err(_) => break "no answer to a write".to_owned(),
+                        }
                     }
                 };
                 drop(beats);
@@ -293,7 +377,8 @@ async fn beat(pool: sqlx::PgPool, schema: String) {
 }
 
 /// A listener on [`CHANNEL`] with the schema it is in and the counter's
-/// value once listening.
+/// value once listening, its row in `m2m_listeners` written (the rows of
+/// listeners whose backend is gone deleted).
 #[cfg(feature = "postgres")]
 async fn subscribe(
     options: &sqlx::postgres::PgConnectOptions,
@@ -311,15 +396,44 @@ async fn subscribe(
         sqlx::query_as("SELECT current_schema(), (SELECT value FROM m2m_changes WHERE id = 1)")
             .fetch_one(&mut listener)
             .await?;
+    sqlx::query(FORGET_GONE_LISTENERS)
+        .execute(&mut listener)
+        .await?;
+    sqlx::query(LISTENER_HEARD)
+        .bind(value)
+        .execute(&mut listener)
+        .await?;
     Ok((listener, schema.unwrap_or_default(), value))
 }
 
-/// The counter value an announcement carries (`schema value`), if it is of
-/// this store's `schema`.
+/// What a listener heard on [`CHANNEL`].
 #[cfg(feature = "postgres")]
-fn announced_value(payload: &str, schema: &str) -> Option<i64> {
-    let (of, value) = payload.rsplit_once(' ')?;
-    (of == schema).then(|| value.parse().ok()).flatten()
+#[derive(Debug, PartialEq, Eq)]
+enum Heard {
+    /// A change of this store's schema: the counter's new value
+    /// (`<schema> <value>`).
+    Change(i64),
+    /// A request to answer once every change up to this value was heard
+    /// (`<schema> sync:<value>`).
+    Sync(i64),
+    /// A heartbeat, or anything of another schema.
+    Other,
+}
+
+#[cfg(feature = "postgres")]
+impl Heard {
+    fn of(payload: &str, schema: &str) -> Self {
+        let Some((of, what)) = payload.rsplit_once(' ') else {
+            return Self::Other;
+        };
+        if of != schema {
+            return Self::Other;
+        }
+        match what.strip_prefix("sync:") {
+            Some(value) => value.parse().map_or(Self::Other, Self::Sync),
+            None => what.parse().map_or(Self::Other, Self::Change),
+        }
+    }
 }
 
 #[cfg(all(test, feature = "postgres"))]
@@ -328,24 +442,29 @@ mod tests {
 
     #[test]
     fn announcements_of_other_schemas_are_ignored() {
-        assert_eq!(announced_value("m2m_a 7", "m2m_a"), Some(7));
-        assert_eq!(announced_value("my schema 7", "my schema"), Some(7));
-        assert_eq!(announced_value("m2m_b 7", "m2m_a"), None);
-        assert_eq!(announced_value("garbage", "m2m_a"), None);
+        assert_eq!(Heard::of("m2m_a 7", "m2m_a"), Heard::Change(7));
+        assert_eq!(Heard::of("my schema 7", "my schema"), Heard::Change(7));
+        assert_eq!(Heard::of("m2m_a sync:9", "m2m_a"), Heard::Sync(9));
+        assert_eq!(Heard::of(" sync:9", ""), Heard::Sync(9));
+        assert_eq!(Heard::of("m2m_a heartbeat", "m2m_a"), Heard::Other);
+        assert_eq!(Heard::of("m2m_b 7", "m2m_a"), Heard::Other);
+        assert_eq!(Heard::of("m2m_b sync:7", "m2m_a"), Heard::Other);
+        assert_eq!(Heard::of("garbage", "m2m_a"), Heard::Other);
     }
 
-    #[test]
-    fn every_transition_is_a_new_generation() {
-        let feed = Feed::default();
+    #[tokio::test]
+    async fn every_transition_is_a_new_generation() {
+        let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://localhost/unused");
+        let feed = Feed::new(pool.unwrap());
         assert_eq!(feed.generation(), None);
-        feed.listening(0);
+        feed.listening();
         let first = feed.generation().unwrap();
-        feed.announced(1);
+        feed.announced();
         let second = feed.generation().unwrap();
         assert_ne!(first, second);
         feed.deaf();
         assert_eq!(feed.generation(), None);
-        feed.listening(1);
+        feed.listening();
         assert!(feed.generation().unwrap() > second);
     }
 }

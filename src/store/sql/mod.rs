@@ -98,6 +98,15 @@ macro_rules! dialect {
                         "/0005_replay_cache_purge.sql"
                     )),
                 ),
+                (
+                    6,
+                    "listeners",
+                    include_str!(concat!(
+                        "../../../migrations/",
+                        stringify!($dialect),
+                        "/0006_listeners.sql"
+                    )),
+                ),
             ];
 
             async fn changes(pool: &sqlx::Pool<Self>) -> $crate::store::sql::changes::Changes {
@@ -186,12 +195,14 @@ pub trait SqlDialect:
 ///   each store listens on a connection of its own. While it is not
 ///   listening (startup, connection lost, reconnecting) every lookup reads
 ///   the database. A change is seen by an instance as soon as its
-///   announcement arrives, right after the commit; this store's admin
-///   methods return only once their own change came back announced (at
-///   most 2 s), plus 50 ms for the other listening instances, which get
-///   the same announcement at the commit. A listener that goes silent without its connection closing
-///   (a network partition) counts as not listening once it heard none of
-///   the heartbeats each store sends every 5 s for 10 s.
+///   announcement arrives, right after the commit. A listener that goes
+///   silent without its connection closing (a network partition) counts as
+///   not listening once it heard none of the heartbeats each store sends
+///   every 5 s for 10 s. This store's admin methods return only once every
+///   listening instance has acted on their change: each listener keeps a
+///   row in `m2m_listeners` (migration 0006) with what it heard, and a
+///   silent one is waited for until its row is 15 s unrenewed, by when it
+///   no longer serves from its cache.
 #[derive(Debug)]
 pub struct SqlStore<D: SqlDialect> {
     pool: Pool<D>,
@@ -243,10 +254,10 @@ impl<D: SqlDialect> SqlStore<D> {
         &self.pool
     }
 
-    /// After a write that changed `rows`: returns once this store heard the
-    /// change announced, and every listening instance in practice too
-    /// (PostgreSQL; at once for SQLite, whose instances read the counter
-    /// themselves, and when nothing changed).
+    /// After a write that changed `rows`: returns once every listening
+    /// instance has acted on the change (PostgreSQL; at once for SQLite,
+    /// whose instances read the counter themselves, and when nothing
+    /// changed).
     async fn settled(&self, rows: u64) {
         if rows == 0 || !self.reads.changes.announces() {
             return;
@@ -375,6 +386,7 @@ pub(super) mod tests {
                 (3, "654f714f06638885a85a9d036cb31574a9df6e9b03b8a9a0e2d5aa5ad72e89a11dba29ca5aec92e57b1621f3d5de55ad".to_owned()),
                 (4, "2a0ecf7650b429ddc1cc3e6fd9101bf77f1fb4da82b9a008d696b6169230df637c135e85473b0765a2953eb08e6e387e".to_owned()),
                 (5, "eeb9e91477ebfe12c8c2a431f11c761ef22d19300dd73b9219cee7747923b73714e26f92d2599b82500c3f8b9e808779".to_owned()),
+                (6, "ede97ea0a44afb9465829908eaf057a4587a30fd874de1e70246269217e9d2d995fc9fd71bffa2667b5202ff7d00fbab".to_owned()),
             ]
         );
         #[cfg(feature = "postgres")]
@@ -386,6 +398,7 @@ pub(super) mod tests {
                 (3, "47cb04797ef628777bf9e460bda7c85264f3f7efa008d47035a79e85708512386aceb4c0f4796fa07ee959ffb6bf9787".to_owned()),
                 (4, "9d1a636206ff093e36feab74629b6a3bdd94ef542c51a900536816d5d92ae174a90b576abf2d9d8fac9dbf03b16b528f".to_owned()),
                 (5, "c79b210c623a5ba813fb610c202deb178f2370a503480c3955a7cae256af73f2c38bec36c2885f97cff93daebede602c".to_owned()),
+                (6, "1283a2a07b579dd6902dc9c024dff7b20b586f3cf92970cbcf59eef037a7fad835ebd7d57f10391dfa558981185c7125".to_owned()),
             ]
         );
     }
