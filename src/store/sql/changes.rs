@@ -94,15 +94,17 @@ impl Changes {
     }
 }
 
-/// How often a listener renews its row in `m2m_listeners` (migration 0006)
-/// at least, while it hears anything.
+/// A listener renews its row in `m2m_listeners` (migration 0006) whenever
+/// it hears anything this long or longer after its last renewal (and
+/// whenever it is asked to answer).
 #[cfg(feature = "postgres")]
 const RENEW: Duration = Duration::from_millis(HEARTBEAT.as_millis() as u64 / 2);
 
 /// How long after its last renewal a listener's row still counts: a
-/// listener that heard nothing for `2 × HEARTBEAT` stops serving from its
-/// cache, and it renews at least every [`RENEW`] while it hears anything,
-/// so by then it is at most `RENEW + 2 × HEARTBEAT` (12.5 s) past its last
+/// listener stops serving from its cache once it heard nothing for
+/// `2 × HEARTBEAT`, and it heard its last message less than [`RENEW`] after
+/// its last renewal (or it would have renewed, or failed to and stopped),
+/// so it has stopped by `RENEW + 2 × HEARTBEAT` (12.5 s) after that
 /// renewal; 2.5 s more for its timers firing late.
 #[cfg(feature = "postgres")]
 const LEASE: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
