@@ -506,8 +506,8 @@ mod postgres {
         })
         .await;
 
-        // Its row was last renewed 14 s ago: its lease ends in about 1 s.
-        let _behind = listener_behind(&url, "now() - interval '14 seconds'").await;
+        // Its row was last renewed 13 s ago: its lease ends in about 2 s.
+        let _behind = listener_behind(&url, "now() - interval '13 seconds'").await;
         let admin = store.clone();
         let enabled = async move { admin.set_account_active("svc-held", true).await.unwrap() };
         held_until(enabled, async {}).await;
