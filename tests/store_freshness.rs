@@ -381,9 +381,10 @@ mod postgres {
 
     /// A listener that goes silent without its connection closing (its
     /// backend frozen with SIGSTOP, as in a network partition) counts as
-    /// not listening once two heartbeats (10 s) went unheard: a change made
-    /// meanwhile is refused everywhere within that bound, and the stores
-    /// listen again on new connections.
+    /// not listening once two heartbeats (10 s) went unheard; an admin
+    /// change made meanwhile returns only once that holds for every such
+    /// listener (its row unrenewed for 15 s), and is then refused
+    /// everywhere; the stores listen again on new connections.
     #[tokio::test]
     async fn a_silent_listener_is_noticed_within_two_heartbeats() {
         let url = fresh_database().await;
