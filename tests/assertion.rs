@@ -3,6 +3,8 @@
 //! tables run in process (`oneshot`), one row per rule; a JWKS URL is served
 //! over real HTTP where fetching it is the point.
 
+#![cfg(feature = "reqwest")]
+
 mod common;
 
 use std::sync::Arc;

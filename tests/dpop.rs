@@ -603,6 +603,7 @@ async fn a_proof_spent_on_one_instance_is_refused_by_another_sharing_redis() {
 /// `JwtValidateLayer` (which requires nonces too) with it, all over HTTP on
 /// 127.0.0.1. Skipped only when `python3` is missing; `.ci/run` installs the
 /// package.
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn requests_oauth2client_gets_a_bound_token_and_calls_the_api() {
     if std::process::Command::new("python3")

@@ -2,6 +2,8 @@
 //! endpoint, key or account built in code is refused with a typed error
 //! (in process; nothing here is about the wire).
 
+#![cfg(feature = "reqwest")]
+
 use std::sync::Arc;
 use std::time::Duration;
 

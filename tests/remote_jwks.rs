@@ -1,6 +1,8 @@
 //! A remote JWKS over real HTTP: caching, refresh on unknown kid (rate
 //! limited), last good copy while the source is down, fail closed without one.
 
+#![cfg(feature = "reqwest")]
+
 mod common;
 
 use std::sync::Arc;

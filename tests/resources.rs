@@ -3,6 +3,8 @@
 //! wire: the `oauth2` crate's client asks for a resource, and two APIs
 //! behind `JwtValidateLayer` each accept only tokens minted for them.
 
+#![cfg(feature = "reqwest")]
+
 mod common;
 
 use axum::Router;

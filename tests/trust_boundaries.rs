@@ -2,6 +2,8 @@
 //! bindings, federation that cannot outlive its account, and the
 //! configurations the endpoint refuses to build.
 
+#![cfg(feature = "reqwest")]
+
 mod common;
 
 use std::sync::Arc;
