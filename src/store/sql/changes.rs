@@ -102,12 +102,12 @@ const RENEW: Duration = Duration::from_millis(HEARTBEAT.as_millis() as u64 / 2);
 
 /// How long after its last renewal a listener's row still counts: a
 /// listener stops serving from its cache once it heard nothing for
-/// `2 × HEARTBEAT`, and it heard its last message less than [`RENEW`] after
+/// [`DEAF_AFTER`], and it heard its last message less than [`RENEW`] after
 /// its last renewal (or it would have renewed, or failed to and stopped),
-/// so it has stopped by `RENEW + 2 × HEARTBEAT` (12.5 s) after that
-/// renewal; 2.5 s more for its timers firing late.
+/// so it has stopped by `RENEW + DEAF_AFTER` (3.5 s) after that renewal;
+/// 1.5 s more for its timers firing late.
 #[cfg(feature = "postgres")]
-const LEASE: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
+const LEASE: Duration = Duration::from_secs(5);
 
 /// Records that the listener on this connection heard the counter up to
 /// `$1`, now.
@@ -269,11 +269,16 @@ impl Drop for Feed {
     }
 }
 
-/// How often a store sends a heartbeat on [`CHANNEL`] through its pool; a
-/// listener that heard nothing for twice as long counts as not listening
-/// (a connection that died silently, a network partition).
+/// How often a store sends a heartbeat on [`CHANNEL`] through its pool.
 #[cfg(feature = "postgres")]
-pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// A listener that heard nothing (no change, no heartbeat of any store) for
+/// this long counts as not listening: a connection that died silently, a
+/// network partition. It bounds how long a partitioned instance serves
+/// from its cache.
+#[cfg(feature = "postgres")]
+const DEAF_AFTER: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
 
 /// Listens for announcements until the store is dropped or its pool
 /// closed, reconnecting with a backoff (100 ms doubling to 5 s); says on
@@ -299,10 +304,10 @@ async fn listen(
                 first.take().map(|first| first.send(()));
                 let mut renewed = Instant::now();
                 let lost = loop {
-                    // Hearing nothing for two heartbeats, or a write on the
+                    // Hearing nothing for `DEAF_AFTER`, or a write on the
                     // listener's connection still waiting then, is deafness.
                     // (On a timeout the listener is dropped, never reused.)
-                    let deaf_at = Instant::now() + HEARTBEAT * 2;
+                    let deaf_at = Instant::now() + DEAF_AFTER;
                     let notification = match timeout_at(deaf_at, listener.try_recv()).await {
                         Ok(Ok(Some(notification))) => notification,
                         Ok(Ok(None)) => break "connection lost".to_owned(),

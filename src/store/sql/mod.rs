@@ -198,11 +198,11 @@ pub trait SqlDialect:
 ///   announcement arrives, right after the commit. A listener that goes
 ///   silent without its connection closing (a network partition) counts as
 ///   not listening once it heard none of the heartbeats each store sends
-///   every 5 s for 10 s. This store's admin methods return only once every
-///   listening instance has acted on their change: each listener keeps a
-///   row in `m2m_listeners` (migration 0006) with what it heard, and a
-///   silent one is waited for until its row is 15 s unrenewed, by when it
-///   no longer serves from its cache.
+///   every second for 3 s. This store's admin methods return only once
+///   every listening instance has acted on their change: each listener
+///   keeps a row in `m2m_listeners` (migration 0006) with what it heard,
+///   and a silent one is waited for until its row is 5 s unrenewed, by
+///   when it no longer serves from its cache.
 #[derive(Debug)]
 pub struct SqlStore<D: SqlDialect> {
     pool: Pool<D>,
