@@ -514,6 +514,53 @@ mod postgres {
         held_until(enabled, async {}).await;
     }
 
+    /// A store that cannot listen itself (its role may not write its row
+    /// in `m2m_listeners`) still waits for the instances that do: an admin
+    /// command's store is often one that just started.
+    #[tokio::test]
+    async fn a_store_that_does_not_listen_still_waits_for_the_listeners() {
+        let url = fresh_database().await;
+        let owner = PgStore::connect(&url).await.unwrap();
+        let role = format!("m2m_deaf_{}", uuid::Uuid::new_v4().simple());
+        for sql in [
+            format!("CREATE ROLE {role} LOGIN PASSWORD 'deaf'"),
+            format!("GRANT USAGE, CREATE ON SCHEMA public TO {role}"),
+            format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+            ),
+            format!("REVOKE INSERT, UPDATE ON m2m_listeners FROM {role}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(owner.pool())
+                .await
+                .unwrap();
+        }
+        let options = PgConnectOptions::from_str(&url)
+            .unwrap()
+            .username(&role)
+            .password("deaf");
+        let pool = PgPool::connect_with(options).await.unwrap();
+        let deaf = PgStore::from_pool(pool).await.unwrap();
+        assert!(!deaf.read_cache_active(), "its listener cannot register");
+
+        let behind = listener_behind(&url, "now()").await;
+        let admin = deaf.clone();
+        let created = async move {
+            let account = ServiceAccount::new("svc-deaf");
+            admin.create_service_account(account, None).await.is_ok()
+        };
+        // Held until that listener's backend goes away.
+        held_until(created, async { behind.close().await.unwrap() }).await;
+        deaf.pool().close().await;
+        drop(deaf);
+        for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(owner.pool())
+                .await
+                .unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn while_not_listening_the_cache_is_bypassed_and_after_reconnecting_it_serves() {
         let url = fresh_database().await;

@@ -71,24 +71,22 @@ impl Changes {
     /// Waits until every instance listening on the database has acted on
     /// every change up to the counter value `value`, so that whatever an
     /// admin method just committed is refused by every instance's next
-    /// request once it returns (see [`settle`]). Only PostgreSQL announces;
-    /// returns at once while this store is not listening (its cache is
-    /// bypassed then).
+    /// request once it returns (see [`settle`]); also while this store is
+    /// not listening itself. Only PostgreSQL announces.
     #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     pub(crate) async fn heard(&self, value: i64) {
         #[cfg(feature = "postgres")]
-        if let Self::Announced(feed) = self
-            && feed.generation().is_some()
-        {
+        if let Self::Announced(feed) = self {
             settle(&feed.pool, value).await;
         }
     }
 
-    /// Whether [`heard`](Self::heard) has anything to wait for.
+    /// Whether [`heard`](Self::heard) has anything to wait for: whether
+    /// changes are announced (PostgreSQL).
     pub(crate) fn announces(&self) -> bool {
         #[cfg(feature = "postgres")]
-        if let Self::Announced(feed) = self {
-            return feed.generation().is_some();
+        if let Self::Announced(_) = self {
+            return true;
         }
         false
     }
