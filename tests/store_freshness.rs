@@ -383,8 +383,8 @@ mod postgres {
     /// backend frozen with SIGSTOP, as in a network partition) counts as
     /// not listening once it heard nothing for 3 s; an admin change made
     /// meanwhile returns only once that holds for every such listener (its
-    /// row unrenewed for 5 s), and is then refused
-    /// everywhere; the stores listen again on new connections.
+    /// row unrenewed for 5 s), and is then refused everywhere; the stores
+    /// listen again on new connections.
     #[tokio::test]
     async fn a_silent_listener_is_noticed_within_three_heartbeats() {
         let url = fresh_database().await;
