@@ -402,3 +402,69 @@ async fn dpop_settings_reach_the_endpoint() {
     )
     .await;
 }
+
+/// A fresh PostgreSQL database per test.
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+#[path = "common/pg.rs"]
+mod pg;
+
+/// The warnings a build logs, while the guard lives (this thread only).
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+#[derive(Clone, Default)]
+struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut message = String::new();
+            event.record(
+                &mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+                    if field.name() == "message" {
+                        message = format!("{value:?}");
+                    }
+                },
+            );
+            self.0.lock().unwrap().push(message);
+        }
+    }
+}
+
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+impl Warnings {
+    /// Whether a warning mentions `text`.
+    fn mention(&self, text: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|warning| warning.contains(text))
+    }
+}
+
+/// A store shared by several instances (PostgreSQL) with failed attempts
+/// counted in each instance's memory: the build warns that the limits hold
+/// per instance. An SQLite store (one machine) gets no such warning.
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+#[tokio::test]
+async fn a_shared_store_with_attempts_counted_per_instance_is_warned_about() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    const WARNING: &str = "counted in this instance's memory";
+    let warnings = Warnings::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+    let dir = std::env::temp_dir().join(format!("config-warn-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let sqlite = |value: &mut Value| value["store"] = json!({ "sqlite": "accounts.db" });
+    build(config(sqlite), &dir).await.unwrap();
+    assert!(!warnings.mention(WARNING));
+
+    let url = pg::fresh_database().await;
+    let postgres = |value: &mut Value| value["store"] = json!({ "postgres": url });
+    let built = build(config(postgres), &dir).await.unwrap();
+    assert!(warnings.mention(WARNING));
+    assert_eq!(token(&built).await.0, 200, "a warning, not a refusal");
+    std::fs::remove_dir_all(&dir).ok();
+}

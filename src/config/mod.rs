@@ -126,6 +126,15 @@ impl Config {
             return Err(BuildError::invalid("[[applications]]", "none is defined"));
         }
         let limits = self.attempt_limits.check()?;
+        if limits.counts_per_instance()
+            && store::Choice::of(self.store.as_ref(), base_dir)?.is_shared()
+        {
+            tracing::warn!(
+                "[store] postgres is shared by several instances, but failed attempts are counted \
+                 in this instance's memory: each instance allows the limits on its own; set \
+                 [attempt_limits] redis = \"redis://...\" to count them together"
+            );
+        }
         let (applications, remote_sources) = application::build_all(&self.applications, base_dir)?;
         // The endpoint's own checks, before the store or a key file is
         // created: on a probe with a throwaway key and store.

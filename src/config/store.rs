@@ -84,6 +84,15 @@ impl Choice {
         matches!(self, Self::Memory)
     }
 
+    /// Whether the store is meant to be shared by several instances.
+    pub(super) fn is_shared(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        if let Self::Postgres(_) = self {
+            return true;
+        }
+        false
+    }
+
     /// Connects (creating the SQLite file and the tables if needed).
     pub(super) async fn open(self) -> Result<AnyStore, BuildError> {
         match self {
@@ -211,6 +220,11 @@ impl AttemptLimitsConfig {
 }
 
 impl LimitsPlan {
+    /// Whether failed attempts are counted in this instance's memory.
+    pub(super) fn counts_per_instance(&self) -> bool {
+        matches!(self, Self::Memory(..))
+    }
+
     /// Puts the limiter on `endpoint` (the address limit needs the host to
     /// tell the endpoint where the client address is: `client_address`).
     pub(super) async fn apply(self, endpoint: Endpoint) -> Result<Endpoint, BuildError> {

@@ -138,6 +138,7 @@ fn read_jwks_file(path: &Path) -> Result<JwkSet, String> {
 /// issuer, all fetched by one HTTP client.
 #[derive(Default)]
 pub(super) struct Remotes {
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
     fetcher: Option<Arc<dyn JwksFetcher>>,
     by_url: Vec<RemoteJwks>,
     by_issuer: Vec<RemoteJwks>,
