@@ -118,19 +118,23 @@ impl ServerFile {
             Source::Embedded => DEMO_CONFIG,
             Source::File { text, .. } => text,
         };
-        let invalid = |error: toml::de::Error| {
+        // (Errors name the line and column, with the line quoted.)
+        let invalid = |mut error: toml::de::Error| {
+            error.set_input(Some(text));
             let error = error.to_string();
             format!("invalid configuration in {source}:\n{}", error.trim_end())
         };
-        let mut table: toml::Table = toml::from_str(text).map_err(invalid)?;
-        let mut own = toml::Table::new();
-        for key in ["listen", "server", "metrics"] {
-            if let Some(value) = table.remove(key) {
-                own.insert(key.to_owned(), value);
-            }
-        }
-        let own: ServerKeys = own.try_into().map_err(invalid)?;
-        let config: Config = table.try_into().map_err(invalid)?;
+        // Split with the spans kept, so that an error in either part still
+        // points into the file.
+        let document = toml::de::DeTable::parse(text).map_err(invalid)?;
+        let span = document.span();
+        let (own, rest): (toml::de::DeTable<'_>, toml::de::DeTable<'_>) =
+            document.into_inner().into_iter().partition(|(key, _)| {
+                ["listen", "server", "metrics"].contains(&key.get_ref().as_ref())
+            });
+        let part = |table| toml::de::Deserializer::from(toml::Spanned::new(span.clone(), table));
+        let own = ServerKeys::deserialize(part(own)).map_err(invalid)?;
+        let config = Config::deserialize(part(rest)).map_err(invalid)?;
         Ok(Self {
             listen: own.listen,
             server: own.server,
@@ -186,5 +190,51 @@ impl ServerConfig {
         };
         let body = positive("body_read_timeout_secs", self.body_read_timeout_secs)?;
         Ok((limits, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error `ServerFile::parse` gives for the file `text`.
+    fn error_of(text: &str) -> String {
+        let source = Source::File {
+            path: "bad.toml".into(),
+            text: text.into(),
+        };
+        match ServerFile::parse(&source) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    /// Every kind of mistake points at its place in the file: one row each
+    /// for the library's settings, the server's own and TOML's syntax.
+    #[test]
+    fn configuration_errors_name_their_line_and_column() {
+        let app = "[[applications]]\nclient_id = \"x\"\nslug = \"x\"\n";
+        let rows = [
+            (
+                format!("issuer = \"https://a\"\n{app}scope = [\"r\"]\n"),
+                "line 5, column 1",
+            ),
+            (
+                format!("issuer = \"https://a\"\n[server]\nmax_connections = \"many\"\n{app}"),
+                "line 3, column 19",
+            ),
+            (
+                format!("issuer = \"https://a\"\nlisten = \n{app}"),
+                "line 2, column",
+            ),
+        ];
+        for (text, place) in rows {
+            let error = error_of(&text);
+            assert!(error.contains(place), "{place}: {error}");
+            assert!(
+                error.starts_with("invalid configuration in bad.toml"),
+                "{error}"
+            );
+        }
     }
 }
