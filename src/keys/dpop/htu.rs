@@ -1,15 +1,16 @@
 //! The `htu` comparison (RFC 9449 §4.3 step 9): URIs compared after the
 //! syntax- and scheme-based normalization of RFC 3986 §6.2.2 and §6.2.3
-//! that matters for an HTTP endpoint (case of scheme and host, default
-//! port, empty path), without query and fragment.
+//! (case of scheme, host and percent-encodings, percent-encoded unreserved
+//! characters decoded, dot segments removed, default port, empty path),
+//! without query and fragment.
 
 use http::Uri;
 
 /// `uri` normalized for comparison with a proof's `htu`: an absolute
 /// `http`/`https` URI without user info, its scheme and host lowercased,
-/// the default port dropped, an empty path made `/`, query and fragment
-/// removed. `None` for anything else. (Dot segments and percent-encoding
-/// case are compared as sent.)
+/// the default port dropped, its path normalized ([`normalize_path`]; an
+/// empty path made `/`), query and fragment removed. `None` for anything
+/// else.
 pub fn normalize_htu(uri: &str) -> Option<String> {
     let without_fragment = uri.split('#').next().unwrap_or(uri);
     let uri: Uri = without_fragment.parse().ok()?;
@@ -25,8 +26,8 @@ pub fn normalize_htu(uri: &str) -> Option<String> {
     }
     let host = authority.host().to_ascii_lowercase();
     let path = match uri.path() {
-        "" => "/",
-        path => path,
+        "" => "/".to_owned(),
+        path => normalize_path(path),
     };
     Some(match authority.port_u16() {
         Some(port) if port != default_port => format!("{scheme}://{host}:{port}{path}"),
@@ -34,9 +35,84 @@ pub fn normalize_htu(uri: &str) -> Option<String> {
     })
 }
 
+/// An absolute path (`/…`, as [`Uri::path`] gives it) normalized per RFC
+/// 3986 §6.2.2: percent-encodings in upper case, those of unreserved
+/// characters decoded (`%7E` is `~`; `%2F` stays), then the dot segments
+/// removed (§5.2.4: `/a/./b/../c` is `/a/c`).
+fn normalize_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut decoded = String::with_capacity(path.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escape = (bytes[at] == b'%')
+            .then(|| bytes.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escape {
+            Some(byte) if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) => {
+                decoded.push(char::from(byte));
+            }
+            Some(byte) => decoded.push_str(&format!("%{byte:02X}")),
+            None => {
+                decoded.push(char::from(bytes[at]));
+                at += 1;
+                continue;
+            }
+        }
+        at += 3;
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let mut segments = decoded
+        .strip_prefix('/')
+        .unwrap_or(&decoded)
+        .split('/')
+        .peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match segment {
+            "." | ".." => {
+                if segment == ".." {
+                    kept.pop();
+                }
+                // A path ending in a dot segment names a directory.
+                if last {
+                    kept.push("");
+                }
+            }
+            segment => kept.push(segment),
+        }
+    }
+    format!("/{}", kept.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalize_htu;
+    use super::{normalize_htu, normalize_path};
+
+    /// RFC 3986 §5.4 and §6.2.2's examples, and the escapes that must stay.
+    #[test]
+    fn paths_normalize_per_rfc_3986() {
+        for (path, want) in [
+            ("/a/b/c/./../../g", "/a/g"),
+            ("/mid/content=5/../6", "/mid/6"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/..", "/"),
+            ("/../a", "/a"),
+            ("/", "/"),
+            ("/a//b", "/a//b"),
+            ("/%7Euser/%7efoo", "/~user/~foo"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/a%2fb%3a", "/a%2Fb%3A"),
+            ("/%41%2E%2E/x", "/A../x"),
+            ("/a/%2E%2E/b", "/b"),
+            ("/50%", "/50%"),
+            ("/%zz", "/%zz"),
+        ] {
+            assert_eq!(normalize_path(path), want, "{path}");
+        }
+    }
 
     #[test]
     fn equivalent_uris_normalize_alike() {
@@ -46,6 +122,8 @@ mod tests {
             "HTTPS://Server.Example.COM:443/token",
             "https://server.example.com/token?x=1#frag",
             "https://server.example.com/token#frag",
+            "https://server.example.com/api/../token",
+            "https://server.example.com/./%74oken",
         ] {
             assert_eq!(normalize_htu(uri), want, "{uri}");
         }
