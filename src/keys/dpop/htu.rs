@@ -8,7 +8,7 @@ use http::Uri;
 
 /// `uri` normalized for comparison with a proof's `htu`: an absolute
 /// `http`/`https` URI without user info, its scheme and host lowercased,
-/// the default port dropped, its path normalized ([`normalize_path`]; an
+/// the default port dropped, its path normalized (RFC 3986 §6.2.2; an
 /// empty path made `/`), query and fragment removed. `None` for anything
 /// else.
 pub fn normalize_htu(uri: &str) -> Option<String> {
