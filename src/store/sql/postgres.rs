@@ -69,8 +69,9 @@ mod tests {
     use sqlx::{AssertSqlSafe, Executor};
 
     use super::super::driver::Params;
-    use super::super::statements::INDEXED;
+    use super::super::statements::{INDEXED, PURGE, PURGE_REPLAY_REST};
     use super::super::tests::upgrades_a_database_that_ran_only_the_first_migration;
+    use super::super::values::Param::{Int, Text};
     use super::*;
 
     /// A one-connection pool on a fresh schema of the test server
@@ -104,6 +105,50 @@ mod tests {
             .execute(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
             .await
             .unwrap();
+    }
+
+    /// The purges, planned with sequential scans allowed, over tables whose
+    /// statistics say they are large (50,000 rows each, 1 in 50 expired),
+    /// delete through their indexes: a purge runs on the writer's path
+    /// every `PURGE_EVERY` writes.
+    #[tokio::test]
+    async fn purges_of_large_tables_use_their_indexes() {
+        let (admin, pool, schema) = fresh_schema("m2m_purge_plan", &[]).await;
+        let store = SqlStore::<Postgres>::from_pool(pool.clone()).await.unwrap();
+        for seed in [
+            "INSERT INTO m2m_replay_cache (key, expires) \
+             SELECT md5(i::text), 1000 + i / 1000 FROM generate_series(1, 50000) AS i",
+            "INSERT INTO m2m_revoked_tokens (jti, expires) \
+             SELECT md5(i::text), 1000 + i / 1000 FROM generate_series(1, 50000) AS i",
+            // (Without the change triggers: 50,000 announcements otherwise.)
+            "ALTER TABLE m2m_service_accounts DISABLE TRIGGER USER",
+            "INSERT INTO m2m_service_accounts (id, uuid, username, name, external_issuer, \
+                 external_subject, expires) \
+             SELECT 'jwt:' || i, gen_random_uuid(), 'u' || i, 'n', 'iss', 's' || i, \
+                 to_timestamp(1000 + i / 1000) FROM generate_series(1, 50000) AS i",
+            "ALTER TABLE m2m_service_accounts ENABLE TRIGGER USER",
+            "ANALYZE m2m_replay_cache, m2m_revoked_tokens, m2m_service_accounts",
+        ] {
+            store.pool().execute(seed).await.unwrap();
+        }
+        let purges = [(&PURGE_REPLAY_REST, vec![Int(Some(1001)), Text("")])]
+            .into_iter()
+            .chain(PURGE.iter().map(|sql| (sql, vec![Int(Some(1001))])));
+        for (statement, params) in purges {
+            let sql = statement.postgres;
+            let mut args = PgArguments::default();
+            for param in params {
+                args.push(param).unwrap();
+            }
+            let plan: Vec<String> =
+                sqlx::query_scalar_with(AssertSqlSafe(format!("EXPLAIN {sql}")), args)
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+            let plan = plan.join("\n");
+            assert!(!plan.contains("Seq Scan"), "{sql}:\n{plan}");
+        }
+        drop_schema(admin, pool, schema).await;
     }
 
     #[tokio::test]

@@ -236,11 +236,15 @@ pub(super) const PURGE_REPLAY_CHUNK: Sql =
 /// (`FOR UPDATE SKIP LOCKED`; the next purge takes them): another instance's
 /// batch, or an admin command. It never waits for their commit, and never
 /// locks rows in an order (its index's) that could deadlock with a batch
-/// (which locks in key order).
+/// (which locks in key order). It deletes the rows it locked by their
+/// `ctid` (a TID scan; they cannot move while locked): with `key IN
+/// (SELECT …)` the planner chose a sequential scan of the whole cache
+/// (measured: 45 ms instead of 4.5 ms at 300,000 rows, p99 75 ms at the
+/// steady state).
 pub(super) const PURGE_REPLAY_REST: Sql = Sql {
     sqlite: "DELETE FROM m2m_replay_cache WHERE key >= $2 AND expires < $1",
-    postgres: "DELETE FROM m2m_replay_cache WHERE key IN (SELECT key FROM m2m_replay_cache \
-        WHERE expires < $1 AND $2::text IS NOT NULL FOR UPDATE SKIP LOCKED)",
+    postgres: "DELETE FROM m2m_replay_cache WHERE ctid = ANY (ARRAY (SELECT ctid \
+        FROM m2m_replay_cache WHERE expires < $1 AND $2::text IS NOT NULL FOR UPDATE SKIP LOCKED))",
 };
 
 /// Deletes expired revocation rows, and expired input-JWT accounts that are
@@ -250,14 +254,14 @@ pub(super) const PURGE_REPLAY_REST: Sql = Sql {
 pub(super) const PURGE: [Sql; 2] = [
     Sql {
         sqlite: "DELETE FROM m2m_revoked_tokens WHERE expires < $1",
-        postgres: "DELETE FROM m2m_revoked_tokens WHERE jti IN (SELECT jti \
-            FROM m2m_revoked_tokens WHERE expires < $1 FOR UPDATE SKIP LOCKED)",
+        postgres: "DELETE FROM m2m_revoked_tokens WHERE ctid = ANY (ARRAY (SELECT ctid \
+            FROM m2m_revoked_tokens WHERE expires < $1 FOR UPDATE SKIP LOCKED))",
     },
     Sql {
         sqlite: "DELETE FROM m2m_service_accounts WHERE expires < $1 * 1000000 AND active = 1",
-        postgres: "DELETE FROM m2m_service_accounts WHERE id IN (SELECT id \
+        postgres: "DELETE FROM m2m_service_accounts WHERE ctid = ANY (ARRAY (SELECT ctid \
             FROM m2m_service_accounts WHERE expires < to_timestamp($1::float8) AND active \
-            FOR UPDATE SKIP LOCKED)",
+            FOR UPDATE SKIP LOCKED))",
     },
 ];
 
