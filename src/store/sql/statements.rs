@@ -232,25 +232,34 @@ pub(super) const PURGE_REPLAY_CHUNK: Sql =
 /// Deletes the expired rows (`$1`: now) of the replay cache's last chunk,
 /// from `$2` on; on PostgreSQL, which has no chunks, all of them.
 ///
-/// On PostgreSQL every purge passes over the rows another transaction holds
-/// (`FOR UPDATE SKIP LOCKED`; the next purge takes them): another instance's
-/// batch, or an admin command. It never waits for their commit, and never
-/// locks rows in an order (its index's) that could deadlock with a batch
-/// (which locks in key order). It deletes the rows it locked by their
-/// `ctid` (a TID scan; they cannot move while locked): with `key IN
-/// (SELECT …)` the planner chose a sequential scan of the whole cache
-/// (measured: 45 ms instead of 4.5 ms at 300,000 rows, p99 75 ms at the
-/// steady state).
+/// On PostgreSQL this purge locks the expired rows in expiry order, and a
+/// batch of first uses locks the rows it conflicts with in key order. A
+/// batch conflicts with an expired row only for a JWT or proof past its
+/// expiry, which the endpoint refuses before writing, so the two meet only
+/// at the edge of expiry between instances whose clocks differ; were they
+/// to deadlock, PostgreSQL aborts one after `deadlock_timeout` (a purge:
+/// logged, the next one retries; a batch: 503). Passing over locked rows,
+/// as the other purges do, costs a lock on each row before its delete
+/// (two WAL records) on the busiest table; single runs at the steady
+/// state (`replay_steady.py --postgres`) did not tell it from the noise
+/// (8,000–9,700 req/s, p99 18–27 ms either way), so this purge stays a
+/// plain delete.
 pub(super) const PURGE_REPLAY_REST: Sql = Sql {
     sqlite: "DELETE FROM m2m_replay_cache WHERE key >= $2 AND expires < $1",
-    postgres: "DELETE FROM m2m_replay_cache WHERE ctid = ANY (ARRAY (SELECT ctid \
-        FROM m2m_replay_cache WHERE expires < $1 AND $2::text IS NOT NULL FOR UPDATE SKIP LOCKED))",
+    postgres: "DELETE FROM m2m_replay_cache WHERE expires < $1 AND $2::text IS NOT NULL",
 };
 
 /// Deletes expired revocation rows, and expired input-JWT accounts that are
 /// still active (a disabled one stays disabled); `$1` is now, in Unix
-/// seconds. (On PostgreSQL, passing over locked rows: see
-/// [`PURGE_REPLAY_REST`].)
+/// seconds.
+///
+/// On PostgreSQL these purges pass over the rows another transaction holds
+/// (`FOR UPDATE SKIP LOCKED`; the next purge takes them): another
+/// instance's batch or an admin command. They never wait for its commit,
+/// and never lock rows in an order (their expiry's) that could deadlock
+/// with a batch (which locks in key order). They delete the rows they
+/// locked by `ctid` (a TID scan; locked rows cannot move): with `IN
+/// (SELECT …)` the planner chose a sequential scan of the whole table.
 pub(super) const PURGE: [Sql; 2] = [
     Sql {
         sqlite: "DELETE FROM m2m_revoked_tokens WHERE expires < $1",
