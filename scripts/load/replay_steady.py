@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
-"""The SQLite replay cache at a steady state: single-use input JWTs that
-live LIFETIME seconds, under wrk for SECONDS seconds, so that keys expire
-and are purged while new ones arrive (scripts/load/stores.py starts from an
-empty cache and gives every JWT one `exp`).
+"""The replay cache at a steady state (SQLite, or PostgreSQL with --postgres):
+single-use input JWTs that live LIFETIME seconds, under wrk for SECONDS
+seconds, so that keys expire and are purged while new ones arrive
+(scripts/load/stores.py starts from an empty cache and gives every JWT one
+`exp`).
 
     python3 scripts/load/replay_steady.py [--seconds 120] [--rate 7000] [--lifetime 20]
+    python3 scripts/load/replay_steady.py --postgres   # TOWER_M2M_AUTH_PG_URL, e.g. after
+                                                       # `source .ci/services.sh; start_postgres`
 
 The JWTs are signed beforehand: JWT i is planned to arrive at second i/RATE
 of the run and expires LIFETIME seconds after that. Set RATE below what the
 server does, so that JWTs arrive before their planned second, never after
 their `exp`. Every 10 s it prints the replay cache's rows (live, and
-expired but not yet purged) and the database file's size; at the end req/s,
-p99, max and refused (must be 0).
+expired but not yet purged) and the database's size (SQLite: the file;
+PostgreSQL: the table with its indexes); at the end req/s, p99, max and
+refused (must be 0).
 
 Loopback only. Needs wrk (installed from Debian's packages if missing), the
 Python package cryptography, and cargo.
@@ -44,16 +48,35 @@ def bodies(signer, count, start, rate, lifetime):
                f"&client_assertion_type={stores.BEARER}&client_assertion={signer.mint(claims)}")
 
 
-def sample(database, seconds, printed):
-    """Every 10 s: the replay cache's rows, live and expired, and the file's size."""
+COUNT = "SELECT count(*), count(*) FILTER (WHERE expires >= {now}) FROM m2m_replay_cache"
+
+
+def sqlite_counter(database):
+    """Rows, live rows and MB of the SQLite file `database`."""
     db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+
+    def count(now):
+        rows, live = db.execute(COUNT.format(now=now)).fetchone()
+        return rows, live, os.path.getsize(database) / 1e6
+    return count
+
+
+def postgres_counter(url):
+    """Rows, live rows and MB of the replay cache in the PostgreSQL database `url`."""
+    def count(now):
+        sql = (f"SELECT c.*, pg_total_relation_size('m2m_replay_cache') "
+               f"FROM ({COUNT.format(now=now)}) AS c")
+        out = subprocess.run(["psql", url, "-At", "-F", " ", "-c", sql], check=True,
+                             capture_output=True, text=True).stdout.split()
+        return int(out[0]), int(out[1]), int(out[2]) / 1e6
+    return count
+
+
+def sample(count, seconds, printed):
+    """Every 10 s: the replay cache's rows, live and expired, and its size."""
     for tick in range(1, seconds // 10 + 1):
         time.sleep(10)
-        now = int(time.time())
-        rows, live = db.execute(
-            "SELECT count(*), count(*) FILTER (WHERE expires >= ?) FROM m2m_replay_cache",
-            (now,)).fetchone()
-        size = os.path.getsize(database) / 1e6
+        rows, live, size = count(int(time.time()))
         printed.append(rows - live)
         print(f"  {10 * tick:4} s: {rows:8} rows, {live:8} live, {rows - live:7} expired, "
               f"{size:6.1f} MB", flush=True)
@@ -65,9 +88,16 @@ def main():
     parser.add_argument("--rate", type=int, default=7000)
     parser.add_argument("--lifetime", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--postgres", action="store_true",
+                        help="the store in PostgreSQL at TOWER_M2M_AUTH_PG_URL (a fresh database)")
     args = parser.parse_args()
+    if args.postgres:
+        pg_url = os.environ.get("TOWER_M2M_AUTH_PG_URL")
+        if not pg_url:
+            raise SystemExit("--postgres needs TOWER_M2M_AUTH_PG_URL")
+        url = stores.fresh_postgres_database(pg_url)
     ensure_wrk()
-    examples = build_examples(("server", "sqlite"))
+    examples = build_examples(("server", "postgres" if args.postgres else "sqlite"))
     signer = Es256Signer()
     count = int(args.seconds * args.rate * 1.6)
     start = int(time.time() + count / SIGNING_PER_SECOND + 5)
@@ -75,7 +105,8 @@ def main():
         with open(os.path.join(directory, "ci.pem"), "wb") as pem:
             pem.write(signer.public_pem())
         with open(os.path.join(directory, "server.toml"), "w") as config:
-            config.write(stores.CONFIG.format(store='sqlite = "load.db"', limits=""))
+            store = f'postgres = "{url}"' if args.postgres else 'sqlite = "load.db"'
+            config.write(stores.CONFIG.format(store=store, limits=""))
         path = os.path.join(directory, "bodies.txt")
         print(f"signing {count} input JWTs...", flush=True)
         write_lines(path, bodies(signer, count, start, args.rate, args.lifetime))
@@ -88,8 +119,9 @@ def main():
             wait_for(stores.PORT, seconds=60)
             time.sleep(max(0.0, start - time.time()))
             expired = []
-            sampler = threading.Thread(
-                target=sample, args=(os.path.join(directory, "load.db"), args.seconds, expired))
+            count = (postgres_counter(url) if args.postgres
+                     else sqlite_counter(os.path.join(directory, "load.db")))
+            sampler = threading.Thread(target=sample, args=(count, args.seconds, expired))
             sampler.start()
             result = stores.wrk(path, argparse.Namespace(threads=1, connections=args.connections),
                                 args.seconds)
