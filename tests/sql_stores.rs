@@ -218,6 +218,7 @@ where
             assert!(recorded.unwrap());
         }
     }
+    store.purges_done().await;
     let left: (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE key LIKE 'stale-%'), \
          count(*) FILTER (WHERE key LIKE 'fresh-%') FROM m2m_replay_cache",
@@ -526,6 +527,9 @@ mod postgres {
         .await
         .expect("the writer waited for the rows another transaction holds");
         assert!(recorded.into_iter().all(|recorded| recorded.unwrap()));
+        tokio::time::timeout(Duration::from_secs(20), store.purges_done())
+            .await
+            .expect("the purge waited for the rows another transaction holds");
 
         let left: Vec<String> =
             sqlx::query_scalar("SELECT jti FROM m2m_revoked_tokens ORDER BY jti")

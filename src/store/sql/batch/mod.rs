@@ -30,12 +30,13 @@
 //!
 //! The queue is bounded ([`QUEUE`]): when it is full, writers wait for room.
 //! The writer ends when the last clone of its store is dropped (the queue's
-//! sender goes with it). Expired rows are purged by the writer, before the
-//! batch of every `PURGE_EVERY`th write, so a purge never contends with a
-//! write of this store: the expired revocations and input-JWT accounts, and
-//! the expired rows of the replay cache (on SQLite, of its next chunk of
-//! keys, [`ReplayPurge`]: there its expiry has no index, which each first
-//! use would update).
+//! sender goes with it). Expired rows are purged every `PURGE_EVERY`th
+//! write: the expired revocations and input-JWT accounts, and the expired
+//! rows of the replay cache (on SQLite, of its next chunk of keys,
+//! [`ReplayPurge`]: there its expiry has no index, which each first use
+//! would update). On SQLite the writer purges before that write's batch, so
+//! a purge never contends with a write of this store; on PostgreSQL a purge
+//! runs beside the writer (`task::Purges::Aside`), which does not wait for it.
 
 mod task;
 #[cfg(feature = "sqlite")]
@@ -345,6 +346,15 @@ impl<D: SqlDialect> SqlStore<D> {
     #[doc(hidden)]
     pub fn write_commits(&self) -> u64 {
         self.writer.counts.commits.load(Ordering::Relaxed)
+    }
+
+    /// Returns once no purge of expired rows runs (on PostgreSQL a purge
+    /// runs beside the writer): for tests that check what a purge left.
+    #[doc(hidden)]
+    pub async fn purges_done(&self) {
+        if let Queue::Task(task) = &self.writer.queue {
+            task.purged().await;
+        }
     }
 
     /// Until the returned guard is dropped, the writer thread of an SQLite

@@ -15,19 +15,39 @@ use crate::store::sql::driver::{Columns, Statement};
 use crate::store::sql::statements::{FIRST_USES, PURGE};
 use crate::store::sql::values::{now_unix, store_error};
 
-/// The writer of a PostgreSQL store: a task on its pool.
+/// The writer of a PostgreSQL store: a task on its pool, whose purges run
+/// beside it (see [`Purges::Aside`]).
 #[cfg(feature = "postgres")]
 pub(crate) async fn postgres(pool: &sqlx::PgPool) -> Writer<sqlx::Postgres> {
-    Writer::task(pool)
+    Writer::task(pool, Purges::Aside)
+}
+
+/// Where the writer task purges expired rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purges {
+    /// Before its batch, as the writer thread does: an SQLite database in
+    /// memory, whose one writer at a time would otherwise make the purge
+    /// and a batch wait for each other.
+    Inline,
+    /// Beside the writer, in a task of its own on another pooled
+    /// connection, at most one at a time (a purge still running when the
+    /// next is due skips it): PostgreSQL. A purge deletes only expired
+    /// rows, which no batch writes (an expired JWT or proof is refused
+    /// before it is written), and the writer no longer waits for it.
+    /// Measured at the replay cache's steady state (`replay_steady.py
+    /// --postgres`): p99 10.9–12.3 ms against 15.9–26.9 ms inline.
+    Aside,
 }
 
 impl<D: SqlDialect> Writer<D> {
     /// A writer task on `pool`, started with the first write.
-    pub(super) fn task(pool: &Pool<D>) -> Self {
+    pub(super) fn task(pool: &Pool<D>, purges: Purges) -> Self {
         Self {
             queue: Queue::Task(Task {
                 pool: pool.clone(),
                 sender: Mutex::new(None),
+                purges,
+                replay: Arc::default(),
             }),
             counts: Arc::default(),
         }
@@ -38,6 +58,17 @@ impl<D: SqlDialect> Writer<D> {
 pub(super) struct Task<D: SqlDialect> {
     pool: Pool<D>,
     sender: Mutex<Option<mpsc::Sender<Job>>>,
+    purges: Purges,
+    /// Where the replay cache's purge goes on; held by the purge running.
+    replay: Arc<tokio::sync::Mutex<ReplayPurge>>,
+}
+
+impl<D: SqlDialect> Task<D> {
+    /// Returns once no purge runs (one may have been started beside the
+    /// writer).
+    pub(super) async fn purged(&self) {
+        drop(self.replay.lock().await);
+    }
 }
 
 impl<D: SqlDialect> Task<D> {
@@ -60,7 +91,12 @@ impl<D: SqlDialect> Task<D> {
             Some(sender) if !sender.is_closed() => sender.clone(),
             _ => {
                 let (sender, receiver) = mpsc::channel(QUEUE);
-                tokio::spawn(run(self.pool.clone(), receiver, Arc::clone(counts)));
+                let purger = Purger {
+                    pool: self.pool.clone(),
+                    purges: self.purges,
+                    replay: Arc::clone(&self.replay),
+                };
+                tokio::spawn(run(purger, receiver, Arc::clone(counts)));
                 *queue = Some(sender.clone());
                 sender
             }
@@ -68,17 +104,44 @@ impl<D: SqlDialect> Task<D> {
     }
 }
 
+/// What the writer task purges with.
+struct Purger<D: SqlDialect> {
+    pool: Pool<D>,
+    purges: Purges,
+    replay: Arc<tokio::sync::Mutex<ReplayPurge>>,
+}
+
+impl<D: SqlDialect> Purger<D> {
+    /// Purges now (inline), or starts a purge beside the writer unless
+    /// one still runs.
+    async fn purge(&self) {
+        match self.purges {
+            Purges::Inline => purge(&self.pool, &mut *self.replay.lock().await).await,
+            Purges::Aside => {
+                if let Ok(mut replay) = Arc::clone(&self.replay).try_lock_owned() {
+                    let pool = self.pool.clone();
+                    tokio::spawn(async move { purge(&pool, &mut replay).await });
+                }
+            }
+        }
+    }
+}
+
 /// The writer task: batch after batch until every sender is gone.
-async fn run<D: SqlDialect>(pool: Pool<D>, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>) {
+async fn run<D: SqlDialect>(
+    purger: Purger<D>,
+    mut queue: mpsc::Receiver<Job>,
+    counts: Arc<Counts>,
+) {
+    let pool = &purger.pool;
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    let mut replay = ReplayPurge::default();
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = Batch::new(&mut jobs, &counts);
         if batch.purge {
-            purge(&pool, &mut replay).await;
+            purger.purge().await;
         }
         let started = Instant::now();
-        let committed = commit(&pool, &batch).await;
+        let committed = commit(pool, &batch).await;
         batch.answer(committed, started, &counts);
     }
 }

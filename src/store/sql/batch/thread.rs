@@ -13,6 +13,7 @@ use rusqlite::types::{ToSql, ToSqlOutput, Value, ValueRef};
 use rusqlite::{CachedStatement, Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
+use super::task::Purges;
 use super::{Batch, Counts, Job, MAX_BATCH, QUEUE, Queue, ReplayPurge, SqlWrite, Writer};
 use crate::store::sql::sqlite::second_connection;
 use crate::store::sql::statements::{FIRST_USES, PURGE};
@@ -27,7 +28,7 @@ const NAME: &str = "m2m-sqlite-writer";
 pub(crate) async fn sqlite(pool: &sqlx::SqlitePool) -> Writer<sqlx::Sqlite> {
     const FALLBACK: &str = "group commit on a task";
     let Some(connection) = second_connection(pool, FALLBACK).await else {
-        return Writer::task(pool);
+        return Writer::task(pool, Purges::Inline);
     };
     let (sender, receiver) = mpsc::channel(QUEUE);
     let counts = Arc::<Counts>::default();
@@ -42,7 +43,7 @@ pub(crate) async fn sqlite(pool: &sqlx::SqlitePool) -> Writer<sqlx::Sqlite> {
         },
         Err(error) => {
             tracing::warn!(%error, "{FALLBACK}: could not start a writer thread");
-            Writer::task(pool)
+            Writer::task(pool, Purges::Inline)
         }
     }
 }
