@@ -352,6 +352,8 @@ impl<D: SqlDialect> SqlStore<D> {
     /// runs beside the writer): for tests that check what a purge left.
     #[doc(hidden)]
     pub async fn purges_done(&self) {
+        // (Without `sqlite` a task is the only kind of writer.)
+        #[allow(irrefutable_let_patterns)]
         if let Queue::Task(task) = &self.writer.queue {
             task.purged().await;
         }
