@@ -46,34 +46,31 @@ impl<D: SqlDialect> Writer<D> {
     pub(super) fn task(pool: &Pool<D>, purges: Purges) -> Self {
         Self {
             queue: Queue::Task(Task {
-                pool: pool.clone(),
                 sender: Mutex::new(None),
-                purges,
-                replay: Arc::default(),
+                purger: Purger {
+                    pool: pool.clone(),
+                    purges,
+                    replay: Arc::default(),
+                },
             }),
             counts: Arc::default(),
         }
     }
 }
 
-/// The pool and the queue to its running task, if one runs.
+/// The queue to the running task, if one runs, and what it purges with.
 pub(super) struct Task<D: SqlDialect> {
-    pool: Pool<D>,
     sender: Mutex<Option<mpsc::Sender<Job>>>,
-    purges: Purges,
-    /// Where the replay cache's purge goes on; held by the purge running.
-    replay: Arc<tokio::sync::Mutex<ReplayPurge>>,
+    purger: Purger<D>,
 }
 
 impl<D: SqlDialect> Task<D> {
     /// Returns once no purge runs (one may have been started beside the
     /// writer).
     pub(super) async fn purged(&self) {
-        drop(self.replay.lock().await);
+        drop(self.purger.replay.lock().await);
     }
-}
 
-impl<D: SqlDialect> Task<D> {
     /// Queues `job`, starting a task if none runs (a second try if the
     /// task's runtime had gone); false if it could not be queued.
     pub(super) async fn send(&self, mut job: Job, counts: &Arc<Counts>) -> bool {
@@ -93,12 +90,7 @@ impl<D: SqlDialect> Task<D> {
             Some(sender) if !sender.is_closed() => sender.clone(),
             _ => {
                 let (sender, receiver) = mpsc::channel(QUEUE);
-                let purger = Purger {
-                    pool: self.pool.clone(),
-                    purges: self.purges,
-                    replay: Arc::clone(&self.replay),
-                };
-                tokio::spawn(run(purger, receiver, Arc::clone(counts)));
+                tokio::spawn(run(self.purger.clone(), receiver, Arc::clone(counts)));
                 *queue = Some(sender.clone());
                 sender
             }
@@ -106,11 +98,22 @@ impl<D: SqlDialect> Task<D> {
     }
 }
 
-/// What the writer task purges with.
+/// The writer task's pool, and where it purges expired rows.
 struct Purger<D: SqlDialect> {
     pool: Pool<D>,
     purges: Purges,
+    /// Where the replay cache's purge goes on; held by the purge running.
     replay: Arc<tokio::sync::Mutex<ReplayPurge>>,
+}
+
+impl<D: SqlDialect> Clone for Purger<D> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            purges: self.purges,
+            replay: Arc::clone(&self.replay),
+        }
+    }
 }
 
 impl<D: SqlDialect> Purger<D> {
