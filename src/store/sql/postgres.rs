@@ -69,9 +69,10 @@ mod tests {
     use sqlx::{AssertSqlSafe, Executor};
 
     use super::super::driver::Params;
+    use super::super::statements::Sql;
     use super::super::statements::{INDEXED, PURGE, PURGE_REPLAY_REST};
     use super::super::tests::upgrades_a_database_that_ran_only_the_first_migration;
-    use super::super::values::Param::{Int, Text};
+    use super::super::values::Param::{self, Int, Text};
     use super::*;
 
     /// A one-connection pool on a fresh schema of the test server
@@ -96,6 +97,23 @@ mod tests {
             .await
             .unwrap();
         (admin, pool, schema)
+    }
+
+    /// Plans `statement` with `params` on `pool` (`EXPLAIN`): no
+    /// sequential scan.
+    async fn assert_no_sequential_scan(pool: &PgPool, statement: &Sql, params: &[Param<'_>]) {
+        let sql = statement.postgres;
+        let mut args = PgArguments::default();
+        for param in params {
+            args.push(*param).unwrap();
+        }
+        let plan: Vec<String> =
+            sqlx::query_scalar_with(AssertSqlSafe(format!("EXPLAIN {sql}")), args)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("Seq Scan"), "{sql}:\n{plan}");
     }
 
     /// Closes `pool` and drops its schema.
@@ -135,18 +153,7 @@ mod tests {
             .into_iter()
             .chain(PURGE.iter().map(|sql| (sql, vec![Int(Some(1001))])));
         for (statement, params) in purges {
-            let sql = statement.postgres;
-            let mut args = PgArguments::default();
-            for param in params {
-                args.push(param).unwrap();
-            }
-            let plan: Vec<String> =
-                sqlx::query_scalar_with(AssertSqlSafe(format!("EXPLAIN {sql}")), args)
-                    .fetch_all(store.pool())
-                    .await
-                    .unwrap();
-            let plan = plan.join("\n");
-            assert!(!plan.contains("Seq Scan"), "{sql}:\n{plan}");
+            assert_no_sequential_scan(&pool, statement, &params).await;
         }
         drop_schema(admin, pool, schema).await;
     }
@@ -166,18 +173,7 @@ mod tests {
         let (admin, pool, schema) = fresh_schema("m2m_plan", &[("enable_seqscan", "off")]).await;
         let store = SqlStore::<Postgres>::from_pool(pool.clone()).await.unwrap();
         for (statement, params) in INDEXED {
-            let sql = statement.postgres;
-            let mut args = PgArguments::default();
-            for param in params {
-                args.push(*param).unwrap();
-            }
-            let plan: Vec<String> =
-                sqlx::query_scalar_with(AssertSqlSafe(format!("EXPLAIN {sql}")), args)
-                    .fetch_all(store.pool())
-                    .await
-                    .unwrap();
-            let plan = plan.join("\n");
-            assert!(!plan.contains("Seq Scan"), "{sql}:\n{plan}");
+            assert_no_sequential_scan(store.pool(), statement, params).await;
         }
         drop_schema(admin, pool, schema).await;
     }
