@@ -34,7 +34,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "load"))
 from common import HOST, build_examples, post_form, stop, wait_for  # noqa: E402
-from stores import psql  # noqa: E402
+from stores import psql, psql_rows  # noqa: E402
 
 PORTS = (19370, 19371)
 DATABASE = "m2m_faults"
@@ -66,13 +66,6 @@ bindings = [{{ client_id = "demo-client", scopes = ["read"] }}]
 """
 
 
-def query(url, sql):
-    """Rows of `sql` on `url`, as lists of strings."""
-    out = subprocess.run(["psql", url, "-At", "-F", "\t", "-c", sql], check=True,
-                         capture_output=True, text=True).stdout
-    return [line.split("\t") for line in out.splitlines() if line]
-
-
 def listener_backends(url, server):
     """The PostgreSQL backends of `server`'s change listener: its process's
     connections (`ss`) matched to `pg_stat_activity` by client port."""
@@ -80,7 +73,7 @@ def listener_backends(url, server):
                          capture_output=True, text=True).stdout
     ports = {line.split()[2].rsplit(":", 1)[1] for line in out.splitlines()
              if f"pid={server.pid}," in line}
-    rows = query(url, "SELECT pid, client_port FROM pg_stat_activity "
+    rows = psql_rows(url, "SELECT pid, client_port FROM pg_stat_activity "
                       f"WHERE datname = current_database() AND application_name = '{LISTENER}'")
     return [int(pid) for pid, port in rows if port in ports]
 

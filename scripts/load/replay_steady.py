@@ -66,9 +66,8 @@ def postgres_counter(url):
     def count(now):
         sql = (f"SELECT c.*, pg_total_relation_size('m2m_replay_cache') "
                f"FROM ({COUNT.format(now=now)}) AS c")
-        out = subprocess.run(["psql", url, "-At", "-F", " ", "-c", sql], check=True,
-                             capture_output=True, text=True).stdout.split()
-        return int(out[0]), int(out[1]), int(out[2]) / 1e6
+        rows, live, size = map(int, stores.psql_rows(url, sql)[0])
+        return rows, live, size / 1e6
     return count
 
 

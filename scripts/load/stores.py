@@ -121,11 +121,22 @@ def postgres_pids():
     return pids
 
 
+def psql_binary():
+    """Debian's newest psql, else the one on PATH."""
+    return (sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"))[-1:] or ["psql"])[0]
+
+
 def psql(url, *commands):
-    binary = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"))[-1:] or ["psql"]
     for command in commands:
-        subprocess.run([binary[0], url, "-q", "-c", command], check=True,
+        subprocess.run([psql_binary(), url, "-q", "-c", command], check=True,
                        stdout=subprocess.DEVNULL)
+
+
+def psql_rows(url, sql):
+    """The rows of `sql` on `url`, each a list of strings."""
+    out = subprocess.run([psql_binary(), url, "-At", "-F", "\t", "-c", sql], check=True,
+                         capture_output=True, text=True).stdout
+    return [line.split("\t") for line in out.splitlines() if line]
 
 
 def fresh_postgres_database(url):
