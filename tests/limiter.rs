@@ -15,7 +15,10 @@ use common::jwks::External;
 use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
-use tower_m2m_auth::issuer::{Application, AttemptLimits, TokenEndpointLayer};
+use tower_m2m_auth::issuer::{
+    Application, AttemptLimits, ClientAuthentication, Principal, Rejection, StoreVerifier,
+    TokenEndpointLayer, VerifyError,
+};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{
     AccountCredential, Admission, AttemptKey, AttemptLimiter, Binding, CredentialStore,
@@ -710,11 +713,31 @@ impl ReplayCache for GatheringReplay {
 /// `external`, `replay` as replay cache and a limit of `limit` failures per
 /// `client_id`; its token URL.
 async fn start_single_use(external: &External, replay: impl ReplayCache, limit: u32) -> String {
+    let verifier = StoreVerifier::new(MemoryStore::new());
+    start_single_use_with(external, replay, limit, verifier).await
+}
+
+/// [`start_single_use`], with `verifier` deciding who the clients are.
+async fn start_single_use_with<V>(
+    external: &External,
+    replay: impl ReplayCache,
+    limit: u32,
+    verifier: V,
+) -> String
+where
+    V: tower::Service<ClientAuthentication, Response = Principal, Error = VerifyError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    V::Future: Send,
+{
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
     let base = serve(|base| {
         let limits = limits(Some(limit), None, MINUTE);
         let layer = TokenEndpointLayer::new(base, keys, MemoryStore::new())
             .unwrap()
+            .verifier(verifier)
             .replay_cache(replay)
             .application(external.ci_application("ci-client"))
             .unwrap()
@@ -777,4 +800,87 @@ async fn replayed_single_use_assertions_count_as_failures() {
         assert_eq!(error_code(replay).await, "invalid_grant");
     }
     too_many(assert_with(&url, &single_use_assertion(&external)).await).await;
+}
+
+/// A replay cache (in memory) whose first use waits, once `armed`, until
+/// `release` has a permit; `entered` is notified when one starts to wait.
+#[derive(Clone)]
+struct HeldReplay {
+    inner: MemoryReplayCache,
+    entered: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl ReplayCache for HeldReplay {
+    async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
+        self.entered.notify_one();
+        let _permit = self.release.acquire().await.expect("semaphore open");
+        self.inner.first_use(key, expires_at).await
+    }
+}
+
+/// A single-use request whose `jti` is being written while its client gets
+/// locked out is not refused afterwards: it was admitted, and a 429 then
+/// would use its JWT up without a token. Failures still lock the client out
+/// for the requests that come after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockout_during_a_single_use_write_does_not_use_the_jwt_up() {
+    let external = External::new(Algorithm::ES256);
+    let untrusted = External::new(Algorithm::ES256);
+    let replay = HeldReplay {
+        inner: MemoryReplayCache::new(),
+        entered: Arc::new(tokio::sync::Notify::new()),
+        release: Arc::new(tokio::sync::Semaphore::new(0)),
+    };
+    let (entered, release) = (replay.entered.clone(), replay.release.clone());
+    let url = start_single_use(&external, replay, 2).await;
+
+    let jwt = single_use_assertion(&external);
+    let in_flight = tokio::spawn({
+        let (url, jwt) = (url.clone(), jwt.clone());
+        async move { assert_with(&url, &jwt).await }
+    });
+    tokio::time::timeout(Duration::from_secs(5), entered.notified())
+        .await
+        .expect("the jti write started");
+    // Two assertions signed by an untrusted key: the limit of 2 is reached.
+    for _ in 0..2 {
+        let refused = assert_with(&url, &single_use_assertion(&untrusted)).await;
+        assert_eq!(refused.status(), 400);
+        assert_eq!(error_code(refused).await, "invalid_grant");
+    }
+    too_many(assert_with(&url, &single_use_assertion(&external)).await).await;
+
+    release.add_permits(1);
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert!(body["access_token"].is_string());
+    // The client stays locked out, with or without that JWT again.
+    release.add_permits(10);
+    too_many(assert_with(&url, &jwt).await).await;
+}
+
+/// A single-use assertion that the verifier refuses, though its slots were
+/// given back before its `jti` was written, counts as a failure: after
+/// `limit` refusals the client is locked out.
+#[tokio::test]
+async fn single_use_assertions_the_verifier_refuses_count_as_failures() {
+    let external = External::new(Algorithm::ES256);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let verifier = tower::service_fn({
+        let calls = calls.clone();
+        move |_: ClientAuthentication| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err::<Principal, _>(VerifyError::Rejected(Rejection::UnknownCredentials)) }
+        }
+    });
+    let url = start_single_use_with(&external, MemoryReplayCache::new(), 3, verifier).await;
+    for _ in 0..3 {
+        let refused = assert_with(&url, &single_use_assertion(&external)).await;
+        assert_eq!(refused.status(), 400);
+        assert_eq!(error_code(refused).await, "invalid_grant");
+    }
+    too_many(assert_with(&url, &single_use_assertion(&external)).await).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
 }

@@ -16,10 +16,12 @@
 //!
 //! A single-use input JWT goes on only once its `jti` is written, which
 //! with a SQL store means waiting for a commit. The request waits without
-//! its slots (given back once the endpoint verified the JWT, taken anew
-//! for the verifier), so that the writes of a client's requests are not
-//! capped at its failure limit; a replay found then (its signature is
-//! valid, so it is not a guess) is counted where a slot is free.
+//! its slots (given back once the endpoint verified the JWT), so that the
+//! writes of a client's requests are not capped at its failure limit, and
+//! goes on to the verifier without them: taking them anew could refuse it
+//! (429) with its `jti` already spent. A replay or a refusal found then (the
+//! JWT's signature is valid, so it is not a guess) is counted where a slot
+//! is free.
 //!
 //! A success does not reset the `client_id` counter: a `client_id` is public
 //! and shared by every service account of its application, so one valid
@@ -259,9 +261,10 @@ impl AttemptGuard {
     }
 
     /// Counts a failure found after the request's attempt ended (a replayed
-    /// single-use assertion), for each key that has a free slot to count it
-    /// in: a key locked out needs no more, and one whose slots are all in
-    /// flight is not pushed past its limit. Not waited for; never refuses.
+    /// single-use assertion, or one the verifier refused), for each key that
+    /// has a free slot to count it in: a key locked out needs no more, and
+    /// one whose slots are all in flight is not pushed past its limit. Not
+    /// waited for; never refuses.
     pub(crate) async fn record_failure(
         &self,
         address: Option<IpAddr>,

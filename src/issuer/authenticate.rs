@@ -14,8 +14,11 @@
 //!
 //! The failure slots stay taken only if authentication or authorization
 //! failed. A single-use input JWT's `jti` is spent between the endpoint's
-//! checks and the verifier, without holding the slots (a replay then counts
-//! as a failure on its own), so the verifier never sees a replay.
+//! checks and the verifier, without holding the slots, so the verifier never
+//! sees a replay; the request then goes on without slots (it is not admitted
+//! again, so it cannot be refused with its `jti` spent for a lockout that
+//! began meanwhile), and a replay or a refusal counts as a failure on its
+//! own.
 
 use std::future::poll_fn;
 use std::net::IpAddr;
@@ -123,28 +126,19 @@ where
         Ok(Checked::Verify(credentials, single_use)) => {
             let mut spent = Ok(());
             if let Some(single_use) = single_use {
-                // Written without holding the client's slots (so that more
-                // requests than its failure limit can share a commit, with a
-                // SQL store), then the attempt goes on in new ones. A replay
-                // was signed by a trusted key, so it is not a guess; it still
-                // counts as a failure, where a slot is free to count it in.
+                // Written without holding the client's slots, so that more
+                // requests than its failure limit can share a commit (with a
+                // SQL store). The attempt is not admitted anew: once its `jti`
+                // is spent, a 429 would use the JWT up without a token. What
+                // is left cannot be a guess (the JWT's signature is valid), so
+                // a failure from here on (a replay, or the verifier's refusal)
+                // is counted where a slot is free to count it in.
                 if let Some(held) = attempt.take() {
                     held.end(false).await;
                 }
                 spent = single_use.spend(config).await;
-                match (&spent, &config.attempts) {
-                    (Ok(()), _) => {
-                        attempt =
-                            admit(config, address, Some(&application), &client_id, method).await?;
-                    }
-                    (Err(VerifyError::Rejected(_)), Some(guard)) => {
-                        let client = Some(application.client_id());
-                        guard.record_failure(address, client).await;
-                    }
-                    _ => {}
-                }
             }
-            match spent {
+            let outcome = match spent {
                 Ok(()) => {
                     let verify = verify(
                         config,
@@ -159,7 +153,14 @@ where
                         .map(|principal| (principal, None))
                 }
                 Err(error) => Err(error),
+            };
+            if let (None, Some(guard), Err(VerifyError::Rejected(_))) =
+                (&attempt, &config.attempts, &outcome)
+            {
+                let client = Some(application.client_id());
+                guard.record_failure(address, client).await;
             }
+            outcome
         }
         Err(error) => Err(error),
     };
