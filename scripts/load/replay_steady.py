@@ -8,6 +8,7 @@ seconds, so that keys expire and are purged while new ones arrive
     python3 scripts/load/replay_steady.py [--seconds 120] [--rate 7000] [--lifetime 20]
     python3 scripts/load/replay_steady.py --postgres   # TOWER_M2M_AUTH_PG_URL, e.g. after
                                                        # `source .ci/services.sh; start_postgres`
+    python3 scripts/load/replay_steady.py --postgres --database-core
 
 The JWTs are signed beforehand: JWT i is planned to arrive at second i/RATE
 of the run and expires LIFETIME seconds after that. Set RATE below what the
@@ -89,12 +90,16 @@ def main():
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--postgres", action="store_true",
                         help="the store in PostgreSQL at TOWER_M2M_AUTH_PG_URL (a fresh database)")
+    parser.add_argument("--database-core", action="store_true", help=stores.DATABASE_CORE_HELP)
     args = parser.parse_args()
+    load_cores, database_cores = stores.split_cores(args.database_core)
     if args.postgres:
         pg_url = os.environ.get("TOWER_M2M_AUTH_PG_URL")
         if not pg_url:
             raise SystemExit("--postgres needs TOWER_M2M_AUTH_PG_URL")
         url = stores.fresh_postgres_database(pg_url)
+        if database_cores:
+            stores.pin_postgres(database_cores)
     ensure_wrk()
     examples = build_examples(("server", "postgres" if args.postgres else "sqlite"))
     signer = Es256Signer()
@@ -113,7 +118,8 @@ def main():
             [os.path.join(examples, "server"), "--config", os.path.join(directory, "server.toml"),
              "--listen", f"{stores.HOST}:{stores.PORT}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "RUST_LOG": "error"}, cwd=directory)
+            env={**os.environ, "RUST_LOG": "error"}, cwd=directory,
+            preexec_fn=stores.pinned(load_cores))
         try:
             wait_for(stores.PORT, seconds=60)
             time.sleep(max(0.0, start - time.time()))
@@ -122,8 +128,9 @@ def main():
                      else sqlite_counter(os.path.join(directory, "load.db")))
             sampler = threading.Thread(target=sample, args=(count, args.seconds, expired))
             sampler.start()
-            result = stores.wrk(path, argparse.Namespace(threads=1, connections=args.connections),
-                                args.seconds)
+            wrk_args = argparse.Namespace(threads=1, connections=args.connections,
+                                          load_cores=load_cores)
+            result = stores.wrk(path, wrk_args, args.seconds)
             sampler.join()
         finally:
             stop([server])

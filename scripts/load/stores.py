@@ -11,6 +11,8 @@ three kinds of request:
 
     python3 scripts/load/stores.py [--seconds 10] [--connections 32] [--rounds 1]
     # with PostgreSQL: source .ci/services.sh; start_postgres; python3 ...
+    # PostgreSQL on a core of its own, as on a host of its own:
+    python3 scripts/load/stores.py --database-core
 
 For each store and request it prints req/s, p50/p99/max latency, the
 server's CPU time per request (user + system, from /proc), PostgreSQL's own
@@ -154,12 +156,45 @@ def assertion_bodies(signer, client_id, count):
             for i in range(count)]
 
 
+def pinned(cores):
+    """A `preexec_fn` that puts the child (and every thread it starts) on
+    `cores`, or None to leave it where the kernel puts it."""
+    return (lambda: os.sched_setaffinity(0, cores)) if cores else None
+
+
+def split_cores(database_core):
+    """With `database_core`: (the cores for the server and wrk, the last core
+    for PostgreSQL); else (None, None): every process anywhere."""
+    if not database_core:
+        return None, None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        sys.exit("--database-core needs at least 2 cores")
+    return set(cores[:-1]), {cores[-1]}
+
+
+DATABASE_CORE_HELP = ("PostgreSQL on the last core, the server and wrk on the others (as if the "
+                      "database had a host of its own: its CPU no longer competes with the "
+                      "server's)")
+
+
+def pin_postgres(cores):
+    """Puts PostgreSQL's processes on `cores`: the running ones, and the
+    backends the postmaster forks from now on (they inherit its set)."""
+    for pid in postgres_pids():
+        try:
+            os.sched_setaffinity(pid, cores)
+        except ProcessLookupError:
+            pass
+
+
 def wrk(bodies_file, args, seconds):
     output = subprocess.run(
         ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency",
          "-s", os.path.join(HERE, "stores.lua"), f"http://{HOST}:{PORT}/application/o/token/"],
         capture_output=True, text=True, timeout=seconds + 60,
         env={**os.environ, "LOAD_BODIES": bodies_file, "LOAD_THREADS": str(args.threads)},
+        preexec_fn=pinned(args.load_cores),
     ).stdout
     refusal = re.search(r"REFUSED (.*)", output)
     if refusal:
@@ -182,7 +217,8 @@ def run_store(name, store_line, bodies, examples, directory, args, database_pids
     server = subprocess.Popen(
         [os.path.join(examples, "server"), "--config", os.path.join(directory, "server.toml"),
          "--listen", f"{HOST}:{PORT}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=quiet, cwd=directory)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=quiet, cwd=directory,
+        preexec_fn=pinned(args.load_cores))
     try:
         wait_for(PORT, seconds=60)
         wrk(bodies["static"], args, 2)  # warm-up: connections, caches, the page cache
@@ -212,11 +248,14 @@ def main():
                         help="per_client_id and per_address of [attempt_limits] (default: the "
                              "defaults, 10 and 20: a client has at most that many credential "
                              "checks in flight; single-use writes wait after theirs)")
+    parser.add_argument("--database-core", action="store_true",
+                        help=DATABASE_CORE_HELP + "; the same cores for every store")
     parser.add_argument("--assertions", type=int,
                         help="input JWTs signed per JWT request kind, more than wrk sends "
                              "(default: 25,000 per second of --seconds)")
     args = parser.parse_args()
     args.assertions = args.assertions or 25_000 * args.seconds
+    args.load_cores, database_cores = split_cores(args.database_core)
     ensure_wrk()
     examples = build_examples(("server", "sqlite,postgres"))
     pg_url = os.environ.get("TOWER_M2M_AUTH_PG_URL")
@@ -236,8 +275,13 @@ def main():
                   ("sqlite", 'sqlite = "load.db"', lambda: [])]
         if pg_url:
             stores.append(("postgres", None, postgres_pids))
+            if args.database_core:
+                pin_postgres(database_cores)
         print(f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, release example "
               "server; CPU = server process user+system per request")
+        if args.load_cores:
+            print(f"server and wrk on cores {sorted(args.load_cores)}, PostgreSQL on "
+                  f"{sorted(database_cores)}")
         print(f"{'round':>5} {'store':9} {'request':9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
               f"{'max ms':>7} {'CPU µs':>7} {'PG CPU µs':>9} {'req/s x':>8} {'CPU x':>6} refused")
         for round_ in range(1, args.rounds + 1):
