@@ -118,11 +118,11 @@ impl ServerFile {
             Source::Embedded => DEMO_CONFIG,
             Source::File { text, .. } => text,
         };
-        // (Errors name the line and column, with the line quoted.)
-        let invalid = |mut error: toml::de::Error| {
-            error.set_input(Some(text));
-            let error = error.to_string();
-            format!("invalid configuration in {source}:\n{}", error.trim_end())
+        let invalid = |error: toml::de::Error| {
+            format!(
+                "invalid configuration in {source}, {}",
+                place_and_message(&error, text)
+            )
         };
         // Split with the spans kept, so that an error in either part still
         // points into the file.
@@ -142,6 +142,27 @@ impl ServerFile {
             config,
         })
     }
+}
+
+/// Where `error` points in `text` ("line L, column C: "), then its message.
+/// Unlike the TOML error's own display, the line is not quoted: it may hold
+/// a secret (the value of a misspelt `client_secret`, an unclosed string).
+fn place_and_message(error: &toml::de::Error, text: &str) -> String {
+    let message = error.message().trim_end();
+    let Some(span) = error.span() else {
+        return message.to_owned();
+    };
+    let before = &text.as_bytes()[..span.start.min(text.len())];
+    let line = before.iter().filter(|&&byte| byte == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&byte| byte == b'\n')
+        .map_or(0, |at| at + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    format!("line {line}, column {column}: {message}")
 }
 
 /// `[server]`: limits on connections, against slow and idle clients.
@@ -235,6 +256,34 @@ mod tests {
                 error.starts_with("invalid configuration in bad.toml"),
                 "{error}"
             );
+        }
+    }
+
+    /// A mistake on a line that holds a secret names the line, never the
+    /// secret: a misspelt key, a value of the wrong type, an unclosed string.
+    #[test]
+    fn configuration_errors_do_not_echo_the_line() {
+        const SECRET: &str = "app-secret-in-a-bad-line";
+        let head = "issuer = \"https://a\"\n[[applications]]\nclient_id = \"x\"\nslug = \"x\"\n";
+        let rows = [
+            (
+                format!("{head}client_secrte = \"{SECRET}\"\n"),
+                "line 5, column 1",
+            ),
+            (
+                format!("{head}client_secret = [\"{SECRET}\"]\n"),
+                "line 5, column 17",
+            ),
+            (format!("{head}client_secret = \"{SECRET}\n"), "line 5"),
+            (
+                format!("[store]\npostgres = \"postgres://u:{SECRET}@h/db\" x\n"),
+                "line 2",
+            ),
+        ];
+        for (text, place) in rows {
+            let error = error_of(&text);
+            assert!(error.contains(place), "{place}: {error}");
+            assert!(!error.contains(SECRET), "secret echoed: {error}");
         }
     }
 }
