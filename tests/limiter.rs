@@ -718,20 +718,12 @@ async fn start_single_use(external: &External, replay: impl ReplayCache, limit: 
 }
 
 /// [`start_single_use`], with `verifier` deciding who the clients are.
-async fn start_single_use_with<V>(
+async fn start_single_use_with(
     external: &External,
     replay: impl ReplayCache,
     limit: u32,
-    verifier: V,
-) -> String
-where
-    V: tower::Service<ClientAuthentication, Response = Principal, Error = VerifyError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    V::Future: Send,
-{
+    verifier: impl Verifier,
+) -> String {
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
     let base = serve(|base| {
         let limits = limits(Some(limit), None, MINUTE);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Router;
 use axum::routing::get;
 use common::jwks::External;
-use common::{CLIENT_ID, SLUG, application, error_code, form_encode, http};
+use common::{CLIENT_ID, SLUG, Verifier, application, error_code, form_encode, http};
 use jsonwebtoken::Algorithm;
 use secrecy::ExposeSecret;
 use tower::service_fn;
@@ -21,15 +21,7 @@ use tower_m2m_auth::store::{Binding, MemoryStore, ServiceAccount, StoreError};
 
 /// Serves the endpoint with `verifier` and one `application`, and returns
 /// the base URL.
-async fn serve<V>(verifier: V, store: MemoryStore, application: Application) -> String
-where
-    V: tower::Service<ClientAuthentication, Response = Principal, Error = VerifyError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    V::Future: Send,
-{
+async fn serve(verifier: impl Verifier, store: MemoryStore, application: Application) -> String {
     let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
     common::serve(|base| {
         let layer = TokenEndpointLayer::new(base, keys, store)
@@ -169,17 +161,7 @@ async fn post_assertion(base: &str, jwt: &str) -> reqwest::Response {
 
 /// A custom verifier that counts its calls and takes every verified input
 /// JWT for the account it stands for.
-fn jwt_verifier(
-    calls: Arc<AtomicUsize>,
-) -> impl tower::Service<
-    ClientAuthentication,
-    Response = Principal,
-    Error = VerifyError,
-    Future = impl Send,
-> + Clone
-+ Send
-+ Sync
-+ 'static {
+fn jwt_verifier(calls: Arc<AtomicUsize>) -> impl Verifier {
     service_fn(move |request: ClientAuthentication| {
         calls.fetch_add(1, Ordering::SeqCst);
         async move {

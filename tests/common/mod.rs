@@ -21,7 +21,9 @@ use axum::routing::any;
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 use secrecy::ExposeSecret;
-use tower_m2m_auth::issuer::{Application, StoreVerifier, TokenEndpointLayer};
+use tower_m2m_auth::issuer::{
+    Application, ClientAuthentication, Principal, StoreVerifier, TokenEndpointLayer, VerifyError,
+};
 use tower_m2m_auth::keys::{KeyRing, SigningKey};
 use tower_m2m_auth::store::{AppPassword, Binding, MemoryStore, ServiceAccount};
 
@@ -187,6 +189,30 @@ pub fn replica<V>(
         .application(ci)
         .unwrap()
         .revocation_list(redis)
+}
+
+/// A verifier a test serves (`TokenEndpointLayer::verifier`): who the
+/// client of a `ClientAuthentication` is, callable from any task.
+pub trait Verifier:
+    tower::Service<ClientAuthentication, Response = Principal, Error = VerifyError, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Verifier for T where
+    T: tower::Service<
+            ClientAuthentication,
+            Response = Principal,
+            Error = VerifyError,
+            Future: Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// Serves the router `app` builds on 127.0.0.1 (a free port); `app` gets
