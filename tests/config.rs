@@ -177,6 +177,18 @@ async fn the_library_refuses_what_the_configuration_gets_wrong() {
         invalid,
     )
     .await;
+    // Credentials in a key URL: refused (every log line naming the URL would
+    // carry them), and not repeated by the error.
+    refused(
+        app(ci(
+            json!({ "jwks_url": "https://ci:hunter2-in-url@ci.example/jwks" }),
+        )),
+        |error| {
+            let message = error.to_string();
+            message.contains("credentials") && !message.contains("hunter2-in-url")
+        },
+    )
+    .await;
     // Self-federation.
     refused(
         app(json!({ "federated_applications": ["embedded"] })),

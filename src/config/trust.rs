@@ -203,5 +203,7 @@ fn shared<T: Clone>(
 /// The library's one check of a URL to fetch keys from, at start rather
 /// than as a 503 on each request.
 fn check_url(key: &str, url: &str) -> Result<(), String> {
-    crate::keys::fetch::check_url(url, false).map_err(|error| format!("{key}: {url:?}: {error}"))
+    use crate::keys::fetch;
+    fetch::check_url(url, false)
+        .map_err(|error| format!("{key}: {:?}: {error}", fetch::without_credentials(url)))
 }

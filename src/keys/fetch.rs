@@ -122,10 +122,11 @@ pub fn cache_max_age(cache_control: &str) -> Option<Duration> {
 }
 
 /// The rule for a URL to fetch keys from (a JWKS URL, or an issuer URL
-/// for discovery): absolute, and `https`, or plain `http` to a loopback host
-/// only (keys fetched over `http` could be swapped on the way) unless
-/// `allow_http`. [`ReqwestFetcher`] applies it to every fetch; a
-/// configuration can apply it at start.
+/// for discovery): absolute, without credentials (`user:password@`, which
+/// every log line and error naming the URL would carry), and `https`, or
+/// plain `http` to a loopback host only (keys fetched over `http` could be
+/// swapped on the way) unless `allow_http`. [`ReqwestFetcher`] applies it
+/// to every fetch; a configuration can apply it at start.
 #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
 pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), FetchError> {
     let uri: http::Uri = url
@@ -134,6 +135,14 @@ pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), FetchError> {
     let Some(host) = uri.host() else {
         return Err(FetchError::Forbidden("not an absolute URL"));
     };
+    if uri
+        .authority()
+        .is_some_and(|authority| authority.as_str().contains('@'))
+    {
+        return Err(FetchError::Forbidden(
+            "credentials in the URL (user:password@) are not allowed",
+        ));
+    }
     let loopback = host == "localhost"
         || host
             .trim_start_matches('[')
@@ -263,9 +272,46 @@ mod reqwest_fetcher {
     }
 }
 
+/// `url` as logs and errors may show it: without the credentials of its
+/// authority (`https://user:password@host/` gives `https://…@host/`), which
+/// [`check_url`] refuses but a URL may still hold when it is reported.
+pub(crate) fn without_credentials(url: &str) -> std::borrow::Cow<'_, str> {
+    let start = url.find("://").map_or(0, |at| at + 3);
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |at| start + at);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}…{}", &url[..start], &url[start + at..]).into(),
+        None => url.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{FetchError, check_url};
+    use super::{FetchError, check_url, without_credentials};
+
+    #[test]
+    fn urls_are_reported_without_their_credentials() {
+        let rows = [
+            (
+                "https://user:pa55@auth.example/jwks",
+                "https://…@auth.example/jwks",
+            ),
+            ("https://user@auth.example", "https://…@auth.example"),
+            (
+                "https://a:b@c@auth.example/x@y",
+                "https://…@auth.example/x@y",
+            ),
+            (
+                "https://auth.example/jwks?user=a@b",
+                "https://auth.example/jwks?user=a@b",
+            ),
+            ("not a url", "not a url"),
+        ];
+        for (url, shown) in rows {
+            assert_eq!(without_credentials(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn keys_are_fetched_over_https_or_from_loopback_only() {
@@ -282,6 +328,8 @@ mod tests {
             "ftp://auth.example/jwks",
             "/jwks",
             "not a url",
+            "https://user:password@auth.example/jwks",
+            "http://user@127.0.0.1/jwks",
         ] {
             assert!(
                 matches!(check_url(url, false), Err(FetchError::Forbidden(_))),

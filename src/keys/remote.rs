@@ -13,7 +13,7 @@ use jsonwebtoken::jwk::JwkSet;
 
 use super::KeySet;
 use super::discovery::discover_jwks_uri;
-use super::fetch::{FetchError, FetchedDocument, JwksFetcher};
+use super::fetch::{FetchError, FetchedDocument, JwksFetcher, without_credentials};
 
 /// Bounds on caching and refreshing a remote JWKS.
 #[derive(Debug, Clone, Copy)]
@@ -268,6 +268,7 @@ impl Inner {
                     Location::Url(url) => url,
                     Location::Discovered { issuer, .. } => issuer,
                 };
+                let url = without_credentials(url);
                 tracing::warn!(%url, %error, "JWKS fetch failed; serving the last good copy if any");
                 error.outcome()
             }
@@ -294,7 +295,11 @@ impl Inner {
                 let found = tokio::time::timeout(self.policy.fetch_timeout, discovery)
                     .await
                     .map_err(|_| FetchError::Timeout)??;
-                tracing::debug!(%issuer, jwks_uri = %found, "issuer discovered");
+                tracing::debug!(
+                    issuer = %without_credentials(issuer),
+                    jwks_uri = %without_credentials(&found),
+                    "issuer discovered"
+                );
                 Ok(jwks_uri.get_or_init(|| found))
             }
         }
@@ -321,6 +326,7 @@ impl Inner {
             keys: keys.clone(),
             expires: deadline(ttl),
         })));
+        let url = without_credentials(url);
         tracing::debug!(%url, keys = keys.keys().count(), ?ttl, "JWKS fetched");
         Ok(keys)
     }
