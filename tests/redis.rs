@@ -359,6 +359,10 @@ async fn replay_and_revocation_keys_expire_with_their_tokens() {
     let soon = now() + 1;
     assert!(redis.first_use("jti-1", soon).await.unwrap());
     assert!(!redis.first_use("jti-1", soon).await.unwrap());
+    // Forgotten: a first use again, once.
+    redis.forget("jti-1").await.unwrap();
+    assert!(redis.first_use("jti-1", soon).await.unwrap());
+    assert!(!redis.first_use("jti-1", soon).await.unwrap());
     redis.revoke("jti-2", soon).await.unwrap();
     assert!(redis.is_revoked("jti-2").await.unwrap());
     assert!(!redis.is_revoked("jti-3").await.unwrap());

@@ -88,6 +88,13 @@ async fn replay_is_refused_across_instances<A: ReplayCache, B: ReplayCache>(a: &
     assert!(a.first_use("jti-old", unix_now() - 10).await.unwrap());
     assert!(b.first_use("jti-old", live).await.unwrap());
     assert!(!a.first_use("jti-old", live).await.unwrap());
+    // A key forgotten through one instance is a first use again, once, at
+    // either; forgetting a key nobody used changes nothing.
+    a.forget("jti-shared").await.unwrap();
+    assert!(b.first_use("jti-shared", live).await.unwrap());
+    assert!(!a.first_use("jti-shared", live).await.unwrap());
+    b.forget("jti-never-used").await.unwrap();
+    assert!(!b.first_use("jti-other", live).await.unwrap());
 }
 
 /// Many concurrent first uses of one key, through two instances: one wins.

@@ -224,3 +224,45 @@ async fn input_jwts_the_endpoint_refuses_never_reach_a_custom_verifier() {
         "only the valid JWT reached it"
     );
 }
+
+/// A single-use JWT whose request the verifier could not decide (503) is
+/// not used up: no token was issued, so the same JWT works once the
+/// verifier is back, and only once.
+#[tokio::test]
+async fn a_single_use_jwt_is_given_back_when_its_request_could_not_be_answered() {
+    let external = External::new(Algorithm::ES256);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let verifier = {
+        let (calls, down) = (calls.clone(), down.clone());
+        let up = jwt_verifier(calls.clone());
+        service_fn(move |request: ClientAuthentication| {
+            let (mut up, calls) = (up.clone(), calls.clone());
+            let down = down.load(Ordering::SeqCst);
+            async move {
+                if down {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let cause = std::io::Error::other("directory is down");
+                    return Err(VerifyError::from(StoreError(Box::new(cause))));
+                }
+                tower::ServiceExt::oneshot(&mut up, request).await
+            }
+        })
+    };
+    let base = serve(verifier, MemoryStore::new(), ci_application(&external)).await;
+
+    let jwt = external.mint(&ci_claims("retried", 300));
+    let first = post_assertion(&base, &jwt).await;
+    assert_eq!(first.status(), 503);
+    assert_eq!(error_code(first).await, "temporarily_unavailable");
+    down.store(false, Ordering::SeqCst);
+    let retry = post_assertion(&base, &jwt).await;
+    assert_eq!(retry.status(), 200);
+    let replay = post_assertion(&base, &jwt).await;
+    assert_eq!(error_code(replay).await, "invalid_grant");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the replay never reached it"
+    );
+}

@@ -81,11 +81,20 @@ pub(crate) struct SingleUse {
 impl SingleUse {
     /// Records the `jti` as used: refused (`AssertionReplayed`) if it was
     /// used before; atomic across instances sharing the replay cache.
-    pub(crate) async fn spend(self, config: &EndpointConfig) -> Result<(), VerifyError> {
+    pub(crate) async fn spend(&self, config: &EndpointConfig) -> Result<(), VerifyError> {
         if config.replay.first_use(&self.key, self.expires_at).await? {
             Ok(())
         } else {
             Err(Rejection::AssertionReplayed.into())
+        }
+    }
+
+    /// Gives a spent `jti` back, after its request could not be answered
+    /// (503) and no token was issued: the client may send the JWT again.
+    /// If the replay cache cannot, the JWT stays used up (logged).
+    pub(crate) async fn give_back(self, config: &EndpointConfig) {
+        if let Err(error) = config.replay.forget(&self.key).await {
+            tracing::warn!(%error, "a single-use JWT's jti could not be given back");
         }
     }
 }

@@ -18,7 +18,7 @@
 //! sees a replay; the request then goes on without slots (it is not admitted
 //! again, so it cannot be refused with its `jti` spent for a lockout that
 //! began meanwhile), and a replay or a refusal counts as a failure on its
-//! own.
+//! own. If the verifier then cannot decide (503), the `jti` is given back.
 
 use std::future::poll_fn;
 use std::net::IpAddr;
@@ -125,7 +125,7 @@ where
         Ok(Checked::Traded(principal, expires)) => Ok((principal, Some(expires))),
         Ok(Checked::Verify(credentials, single_use)) => {
             let mut spent = Ok(());
-            if let Some(single_use) = single_use {
+            if let Some(single_use) = &single_use {
                 // Written without holding the client's slots, so that more
                 // requests than its failure limit can share a commit (with a
                 // SQL store). The attempt is not admitted anew: once its `jti`
@@ -138,6 +138,7 @@ where
                 }
                 spent = single_use.spend(config).await;
             }
+            let spent_ok = spent.is_ok();
             let outcome = match spent {
                 Ok(()) => {
                     let verify = verify(
@@ -159,6 +160,13 @@ where
             {
                 let client = Some(application.client_id());
                 guard.record_failure(address, client).await;
+            }
+            // Spent, but the verifier or its store could not decide: no
+            // token, so the client may try the same JWT again.
+            if let (true, Some(single_use), Err(VerifyError::Unavailable(_))) =
+                (spent_ok, single_use, &outcome)
+            {
+                single_use.give_back(config).await;
             }
             outcome
         }

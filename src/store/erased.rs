@@ -160,6 +160,7 @@ pub(crate) trait ErasedReplay: Send + Sync + 'static {
         key: &'a str,
         expires_at: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn forget<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// The object-safe mirror of [`RevocationList`].
@@ -208,7 +209,10 @@ impl<S: CredentialStore + AccountAdmin> ErasedAccounts for S {
 }
 
 impl<S: ReplayCache> ErasedReplay for S {
-    forward! { ReplayCache; first_use(key: &'a str, expires_at: u64) -> Result<bool, StoreError>; }
+    forward! { ReplayCache;
+        first_use(key: &'a str, expires_at: u64) -> Result<bool, StoreError>;
+        forget(key: &'a str) -> Result<(), StoreError>;
+    }
 }
 
 impl<S: RevocationList> ErasedRevocations for S {
@@ -258,7 +262,10 @@ impl AccountAdmin for AnyStore {
 }
 
 impl ReplayCache for AnyStore {
-    delegate! { replay; first_use(key: &str, expires_at: u64) -> Result<bool, StoreError>; }
+    delegate! { replay;
+        first_use(key: &str, expires_at: u64) -> Result<bool, StoreError>;
+        forget(key: &str) -> Result<(), StoreError>;
+    }
 }
 
 impl RevocationList for AnyStore {

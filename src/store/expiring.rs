@@ -43,6 +43,12 @@ impl ExpiringSet {
         }
     }
 
+    /// Removes `key`, expired or not.
+    pub(crate) fn remove(&self, key: &str) {
+        let mut entries = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        entries.keys.remove(key);
+    }
+
     /// Whether `key` is present and unexpired.
     pub(crate) fn contains(&self, key: &str) -> bool {
         let entries = self.inner.lock().unwrap_or_else(|e| e.into_inner());

@@ -220,6 +220,13 @@ impl ReplayCache for RedisStore {
         let set: Option<String> = self.run(&cmd).await?;
         Ok(set.is_some())
     }
+
+    async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        let mut cmd = ::redis::cmd("DEL");
+        cmd.arg(self.key("replay", key));
+        let _: i64 = self.run(&cmd).await?;
+        Ok(())
+    }
 }
 
 impl RevocationList for RedisStore {

@@ -16,6 +16,17 @@ pub trait ReplayCache: Send + Sync + 'static {
         key: &str,
         expires_at: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Forgets `key`, so that its next [`first_use`](Self::first_use) is a
+    /// first use again. The token endpoint calls it when a request whose
+    /// single-use JWT it recorded could not be answered (a store or
+    /// verifier that could not decide: 503), so that the client may send
+    /// the same JWT again; no token was issued for it. The default keeps
+    /// the key until it expires (the JWT stays used up).
+    fn forget(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = key;
+        async { Ok(()) }
+    }
 }
 
 /// An in-memory [`ReplayCache`] for one instance. Expired entries are purged
@@ -46,6 +57,11 @@ impl ReplayCache for MemoryReplayCache {
     async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
         Ok(self.seen.insert(key, expires_at))
     }
+
+    async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        self.seen.remove(key);
+        Ok(())
+    }
 }
 
 impl<T: ReplayCache> ReplayCache for Arc<T> {
@@ -55,5 +71,27 @@ impl<T: ReplayCache> ReplayCache for Arc<T> {
         expires_at: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).first_use(key, expires_at)
+    }
+
+    fn forget(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).forget(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MemoryReplayCache, ReplayCache};
+
+    #[tokio::test]
+    async fn a_forgotten_key_is_a_first_use_again() {
+        let cache = MemoryReplayCache::new();
+        let live = u64::MAX / 2;
+        assert!(cache.first_use("k", live).await.unwrap());
+        assert!(!cache.first_use("k", live).await.unwrap());
+        cache.forget("k").await.unwrap();
+        assert!(cache.first_use("k", live).await.unwrap());
+        assert!(!cache.first_use("k", live).await.unwrap());
+        cache.forget("never-used").await.unwrap();
+        assert_eq!(cache.len(), 1);
     }
 }

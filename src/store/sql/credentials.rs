@@ -5,7 +5,7 @@ use super::batch::{SqlWrite, Write};
 use super::driver::{Columns, Statement};
 use super::statements::{
     ACCOUNT_BY_ID, ACCOUNT_BY_USERNAME, APP_PASSWORD, BINDING, EXTEND_EXTERNAL_ACCOUNT,
-    INSERT_EXTERNAL_ACCOUNT, IS_REVOKED, REVOKE,
+    FORGET_FIRST_USE, INSERT_EXTERNAL_ACCOUNT, IS_REVOKED, REVOKE,
 };
 use super::values::{now_unix, unix_micros, unix_seconds};
 use super::{SqlDialect, SqlStore};
@@ -147,6 +147,14 @@ impl<D: SqlDialect> ReplayCache for SqlStore<D> {
     async fn first_use(&self, key: &str, expires_at: u64) -> Result<bool, StoreError> {
         let record = Write::FirstUse(unix_seconds(expires_at));
         Ok(self.writer.execute(key, record).await? == 1)
+    }
+
+    /// Group-committed like a first use; a first use of the same key in
+    /// the same batch runs before it.
+    async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        let forget = SqlWrite::new(&FORGET_FIRST_USE).bind(key);
+        self.writer.execute(key, forget).await?;
+        Ok(())
     }
 }
 

@@ -203,6 +203,9 @@ pub(super) const FIRST_USES: Sql = Sql {
         WHERE m2m_replay_cache.expires < $2 RETURNING key",
 };
 
+/// Forgets the replay-cache key `$1`.
+pub(super) const FORGET_FIRST_USE: Sql = Sql::both("DELETE FROM m2m_replay_cache WHERE key = $1");
+
 /// Revokes the token `$1` until `$2`; revoking again keeps the later expiry.
 pub(super) const REVOKE: Sql = Sql::both(
     "INSERT INTO m2m_revoked_tokens (jti, expires) VALUES ($1, $2) \
@@ -277,7 +280,7 @@ pub(super) const PURGE: [Sql; 2] = [
 /// Every statement that looks rows up, with sample parameters: each must be
 /// answered through an index (the dialects' `no_statement_scans_a_table`).
 #[cfg(test)]
-pub(super) const INDEXED: [(&Sql, &[super::values::Param<'static>]); 19] = {
+pub(super) const INDEXED: [(&Sql, &[super::values::Param<'static>]); 20] = {
     use super::values::Param::{Bytes, Flag, Int, Text};
     const DIGEST: super::values::Param<'static> = Bytes(&[7; 32]);
     [
@@ -292,6 +295,7 @@ pub(super) const INDEXED: [(&Sql, &[super::values::Param<'static>]); 19] = {
         (&OWNER_OF_APP_PASSWORD, &[DIGEST]),
         (&SET_ACTIVE, &[Flag(true), Text("svc")]),
         (&IS_REVOKED, &[Text("jti"), Int(Some(0))]),
+        (&FORGET_FIRST_USE, &[Text("key")]),
         (&REPLAY_CHUNK_END, &[Text("key")]),
         (&PURGE_REPLAY_CHUNK, &[Int(Some(0)), Text("a"), Text("b")]),
         (&PURGE_REPLAY_REST, &[Int(Some(0)), Text("a")]),
