@@ -177,6 +177,17 @@ async fn the_library_refuses_what_the_configuration_gets_wrong() {
         invalid,
     )
     .await;
+    // The former `jwks_urls` key: refused, with its replacement shown, without
+    // the URL's credentials.
+    refused(
+        app(json!({ "jwks_urls": ["https://ci:hunter2-legacy@ci.example/jwks"] })),
+        |error| {
+            let message = error.to_string();
+            message.contains("jwks_url = \"https://…@ci.example/jwks\"")
+                && !message.contains("hunter2-legacy")
+        },
+    )
+    .await;
     // Credentials in a key URL: refused (every log line naming the URL would
     // carry them), and not repeated by the error.
     refused(

@@ -263,7 +263,9 @@ impl ApplicationConfig {
             }
         }
         if let Some(urls) = &self.jwks_urls {
-            let url = urls.first().map(String::as_str).unwrap_or("https://...");
+            let url = urls.first().map_or("https://...".into(), |url| {
+                crate::keys::fetch::without_credentials(url)
+            });
             return Err(format!(
                 "`jwks_urls` is no longer supported: each key source now names the issuer it \
                  speaks for, and verifies only JWTs whose `iss` is that issuer. Write, for \
