@@ -230,16 +230,18 @@ mod tests {
         }
     }
 
-    /// Every kind of mistake points at its place in the file: one row each
-    /// for the library's settings, the server's own and TOML's syntax.
+    /// Every kind of mistake points at its place in the file, and never
+    /// quotes its line, which may hold a secret: one row each for the
+    /// library's settings, the server's own and TOML's syntax, then
+    /// mistakes on a secret's line (a misspelt key, a value of the wrong
+    /// type, an unclosed string, a PostgreSQL URL with a password).
     #[test]
-    fn configuration_errors_name_their_line_and_column() {
+    fn configuration_errors_name_their_place_not_their_line() {
+        const SECRET: &str = "app-secret-in-a-bad-line";
         let app = "[[applications]]\nclient_id = \"x\"\nslug = \"x\"\n";
+        let head = format!("issuer = \"https://a\"\n{app}");
         let rows = [
-            (
-                format!("issuer = \"https://a\"\n{app}scope = [\"r\"]\n"),
-                "line 5, column 1",
-            ),
+            (format!("{head}scope = [\"r\"]\n"), "line 5, column 1"),
             (
                 format!("issuer = \"https://a\"\n[server]\nmax_connections = \"many\"\n{app}"),
                 "line 3, column 19",
@@ -248,24 +250,6 @@ mod tests {
                 format!("issuer = \"https://a\"\nlisten = \n{app}"),
                 "line 2, column",
             ),
-        ];
-        for (text, place) in rows {
-            let error = error_of(&text);
-            assert!(error.contains(place), "{place}: {error}");
-            assert!(
-                error.starts_with("invalid configuration in bad.toml"),
-                "{error}"
-            );
-        }
-    }
-
-    /// A mistake on a line that holds a secret names the line, never the
-    /// secret: a misspelt key, a value of the wrong type, an unclosed string.
-    #[test]
-    fn configuration_errors_do_not_echo_the_line() {
-        const SECRET: &str = "app-secret-in-a-bad-line";
-        let head = "issuer = \"https://a\"\n[[applications]]\nclient_id = \"x\"\nslug = \"x\"\n";
-        let rows = [
             (
                 format!("{head}client_secrte = \"{SECRET}\"\n"),
                 "line 5, column 1",
@@ -283,6 +267,10 @@ mod tests {
         for (text, place) in rows {
             let error = error_of(&text);
             assert!(error.contains(place), "{place}: {error}");
+            assert!(
+                error.starts_with("invalid configuration in bad.toml"),
+                "{error}"
+            );
             assert!(!error.contains(SECRET), "secret echoed: {error}");
         }
     }
