@@ -148,7 +148,7 @@ async fn settle(pool: &sqlx::PgPool, value: i64) {
         tracing::warn!(%error, "could not ask the listeners whether they heard a change");
         return;
     }
-    let deadline = tokio::time::Instant::now() + LEASE + Duration::from_secs(1);
+    let deadline = Instant::now() + LEASE + Duration::from_secs(1);
     let mut pause = Duration::from_millis(1);
     loop {
         let behind: Result<i64, _> = sqlx::query_scalar(LISTENERS_BEHIND)
@@ -159,7 +159,7 @@ async fn settle(pool: &sqlx::PgPool, value: i64) {
             .await;
         match behind {
             Ok(0) => return,
-            Ok(behind) if tokio::time::Instant::now() >= deadline => {
+            Ok(behind) if Instant::now() >= deadline => {
                 tracing::warn!(behind, "listeners did not answer that they heard a change");
                 return;
             }

@@ -127,8 +127,8 @@ mod tests {
 
     /// The purges, planned with sequential scans allowed, over tables whose
     /// statistics say they are large (50,000 rows each, 1 in 50 expired),
-    /// delete through their indexes: a purge runs on the writer's path
-    /// every `PURGE_EVERY` writes.
+    /// delete through their indexes: a purge runs every `PURGE_EVERY`
+    /// writes (beside the writer), on the busiest tables.
     #[tokio::test]
     async fn purges_of_large_tables_use_their_indexes() {
         let (admin, pool, schema) = fresh_schema("m2m_purge_plan", &[]).await;
