@@ -167,6 +167,7 @@ fn jwt_authentication(c: &mut Criterion) {
     let application = Application::new("ci-client", "ci")
         .with_verification_keys(keys)
         .with_allowed_scopes(["deploy"])
+        .with_assertion_audiences(["https://auth.example.com"])
         .with_policy(|context: &tower_m2m_auth::policy::PolicyContext<'_>| {
             context.claims["repository"] == "org/app"
         });

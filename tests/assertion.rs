@@ -47,9 +47,11 @@ fn ci_claims() -> Value {
 
 fn ci_application(keys: VerificationKeys) -> Application {
     let remote = keys.has_remote();
+    // CI tokens are addressed to the deployment's public name.
     let application = Application::new(CI_CLIENT, CI_SLUG)
         .with_verification_keys(keys)
-        .with_allowed_scopes(["deploy"]);
+        .with_allowed_scopes(["deploy"])
+        .with_assertion_audiences(["https://auth.example.com"]);
     if remote {
         // A JWKS URL may sign for others too: pin this application's JWTs.
         application
@@ -201,8 +203,14 @@ type Shape = fn(Application) -> Application;
 
 /// A row: an input JWT with claims edited by the third column, at the CI
 /// application shaped by the second, verified by its certificate: accepted
-/// (`true`), or refused with `invalid_grant`.
-type ClaimRule = (&'static str, Shape, Edit, bool);
+/// (`None`), or refused with this error code.
+type ClaimRule = (&'static str, Shape, Edit, Option<&'static str>);
+
+const ACCEPTED: Option<&str> = None;
+/// RFC 7523 §3.2: a client assertion that is not valid.
+const BAD_CLIENT: Option<&str> = Some("invalid_client");
+/// A valid assertion whose grant is refused (a policy).
+const REFUSED_GRANT: Option<&str> = Some("invalid_grant");
 
 /// An edit of the CI claims.
 type Edit = fn(&mut Value);
@@ -249,33 +257,33 @@ fn single_use(app: Application) -> Application {
 // left, and still too long-lived.
 #[rustfmt::skip]
 const CLAIM_RULES: &[ClaimRule] = &[
-    ("typical_ci_token_is_accepted", plain, |_| {}, true),
-    ("rfc7523_3_expired_assertion_is_rejected", plain, |c| c["exp"] = json!(now() - 60), false),
-    ("rfc7519_4_1_4_assertion_expiring_now_is_rejected", plain, |c| c["exp"] = json!(now()), false),
-    ("rfc7523_3_assertion_without_exp_is_rejected", plain, |c| remove(c, "exp"), false),
-    ("rfc7519_4_1_5_assertion_not_yet_valid_is_rejected", plain, |c| c["nbf"] = json!(now() + 120), false),
-    ("rfc7523_3_assertion_issued_in_the_future_is_rejected", plain, |c| c["iat"] = json!(now() + 120), false),
-    ("leeway_admits_small_clock_skew", leeway, |c| c["nbf"] = json!(now() + 30), true),
+    ("typical_ci_token_is_accepted", plain, |_| {}, ACCEPTED),
+    ("rfc7523_3_expired_assertion_is_rejected", plain, |c| c["exp"] = json!(now() - 60), BAD_CLIENT),
+    ("rfc7519_4_1_4_assertion_expiring_now_is_rejected", plain, |c| c["exp"] = json!(now()), BAD_CLIENT),
+    ("rfc7523_3_assertion_without_exp_is_rejected", plain, |c| remove(c, "exp"), BAD_CLIENT),
+    ("rfc7519_4_1_5_assertion_not_yet_valid_is_rejected", plain, |c| c["nbf"] = json!(now() + 120), BAD_CLIENT),
+    ("rfc7523_3_assertion_issued_in_the_future_is_rejected", plain, |c| c["iat"] = json!(now() + 120), BAD_CLIENT),
+    ("leeway_admits_small_clock_skew", leeway, |c| c["nbf"] = json!(now() + 30), ACCEPTED),
     ("rfc7519_2_fractional_numeric_dates_are_accepted", plain, |c| {
         c["exp"] = json!(now() as f64 + 300.5);
         c["iat"] = json!(now() as f64 - 0.25);
-    }, true),
-    ("assertion_living_exactly_the_cap_is_accepted", capped, |c| living(c, Some(0), 600), true),
-    ("assertion_living_longer_than_the_cap_is_rejected", capped, |c| living(c, Some(-500), 101), false),
-    ("assertion_without_iat_is_capped_from_now_within", capped, |c| living(c, None, 590), true),
-    ("assertion_without_iat_is_capped_from_now_beyond", capped, |c| living(c, None, 700), false),
+    }, ACCEPTED),
+    ("assertion_living_exactly_the_cap_is_accepted", capped, |c| living(c, Some(0), 600), ACCEPTED),
+    ("assertion_living_longer_than_the_cap_is_rejected", capped, |c| living(c, Some(-500), 101), BAD_CLIENT),
+    ("assertion_without_iat_is_capped_from_now_within", capped, |c| living(c, None, 590), ACCEPTED),
+    ("assertion_without_iat_is_capped_from_now_beyond", capped, |c| living(c, None, 700), BAD_CLIENT),
     ("assertion_valid_until_9999_is_rejected_by_default", plain, |c| {
         living(c, Some(0), 0);
         c["exp"] = json!(253_402_300_799_u64);
-    }, false),
-    ("default_cap_of_one_hour_is_accepted", plain, |c| living(c, Some(0), 3600), true),
-    ("default_cap_of_one_hour_and_a_second_is_rejected", plain, |c| living(c, Some(0), 3601), false),
-    ("rfc7523_3_required_audience_accepts_its_audience", audience, |_| {}, true),
-    ("rfc7523_3_wrong_audience_is_rejected_when_an_audience_is_required", audience, |c| c["aud"] = json!("https://some-other-service"), false),
-    ("rfc7523_3_missing_audience_is_rejected_when_an_audience_is_required", audience, |c| remove(c, "aud"), false),
-    ("policy_denied_assertion_is_invalid_grant_without_saying_why", deployer_only, |_| {}, false),
-    ("policy_allowed_assertion_is_accepted", deployer_only, |c| c["repository"] = json!("org/deployer"), true),
-    ("rfc7523_3_single_use_assertion_without_jti_is_rejected", single_use, |c| remove(c, "jti"), false),
+    }, BAD_CLIENT),
+    ("default_cap_of_one_hour_is_accepted", plain, |c| living(c, Some(0), 3600), ACCEPTED),
+    ("default_cap_of_one_hour_and_a_second_is_rejected", plain, |c| living(c, Some(0), 3601), BAD_CLIENT),
+    ("rfc7523_3_required_audience_accepts_its_audience", audience, |_| {}, ACCEPTED),
+    ("rfc7523_3_wrong_audience_is_rejected_when_an_audience_is_required", audience, |c| c["aud"] = json!("https://some-other-service"), BAD_CLIENT),
+    ("rfc7523_3_missing_audience_is_rejected_when_an_audience_is_required", audience, |c| remove(c, "aud"), BAD_CLIENT),
+    ("policy_denied_assertion_is_invalid_grant_without_saying_why", deployer_only, |_| {}, REFUSED_GRANT),
+    ("policy_allowed_assertion_is_accepted", deployer_only, |c| c["repository"] = json!("org/deployer"), ACCEPTED),
+    ("rfc7523_3_single_use_assertion_without_jti_is_rejected", single_use, |c| remove(c, "jti"), BAD_CLIENT),
 ];
 
 /// A row's endpoint (its CI application shaped by `app`, trusting the
@@ -292,7 +300,7 @@ async fn claim_rules() {
     for (name, app, edit, accepted) in CLAIM_RULES {
         let (endpoint, jwt) = row(&external, app, edit);
         match accepted {
-            true => {
+            None => {
                 let answer = exchange(&endpoint, &jwt).await;
                 assert_eq!(
                     answer.status,
@@ -301,7 +309,7 @@ async fn claim_rules() {
                     answer.header("www-authenticate")
                 );
             }
-            false => assert_eq!(rejected(name, &endpoint, &jwt).await, "invalid_grant"),
+            Some(code) => assert_eq!(rejected(name, &endpoint, &jwt).await, *code, "{name}"),
         }
     }
 }
@@ -389,7 +397,9 @@ async fn forgeries() {
     let endpoint = issuer(cert_keys(&external), |app| app);
     for (name, forge) in FORGERIES {
         let rejection = rejected(name, &endpoint, &forge(&external)).await;
-        assert_eq!(rejection, "invalid_grant", "{name}");
+        // RFC 7523 §3.2: a client assertion that is not valid fails client
+        // authentication.
+        assert_eq!(rejection, "invalid_client", "{name}");
     }
 }
 
@@ -465,7 +475,7 @@ const PLACEMENTS: &[Placement] = &[
         expect: Err("invalid_request"),
     },
     Placement {
-        name: "assertion_for_an_application_that_trusts_no_keys_is_invalid_grant",
+        name: "assertion_for_an_application_that_trusts_no_keys_is_invalid_client",
         app: |app| app,
         post: Post::form(&[
             ("grant_type", "client_credentials"),
@@ -473,7 +483,7 @@ const PLACEMENTS: &[Placement] = &[
             ("client_assertion_type", JWT_BEARER),
             ("client_assertion", "{jwt}"),
         ]),
-        expect: Err("invalid_grant"),
+        expect: Err("invalid_client"),
     },
     Placement {
         name: "application_secret_with_dots_is_not_mistaken_for_a_jwt",
@@ -515,9 +525,9 @@ async fn placements() {
 /// expired, but inside the leeway: its `jti` is remembered that long.)
 #[rustfmt::skip]
 const REUSE: &[ClaimRule] = &[
-    ("reused_assertion_is_accepted_by_default", plain, |_| {}, true),
-    ("rfc7523_3_replayed_jti_is_rejected_when_single_use", single_use, |_| {}, false),
-    ("replayed_jti_is_rejected_within_the_leeway_after_exp", |app| leeway(single_use(app)), |c| c["exp"] = json!(now() - 10), false),
+    ("reused_assertion_is_accepted_by_default", plain, |_| {}, ACCEPTED),
+    ("rfc7523_3_replayed_jti_is_rejected_when_single_use", single_use, |_| {}, BAD_CLIENT),
+    ("replayed_jti_is_rejected_within_the_leeway_after_exp", |app| leeway(single_use(app)), |c| c["exp"] = json!(now() - 10), BAD_CLIENT),
 ];
 
 #[tokio::test]
@@ -527,8 +537,8 @@ async fn reuse() {
         let (endpoint, jwt) = row(&external, app, edit);
         exchange_ok(&endpoint, &jwt).await;
         match again {
-            true => assert_eq!(exchange(&endpoint, &jwt).await.status, 200, "{name}"),
-            false => assert_eq!(rejected(name, &endpoint, &jwt).await, "invalid_grant"),
+            None => assert_eq!(exchange(&endpoint, &jwt).await.status, 200, "{name}"),
+            Some(code) => assert_eq!(rejected(name, &endpoint, &jwt).await, *code, "{name}"),
         }
     }
 }
@@ -653,7 +663,7 @@ async fn access_token_of_a_federated_application_is_accepted() {
     // Applications that do not federate refuse it.
     let vars = [("client", CLIENT_ID), ("jwt", upstream)];
     let answer = endpoint.post(&without_scope, &vars).await;
-    assert_eq!(answer.error(), "invalid_grant");
+    assert_eq!(answer.error(), "invalid_client");
 }
 
 #[tokio::test]
@@ -665,7 +675,7 @@ async fn federated_token_signed_by_a_foreign_key_is_rejected() {
     }));
     assert_eq!(
         rejected("forged", &endpoint, &forged).await,
-        "invalid_grant"
+        "invalid_client"
     );
 }
 
@@ -741,4 +751,53 @@ async fn jwks_source_down_from_the_start_fails_closed() {
     let answer = exchange(&endpoint, &external.mint(&ci_claims())).await;
     assert_eq!(answer.status, 503);
     assert_eq!(answer.error(), "temporarily_unavailable");
+}
+
+// ---- the audience of an input JWT (RFC 7523 §3) ----------------------------------------
+
+#[tokio::test]
+async fn rfc7523_3_an_input_jwt_must_name_this_server_as_its_audience() {
+    let external = External::new(Algorithm::ES256);
+    // Static keys, no assertion audiences configured.
+    let application = Application::new(CI_CLIENT, CI_SLUG)
+        .with_verification_keys(cert_keys(&external))
+        .with_allowed_scopes(["deploy"]);
+    let endpoint = Endpoint::with(Algorithm::ES256, move |layer| {
+        layer.application(application).unwrap()
+    });
+    let token_url = endpoint.token_url();
+    let issuer = endpoint.url("/application/o/ci/");
+    let with_aud = |aud: Option<Value>| {
+        let mut claims = ci_claims();
+        match aud {
+            Some(aud) => claims["aud"] = aud,
+            None => remove(&mut claims, "aud"),
+        }
+        external.mint(&claims)
+    };
+    for (name, aud) in [
+        (
+            "another_relying_party",
+            Some(json!("https://another-rp.example")),
+        ),
+        ("no_audience", None),
+        (
+            "several_none_of_them_this_server",
+            Some(json!(["https://a.example", "https://b.example"])),
+        ),
+    ] {
+        let answer = exchange(&endpoint, &with_aud(aud)).await;
+        assert_eq!(answer.status, 400, "{name}: {}", answer.text());
+    }
+    for (name, aud) in [
+        ("the_token_endpoint", json!(token_url)),
+        ("the_issuer", json!(issuer)),
+        (
+            "one_of_several",
+            json!(["https://another-rp.example", token_url]),
+        ),
+    ] {
+        let answer = exchange(&endpoint, &with_aud(Some(aud))).await;
+        assert_eq!(answer.status, 200, "{name}: {}", answer.text());
+    }
 }

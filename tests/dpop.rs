@@ -250,7 +250,7 @@ async fn a_bound_token_cannot_be_traded_for_an_unbound_one() {
             ("scope", "read".to_owned()),
         ]
     };
-    only_unbound_tokens_get_successors(ops, trade, "invalid_grant").await;
+    only_unbound_tokens_get_successors(ops, trade, "invalid_client").await;
 }
 
 // ---- the validator -------------------------------------------------------------

@@ -7,6 +7,7 @@ mod common;
 
 use common::foreign::now;
 use common::jwks::External;
+use common::oneshot::FORM;
 use common::*;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
@@ -24,6 +25,8 @@ const PLAIN_SECRET: &str = "plain-secret-0123456789";
 const BILLING: &str = "https://billing.example/api";
 const AUDIT: &str = "https://audit.example/api";
 const CI: &str = "https://ci.example";
+/// An application federated with `orders-api` (it trades its tokens).
+const PARTNER: &str = "orders-partner";
 
 /// The endpoint, and the CI issuer whose JWTs `orders-api` trusts.
 struct Fixture {
@@ -58,10 +61,19 @@ fn fixture() -> Fixture {
             .unwrap()
             .application(plain)
             .unwrap()
+            .application(
+                Application::new(PARTNER, "partner")
+                    .with_allowed_scopes(["read", "write"])
+                    .with_federated_application(ORDERS),
+            )
+            .unwrap()
     });
     endpoint
         .store
         .bind(USERNAME, Binding::new(ORDERS, ["read", "write"]));
+    endpoint
+        .store
+        .bind(USERNAME, Binding::new(PARTNER, ["read", "write"]));
     Fixture { endpoint, ci }
 }
 
@@ -176,6 +188,7 @@ impl Fixture {
             Token::Ci(sub, may_act) => {
                 let mut claims = json!({
                     "iss": CI, "sub": sub, "exp": now() + 300, "iat": now(), "scope": "read write",
+                    "aud": self.endpoint.token_url(),
                 });
                 if let Some(actor) = may_act {
                     claims["may_act"] = json!({"iss": CI, "sub": actor});
@@ -196,8 +209,10 @@ impl Fixture {
     }
 
     fn ci_jwt(&self, sub: &str) -> String {
-        self.ci
-            .mint(&json!({"iss": CI, "sub": sub, "exp": now() + 300, "iat": now()}))
+        self.ci.mint(&json!({
+            "iss": CI, "sub": sub, "exp": now() + 300, "iat": now(),
+            "aud": self.endpoint.token_url(),
+        }))
     }
 
     /// An exchange at `orders-api` (its own secret) of `subject`.
@@ -638,7 +653,7 @@ async fn client_must_still_authenticate() {
     let answer = fixture
         .exchange_as(ORDERS, "wrong-secret", &subject, ACCESS, None, &[])
         .await;
-    assert_eq!(answer.error(), "invalid_grant");
+    assert_eq!(answer.error(), "invalid_client");
 }
 
 #[tokio::test]
@@ -756,4 +771,262 @@ fn exchange_rules_that_cannot_apply_are_refused_when_built() {
     assert!(built(Application::new("a", "a").with_token_exchange(jwts)).is_err());
     let own = TokenExchange::new().accept_tokens_of("a");
     assert!(built(Application::new("a", "a").with_token_exchange(own)).is_ok());
+}
+
+// ---- trust boundaries of exchange and delegation -----------------------------------
+
+const OTHER_CI: &str = "https://other-ci.example";
+
+/// An application that trusts the input JWTs of CI (and of another CI
+/// issuer), under the policy "admin only from the main branch", and
+/// accepts them in exchange; actors allowed by its rules: CI's `robot`.
+fn gated() -> (Endpoint, External, External) {
+    let ci = External::new(Algorithm::ES256);
+    let other = External::new(Algorithm::ES256);
+    let key = |external: &External| {
+        VerificationKey::from_pem(external.certificate_pem().as_bytes()).unwrap()
+    };
+    let gated = Application::new("gated", "gated")
+        .with_client_secret("gated-secret-0123456789")
+        .with_allowed_scopes(["read", "admin"])
+        .with_verification_keys(
+            VerificationKeys::new()
+                .with_issuer(TrustedIssuer::new(CI).with_key(key(&ci)))
+                .with_issuer(TrustedIssuer::new(OTHER_CI).with_key(key(&other))),
+        )
+        .with_policy(|context: &tower_m2m_auth::policy::PolicyContext<'_>| {
+            !context.scopes.iter().any(|scope| scope == "admin")
+                || context.claims["ref"] == "refs/heads/main"
+        })
+        .with_token_exchange(
+            TokenExchange::new()
+                .accept_trusted_jwts()
+                .allow_actor(CI, "robot"),
+        );
+    let endpoint = Endpoint::with(Algorithm::ES256, |layer| layer.application(gated).unwrap());
+    (endpoint, ci, other)
+}
+
+/// A CI JWT for the gated application, of `branch`, with `extra` claims.
+fn branch_jwt(ci: &External, endpoint: &Endpoint, sub: &str, branch: &str, extra: Value) -> String {
+    let mut claims = json!({
+        "iss": CI, "sub": sub, "aud": endpoint.token_url(), "exp": now() + 300, "iat": now(),
+        "ref": format!("refs/heads/{branch}"),
+    });
+    claims
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    ci.mint(&claims)
+}
+
+/// A request at the gated application authenticated by `client` (an input
+/// JWT as `client_assertion`), with `more` fields.
+async fn as_jwt_client(endpoint: &Endpoint, client: &str, more: &[(&str, &str)]) -> Answer {
+    let mut form = vec![
+        ("client_id", "gated"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", client),
+    ];
+    form.extend_from_slice(more);
+    endpoint
+        .post(&Post::form(&form), &[("client", client)])
+        .await
+}
+
+#[tokio::test]
+async fn policies_see_the_scopes_of_a_token_exchange() {
+    let (endpoint, ci, _) = gated();
+    let feature = branch_jwt(&ci, &endpoint, "deploy-bot", "feature", json!({}));
+    let main = branch_jwt(&ci, &endpoint, "deploy-bot", "main", json!({}));
+    let grant = |scope| [("grant_type", "client_credentials"), ("scope", scope)];
+    // The control: client credentials, admin from a feature branch.
+    let answer = as_jwt_client(&endpoint, &feature, &grant("admin")).await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    let exchange = |subject: &'static str, scope: Option<&'static str>| {
+        let mut form = vec![
+            ("grant_type", EXCHANGE),
+            ("subject_token", subject),
+            ("subject_token_type", JWT),
+        ];
+        form.extend(scope.map(|scope| ("scope", scope)));
+        form
+    };
+    // The same JWT as client and subject, asking for admin.
+    let feature: &'static str = Box::leak(feature.into_boxed_str());
+    let main: &'static str = Box::leak(main.into_boxed_str());
+    let answer = as_jwt_client(&endpoint, feature, &exchange(feature, Some("admin"))).await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    // The main branch gets admin there, the feature branch read.
+    let json = as_jwt_client(&endpoint, main, &exchange(main, Some("admin")))
+        .await
+        .json();
+    assert_eq!(json["scope"], "admin", "{json}");
+    let json = as_jwt_client(&endpoint, feature, &exchange(feature, Some("read")))
+        .await
+        .json();
+    assert_eq!(json["scope"], "read", "{json}");
+}
+
+#[tokio::test]
+async fn policies_see_the_scopes_a_subject_jwt_would_give() {
+    let (endpoint, ci, _) = gated();
+    // No scope asked: the subject's own (admin) are the ones about to be granted.
+    let subject = branch_jwt(
+        &ci,
+        &endpoint,
+        "deploy-bot",
+        "feature",
+        json!({"scope": "admin"}),
+    );
+    let form = [
+        ("grant_type", EXCHANGE),
+        ("client_id", "gated"),
+        ("client_secret", "gated-secret-0123456789"),
+        ("subject_token", subject.as_str()),
+        ("subject_token_type", JWT),
+    ];
+    let answer = endpoint
+        .post(&Post::form(&form), &[("subject", &subject)])
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert_eq!(answer.error(), "invalid_request");
+    // The same from the main branch is granted.
+    let subject = branch_jwt(
+        &ci,
+        &endpoint,
+        "deploy-bot",
+        "main",
+        json!({"scope": "admin"}),
+    );
+    let form = [
+        ("grant_type", EXCHANGE),
+        ("client_id", "gated"),
+        ("client_secret", "gated-secret-0123456789"),
+        ("subject_token", subject.as_str()),
+        ("subject_token_type", JWT),
+    ];
+    let json = endpoint.token_json(&form).await;
+    assert_eq!(json["scope"], "admin", "{json}");
+}
+
+#[tokio::test]
+async fn policies_see_the_scopes_of_an_actor_jwt() {
+    let (endpoint, ci, _) = gated();
+    let subject = branch_jwt(&ci, &endpoint, "deploy-bot", "main", json!({}));
+    let actor = |branch| branch_jwt(&ci, &endpoint, "robot", branch, json!({}));
+    let form = |actor: &str| {
+        form_encode(&[
+            ("grant_type", EXCHANGE),
+            ("client_id", "gated"),
+            ("client_secret", "gated-secret-0123456789"),
+            ("subject_token", subject.as_str()),
+            ("subject_token_type", JWT),
+            ("actor_token", actor),
+            ("actor_token_type", JWT),
+            ("scope", "admin"),
+        ])
+    };
+    let feature = form(&actor("feature"));
+    let answer = endpoint
+        .send(Post::raw(&feature, Some(FORM)).request("/application/o/token/", &[]))
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    let main = form(&actor("main"));
+    let answer = endpoint
+        .send(Post::raw(&main, Some(FORM)).request("/application/o/token/", &[]))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["scope"], "admin");
+}
+
+/// An exchange at the gated application (its own secret) of `subject`,
+/// with `actor` if any.
+async fn gated_exchange(endpoint: &Endpoint, subject: &str, actor: Option<&str>) -> Answer {
+    let mut form = vec![
+        ("grant_type", EXCHANGE),
+        ("client_id", "gated"),
+        ("client_secret", "gated-secret-0123456789"),
+        ("subject_token", subject),
+        ("subject_token_type", JWT),
+    ];
+    if let Some(actor) = actor {
+        form.push(("actor_token", actor));
+        form.push(("actor_token_type", JWT));
+    }
+    endpoint.post(&Post::form(&form), &[]).await
+}
+
+#[tokio::test]
+async fn may_act_without_iss_names_an_actor_of_the_subjects_issuer() {
+    let (endpoint, ci, other) = gated();
+    let subject = branch_jwt(
+        &ci,
+        &endpoint,
+        "deploy-bot",
+        "main",
+        json!({"may_act": {"sub": "helper"}}),
+    );
+    // `helper` of another issuer is another identity (RFC 8693 §4.1).
+    let mut claims = json!({
+        "iss": OTHER_CI, "sub": "helper", "aud": endpoint.token_url(), "exp": now() + 300,
+        "iat": now(), "ref": "refs/heads/main",
+    });
+    let stranger = other.mint(&claims);
+    let answer = gated_exchange(&endpoint, &subject, Some(&stranger)).await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert_eq!(answer.error(), "invalid_request");
+    // `helper` of the subject's own issuer may act.
+    claims["iss"] = json!(CI);
+    let helper = ci.mint(&claims);
+    let answer = gated_exchange(&endpoint, &subject, Some(&helper)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+#[tokio::test]
+async fn an_act_this_server_did_not_verify_is_never_copied() {
+    let (endpoint, ci, _) = gated();
+    for act in [
+        json!("not-an-object"),
+        json!({"iss": CI, "sub": "admin-bot"}),
+    ] {
+        let subject = branch_jwt(&ci, &endpoint, "deploy-bot", "main", json!({ "act": act }));
+        let answer = gated_exchange(&endpoint, &subject, None).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let claims = unverified(answer.json()["access_token"].as_str().unwrap());
+        assert!(claims.get("act").is_none(), "{act}: {claims}");
+        // With an actor, the act is the actor alone.
+        let robot = branch_jwt(&ci, &endpoint, "robot", "main", json!({}));
+        let answer = gated_exchange(&endpoint, &subject, Some(&robot)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let claims = unverified(answer.json()["access_token"].as_str().unwrap());
+        assert_eq!(claims["act"], json!({"iss": CI, "sub": "robot"}), "{act}");
+    }
+}
+
+#[tokio::test]
+async fn a_federation_trade_of_a_delegated_token_keeps_the_actor_chain() {
+    let fixture = fixture();
+    let delegated = fixture.token(Token::Delegated).await;
+    let before = unverified(&delegated);
+    assert_eq!(before["act"], json!({"iss": CI, "sub": "robot"}));
+    // `orders-partner` federates with orders-api: it trades the token.
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", PARTNER),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", delegated.as_str()),
+    ];
+    let json = fixture.endpoint.token_json(&form).await;
+    let claims = unverified(json["access_token"].as_str().unwrap());
+    assert_eq!(claims["client_id"], PARTNER);
+    assert_eq!(
+        claims["act"],
+        json!({
+            "iss": fixture.endpoint.url("/application/o/orders/"),
+            "sub": before["sub"],
+            "act": {"iss": CI, "sub": "robot"},
+        }),
+        "{claims}"
+    );
 }

@@ -215,7 +215,7 @@ async fn replayed_assertion_is_refused_over_http<D: SqlDialect>(store: SqlStore<
     let (status, body) = exchange(&url, &fresh[0]).await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
+        (400, Some("invalid_client"))
     );
 
     for _ in 0..10 {
@@ -225,7 +225,7 @@ async fn replayed_assertion_is_refused_over_http<D: SqlDialect>(store: SqlStore<
         statuses.sort_unstable();
         assert_eq!(statuses, [200, 400], "{both:?}");
         let refused = both.iter().find(|(status, _)| *status == 400).unwrap();
-        assert_eq!(refused.1["error"], "invalid_grant");
+        assert_eq!(refused.1["error"], "invalid_client");
     }
 }
 

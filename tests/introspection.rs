@@ -109,6 +109,9 @@ enum By {
     WrongSecret,
     /// No client authentication.
     Nobody,
+    /// Another service account bound to the test application, with its
+    /// own app password.
+    OtherAccount,
 }
 
 /// What the call answers.
@@ -235,6 +238,39 @@ const ROWS: &[Row] = &[
         then_active: None,
     },
     Row {
+        rule: "another_principal_of_the_application_cannot_introspect_the_token",
+        path: INTROSPECT,
+        by: By::OtherAccount,
+        token: Token::Live,
+        want: Want::Inactive,
+        then_active: Some(true),
+    },
+    Row {
+        rule: "another_principal_of_the_application_cannot_revoke_the_token",
+        path: REVOKE,
+        by: By::OtherAccount,
+        token: Token::Live,
+        want: Want::Revoked,
+        then_active: Some(true),
+    },
+    Row {
+        rule: "a_principal_may_revoke_its_own_token",
+        path: REVOKE,
+        by: By::ServiceAccount,
+        token: Token::Live,
+        want: Want::Revoked,
+        then_active: Some(false),
+    },
+    Row {
+        // RFC 7009 §2.1: the token was issued to another client.
+        rule: "a_federated_application_cannot_revoke_the_token",
+        path: REVOKE,
+        by: By::Federated,
+        token: Token::Live,
+        want: Want::Revoked,
+        then_active: Some(true),
+    },
+    Row {
         rule: "revocation_needs_an_authenticated_client",
         path: REVOKE,
         by: By::WrongSecret,
@@ -294,6 +330,18 @@ async fn run(row: &'static Row) {
                 .send(Post::form(&form).request(row.path, &[]))
                 .await
         }
+        By::OtherAccount => {
+            let (_, password) = endpoint.add_account("svc-bob");
+            let form = [
+                ("client_id", CLIENT_ID),
+                ("username", "svc-bob"),
+                ("password", &password),
+                ("token", &token),
+            ];
+            endpoint
+                .send(Post::form(&form).request(row.path, &[]))
+                .await
+        }
         By::Nobody => {
             let form = form_encode(&[("token", &token)]);
             let post = Post::raw(&form, Some(FORM));
@@ -335,6 +383,58 @@ async fn introspection_and_revocation_rules() {
 }
 
 // ---- rules of their own ------------------------------------------------------------
+
+#[tokio::test]
+async fn only_the_trusting_side_sees_the_trusted_sides_tokens() {
+    let endpoint = endpoint();
+    // `federated-client` trusts the test application, not the reverse.
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", FEDERATED_CLIENT),
+        ("client_secret", FEDERATED_SECRET),
+    ];
+    let json = endpoint.token_json(&form).await;
+    let federated = json["access_token"].as_str().unwrap().to_owned();
+    let seen = |json: Value| json["active"].as_bool().unwrap();
+    assert!(!seen(introspect(&endpoint, APP, &federated).await));
+    revoke(&endpoint, APP, &federated).await;
+    let own = (FEDERATED_CLIENT, FEDERATED_SECRET);
+    assert!(
+        seen(introspect(&endpoint, own, &federated).await),
+        "revoked by the trusted side"
+    );
+    // The trusting side sees the trusted side's tokens.
+    let live = access_token(&endpoint).await;
+    assert!(seen(introspect(&endpoint, own, &live).await));
+}
+
+#[tokio::test]
+async fn a_principal_may_introspect_its_own_token_only() {
+    let endpoint = endpoint();
+    let live = access_token(&endpoint).await;
+    let (_, password) = endpoint.add_account("svc-bob");
+    let by = |username: &'static str, password: String| {
+        let live = live.clone();
+        let endpoint = &endpoint;
+        async move {
+            let form = [
+                ("client_id", CLIENT_ID),
+                ("username", username),
+                ("password", password.as_str()),
+                ("token", live.as_str()),
+            ];
+            endpoint
+                .send(Post::form(&form).request(INTROSPECT, &[]))
+                .await
+                .json()
+        }
+    };
+    let own = by(USERNAME, endpoint.token.clone()).await;
+    assert_eq!(own["active"], true, "{own}");
+    assert_eq!(own["username"], USERNAME);
+    let other = by("svc-bob", password).await;
+    assert_eq!(other, json!({"active": false}), "bob sees alice's token");
+}
 
 #[tokio::test]
 async fn live_token_is_active_with_its_claims() {

@@ -50,7 +50,9 @@ async fn server(keys: VerificationKeys, subject_mode: SubjectMode) -> Server {
     let mut application = Application::new(CI_CLIENT, CI_SLUG)
         .with_verification_keys(keys)
         .with_allowed_scopes(["deploy"])
-        .with_subject_mode(subject_mode);
+        .with_subject_mode(subject_mode)
+        // Tokens without `aud`: the audience rule is tested in tests/assertion.rs.
+        .danger_accept_any_assertion_audience();
     if remote {
         // A JWKS URL may sign for others too: pin this application's JWTs.
         application =
@@ -128,7 +130,7 @@ async fn partner_key_cannot_sign_for_another_issuer() {
         trust.partner.mint(&spoof),
         trust.partner.mint_without_kid(&spoof),
     ] {
-        assert_eq!(rejected(&server, &jwt).await, "invalid_grant");
+        assert_eq!(rejected(&server, &jwt).await, "invalid_client");
     }
     // Nothing was recorded for the spoof: only the workflow's account exists.
     let recorded: Vec<_> = server
@@ -148,7 +150,7 @@ async fn platform_key_cannot_sign_for_the_partner() {
     let trust = TwoSources::start().await;
     let server = server(trust.keys.clone(), SubjectMode::HashedId).await;
     let jwt = trust.platform.mint(&claims(PARTNER, "partner-robot"));
-    assert_eq!(rejected(&server, &jwt).await, "invalid_grant");
+    assert_eq!(rejected(&server, &jwt).await, "invalid_client");
 }
 
 #[tokio::test]
@@ -164,25 +166,25 @@ async fn each_issuer_keeps_its_own_honest_tokens() {
 }
 
 #[tokio::test]
-async fn token_of_an_issuer_no_source_speaks_for_is_invalid_grant() {
+async fn token_of_an_issuer_no_source_speaks_for_is_invalid_client() {
     let trust = TwoSources::start().await;
     let server = server(trust.keys.clone(), SubjectMode::HashedId).await;
     for iss in ["https://elsewhere.example", "", "https://partner.example/"] {
         let jwt = trust.partner.mint(&claims(iss, WORKFLOW));
-        assert_eq!(rejected(&server, &jwt).await, "invalid_grant", "{iss:?}");
+        assert_eq!(rejected(&server, &jwt).await, "invalid_client", "{iss:?}");
     }
     let mut no_iss = claims(PARTNER, WORKFLOW);
     no_iss.as_object_mut().unwrap().remove("iss");
     assert_eq!(
         rejected(&server, &trust.partner.mint(&no_iss)).await,
-        "invalid_grant"
+        "invalid_client"
     );
     // An `iss` that is a list is no issuer either.
     let mut list = claims(PARTNER, WORKFLOW);
     list["iss"] = json!([PARTNER]);
     assert_eq!(
         rejected(&server, &trust.partner.mint(&list)).await,
-        "invalid_grant"
+        "invalid_client"
     );
 }
 
@@ -231,7 +233,7 @@ async fn duplicate_iss_claims_are_refused() {
         now() + 300
     );
     let jwt = sign_raw(&trust.partner, &header, payload.as_bytes());
-    assert_eq!(rejected(&server, &jwt).await, "invalid_grant");
+    assert_eq!(rejected(&server, &jwt).await, "invalid_client");
 }
 
 /// Signs a raw payload (bytes as given) with `external`'s key.
@@ -270,13 +272,13 @@ async fn issuer_found_by_discovery_is_bound_to_its_own_keys() {
     let spoof = claims(&platform.iss, WORKFLOW);
     assert_eq!(
         rejected(&server, &partner.mint(&spoof)).await,
-        "invalid_grant"
+        "invalid_client"
     );
     // ...nor the discovered issuer's keys for the partner.
     let spoof = claims(PARTNER, "partner-robot");
     assert_eq!(
         rejected(&server, &platform.mint(&spoof)).await,
-        "invalid_grant"
+        "invalid_client"
     );
 }
 
@@ -291,7 +293,8 @@ async fn trusting(external: &External, iss: &str, single_use: bool) -> Server {
         .with_verification_keys(keys)
         .with_allowed_scopes(["deploy"])
         .with_subject_mode(SubjectMode::Id)
-        .with_single_use_assertions(single_use);
+        .with_single_use_assertions(single_use)
+        .danger_accept_any_assertion_audience();
     start_with(Algorithm::ES256, move |layer| {
         layer.application(application).unwrap()
     })
@@ -305,7 +308,7 @@ async fn nul_in_sub_is_refused() {
     let server = trusting(&external, PARTNER, false).await;
     for sub in ["robot\u{0}admin", "robot\u{0}", "\u{0}"] {
         let jwt = external.mint(&claims(PARTNER, sub));
-        assert_eq!(rejected(&server, &jwt).await, "invalid_grant", "{sub:?}");
+        assert_eq!(rejected(&server, &jwt).await, "invalid_client", "{sub:?}");
     }
 }
 
@@ -315,7 +318,7 @@ async fn nul_in_iss_is_refused_even_when_trusted() {
     let iss = "https://partner.example\u{0}robot";
     let server = trusting(&external, iss, false).await;
     let jwt = external.mint(&claims(iss, "admin"));
-    assert_eq!(rejected(&server, &jwt).await, "invalid_grant");
+    assert_eq!(rejected(&server, &jwt).await, "invalid_client");
 }
 
 #[tokio::test]
@@ -326,13 +329,13 @@ async fn nul_in_jti_is_refused() {
     with_nul["jti"] = json!("one\u{0}two");
     assert_eq!(
         rejected(&server, &external.mint(&with_nul)).await,
-        "invalid_grant"
+        "invalid_client"
     );
     // Without single use, a `jti` is still an identifier: refused as well.
     let server = trusting(&external, PARTNER, false).await;
     assert_eq!(
         rejected(&server, &external.mint(&with_nul)).await,
-        "invalid_grant"
+        "invalid_client"
     );
 }
 
@@ -342,13 +345,13 @@ async fn other_control_characters_in_identifiers_are_refused() {
     let server = trusting(&external, PARTNER, false).await;
     for sub in ["robot\nadmin", "robot\tx", "robot\u{7f}", "robot\u{85}"] {
         let jwt = external.mint(&claims(PARTNER, sub));
-        assert_eq!(rejected(&server, &jwt).await, "invalid_grant", "{sub:?}");
+        assert_eq!(rejected(&server, &jwt).await, "invalid_client", "{sub:?}");
     }
     let mut jti = claims(PARTNER, "robot");
     jti["jti"] = json!("a\rb");
     assert_eq!(
         rejected(&server, &external.mint(&jti)).await,
-        "invalid_grant"
+        "invalid_client"
     );
 }
 

@@ -789,7 +789,7 @@ async fn replayed_single_use_assertions_count_as_failures() {
     for _ in 0..3 {
         let replay = assert_with(&url, &jwt).await;
         assert_eq!(replay.status(), 400);
-        assert_eq!(error_code(replay).await, "invalid_grant");
+        assert_eq!(error_code(replay).await, "invalid_client");
     }
     too_many(assert_with(&url, &single_use_assertion(&external)).await).await;
 }
@@ -839,7 +839,7 @@ async fn a_lockout_during_a_single_use_write_does_not_use_the_jwt_up() {
     for _ in 0..2 {
         let refused = assert_with(&url, &single_use_assertion(&untrusted)).await;
         assert_eq!(refused.status(), 400);
-        assert_eq!(error_code(refused).await, "invalid_grant");
+        assert_eq!(error_code(refused).await, "invalid_client");
     }
     too_many(assert_with(&url, &single_use_assertion(&external)).await).await;
 

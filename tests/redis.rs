@@ -192,7 +192,7 @@ async fn replayed_single_use_jti_is_refused_by_the_other_instance() {
     assert_eq!(a.exchange(&jwt).await.status(), 200);
     let replay = b.exchange(&jwt).await;
     assert_eq!(replay.status(), 400);
-    assert_eq!(error_code(replay).await, "invalid_grant");
+    assert_eq!(error_code(replay).await, "invalid_client");
     // A fresh assertion is still welcome at either.
     assert_eq!(b.exchange(&shared.assertion()).await.status(), 200);
 }

@@ -210,20 +210,20 @@ const REFUSED: &[Refused] = &[
         "invalid_grant",
     ),
     refused(
-        "rfc6749_5_2_wrong_application_secret_is_invalid_grant",
+        "rfc6749_5_2_wrong_application_secret_is_invalid_client",
         Post::form(&[
             ("grant_type", "client_credentials"),
             ("client_id", CLIENT_ID),
             ("client_secret", "application-secret-wrong"),
         ]),
-        "invalid_grant",
+        "invalid_client",
     ),
     Refused {
         name: "rfc6749_5_2_failed_basic_authentication_is_401_with_www_authenticate",
         post: Post::raw("grant_type=client_credentials", Some(FORM))
             .basic(CLIENT_ID, "not-the-secret"),
         status: 401,
-        error: "invalid_grant",
+        error: "invalid_client",
         challenge: Some("Basic "),
     },
     Refused {
@@ -235,14 +235,14 @@ const REFUSED: &[Refused] = &[
         challenge: Some("Basic "),
     },
     refused(
-        "rfc7523_client_assertion_without_configured_keys_is_invalid_grant",
+        "rfc7523_3_2_client_assertion_without_configured_keys_is_invalid_client",
         Post::form(&[
             ("grant_type", "client_credentials"),
             ("client_id", CLIENT_ID),
             ("client_assertion_type", JWT_BEARER),
             ("client_assertion", "a.b.c"),
         ]),
-        "invalid_grant",
+        "invalid_client",
     ),
 ];
 

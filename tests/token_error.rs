@@ -126,10 +126,22 @@ async fn each_refused_request_carries_its_token_error_without_its_secrets() {
             TokenError::InvalidGrant,
         ),
         (
-            "wrong_basic_secret_is_invalid_grant_with_401",
+            // RFC 6749 §5.2: failed client authentication.
+            "wrong_basic_secret_is_invalid_client_with_401",
             with_basic(form(token, "grant_type=client_credentials")),
             StatusCode::UNAUTHORIZED,
-            TokenError::InvalidGrant,
+            TokenError::InvalidClient,
+        ),
+        (
+            "wrong_client_secret_in_the_form_is_invalid_client",
+            form(
+                token,
+                &format!(
+                    "grant_type=client_credentials&client_id=my-client&client_secret={WRONG_PASSWORD}"
+                ),
+            ),
+            StatusCode::BAD_REQUEST,
+            TokenError::InvalidClient,
         ),
         (
             "duplicate_parameter_is_invalid_request",

@@ -269,7 +269,8 @@ async fn id_token_is_never_traded() {
     let id_token = first["id_token"].as_str().unwrap();
     let response = post_assertion(&server, OPS_CLIENT, id_token, "read").await;
     assert_eq!(response.status(), 400);
-    assert_eq!(error_code(response).await, "invalid_grant");
+    // A client assertion that is not valid (RFC 7523 §3.2).
+    assert_eq!(error_code(response).await, "invalid_client");
 }
 
 #[tokio::test]
@@ -415,4 +416,58 @@ fn issuer_paths_may_be_set_after_applications() {
         layer.get_application("a").unwrap().issuer(),
         "https://auth.example.com/o/a/"
     );
+}
+
+// ---- the server's own issuers are federation's, never a trusted issuer's --------------
+
+#[test]
+fn trusting_one_of_the_servers_own_issuers_is_refused_when_built() {
+    let own = SigningKey::generate(Algorithm::ES256).unwrap();
+    let public =
+        tower_m2m_auth::keys::VerificationKey::from_jwk(own.public_jwk().unwrap()).unwrap();
+    let ring = KeyRing::new(own);
+    let a = || Application::new("a", "a");
+    for issuer in [
+        "https://auth.example.com/application/o/a/",
+        "https://auth.example.com/application/o/a",
+    ] {
+        let b = || {
+            Application::new("b", "b").with_verification_keys(
+                VerificationKeys::new()
+                    .with_issuer(TrustedIssuer::new(issuer).with_key(public.clone())),
+            )
+        };
+        let layer = || {
+            TokenEndpointLayer::new("https://auth.example.com", ring.clone(), MemoryStore::new())
+                .unwrap()
+        };
+        // In either order, and together.
+        let refused = [
+            layer()
+                .application(a())
+                .and_then(|l| l.application(b()))
+                .err(),
+            layer()
+                .application(b())
+                .and_then(|l| l.application(a()))
+                .err(),
+            layer().applications([b(), a()]).err(),
+        ];
+        for error in refused {
+            let error = error.unwrap_or_else(|| panic!("{issuer}: built"));
+            assert!(
+                error.to_string().contains("federated_application"),
+                "{error}"
+            );
+        }
+    }
+    // Another server's issuer at the same path is fine.
+    let other =
+        Application::new("b", "b").with_verification_keys(VerificationKeys::new().with_issuer(
+            TrustedIssuer::new("https://other.example.com/application/o/a/").with_key(public),
+        ));
+    let _built = TokenEndpointLayer::new("https://auth.example.com", ring, MemoryStore::new())
+        .unwrap()
+        .applications([a(), other])
+        .unwrap();
 }

@@ -46,9 +46,14 @@ pub struct ApplicationConfig {
     /// CEL expressions that every input JWT must satisfy (feature `cel`).
     #[serde(default)]
     pub policies: Vec<String>,
-    /// Accepted `aud` values of input JWTs (none: not checked).
+    /// More accepted `aud` values of input JWTs, besides the token
+    /// endpoint's URL and the application's issuer (RFC 7523 §3).
     #[serde(default)]
     pub assertion_audiences: Vec<String>,
+    /// Accept input JWTs whatever their `aud` (or none): a JWT addressed to
+    /// another relying party then logs in here too.
+    #[serde(default)]
+    pub danger_accept_any_assertion_audience: bool,
     /// Accept each input JWT once (by `jti`).
     #[serde(default)]
     pub single_use_assertions: bool,
@@ -201,6 +206,9 @@ impl ApplicationConfig {
         }
         if self.danger_accept_unpinned_jwks {
             application = application.danger_accept_unpinned_jwks();
+        }
+        if self.danger_accept_any_assertion_audience {
+            application = application.danger_accept_any_assertion_audience();
         }
         if let Some(secs) = self.max_assertion_lifetime_secs {
             application = application.with_max_assertion_lifetime(Duration::from_secs(secs));

@@ -106,6 +106,8 @@ pub(crate) struct AssertionRules {
     pub(crate) keys: VerificationKeys,
     pub(crate) policies: Policies,
     pub(crate) audiences: Vec<String>,
+    /// Whether any `aud` (or none) is accepted.
+    pub(crate) any_audience: bool,
     pub(crate) single_use: bool,
     pub(crate) leeway: Duration,
     pub(crate) max_lifetime: Duration,
@@ -136,6 +138,7 @@ impl AssertionRules {
         let rules = [
             ("a policy", !self.policies.is_empty()),
             ("an assertion audience", !self.audiences.is_empty()),
+            ("danger_accept_any_assertion_audience", self.any_audience),
             ("single-use assertions", self.single_use),
             ("an assertion leeway", !self.leeway.is_zero()),
             (
@@ -157,6 +160,7 @@ impl Default for AssertionRules {
             keys: VerificationKeys::default(),
             policies: Policies::default(),
             audiences: Vec::new(),
+            any_audience: false,
             single_use: false,
             leeway: Duration::ZERO,
             max_lifetime: Application::DEFAULT_MAX_ASSERTION_LIFETIME,
@@ -358,6 +362,10 @@ impl fmt::Debug for Application {
             .field("policies", &self.assertions.policies)
             .field("federated_clients", &self.assertions.federated_clients)
             .field("max_assertion_lifetime", &self.assertions.max_lifetime)
+            .field(
+                "accept_any_assertion_audience",
+                &self.assertions.any_audience,
+            )
             .field("allow_any_account", &self.allow_any_account)
             .field("resources", &self.resources)
             .field("token_exchange", &self.exchange)

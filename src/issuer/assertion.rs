@@ -118,12 +118,16 @@ fn replay_key(iss: &str, jti: &str, exp: f64) -> String {
 
 /// Verifies an input JWT for `application`; `scopes` (those requested that
 /// the application allows) and `grant_type` are what its policies see.
+/// Its `aud` must name this server (RFC 7523 §3): the token endpoint's URL,
+/// the application's issuer, or one of the application's assertion
+/// audiences, unless the application accepts any audience.
 ///
 /// A single-use JWT's `jti` is checked for presence here but spent by the
 /// caller, before the verifier sees the JWT: the token endpoint waits for
 /// that write (a commit, with a SQL store) without holding the attempt
 /// limiter's slots; a JWT these checks refuse does not burn its `jti`.
 pub(crate) async fn check(
+    config: &EndpointConfig,
     application: &Application,
     token: &str,
     grant_type: GrantType,
@@ -146,12 +150,14 @@ pub(crate) async fn check(
     let mut validation = Validation::new(algorithm);
     validation.leeway = rules.leeway.as_secs();
     validation.validate_nbf = true;
-    if rules.audiences.is_empty() {
+    if rules.any_audience {
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.validate_aud = false;
     } else {
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        validation.set_audience(&rules.audiences);
+        let own = [config.token_url.as_str(), application.issuer()];
+        let configured = rules.audiences.iter().map(String::as_str);
+        validation.set_audience(&own.into_iter().chain(configured).collect::<Vec<_>>());
     }
     let claims: serde_json::Value = rules.keys.verify(token, &validation).await?.claims;
     let registered = Registered::deserialize(&claims)
@@ -184,16 +190,7 @@ pub(crate) async fn check(
         _ => None,
     };
 
-    let context = PolicyContext::new(
-        &claims,
-        application.client_id(),
-        grant_type.as_str(),
-        scopes,
-    );
-    if let Err(denied) = rules.policies.evaluate(&context) {
-        tracing::debug!(client_id = %application.client_id(), reason = %denied.reason, "input JWT denied by policy");
-        return Err(Rejection::PolicyDenied.into());
-    }
+    permits(application, &claims, grant_type, scopes)?;
 
     let exp = std::time::Duration::try_from_secs_f64(registered.exp).unwrap_or_default();
     let verified = VerifiedAssertion {
@@ -204,6 +201,25 @@ pub(crate) async fn check(
             .unwrap_or(std::time::UNIX_EPOCH),
     };
     Ok((verified, single_use))
+}
+
+/// Whether the application's policies pass the input JWT of `claims` for
+/// `grant_type` and `scopes`. A token exchange asks again with the scopes it
+/// is about to grant, for each input JWT of the request.
+pub(crate) fn permits(
+    application: &Application,
+    claims: &serde_json::Value,
+    grant_type: GrantType,
+    scopes: &[String],
+) -> Result<(), VerifyError> {
+    let context = PolicyContext::new(claims, application.client_id(), grant_type.as_str(), scopes);
+    match application.assertions.policies.evaluate(&context) {
+        Ok(()) => Ok(()),
+        Err(denied) => {
+            tracing::debug!(client_id = %application.client_id(), reason = %denied.reason, "input JWT denied by policy");
+            Err(Rejection::PolicyDenied.into())
+        }
+    }
 }
 
 /// The rules of input JWTs (client assertions) and federation, set on an
@@ -245,14 +261,28 @@ impl Application {
         self
     }
 
-    /// Requires input JWTs to name one of these audiences in `aud` (off by
-    /// default, to accept platform tokens minted for other audiences).
+    /// Also accepts input JWTs whose `aud` names one of these audiences. By
+    /// default an input JWT's `aud` must name this server (RFC 7523 §3): the
+    /// token endpoint's URL (what `private_key_jwt` clients send) or the
+    /// application's issuer URL. A platform token minted for another
+    /// audience (a CI job's OIDC token addressed to your deployment) needs
+    /// its audience here.
     pub fn with_assertion_audiences<I, S>(mut self, audiences: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         self.assertions.audiences = audiences.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Accepts input JWTs whatever their `aud` names, or without one: a JWT
+    /// addressed to another relying party is then accepted here too, so
+    /// whoever it was given to can log in with it (RFC 7523 §3 says the
+    /// server MUST reject it). Pin the JWTs that are meant for this
+    /// application with a [policy](Self::with_policy) instead.
+    pub fn danger_accept_any_assertion_audience(mut self) -> Self {
+        self.assertions.any_audience = true;
         self
     }
 

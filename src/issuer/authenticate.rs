@@ -122,8 +122,13 @@ where
     ))
     .await;
     let outcome = match checked {
-        Ok(Checked::Traded(principal, expires)) => Ok((principal, Some(expires))),
-        Ok(Checked::Verify(credentials, single_use)) => {
+        Ok(Checked::Traded(trade)) => Ok(Authenticated {
+            principal: trade.principal,
+            expires_by: Some(trade.expires),
+            prior_act: trade.act,
+            client_jwt: None,
+        }),
+        Ok(Checked::Verify(credentials, single_use, client_jwt)) => {
             let mut spent = Ok(());
             if let Some(single_use) = &single_use {
                 // Written without holding the client's slots, so that more
@@ -151,7 +156,12 @@ where
                     );
                     snapshot::scope(verify)
                         .await
-                        .map(|principal| (principal, None))
+                        .map(|principal| Authenticated {
+                            principal,
+                            expires_by: None,
+                            prior_act: None,
+                            client_jwt,
+                        })
                 }
                 Err(error) => Err(error),
             };
@@ -180,7 +190,12 @@ where
             .await;
     }
     match outcome {
-        Ok((principal, expires_by)) => {
+        Ok(Authenticated {
+            principal,
+            expires_by,
+            prior_act,
+            client_jwt,
+        }) => {
             // Only a trade sets a limit on the new token's `exp`.
             let method = if expires_by.is_some() {
                 "federation"
@@ -199,6 +214,8 @@ where
                 address,
                 audience: Vec::new(),
                 exchange: None,
+                prior_act,
+                client_jwt,
             })
         }
         Err(error) => {
@@ -245,12 +262,23 @@ async fn admit<'a>(
 
 /// What the endpoint made of the presented credentials, before the verifier.
 enum Checked {
-    /// A token of a federated application, traded and authorized: its
-    /// principal, and the limit on the new token's `exp`.
-    Traded(Principal, u64),
+    /// A token of a federated application, traded and authorized.
+    Traded(federation::Trade),
     /// Credentials for the verifier (an input JWT verified by the endpoint),
-    /// with a single-use JWT's `jti` still to spend.
-    Verify(Credentials, Option<SingleUse>),
+    /// with a single-use JWT's `jti` still to spend, and, in a token
+    /// exchange, the input JWT's claims.
+    Verify(Credentials, Option<SingleUse>, Option<serde_json::Value>),
+}
+
+/// Who the client is, and what its credential bounds.
+struct Authenticated {
+    principal: Principal,
+    /// For a trade: the traded token's `exp`.
+    expires_by: Option<u64>,
+    /// For a trade: the traded token's `act`.
+    prior_act: Option<serde_json::Value>,
+    /// In a token exchange: the claims of the client's input JWT.
+    client_jwt: Option<serde_json::Value>,
 }
 
 /// The endpoint's own checks of the presented credentials: a trade of a
@@ -264,7 +292,9 @@ async fn check(
     scopes: &mut Vec<String>,
 ) -> Result<Checked, VerifyError> {
     let (token, bare) = match presented {
-        Presented::Credentials(credentials) => return Ok(Checked::Verify(credentials, None)),
+        Presented::Credentials(credentials) => {
+            return Ok(Checked::Verify(credentials, None, None));
+        }
         Presented::Jwt { token, bare } => (token, bare),
     };
     let jwt = token.expose_secret();
@@ -274,18 +304,24 @@ async fn check(
         scopes.retain(|scope| trade.scopes.contains(scope));
         let provenance = Provenance::Trade;
         authorize(config, application, &trade.principal, provenance, scopes).await?;
-        return Ok(Checked::Traded(trade.principal, trade.expires));
+        return Ok(Checked::Traded(trade));
     }
     if bare && application.client_secret_matches(jwt) {
         // The application's own secret, which looks like a JWT.
-        return Ok(Checked::Verify(Credentials::ClientSecret(token), None));
+        return Ok(Checked::Verify(
+            Credentials::ClientSecret(token),
+            None,
+            None,
+        ));
     }
     // Boxed, as trades: its future is large.
-    let check = assertion::check(application, jwt, grant_type, scopes);
+    let check = assertion::check(config, application, jwt, grant_type, scopes);
     let (verified, single_use) = Box::pin(check).await?;
+    let client_jwt = (grant_type == GrantType::TokenExchange).then(|| verified.claims.clone());
     Ok(Checked::Verify(
         Credentials::Assertion(verified),
         single_use,
+        client_jwt,
     ))
 }
 

@@ -47,6 +47,8 @@ pub(crate) struct EndpointConfig {
     pub(crate) keys: KeyRing,
     pub(crate) applications: HashMap<String, Arc<Application>>,
     pub(crate) token_path: String,
+    /// The token endpoint's URL: an audience that names this server.
+    pub(crate) token_url: String,
     pub(crate) introspection_path: String,
     pub(crate) revocation_path: String,
     pub(crate) revocations: Arc<dyn Revocations>,
@@ -90,6 +92,7 @@ impl EndpointConfig {
             keys,
             applications: HashMap::new(),
             token_path: "/application/o/token/".into(),
+            token_url: String::new(),
             introspection_path: "/application/o/introspect/".into(),
             revocation_path: "/application/o/revoke/".into(),
             revocations: Arc::new(MemoryRevocationList::new()),
@@ -127,8 +130,8 @@ impl EndpointConfig {
     /// Recomputes the path table after a change of applications or paths.
     pub(crate) fn rebuild_routes(&mut self) {
         self.resolve_federation();
-        let token_url = format!("{}{}", self.base_url, self.token_path);
-        self.dpop.htu = normalize_htu(&token_url).unwrap_or(token_url);
+        self.token_url = format!("{}{}", self.base_url, self.token_path);
+        self.dpop.htu = normalize_htu(&self.token_url).unwrap_or_else(|| self.token_url.clone());
         let mut routes = HashMap::new();
         routes.insert(self.token_path.clone(), Route::Token);
         routes.insert(self.introspection_path.clone(), Route::Introspect);
@@ -228,6 +231,33 @@ pub(crate) fn check_application(application: &Application) -> Result<(), ConfigE
         return Err(ConfigError::UnpinnedJwks(
             application.client_id().to_owned(),
         ));
+    }
+    Ok(())
+}
+
+/// No application trusts one of the endpoint's own issuers as an external
+/// issuer: its tokens would be taken as input JWTs, past every check that
+/// federation makes of this issuer's tokens (type, revocation, DPoP
+/// binding, the account behind them). Federation is the way to accept them.
+pub(crate) fn check_trusted_issuers(config: &EndpointConfig) -> Result<(), ConfigError> {
+    let own = |iss: &str| {
+        let iss = iss.trim_end_matches('/');
+        config
+            .applications
+            .values()
+            .find(|app| app.issuer().trim_end_matches('/') == iss)
+    };
+    let mut applications: Vec<&Arc<Application>> = config.applications.values().collect();
+    applications.sort_unstable_by_key(|app| app.client_id());
+    for application in applications {
+        for trusted in application.assertions.keys.issuers() {
+            if let Some(owner) = own(trusted.iss()) {
+                return Err(ConfigError::TrustsOwnIssuer {
+                    client_id: application.client_id().to_owned(),
+                    owner: owner.client_id().to_owned(),
+                });
+            }
+        }
     }
     Ok(())
 }

@@ -36,10 +36,14 @@ pub enum TokenError {
     /// content type, two client authentication methods at once.
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
-    /// The `client_id` names no application, or HTTP Basic is malformed.
+    /// Client authentication failed: the `client_id` names no application,
+    /// HTTP Basic is malformed, the client secret is wrong, or a client
+    /// assertion is not valid (RFC 6749 §5.2, RFC 7523 §3.2).
     #[error("client authentication failed")]
     InvalidClient,
-    /// The credentials do not authenticate a service account.
+    /// The app password does not authenticate a service account, or the
+    /// account may not get this grant (not bound, disabled, refused by a
+    /// policy).
     #[error("invalid grant")]
     InvalidGrant,
     /// A `grant_type` other than `client_credentials` or `password`.
@@ -198,10 +202,16 @@ impl TokenError {
 }
 
 impl From<VerifyError> for TokenError {
-    /// A verifier's (or the endpoint's own authorization's) refusal is
-    /// `invalid_grant`; one that could not decide is `temporarily_unavailable`.
+    /// A refused client credential (a wrong application secret, an input
+    /// JWT that is not valid) is `invalid_client` (RFC 6749 §5.2, RFC 7523
+    /// §3.2); a refused app password or grant (an unbound or disabled
+    /// account, a policy's refusal) is `invalid_grant`; a verifier that
+    /// could not decide is `temporarily_unavailable`.
     fn from(error: VerifyError) -> Self {
         match error {
+            VerifyError::Rejected(rejection) if rejection.fails_client_authentication() => {
+                TokenError::InvalidClient
+            }
             VerifyError::Rejected(_) => TokenError::InvalidGrant,
             VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
         }
@@ -215,7 +225,8 @@ impl From<VerifyError> for TokenError {
 #[non_exhaustive]
 pub enum VerifyError {
     /// The credentials do not authenticate anyone, or not here. Answered as
-    /// `invalid_grant`; the reason goes to tracing and audit events only.
+    /// `invalid_client` or `invalid_grant` (see [`Rejection`]); the reason
+    /// goes to tracing and audit events only.
     #[error("credentials rejected: {0}")]
     Rejected(Rejection),
     /// The verifier could not decide: its store or backend is down, or the
@@ -244,7 +255,8 @@ impl From<JwtError> for VerifyError {
 }
 
 /// The precise reason credentials were rejected, for logs and audit events;
-/// the client is only told `invalid_grant`.
+/// the client is only told `invalid_client` or `invalid_grant`
+/// ([`fails_client_authentication`](Self::fails_client_authentication)).
 ///
 /// Each stage has its own: the verifier (`UnknownCredentials`,
 /// `AccountDisabled`, `PasswordExpired`, `MalformedSecret`), the endpoint's
@@ -303,6 +315,26 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// Whether the client's own credential failed (answered
+    /// `invalid_client`): a client secret that is neither the application's
+    /// nor an app password, or a JWT presented as the client's credential
+    /// that is not valid, not trusted, replayed, too long-lived, or a token
+    /// of this issuer that cannot be traded. The others (a wrong app
+    /// password, an account that is gone, disabled or not bound, a policy's
+    /// refusal) refuse the grant (`invalid_grant`).
+    pub fn fails_client_authentication(&self) -> bool {
+        matches!(
+            self,
+            Rejection::MalformedSecret
+                | Rejection::InvalidAssertion(_)
+                | Rejection::UntrustedAssertion
+                | Rejection::AssertionReplayed
+                | Rejection::AssertionLifetime
+                | Rejection::NotAnAccessToken
+                | Rejection::BoundToken
+        )
+    }
+
     /// The reason class, for metrics and audit events: the variant's name in
     /// snake case (`unknown_credentials`, `invalid_assertion`, `not_bound`, ...).
     pub fn reason(&self) -> &'static str {
@@ -367,6 +399,22 @@ pub enum ConfigError {
         client_id: String,
         /// The `client_id` it names.
         accepted: String,
+    },
+    /// An application trusts, as an external issuer of input JWTs, the
+    /// issuer of one of this endpoint's applications. Its tokens would then
+    /// pass as input JWTs, without the checks of this issuer's own tokens
+    /// (revocation, DPoP binding, the account behind them): accept them with
+    /// `Application::with_federated_application` instead.
+    #[error(
+        "application {client_id:?} trusts the issuer of application {owner:?}, one of this \
+         server's own: accept its tokens with federated_applications \
+         (Application::with_federated_application) instead"
+    )]
+    TrustsOwnIssuer {
+        /// The trusting application.
+        client_id: String,
+        /// The application whose issuer it names.
+        owner: String,
     },
     /// An application federates with itself.
     #[error("application {0:?} federates with itself")]

@@ -12,9 +12,14 @@
 //!   client assertion, `assertion`);
 //! - an actor token is checked the same way, and may act only if the
 //!   subject token's `may_act` names it (§4.4) or, without `may_act`, the
-//!   rules allow it; the new token's `act` is the actor, with the subject
-//!   token's own `act` nested inside (§4.1); without an actor token, the
-//!   subject token's `act` is kept as it is;
+//!   rules allow it (a `may_act` without `iss` names an actor of the
+//!   subject token's issuer); the new token's `act` is the actor, with the
+//!   subject token's own `act` nested inside (§4.1); without an actor token,
+//!   the subject token's `act` is kept as it is. Only an `act` this issuer
+//!   minted is kept: an input JWT's own `act` is never copied;
+//! - every input JWT of the request (the client's, the subject's, the
+//!   actor's) passes the application's policies with the scopes about to
+//!   be granted;
 //! - `sub` is the subject's account's; scopes are those requested (default:
 //!   the subject token's) that the subject token, the application and the
 //!   account's binding all allow; `exp` is never later than the subject
@@ -117,6 +122,10 @@ struct Party {
     /// application's alone).
     scopes: Option<Vec<String>>,
     claims: Map<String, Value>,
+    /// Whether it is an input JWT (else a token this issuer minted): the
+    /// application's policies apply to it, and this issuer vouches for
+    /// none of its claims (its `act` is never copied).
+    input: bool,
 }
 
 /// Turns `grant` (a client authenticated at its application) into the
@@ -141,24 +150,44 @@ pub(crate) async fn exchange(
     let Some(rules) = &application.exchange else {
         return Err(TokenError::UnauthorizedClient);
     };
+    // What the policies of input JWTs see first: the scopes asked for.
+    let asked: Vec<String> = application
+        .clamp_scopes(requested.unwrap_or(""))
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let (token, kind) = &request.subject;
-    let subject = party(config, &application, rules, token.expose_secret(), kind)
-        .await
-        .map_err(|error| match error {
-            VerifyError::Rejected(why) => refuse(why.reason(), "the subject_token is not accepted"),
-            VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
-        })?;
+    let subject = party(
+        config,
+        &application,
+        rules,
+        token.expose_secret(),
+        kind,
+        &asked,
+    )
+    .await
+    .map_err(|error| match error {
+        VerifyError::Rejected(why) => refuse(why.reason(), "the subject_token is not accepted"),
+        VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
+    })?;
     let actor = match &request.actor {
         None => None,
         Some((token, kind)) => {
-            let actor = party(config, &application, rules, token.expose_secret(), kind)
-                .await
-                .map_err(|error| match error {
-                    VerifyError::Rejected(why) => {
-                        refuse(why.reason(), "the actor_token is not accepted")
-                    }
-                    VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
-                })?;
+            let actor = party(
+                config,
+                &application,
+                rules,
+                token.expose_secret(),
+                kind,
+                &asked,
+            )
+            .await
+            .map_err(|error| match error {
+                VerifyError::Rejected(why) => {
+                    refuse(why.reason(), "the actor_token is not accepted")
+                }
+                VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
+            })?;
             if !may_act(&subject, &actor, rules) {
                 return Err(refuse(
                     "actor_not_allowed",
@@ -201,10 +230,32 @@ pub(crate) async fn exchange(
         VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
     })?;
 
+    // Every input JWT of the request passes the policies with the scopes
+    // about to be granted: the client's, the subject's and the actor's.
+    let exchange = GrantType::TokenExchange;
+    if let Some(claims) = &grant.client_jwt {
+        assertion::permits(&application, claims, exchange, &scopes).map_err(TokenError::from)?;
+    }
+    for (party, description) in [
+        (Some(&subject), "the subject_token is not accepted"),
+        (actor.as_ref(), "the actor_token is not accepted"),
+    ] {
+        let Some(party) = party.filter(|party| party.input) else {
+            continue;
+        };
+        let claims = Value::Object(party.claims.clone());
+        assertion::permits(&application, &claims, exchange, &scopes)
+            .map_err(|_| refuse("policy_denied", description))?;
+    }
+
     let expires_by = actor
         .as_ref()
         .map_or(subject.exp, |actor| actor.exp.min(subject.exp));
-    let prior = subject.claims.get("act").cloned();
+    // Only an `act` this issuer minted is carried on.
+    let prior = match subject.input {
+        true => None,
+        false => subject.claims.get("act").cloned(),
+    };
     let act = match actor {
         Some(actor) => {
             let mut act = Map::new();
@@ -231,14 +282,18 @@ pub(crate) async fn exchange(
 }
 
 /// Whether `actor` may act for `subject`: as the subject token's `may_act`
-/// says (its `sub`, and its `iss` if it names one), else as the rules say.
+/// says (its `sub`, and its `iss`, which defaults to the subject token's:
+/// a `sub` is unique only within its issuer, RFC 8693 §4.1), else as the
+/// rules say.
 fn may_act(subject: &Party, actor: &Party, rules: &TokenExchange) -> bool {
     match subject.claims.get("may_act") {
         Some(Value::Object(may_act)) => {
+            let iss = match may_act.get("iss") {
+                None => Some(subject.iss.as_str()),
+                Some(iss) => iss.as_str(),
+            };
             may_act.get("sub").and_then(Value::as_str) == Some(actor.sub.as_str())
-                && may_act
-                    .get("iss")
-                    .is_none_or(|iss| iss.as_str() == Some(actor.iss.as_str()))
+                && iss == Some(actor.iss.as_str())
         }
         Some(_) => false,
         None => rules
@@ -248,13 +303,15 @@ fn may_act(subject: &Party, actor: &Party, rules: &TokenExchange) -> bool {
     }
 }
 
-/// Checks a subject or actor `token` of type `kind` against `rules`.
+/// Checks a subject or actor `token` of type `kind` against `rules`; the
+/// policies of an input JWT see the `asked` scopes.
 async fn party(
     config: &EndpointConfig,
     application: &Application,
     rules: &TokenExchange,
     token: &str,
     kind: &str,
+    asked: &[String],
 ) -> Result<Party, VerifyError> {
     /// The one claim read before verification: which issuer's rules apply.
     #[derive(serde::Deserialize)]
@@ -288,12 +345,13 @@ async fn party(
             exp: own.exp,
             scopes: Some(own.scopes),
             claims: own.claims,
+            input: false,
         });
     }
     if kind != JWT_TYPE || !rules.jwts {
         return Err(Rejection::UntrustedAssertion.into());
     }
-    let check = assertion::check(application, token, GrantType::TokenExchange, &[]);
+    let check = assertion::check(config, application, token, GrantType::TokenExchange, asked);
     let (verified, single_use) = Box::pin(check).await?;
     if let Some(single_use) = single_use {
         single_use.spend(config).await?;
@@ -315,6 +373,7 @@ async fn party(
         exp,
         scopes,
         claims,
+        input: true,
     })
 }
 

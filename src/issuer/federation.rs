@@ -23,6 +23,8 @@ pub(crate) struct Trade {
     pub(crate) expires: u64,
     /// The traded token's scopes: the new one carries no other.
     pub(crate) scopes: Vec<String>,
+    /// The traded token's `act` (earlier actors), kept nested in the new one.
+    pub(crate) act: Option<serde_json::Value>,
 }
 
 /// The application whose token `token` claims to be, if `application`
@@ -56,12 +58,14 @@ pub(crate) async fn trade(
     token: &str,
 ) -> Result<Trade, VerifyError> {
     let leeway = application.assertions.leeway.as_secs();
-    let traded = minted::verify_unbound(config, source, token, leeway).await?;
+    let mut traded = minted::verify_unbound(config, source, token, leeway).await?;
+    let act = traded.claims.remove("act");
     let mut principal = traded.principal;
     principal.external = Some(ExternalIdentity::new(source.issuer(), traded.sub));
     Ok(Trade {
         principal,
         expires: traded.exp,
         scopes: traded.scopes,
+        act,
     })
 }

@@ -82,8 +82,9 @@ impl<V> TokenEndpointLayer<V> {
     }
 
     /// Adds an application. Refused: a `client_id` or slug taken already, a
-    /// federation with an unknown application or with itself, and an
-    /// unpinned remote JWKS (see [`ConfigError`]).
+    /// federation with an unknown application or with itself, an unpinned
+    /// remote JWKS, and a trusted issuer that is one of this endpoint's own
+    /// (see [`ConfigError`]).
     pub fn application(self, application: Application) -> Result<Self, ConfigError> {
         self.applications([application])
     }
@@ -109,6 +110,7 @@ impl<V> TokenEndpointLayer<V> {
         config::check_federation(&added)?;
         exchange::check_exchange(&added)?;
         self = self.update(|config| config.applications = added);
+        config::check_trusted_issuers(&self.config)?;
         Ok(self)
     }
 
@@ -215,7 +217,9 @@ impl<V> TokenEndpointLayer<V> {
     /// The issuer path template (default `/application/o/{slug}/`).
     pub fn issuer_path(self, path: &str) -> Result<Self, ConfigError> {
         let path = config::checked_path(path, true)?;
-        Ok(self.update(|config| config.issuer_path = path))
+        let layer = self.update(|config| config.issuer_path = path);
+        config::check_trusted_issuers(&layer.config)?;
+        Ok(layer)
     }
 
     /// The JWKS path template (default `/application/o/{slug}/jwks/`).

@@ -40,6 +40,13 @@ pub(crate) struct Grant {
     pub(crate) audience: Vec<String>,
     /// For a token exchange (RFC 8693): what the new token carries.
     pub(crate) exchange: Option<Exchanged>,
+    /// For a trade: the traded token's `act`, nested in the new one's
+    /// (RFC 8693 §4.1). This issuer minted it, so it vouches for it.
+    pub(crate) prior_act: Option<serde_json::Value>,
+    /// For a token exchange by a client that authenticated with an input
+    /// JWT: its claims, which the application's policies see again with the
+    /// scopes about to be granted.
+    pub(crate) client_jwt: Option<serde_json::Value>,
 }
 
 /// What token exchange adds to a grant.
@@ -95,7 +102,13 @@ pub(crate) struct Confirmation<'a> {
 #[derive(Serialize)]
 #[serde(untagged)]
 pub(crate) enum Actor<'a> {
-    Client { iss: &'a str, sub: &'a str },
+    Client {
+        iss: &'a str,
+        sub: &'a str,
+        /// A traded token's own `act`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        act: Option<&'a serde_json::Value>,
+    },
     Exchange(&'a serde_json::Value),
 }
 
@@ -158,6 +171,8 @@ pub(crate) fn mint(
         address,
         audience,
         exchange,
+        prior_act,
+        client_jwt: _,
     } = grant;
     let scope = scope.as_str();
     let now = now();
@@ -191,6 +206,7 @@ pub(crate) fn mint(
             None => principal.external.as_ref().map(|external| Actor::Client {
                 iss: &external.issuer,
                 sub: &external.subject,
+                act: prior_act.as_ref(),
             }),
         },
         cnf: jkt.map(|jkt| Confirmation { jkt }),

@@ -38,13 +38,11 @@ where
         GrantType::TokenExchange => Some(exchange::request(&form.fields.exchange)?),
         _ => None,
     };
-    // In an exchange the client's own scopes do not matter: the subject's do.
-    let own_scope = match exchange {
-        Some(_) => "",
-        None => requested.as_deref().unwrap_or(""),
-    };
+    // The client's policies see the scopes asked for in every grant; an
+    // exchange asks them again with the scopes it is about to grant.
     let claim = client_claim(form)?;
-    let mut grant = authenticate(config, verifier, claim, grant_type, own_scope).await?;
+    let scope = requested.as_deref().unwrap_or("");
+    let mut grant = authenticate(config, verifier, claim, grant_type, scope).await?;
     grant.audience = resource::choose(&grant.application, audiences)?;
     if let Some(exchange) = exchange {
         Box::pin(exchange::exchange(

@@ -25,8 +25,10 @@ pub(super) async fn check_metrics(client: &reqwest::Client, metrics_port: u16) {
     assert_eq!(count(issued, &jwt), 1.0);
     let rejected = "tower_m2m_auth_rejections_total";
     for (endpoint, reason, expected) in [
-        ("token", "bad_credentials", 4.0),
-        ("token", "invalid_client", 1.0),
+        // A wrong password; an unknown client and three forged assertions
+        // (RFC 7523 §3.2: failed client authentication).
+        ("token", "bad_credentials", 1.0),
+        ("token", "invalid_client", 4.0),
         ("token", "locked_out", 1.0),
         ("introspect", "invalid_client", 1.0),
         ("validate", "malformed", 1.0),
