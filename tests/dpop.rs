@@ -82,6 +82,8 @@ async fn a_valid_proof_gets_a_dpop_bound_token() {
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json()["cnf"]["jkt"], key.thumbprint());
+    // It is used with the DPoP scheme, not as a bearer token (RFC 9449 §6).
+    assert_eq!(answer.json()["token_type"], "DPoP");
 }
 
 #[tokio::test]
