@@ -52,6 +52,10 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9001")]
     listen: SocketAddr,
+    /// The origin clients reach this API at, which DPoP proofs must name
+    /// (default: `http://` and the listen address).
+    #[arg(long)]
+    origin: Option<String>,
     /// The issuer (`iss` of the tokens): the example server's demo application.
     #[arg(long, default_value = "http://127.0.0.1:9000/application/o/demo/")]
     issuer: String,
@@ -136,18 +140,26 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
             .unwrap_or_else(|| format!("{}jwks/", args.issuer));
         Issuer::with_jwks_url(&args.issuer, jwks_url)
     };
+    // DPoP proofs name this API's origin, never what a request's Host says.
+    let origin = args
+        .origin
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen));
     // Each resource's API accepts only tokens minted for it.
     let orders = JwtValidateLayer::new()
         .issuer(issuer.clone())
-        .audience(&args.orders_audience);
+        .audience(&args.orders_audience)
+        .dpop_origin(&origin)?;
     let billing_jwks = format!("{}jwks/", args.billing_issuer);
     let billing = JwtValidateLayer::new()
         .issuer(Issuer::with_jwks_url(&args.billing_issuer, billing_jwks))
-        .audience(&args.billing_audience);
+        .audience(&args.billing_audience)
+        .dpop_origin(&origin)?;
     let mut layer = JwtValidateLayer::new()
         .issuer(issuer)
         .audience(&args.audience)
-        .allow_untyped_access_tokens(args.allow_untyped_access_tokens);
+        .allow_untyped_access_tokens(args.allow_untyped_access_tokens)
+        .dpop_origin(&origin)?;
     if args.no_cache {
         layer = layer.token_cache(0);
     }

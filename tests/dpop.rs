@@ -271,7 +271,9 @@ impl Api {
         let ring = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
         let layer = JwtValidateLayer::new()
             .issuer(Issuer::with_jwks(ISS, &ring.jwks()))
-            .audience("api");
+            .audience("api")
+            .dpop_origin("http://api.example")
+            .unwrap();
         Self { ring, layer }
     }
 
@@ -291,6 +293,11 @@ impl Api {
     /// `GET /orders` on host `api.example` with this `Authorization` and
     /// these `DPoP` headers.
     async fn get(&self, authorization: &str, proofs: &[String]) -> Answer {
+        self.get_at("api.example", authorization, proofs).await
+    }
+
+    /// [`get`](Self::get), with this `Host` header.
+    async fn get_at(&self, host: &str, authorization: &str, proofs: &[String]) -> Answer {
         let service = ServiceBuilder::new()
             .layer(self.layer.clone())
             .service(service_fn(|request: Request<Body>| async move {
@@ -298,7 +305,7 @@ impl Api {
                 let jkt = claims.dpop_thumbprint().unwrap_or("none").to_owned();
                 Ok::<_, Infallible>(axum::response::Response::new(Body::from(jkt)))
             }));
-        let mut request = Request::get("/orders").header("host", "api.example");
+        let mut request = Request::get("/orders").header("host", host);
         if !authorization.is_empty() {
             request = request.header("authorization", authorization);
         }
@@ -516,6 +523,40 @@ async fn validator_nonces_are_required_then_accepted() {
 }
 
 #[tokio::test]
+async fn the_expected_htu_comes_from_configuration_never_from_the_host_header() {
+    // A proof made for another host's API, sent here with that host's name.
+    let key = DpopKey::new();
+    let mut api = Api::new();
+    let token = api.token(Some(&key));
+    let authorization = format!("DPoP {token}");
+    let elsewhere = || key.proof("GET", "http://billing.example/orders", Some(&token));
+    async fn forged(api: &Api, authorization: &str, proof: String) -> Answer {
+        api.get_at("billing.example", authorization, &[proof]).await
+    }
+    assert_eq!(
+        forged(&api, &authorization, elsewhere()).await.status,
+        401,
+        "with a configured origin"
+    );
+    // Without an origin, a DPoP request is refused whatever its Host...
+    let ring = api.ring.clone();
+    api.layer = JwtValidateLayer::new()
+        .issuer(Issuer::with_jwks(ISS, &ring.jwks()))
+        .audience("api");
+    let answer = forged(&api, &authorization, elsewhere()).await;
+    assert_eq!(answer.status, 401, "without an origin");
+    let proof = key.proof("GET", API, Some(&token));
+    assert_eq!(
+        api.get(&format!("DPoP {token}"), &[proof]).await.status,
+        401
+    );
+    // ...unless the layer is told to trust the request's (the old default).
+    api.layer = api.layer.clone().danger_dpop_origin_from_request();
+    let answer = forged(&api, &authorization, elsewhere()).await;
+    assert_eq!(answer.status, 200, "the danger switch");
+}
+
+#[tokio::test]
 async fn dpop_origin_names_the_external_url_behind_a_proxy() {
     let mut api = Api::new();
     api.layer = api
@@ -626,15 +667,17 @@ async fn requests_oauth2client_gets_a_bound_token_and_calls_the_api() {
         .issuer(Issuer::with_jwks(server.issuer(), &server.keys.jwks()))
         .audience(CLIENT_ID)
         .dpop_nonces(DpopNonces::new(&[5; 32], Duration::from_secs(60)).unwrap());
-    let api = axum::Router::new()
-        .route(
-            "/orders",
-            axum::routing::get(|claims: VerifiedClaims| async move {
-                claims.dpop_thumbprint().unwrap_or("unbound").to_owned()
-            }),
-        )
-        .layer(layer);
-    let api_url = format!("{}/orders", common::serve(|_| api).await);
+    let api = |base: &str| {
+        axum::Router::new()
+            .route(
+                "/orders",
+                axum::routing::get(|claims: VerifiedClaims| async move {
+                    claims.dpop_thumbprint().unwrap_or("unbound").to_owned()
+                }),
+            )
+            .layer(layer.dpop_origin(base).unwrap())
+    };
+    let api_url = format!("{}/orders", common::serve(api).await);
 
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -171,9 +171,14 @@ impl Config {
                 );
             }
         }
-        // DPoP proofs at the sample API are spent in the store, so across
+        // DPoP proofs at the sample API name the issuer's origin (never the
+        // request's `Host`), and are spent in the store, so across
         // instances that share it.
-        let validator = self.validator(&endpoint).dpop_replay_cache(store.clone());
+        let validator = self
+            .validator(&endpoint)
+            .dpop_origin(&self.issuer)
+            .map_err(|error| BuildError::invalid("issuer", error.to_string()))?
+            .dpop_replay_cache(store.clone());
         Ok(Built {
             endpoint,
             store,

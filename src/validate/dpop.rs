@@ -65,9 +65,13 @@ pub(crate) fn uses_dpop(headers: &HeaderMap) -> bool {
 pub(crate) struct DpopValidation {
     pub(crate) rules: DpopRules,
     /// The external origin (`https://api.example.com`) the `htu` of proofs
-    /// names; by default the request's own scheme and authority, else
-    /// `http://` and its `Host`.
+    /// names. Without one, DPoP requests are refused, unless
+    /// `origin_from_request` is set.
     pub(crate) origin: Option<String>,
+    /// Whether, without an origin, the request's own scheme and authority
+    /// (else `http://` and its `Host`) stand for it: whoever sends the
+    /// request chooses them.
+    pub(crate) origin_from_request: bool,
     pub(crate) replay: Arc<dyn ErasedReplay>,
     /// Server nonces, when proofs must carry one (RFC 9449 §9).
     pub(crate) nonces: Option<DpopNonces>,
@@ -78,6 +82,7 @@ impl Default for DpopValidation {
         Self {
             rules: DpopRules::default(),
             origin: None,
+            origin_from_request: false,
             replay: Arc::new(MemoryReplayCache::new()),
             nonces: None,
         }
@@ -115,12 +120,24 @@ impl DpopValidation {
             })
     }
 
-    /// This request's URI as a proof's `htu` must name it.
+    /// This request's URI as a proof's `htu` must name it: the configured
+    /// origin and the request's path. Without an origin, `None` (refused),
+    /// unless the layer takes the origin from the request.
     fn htu<B>(&self, request: &Request<B>) -> Option<String> {
         let uri = request.uri();
         let path = uri.path();
         let url = match (&self.origin, uri.scheme_str(), uri.authority()) {
             (Some(origin), _, _) => format!("{origin}{path}"),
+            (None, _, _) if !self.origin_from_request => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "a DPoP request was refused: the JwtValidateLayer has no dpop_origin \
+                         (set it to this API's external origin, e.g. https://api.example.com)"
+                    );
+                });
+                return None;
+            }
             (None, Some(scheme), Some(authority)) => format!("{scheme}://{authority}{path}"),
             (None, _, _) => {
                 let host = request.headers().get(HOST)?.to_str().ok()?;

@@ -225,8 +225,18 @@ impl<R> JwtValidateLayer<R> {
     }
 
     /// The external origin (`https://api.example.com`) that the `htu` of
-    /// DPoP proofs names, behind a proxy or TLS terminator. Default: the
-    /// request's own scheme and authority, or `http://` and its `Host`.
+    /// DPoP proofs must name (RFC 9449 §4.3), as clients reach this API
+    /// (behind a proxy or TLS terminator too). A layer without one refuses
+    /// DPoP-bound tokens (`invalid_dpop_proof`, with a warning logged once):
+    /// the request's own `Host` and URI are chosen by whoever sends it, so a
+    /// proof made for another host's API would pass with a forged `Host`.
+    ///
+    /// ```
+    /// use tower_m2m_auth::validate::JwtValidateLayer;
+    ///
+    /// let layer = JwtValidateLayer::new().dpop_origin("https://api.example.com")?;
+    /// # Ok::<_, tower_m2m_auth::validate::SettingsError>(())
+    /// ```
     pub fn dpop_origin(mut self, origin: &str) -> Result<Self, SettingsError> {
         // An origin normalizes to `scheme://authority/`: three slashes.
         match normalize_htu(origin) {
@@ -239,6 +249,16 @@ impl<R> JwtValidateLayer<R> {
             }
             _ => Err(SettingsError::DpopOrigin),
         }
+    }
+
+    /// Without a [`dpop_origin`](Self::dpop_origin), takes the origin that
+    /// DPoP proofs must name from each request: its scheme and authority,
+    /// or `http://` and its `Host`. Whoever sends the request chooses them,
+    /// so a proof made for another API passes here with that API's `Host`:
+    /// only for an API that no proxy fronts and that checks `Host` itself.
+    pub fn danger_dpop_origin_from_request(mut self) -> Self {
+        Arc::make_mut(&mut self.config).dpop.origin_from_request = true;
+        self
     }
 
     /// Where the `jti`s of DPoP proofs are remembered until they are too
