@@ -383,6 +383,7 @@ const FORGERIES: &[Forgery] = &[
     ("rfc7515_assertion_with_tampered_claims_is_rejected", tampered),
     ("assertion_signed_by_unknown_key_with_kid_is_rejected", |_| stranger().mint(&ci_claims())),
     ("assertion_signed_by_unknown_key_without_kid_is_rejected", |_| stranger().mint_without_kid(&ci_claims())),
+    ("rfc7515_4_1_11_assertion_with_a_crit_header_is_rejected", |e| e.mint_with_crit(&ci_claims())),
     ("rfc8725_3_1_alg_none_assertion_is_rejected", |_| alg_none("")),
     ("rfc8725_3_1_alg_none_assertion_with_a_signature_is_rejected", |_| alg_none("AAAA")),
     ("rfc8725_2_1_hs256_signed_with_the_certificate_with_kid_is_rejected", |e| hs256(&e.certificate_pem(), Some(e.key.kid()))),

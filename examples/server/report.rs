@@ -26,6 +26,24 @@ pub(crate) fn print_new_token(username: &str, token: &SecretString, expires: Opt
 /// service accounts from identities recorded from input JWTs (`jwt <iss>`),
 /// which never get app passwords or bindings.
 pub(crate) fn print_accounts(accounts: &[(ServiceAccount, Vec<Binding>)]) {
+    print!("{}", accounts_table(accounts));
+}
+
+/// A cell as it is shown: every control character escaped (`\n`,
+/// `\u{1b}`), so that no value can end a row, move the cursor or recolour
+/// the terminal.
+fn shown(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
+/// The table that [`print_accounts`] prints.
+fn accounts_table(accounts: &[(ServiceAccount, Vec<Binding>)]) -> String {
     let rows: Vec<[String; 5]> = accounts
         .iter()
         .map(|(account, bindings)| {
@@ -40,12 +58,13 @@ pub(crate) fn print_accounts(accounts: &[(ServiceAccount, Vec<Binding>)]) {
                 .collect();
             let active = if account.active { "yes" } else { "no" };
             [
-                account.username.clone(),
-                account.name.clone(),
-                active.to_owned(),
-                kind,
-                bindings.join(" "),
+                account.username.as_str(),
+                account.name.as_str(),
+                active,
+                kind.as_str(),
+                bindings.join(" ").as_str(),
             ]
+            .map(shown)
         })
         .collect();
     let headers = ["USERNAME", "NAME", "ACTIVE", "KIND", "BINDINGS"];
@@ -55,15 +74,43 @@ pub(crate) fn print_accounts(accounts: &[(ServiceAccount, Vec<Binding>)]) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 5]| {
+    let mut table = String::new();
+    let mut line = |cells: [&str; 5]| {
         let mut line = String::new();
         for (cell, width) in cells.iter().zip(widths) {
             line.push_str(&format!("{cell:width$}  "));
         }
-        println!("{}", line.trim_end());
+        table.push_str(line.trim_end());
+        table.push('\n');
     };
     line(headers);
     for row in &rows {
         line(row.each_ref().map(String::as_str));
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_never_prints_a_control_character_raw() {
+        // As an older store, or another program, may have written it.
+        let forged = "x\nroot  Administrator  yes  service\u{1b}[2K";
+        let account = ServiceAccount::new("bot").with_name(forged);
+        let binding = Binding::new("app\r", ["read"]);
+        let table = accounts_table(&[(account, vec![binding])]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2, "{table}");
+        assert!(
+            !table
+                .trim_end()
+                .chars()
+                .any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(lines[1].contains("x\\nroot"), "{table}");
+        assert!(lines[1].contains("\\u{1b}[2K"), "{table}");
     }
 }

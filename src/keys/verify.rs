@@ -265,7 +265,8 @@ impl KeySet {
     /// With a `kid` header, the keys with that `kid` are tried, and keys
     /// that have no `kid` (a certificate, a PEM key); a `kid` that matches
     /// neither is [`JwtError::UnknownKey`]. Without a `kid`, every key is
-    /// tried. Only keys whose allow-list holds the header's `alg` are used,
+    /// tried. A token with a `crit` header is [`JwtError::Malformed`]
+    /// (RFC 7515 §4.1.11). Only keys whose allow-list holds the header's `alg` are used,
     /// and `alg` must be in `validation.algorithms` too (which may span
     /// algorithm families; a single algorithm there saves a clone).
     pub fn verify<C: DeserializeOwned>(
@@ -274,6 +275,11 @@ impl KeySet {
         validation: &Validation,
     ) -> Result<TokenData<C>, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
+        // RFC 7515 §4.1.11: a `crit` header names extensions the recipient
+        // must understand, and this crate understands none.
+        if header.crit.is_some() {
+            return Err(JwtError::Malformed);
+        }
         if !validation.algorithms.contains(&header.alg) {
             return Err(JwtError::NoMatchingKey);
         }

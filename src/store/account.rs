@@ -90,7 +90,8 @@ impl ServiceAccount {
     ///
     /// Refused: an empty username, or one that is not printable ASCII
     /// without spaces, since usernames travel in form bodies and show in
-    /// logs ([`AdminError::InvalidUsername`]), a username of the automatic form
+    /// logs ([`AdminError::InvalidUsername`]), a display name with a control
+    /// character ([`AdminError::InvalidName`]), a username of the automatic form
     /// `ak-…-client_credentials` ([`AdminError::ReservedUsername`]), and an
     /// empty id or one in the namespaces of input-JWT identities (`jwt:`) or
     /// automatic accounts (`client_credentials:`)
@@ -102,6 +103,9 @@ impl ServiceAccount {
         }
         if Self::is_automatic_username(&self.username) {
             return Err(AdminError::ReservedUsername(self.username.clone()));
+        }
+        if self.name.chars().any(char::is_control) {
+            return Err(AdminError::InvalidName(self.name.clone()));
         }
         if self.id.is_empty()
             || self.id.starts_with(JWT_ID_PREFIX)
@@ -285,5 +289,24 @@ mod tests {
         ] {
             assert!(!ServiceAccount::is_automatic_username(name), "{name}");
         }
+    }
+
+    #[test]
+    fn a_display_name_with_control_characters_is_refused() {
+        // An escape sequence and a newline could hide or forge rows of a listing.
+        for name in [
+            "evil\u{1b}[2K",
+            "one\nservice  Fake  yes",
+            "tab\there",
+            "del\u{7f}",
+        ] {
+            let account = ServiceAccount::new("bot").with_name(name);
+            assert!(
+                matches!(account.check(), Err(AdminError::InvalidName(_))),
+                "{name:?}"
+            );
+        }
+        let plain = ServiceAccount::new("bot").with_name("Deploy bot (prod) — ü");
+        assert!(plain.check().is_ok());
     }
 }

@@ -33,6 +33,10 @@ pub enum AdminError {
     /// The username is empty, or not printable ASCII without spaces.
     #[error("username {0:?} must be printable ASCII without spaces")]
     InvalidUsername(String),
+    /// The display name contains a control character (a newline, an escape
+    /// sequence), which could hide or forge rows wherever it is shown.
+    #[error("display name {0:?} contains control characters")]
+    InvalidName(String),
     /// The account id is empty, or starts with a prefix reserved for
     /// input-JWT identities (`jwt:`) or automatic accounts
     /// (`client_credentials:`).

@@ -123,6 +123,15 @@ impl External {
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
     }
 
+    /// A JWT with `claims` and a `crit` header naming an extension
+    /// (RFC 7515 §4.1.11), its `kid` in the header.
+    pub fn mint_with_crit(&self, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(self.algorithm());
+        header.kid = Some(self.key.kid().to_owned());
+        header.crit = Some(vec!["x-restricted".to_owned()]);
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+
     /// A JWT without `kid`.
     pub fn mint_without_kid(&self, claims: &serde_json::Value) -> String {
         jsonwebtoken::encode(&Header::new(self.algorithm()), claims, &self.encoding).unwrap()
