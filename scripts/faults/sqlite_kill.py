@@ -46,7 +46,8 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 def mint(signer, jti):
     now = int(time.time())
-    return signer.mint({"iss": ISSUER, "sub": "job", "exp": now + 600, "iat": now, "jti": jti})
+    return signer.mint({"iss": ISSUER, "sub": "job", "exp": now + 600, "iat": now, "jti": jti,
+                        "aud": f"http://{HOST}:{PORT}/application/o/token/"})
 
 
 CONFIG = f"""

@@ -44,6 +44,7 @@ def bodies(signer, count, start, rate, lifetime):
     for i in range(count):
         arrival = start + i // rate
         claims = {"iss": stores.ISSUER, "sub": f"job-{i % 20}", "jti": str(uuid.uuid4()),
+                  "aud": stores.TOKEN_URL,
                   "iat": start - 1, "exp": arrival + lifetime}
         yield (f"grant_type=client_credentials&client_id=ci-once"
                f"&client_assertion_type={stores.BEARER}&client_assertion={signer.mint(claims)}")

@@ -42,6 +42,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import HOST, Es256Signer, build_examples, ensure_wrk, stop, wait_for, write_lines  # noqa: E402
 
 PORT = 19340
+# The audience of the input JWTs: this server's token endpoint (RFC 7523 §3).
+TOKEN_URL = f"http://{HOST}:{PORT}/application/o/token/"
 PASSWORD = "load-app-password-not-a-secret"
 ISSUER = "https://ci.load.test"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -151,6 +153,7 @@ def assertion_bodies(signer, client_id, count):
     now = int(time.time())
     return [f"grant_type=client_credentials&client_id={client_id}&client_assertion_type={BEARER}"
             f"&client_assertion=" + signer.mint({"iss": ISSUER, "sub": f"job-{i % 20}",
+                                                 "aud": TOKEN_URL,
                                                  "jti": str(uuid.uuid4()),
                                                  "iat": now, "exp": now + 3300})
             for i in range(count)]

@@ -78,7 +78,8 @@ bindings = [{{ client_id = "demo-client", scopes = ["read"] }}]
 
 def mint_jwts(signer, count):
     now = int(time.time())
-    return [signer.mint({"iss": ISSUER, "sub": f"job-{i % 20}", "exp": now + 3300, "iat": now})
+    return [signer.mint({"iss": ISSUER, "sub": f"job-{i % 20}", "exp": now + 3300, "iat": now,
+                         "aud": f"http://{HOST}:{PORT}/application/o/token/"})
             for i in range(count)]
 
 
