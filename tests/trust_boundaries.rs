@@ -471,3 +471,296 @@ fn trusting_one_of_the_servers_own_issuers_is_refused_when_built() {
         .applications([a(), other])
         .unwrap();
 }
+
+// ---- what each kind of principal may do, at each endpoint: one row per cell -----------
+//
+// In process (`oneshot`). The test application trusts a CI issuer's input
+// JWTs; `partner` federates with it (it trades the test application's
+// tokens); `exchanger` accepts its tokens in token exchange. The test
+// account and `svc-bob` are bound to the test application, the test
+// account to `partner` and `exchanger` too.
+
+mod principals {
+    use super::common::jwks::External;
+    use super::common::*;
+    use jsonwebtoken::Algorithm;
+    use serde_json::{Value, json};
+    use tower_m2m_auth::issuer::{Application, TokenExchange};
+    use tower_m2m_auth::keys::{TrustedIssuer, VerificationKey, VerificationKeys};
+    use tower_m2m_auth::store::Binding;
+
+    const CI: &str = "https://ci.example";
+    const PARTNER: (&str, &str) = ("partner", "partner-secret-0123456789");
+    const EXCHANGER: (&str, &str) = ("exchanger", "exchanger-secret-0123456789");
+    const APP: (&str, &str) = (CLIENT_ID, APP_SECRET);
+    const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+    const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+    /// The kind of principal a token was minted for, and how.
+    #[derive(Debug, Clone, Copy)]
+    enum Kind {
+        /// The test account, by its app password.
+        Bound,
+        /// The test application's automatic account, by its client secret.
+        Automatic,
+        /// A JWT identity, by a CI input JWT.
+        JwtIdentity,
+        /// The test account's token, traded at `partner`.
+        Federated,
+        /// The test account's token, exchanged at `exchanger`.
+        Exchanged,
+    }
+
+    /// Who calls.
+    #[derive(Debug, Clone, Copy)]
+    enum By {
+        /// The same credential that got the token.
+        Itself,
+        /// `svc-bob`, another principal of the test application.
+        Bob,
+        /// An application's own secret.
+        Secret((&'static str, &'static str)),
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Action {
+        Introspect(By),
+        /// Revoke, then ask the token's own application whether it is live.
+        Revoke(By),
+        /// Trade the token at `partner` (as a client assertion).
+        Trade,
+        /// Exchange it at `exchanger` (as a subject token).
+        Exchange,
+    }
+
+    /// Introspection: active or not; revocation: whether the token is
+    /// still live after it; a trade or an exchange: granted or not.
+    type Row = (&'static str, Kind, Action, bool);
+
+    use Action::*;
+    use By::*;
+    use Kind::*;
+
+    #[rustfmt::skip]
+    const ROWS: &[Row] = &[
+        // A bound account.
+        ("a_bound_account_sees_its_own_token", Bound, Introspect(Itself), true),
+        ("another_principal_does_not_see_a_bound_accounts_token", Bound, Introspect(Bob), false),
+        ("the_application_secret_sees_a_bound_accounts_token", Bound, Introspect(Secret(APP)), true),
+        ("a_bound_accounts_token_is_not_revoked_by_another_principal", Bound, Revoke(Bob), true),
+        ("a_bound_account_revokes_its_own_token", Bound, Revoke(Itself), false),
+        ("a_federated_application_does_not_revoke_a_bound_accounts_token", Bound, Revoke(Secret(PARTNER)), true),
+        ("the_trusting_side_sees_a_bound_accounts_token", Bound, Introspect(Secret(PARTNER)), true),
+        ("an_application_that_only_exchanges_does_not_see_the_token", Bound, Introspect(Secret(EXCHANGER)), false),
+        ("a_bound_accounts_token_is_traded_where_it_is_bound", Bound, Trade, true),
+        ("a_bound_accounts_token_is_exchanged_where_it_is_bound", Bound, Exchange, true),
+        // The application's automatic account.
+        ("the_automatic_account_sees_its_token", Automatic, Introspect(Itself), true),
+        ("another_principal_does_not_see_the_automatic_accounts_token", Automatic, Introspect(Bob), false),
+        ("the_automatic_accounts_token_is_not_revoked_by_another_principal", Automatic, Revoke(Bob), true),
+        ("the_automatic_accounts_token_is_never_traded", Automatic, Trade, false),
+        ("the_automatic_accounts_token_is_never_exchanged_elsewhere", Automatic, Exchange, false),
+        // A JWT identity.
+        ("a_jwt_identity_sees_its_own_token", JwtIdentity, Introspect(Itself), true),
+        ("another_principal_does_not_see_a_jwt_identitys_token", JwtIdentity, Introspect(Bob), false),
+        ("the_application_secret_sees_a_jwt_identitys_token", JwtIdentity, Introspect(Secret(APP)), true),
+        ("a_jwt_identity_revokes_its_own_token", JwtIdentity, Revoke(Itself), false),
+        ("a_jwt_identitys_token_is_not_revoked_by_another_principal", JwtIdentity, Revoke(Bob), true),
+        ("a_jwt_identitys_token_is_never_traded", JwtIdentity, Trade, false),
+        ("a_jwt_identitys_token_is_never_exchanged_elsewhere", JwtIdentity, Exchange, false),
+        // A federated token (partner's, traded from the test application's).
+        ("the_trusted_side_does_not_see_the_trusting_sides_token", Federated, Introspect(Secret(APP)), false),
+        ("a_principal_of_the_trusted_side_does_not_see_it", Federated, Introspect(Bob), false),
+        ("the_trusting_side_sees_its_traded_token", Federated, Introspect(Secret(PARTNER)), true),
+        ("the_trusted_side_does_not_revoke_the_trusting_sides_token", Federated, Revoke(Secret(APP)), true),
+        ("the_trusting_side_revokes_its_traded_token", Federated, Revoke(Secret(PARTNER)), false),
+        // An exchanged token (exchanger's).
+        ("the_subjects_application_does_not_see_an_exchanged_token", Exchanged, Introspect(Secret(APP)), false),
+        ("the_exchanging_application_sees_its_token", Exchanged, Introspect(Secret(EXCHANGER)), true),
+        ("the_subjects_application_does_not_revoke_an_exchanged_token", Exchanged, Revoke(Secret(APP)), true),
+    ];
+
+    struct Fixture {
+        endpoint: Endpoint,
+        ci: External,
+        bob: String,
+    }
+
+    fn fixture() -> Fixture {
+        let ci = External::new(Algorithm::ES256);
+        let key = VerificationKey::from_pem(ci.certificate_pem().as_bytes()).unwrap();
+        let test = application().with_verification_keys(
+            VerificationKeys::new().with_issuer(TrustedIssuer::new(CI).with_key(key)),
+        );
+        let endpoint = Endpoint::with_application(Algorithm::ES256, test, |layer| {
+            layer
+                .application(
+                    Application::new(PARTNER.0, "partner")
+                        .with_client_secret(PARTNER.1)
+                        .with_allowed_scopes(["read"])
+                        .with_federated_application(CLIENT_ID),
+                )
+                .unwrap()
+                .application(
+                    Application::new(EXCHANGER.0, "exchanger")
+                        .with_client_secret(EXCHANGER.1)
+                        .with_allowed_scopes(["read"])
+                        .with_token_exchange(TokenExchange::new().accept_tokens_of(CLIENT_ID)),
+                )
+                .unwrap()
+        });
+        for client_id in [PARTNER.0, EXCHANGER.0] {
+            endpoint
+                .store
+                .bind(USERNAME, Binding::new(client_id, ["read"]));
+        }
+        let (_, bob) = endpoint.add_account("svc-bob");
+        Fixture { endpoint, ci, bob }
+    }
+
+    impl Fixture {
+        /// A CI input JWT addressed to the token endpoint.
+        fn ci_jwt(&self) -> String {
+            let now = jsonwebtoken::get_current_timestamp();
+            self.ci.mint(&json!({
+                "iss": CI, "sub": "robot", "aud": self.endpoint.token_url(),
+                "exp": now + 300, "iat": now,
+            }))
+        }
+
+        /// The client authentication fields of `by`, for a token of `kind`.
+        fn credentials(&self, by: By, kind: Kind, jwt: &str) -> Vec<(String, String)> {
+            let pairs: Vec<(&str, &str)> = match (by, kind) {
+                (Bob, _) => vec![
+                    ("client_id", CLIENT_ID),
+                    ("username", "svc-bob"),
+                    ("password", &self.bob),
+                ],
+                (Secret((client_id, secret)), _) => {
+                    vec![("client_id", client_id), ("client_secret", secret)]
+                }
+                (Itself, Bound) => vec![
+                    ("client_id", CLIENT_ID),
+                    ("username", USERNAME),
+                    ("password", &self.endpoint.token),
+                ],
+                (Itself, Automatic) => {
+                    vec![("client_id", CLIENT_ID), ("client_secret", APP_SECRET)]
+                }
+                (Itself, JwtIdentity) => vec![
+                    ("client_id", CLIENT_ID),
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", jwt),
+                ],
+                (Itself, kind) => panic!("no row asks {kind:?} itself"),
+            };
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        }
+
+        async fn post(&self, path: &str, fields: &[(String, String)]) -> Answer {
+            let pairs: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            self.endpoint
+                .send(Post::form(&pairs).request(path, &[]))
+                .await
+        }
+
+        async fn token(&self, kind: Kind, jwt: &str) -> String {
+            let grant = ("grant_type".to_owned(), "client_credentials".to_owned());
+            let access = |answer: Answer| {
+                assert_eq!(answer.status, 200, "{kind:?}: {}", answer.text());
+                answer.json()["access_token"].as_str().unwrap().to_owned()
+            };
+            let own = |kind| {
+                let mut fields = self.credentials(Itself, kind, jwt);
+                fields.push(grant.clone());
+                fields
+            };
+            match kind {
+                Bound | Automatic | JwtIdentity => {
+                    access(self.post("/application/o/token/", &own(kind)).await)
+                }
+                Federated | Exchanged => {
+                    let bound = access(self.post("/application/o/token/", &own(Bound)).await);
+                    access(self.use_token(kind, &bound).await)
+                }
+            }
+        }
+
+        /// Trades (`Federated`) or exchanges (`Exchanged`) `token`.
+        async fn use_token(&self, how: Kind, token: &str) -> Answer {
+            let fields: Vec<(&str, &str)> = match how {
+                Federated => vec![
+                    ("grant_type", "client_credentials"),
+                    ("client_id", PARTNER.0),
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", token),
+                ],
+                _ => vec![
+                    ("grant_type", EXCHANGE),
+                    ("client_id", EXCHANGER.0),
+                    ("client_secret", EXCHANGER.1),
+                    ("subject_token", token),
+                    ("subject_token_type", ACCESS),
+                ],
+            };
+            self.endpoint.post_form(&fields).await
+        }
+
+        /// Whether the token's own application sees `token` as active.
+        async fn live(&self, kind: Kind, token: &str) -> bool {
+            let owner = match kind {
+                Federated => PARTNER,
+                Exchanged => EXCHANGER,
+                _ => APP,
+            };
+            let mut fields = self.credentials(Secret(owner), kind, "");
+            fields.push(("token".to_owned(), token.to_owned()));
+            let answer = self.post("/application/o/introspect/", &fields).await;
+            answer.json()["active"].as_bool().unwrap()
+        }
+    }
+
+    async fn run(row: &'static Row) {
+        let (rule, kind, action, expected) = *row;
+        let fixture = fixture();
+        let jwt = fixture.ci_jwt();
+        let token = fixture.token(kind, &jwt).await;
+        let outcome = match action {
+            Introspect(by) | Revoke(by) => {
+                let path = match action {
+                    Introspect(_) => "/application/o/introspect/",
+                    _ => "/application/o/revoke/",
+                };
+                let mut fields = fixture.credentials(by, kind, &jwt);
+                fields.push(("token".to_owned(), token.clone()));
+                let answer = fixture.post(path, &fields).await;
+                assert_eq!(answer.status, 200, "{rule}: {}", answer.text());
+                match action {
+                    Introspect(_) => {
+                        let json: Value = answer.json();
+                        let active = json["active"].as_bool().unwrap();
+                        if !active {
+                            assert_eq!(json, json!({"active": false}), "{rule}: says more");
+                        }
+                        active
+                    }
+                    _ => fixture.live(kind, &token).await,
+                }
+            }
+            Trade => fixture.use_token(Federated, &token).await.status == 200,
+            Exchange => fixture.use_token(Exchanged, &token).await.status == 200,
+        };
+        assert_eq!(outcome, expected, "{rule}");
+    }
+
+    #[tokio::test]
+    async fn each_kind_of_principal_may_do_what_its_row_says() {
+        check_rows(ROWS, run).await;
+    }
+}
