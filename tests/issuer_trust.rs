@@ -367,3 +367,73 @@ async fn identity_of_plain_identifiers_is_unchanged() {
     let digest = tower_m2m_auth::store::TokenDigest::of(&format!("{PARTNER}\u{0}{sub}"));
     assert_eq!(expected.id, format!("jwt:{}", digest.to_hex()));
 }
+
+/// A store that knows app passwords only: the trait's defaults for the rest,
+/// so it records no JWT identity.
+struct PasswordsOnly(tower_m2m_auth::store::MemoryStore);
+
+impl tower_m2m_auth::store::CredentialStore for PasswordsOnly {
+    fn app_password(
+        &self,
+        username: &str,
+        digest: &tower_m2m_auth::store::TokenDigest,
+    ) -> impl Future<
+        Output = Result<
+            Option<tower_m2m_auth::store::AccountCredential>,
+            tower_m2m_auth::store::StoreError,
+        >,
+    > + Send {
+        self.0.app_password(username, digest)
+    }
+}
+
+#[tokio::test]
+async fn a_jwt_identity_never_takes_a_name_where_the_store_records_none() {
+    use tower_m2m_auth::keys::{KeyRing, SigningKey};
+    let external = External::new(Algorithm::ES256);
+    let trusted = VerificationKeys::new()
+        .with_issuer(TrustedIssuer::new(PARTNER).with_key(certificate_key(&external)));
+    let (store, _, _) = account_store();
+    let keys = KeyRing::new(SigningKey::generate(Algorithm::ES256).unwrap());
+    let base = serve(move |base| {
+        // Usernames are `sub` here: two identities alike would be one.
+        let application = Application::new(CI_CLIENT, CI_SLUG)
+            .with_name("ci")
+            .with_verification_keys(trusted)
+            .with_allowed_scopes(["deploy"])
+            .with_subject_mode(SubjectMode::Username)
+            .danger_accept_any_assertion_audience();
+        let layer =
+            tower_m2m_auth::issuer::TokenEndpointLayer::new(base, keys, PasswordsOnly(store))
+                .unwrap()
+                .application(application)
+                .unwrap();
+        axum::Router::new()
+            .route("/{*path}", axum::routing::any(|| async { "inner" }))
+            .layer(layer)
+    })
+    .await;
+    let token_url = format!("{base}/application/o/token/");
+    // The name of a stored service account, of the automatic account, none.
+    for asked in [
+        Some(USERNAME),
+        Some("ak-ci-client_credentials"),
+        Some(""),
+        None,
+    ] {
+        let mut claims = claims(PARTNER, "robot");
+        if let Some(asked) = asked {
+            claims["preferred_username"] = json!(asked);
+        }
+        let response = post_assertion_to(&token_url, CI_CLIENT, &external.mint(&claims)).await;
+        assert_eq!(response.status(), 200, "{asked:?}");
+        let json: Value = response.json().await.unwrap();
+        let token: Value =
+            jsonwebtoken::dangerous::insecure_decode_claims(json["access_token"].as_str().unwrap())
+                .unwrap();
+        let username = token["preferred_username"].as_str().unwrap();
+        assert!(username.contains('@'), "{asked:?}: {token}");
+        assert_ne!(Some(username), asked, "{token}");
+        assert_eq!(token["sub"], username, "{token}");
+    }
+}

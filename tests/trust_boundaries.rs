@@ -369,6 +369,36 @@ fn duplicate_client_id_and_slug_are_refused() {
     ));
 }
 
+#[test]
+fn two_applications_never_share_a_name() {
+    // Their automatic accounts would both be `ak-demo-client_credentials`:
+    // one `sub` in the Username mode, one `preferred_username` in all.
+    let named = |client_id: &str| Application::new(client_id, client_id).with_name("demo");
+    assert!(matches!(
+        layer().applications([named("x"), named("y")]),
+        Err(ConfigError::DuplicateName(name)) if name == "demo"
+    ));
+    let one = layer().application(named("x")).unwrap();
+    assert!(matches!(
+        one.application(named("y")),
+        Err(ConfigError::DuplicateName(_))
+    ));
+}
+
+#[test]
+fn an_application_name_with_control_characters_is_refused() {
+    for name in ["", "demo\n", "de\u{1b}[2Kmo"] {
+        let application = Application::new("x", "x").with_name(name);
+        assert!(
+            matches!(
+                layer().application(application),
+                Err(ConfigError::Application { .. })
+            ),
+            "{name:?}"
+        );
+    }
+}
+
 fn remote_keys() -> VerificationKeys {
     VerificationKeys::new().with_issuer(
         TrustedIssuer::new("https://token.actions.githubusercontent.com").with_remote(

@@ -66,6 +66,9 @@ pub enum ApplicationError {
     /// The `client_id` is empty or contains control characters.
     #[error("client_id {0:?} is empty or contains control characters")]
     ClientId(String),
+    /// The name is empty or contains control characters.
+    #[error("name {0:?} is empty or contains control characters")]
+    Name(String),
     /// The slug is not a safe URL path segment.
     #[error("slug {0:?} must be letters, digits, '-', '_' or '.' (and not start with '.')")]
     Slug(String),
@@ -314,6 +317,9 @@ impl Application {
         let slug_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
         if self.slug.is_empty() || self.slug.starts_with('.') || !self.slug.chars().all(slug_char) {
             return Err(ApplicationError::Slug(self.slug.clone()));
+        }
+        if self.name.is_empty() || self.name.chars().any(char::is_control) {
+            return Err(ApplicationError::Name(self.name.clone()));
         }
         if let Some(scope) = self.allowed_scopes.iter().find(|s| !is_scope_token(s)) {
             return Err(ApplicationError::Scope(scope.clone()));

@@ -126,13 +126,20 @@ pub(crate) async fn external_account<S: Directory + ?Sized>(
         .with_name(&principal.name)
         .with_expires(Some(assertion.expires));
     debug_assert_eq!((&account.id, account.uuid), (&principal.id, principal.uuid));
-    if let Some(stored) = store.external_account(&account).await? {
-        if !stored.active {
-            return Err(Rejection::AccountDisabled.into());
+    match store.external_account(&account).await? {
+        Some(stored) => {
+            if !stored.active {
+                return Err(Rejection::AccountDisabled.into());
+            }
+            // The id and UUID stay derived from (iss, sub).
+            principal.username = stored.username;
+            principal.name = stored.name;
         }
-        // The id and UUID stay derived from (iss, sub).
-        principal.username = stored.username;
-        principal.name = stored.name;
+        // A store that records no identity cannot keep the name from
+        // another account's (a stored account's, an automatic account's, in
+        // the `Username` subject mode their `sub`): the name that is this
+        // identity's alone.
+        None => principal.username = account.disambiguated_username(),
     }
     Ok(principal)
 }

@@ -381,6 +381,11 @@ pub enum ConfigError {
     /// Two applications with one slug (they would share an issuer).
     #[error("two applications have the slug {0:?}")]
     DuplicateSlug(String),
+    /// Two applications with one name: their automatic accounts
+    /// (`ak-<name>-client_credentials`) would share a username, and so a
+    /// `sub` in the `Username` subject mode.
+    #[error("two applications have the name {0:?} (it names their automatic accounts)")]
+    DuplicateName(String),
     /// An application federates with a `client_id` that no application has.
     #[error("application {client_id:?} federates with {federated:?}, which is no application")]
     UnknownFederatedApplication {

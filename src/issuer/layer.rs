@@ -105,6 +105,11 @@ impl<V> TokenEndpointLayer<V> {
             if added.values().any(|app| app.slug() == application.slug()) {
                 return Err(ConfigError::DuplicateSlug(application.slug().to_owned()));
             }
+            // The name names the automatic account (and the default
+            // username of JWT identities): two applications must not share one.
+            if added.values().any(|app| app.name() == application.name()) {
+                return Err(ConfigError::DuplicateName(application.name().to_owned()));
+            }
             added.insert(client_id, Arc::new(application));
         }
         config::check_federation(&added)?;

@@ -45,7 +45,9 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// disabled identity stays disabled).
     ///
     /// The default records nothing and returns `Ok(None)`: every JWT that
-    /// passes verification and policies is allowed.
+    /// passes verification and policies is allowed, named by its
+    /// [disambiguated username](ExternalAccount::disambiguated_username)
+    /// (nothing keeps another name from being another account's).
     fn external_account(
         &self,
         account: &ExternalAccount,

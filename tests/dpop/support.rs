@@ -107,6 +107,15 @@ pub const PROOF_RULES: &[(&str, Breaker, &str)] = &[
         "the DPoP proof is not a well-formed JWT with htm, htu and iat",
     ),
     (
+        // RFC 7515 §4.1.11: no extension is understood.
+        "proof_with_a_crit_header_is_refused",
+        |_, header, _| {
+            header["crit"] = serde_json::json!(["x-restricted"]);
+            None
+        },
+        "the DPoP proof is not a well-formed JWT with htm, htu and iat",
+    ),
+    (
         "proof_without_htm_is_refused",
         |_, _, claims| {
             claims.as_object_mut().unwrap().remove("htm");

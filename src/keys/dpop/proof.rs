@@ -90,6 +90,10 @@ struct Header {
     alg: String,
     #[serde(default)]
     jwk: Option<HeaderJwk>,
+    /// Extensions the recipient must understand (RFC 7515 §4.1.11): none
+    /// is, so a proof with `crit` is refused.
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +154,9 @@ impl DpopRules {
             return Err(DpopError::Malformed);
         };
         let header: Header = json_part(header_b64)?;
+        if header.crit.is_some() {
+            return Err(DpopError::Malformed);
+        }
         if header.typ.as_deref() != Some("dpop+jwt") {
             return Err(DpopError::WrongType);
         }
