@@ -92,14 +92,16 @@ impl ExternalAccount {
     /// The usernames a store tries, in order, when it first records this
     /// identity: [`username`](Self::username), then the
     /// [disambiguated](Self::disambiguated_username) one. Only the latter
-    /// when `username` is empty, has control characters, or has the form of
+    /// when `username` is empty, has control characters, has the form of
     /// an application's automatic account (`ak-…-client_credentials`, see
-    /// [`ServiceAccount::is_automatic_username`]): no input JWT ever holds
-    /// such a name, even for an application added later.
+    /// [`ServiceAccount::is_automatic_username`]) or of a disambiguated
+    /// username (another identity's fallback): no input JWT ever holds such
+    /// a name, even for an application added later.
     pub fn candidate_usernames(&self) -> Vec<String> {
         let usable = !self.username.is_empty()
             && !self.username.chars().any(char::is_control)
-            && !ServiceAccount::is_automatic_username(&self.username);
+            && !ServiceAccount::is_automatic_username(&self.username)
+            && !is_disambiguated(&self.username);
         if usable {
             vec![self.username.clone(), self.disambiguated_username()]
         } else {
@@ -133,6 +135,16 @@ impl ExternalAccount {
     }
 }
 
+/// Whether `username` has the form of a [disambiguated
+/// username](ExternalAccount::disambiguated_username) (`…@` and 12 lower-case
+/// hex digits): another identity's fallback, which anyone can compute from
+/// its `iss` and `sub`, so no identity may ask for it.
+fn is_disambiguated(username: &str) -> bool {
+    username.rsplit_once('@').is_some_and(|(_, hash)| {
+        hash.len() == 12 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +164,25 @@ mod tests {
             let name = &candidates[0];
             assert!(!ServiceAccount::is_automatic_username(name), "{name}");
             assert!(!name.chars().any(char::is_control), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn a_jwt_identity_never_asks_for_another_identitys_disambiguated_name() {
+        // The victim's fallback name is computable from its (iss, sub):
+        // asked for first, it would leave the victim no name at all.
+        let victim = ExternalAccount::new("https://k8s-prod.example", "deployer", "deployer");
+        let taken = victim.disambiguated_username();
+        let attacker = ExternalAccount::new("https://k8s-staging.example", "deployer", &taken);
+        assert_eq!(
+            attacker.candidate_usernames(),
+            [attacker.disambiguated_username()]
+        );
+        assert_ne!(attacker.disambiguated_username(), taken);
+        // A name that only looks a little like one is asked for.
+        for asked in ["deployer@prod", "deployer@0123456789AB", "x@0123456789abc"] {
+            let account = ExternalAccount::new("https://ci.example", "job", asked);
+            assert_eq!(account.candidate_usernames()[0], asked, "{asked}");
         }
     }
 
