@@ -121,9 +121,12 @@ fn services(
     &'static str,
     impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone,
 ); 2] {
+    // The origin DPoP proofs name (`http://api.example/`, below).
     let layer = JwtValidateLayer::new()
         .issuer(Issuer::with_jwks(ISS, &ring.jwks()))
-        .audience(AUD);
+        .audience(AUD)
+        .dpop_origin("http://api.example")
+        .unwrap();
     let inner = service_fn(|_: Request<Full<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
     });
