@@ -879,16 +879,7 @@ async fn policies_see_the_scopes_a_subject_jwt_would_give() {
         "feature",
         json!({"scope": "admin"}),
     );
-    let form = [
-        ("grant_type", EXCHANGE),
-        ("client_id", "gated"),
-        ("client_secret", "gated-secret-0123456789"),
-        ("subject_token", subject.as_str()),
-        ("subject_token_type", JWT),
-    ];
-    let answer = endpoint
-        .post(&Post::form(&form), &[("subject", &subject)])
-        .await;
+    let answer = gated_exchange(&endpoint, &subject, None).await;
     assert_eq!(answer.status, 400, "{}", answer.text());
     assert_eq!(answer.error(), "invalid_request");
     // The same from the main branch is granted.
@@ -899,15 +890,9 @@ async fn policies_see_the_scopes_a_subject_jwt_would_give() {
         "main",
         json!({"scope": "admin"}),
     );
-    let form = [
-        ("grant_type", EXCHANGE),
-        ("client_id", "gated"),
-        ("client_secret", "gated-secret-0123456789"),
-        ("subject_token", subject.as_str()),
-        ("subject_token_type", JWT),
-    ];
-    let json = endpoint.token_json(&form).await;
-    assert_eq!(json["scope"], "admin", "{json}");
+    let answer = gated_exchange(&endpoint, &subject, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["scope"], "admin");
 }
 
 #[tokio::test]

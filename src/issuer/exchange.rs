@@ -128,6 +128,23 @@ struct Party {
     input: bool,
 }
 
+/// Which token of the request a [`Party`] is.
+#[derive(Clone, Copy)]
+enum Role {
+    Subject,
+    Actor,
+}
+
+impl Role {
+    /// The `error_description` of its refusal (RFC 8693 §2.2.2).
+    fn refused(self) -> &'static str {
+        match self {
+            Role::Subject => "the subject_token is not accepted",
+            Role::Actor => "the actor_token is not accepted",
+        }
+    }
+}
+
 /// Turns `grant` (a client authenticated at its application) into the
 /// subject's grant, or refuses; `requested` is the `scope` parameter.
 pub(crate) async fn exchange(
@@ -156,38 +173,26 @@ pub(crate) async fn exchange(
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let (token, kind) = &request.subject;
-    let subject = party(
-        config,
-        &application,
-        rules,
-        token.expose_secret(),
-        kind,
-        &asked,
-    )
-    .await
-    .map_err(|error| match error {
-        VerifyError::Rejected(why) => refuse(why.reason(), "the subject_token is not accepted"),
-        VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
-    })?;
+    let checked = async |(token, kind): &(SecretString, &'static str), role: Role| {
+        party(
+            config,
+            &application,
+            rules,
+            token.expose_secret(),
+            kind,
+            &asked,
+        )
+        .await
+        .map_err(|error| match error {
+            VerifyError::Rejected(why) => refuse(why.reason(), role.refused()),
+            VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
+        })
+    };
+    let subject = checked(&request.subject, Role::Subject).await?;
     let actor = match &request.actor {
         None => None,
-        Some((token, kind)) => {
-            let actor = party(
-                config,
-                &application,
-                rules,
-                token.expose_secret(),
-                kind,
-                &asked,
-            )
-            .await
-            .map_err(|error| match error {
-                VerifyError::Rejected(why) => {
-                    refuse(why.reason(), "the actor_token is not accepted")
-                }
-                VerifyError::Unavailable(_) => TokenError::TemporarilyUnavailable,
-            })?;
+        Some(token) => {
+            let actor = checked(token, Role::Actor).await?;
             if !may_act(&subject, &actor, rules) {
                 return Err(refuse(
                     "actor_not_allowed",
@@ -236,16 +241,16 @@ pub(crate) async fn exchange(
     if let Some(claims) = &grant.client_jwt {
         assertion::permits(&application, claims, exchange, &scopes).map_err(TokenError::from)?;
     }
-    for (party, description) in [
-        (Some(&subject), "the subject_token is not accepted"),
-        (actor.as_ref(), "the actor_token is not accepted"),
+    for (party, role) in [
+        (Some(&subject), Role::Subject),
+        (actor.as_ref(), Role::Actor),
     ] {
         let Some(party) = party.filter(|party| party.input) else {
             continue;
         };
         let claims = Value::Object(party.claims.clone());
         assertion::permits(&application, &claims, exchange, &scopes)
-            .map_err(|_| refuse("policy_denied", description))?;
+            .map_err(|_| refuse("policy_denied", role.refused()))?;
     }
 
     let expires_by = actor
