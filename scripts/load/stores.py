@@ -216,12 +216,14 @@ def run_store(name, store_line, bodies, examples, directory, args, database_pids
             limits = (f"[attempt_limits]\nper_client_id = {args.attempt_slots}\n"
                       f"per_address = {args.attempt_slots}\n")
         config.write(CONFIG.format(store=store_line, limits=limits))
-    quiet = {**os.environ, "RUST_LOG": "error"}
+    # The log goes to a file, as a service's goes to its journal: with
+    # --rust-log info (the server's default), one audit line per token.
+    log = open(os.path.join(directory, "server.log"), "wb")
     server = subprocess.Popen(
         [os.path.join(examples, "server"), "--config", os.path.join(directory, "server.toml"),
          "--listen", f"{HOST}:{PORT}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=quiet, cwd=directory,
-        preexec_fn=pinned(args.load_cores))
+        stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "RUST_LOG": args.rust_log},
+        cwd=directory, preexec_fn=pinned(args.load_cores))
     try:
         wait_for(PORT, seconds=60)
         wrk(bodies["static"], args, 2)  # warm-up: connections, caches, the page cache
@@ -239,6 +241,7 @@ def run_store(name, store_line, bodies, examples, directory, args, database_pids
         return figures
     finally:
         stop([server])
+        log.close()
 
 
 def main():
@@ -253,6 +256,9 @@ def main():
                              "checks in flight; single-use writes wait after theirs)")
     parser.add_argument("--database-core", action="store_true",
                         help=DATABASE_CORE_HELP + "; the same cores for every store")
+    parser.add_argument("--rust-log", default="error",
+                        help="the server's RUST_LOG (default: error, no audit events; the "
+                             "server's own default is info, an audit line per token)")
     parser.add_argument("--assertions", type=int,
                         help="input JWTs signed per JWT request kind, more than wrk sends "
                              "(default: 25,000 per second of --seconds)")
