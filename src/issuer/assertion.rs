@@ -39,6 +39,22 @@ pub(crate) fn is_compact_jws(secret: &str) -> bool {
     )
 }
 
+/// Whether a JOSE `typ` marks a JWT made for another purpose, which is no
+/// input JWT even when a trusted issuer signed it (RFC 8725 §3.11, §3.12):
+/// a DPoP proof (RFC 9449), a security event token (RFC 8417), a logout
+/// token (OpenID Back-Channel Logout). With or without `application/`, in
+/// any case (RFC 7515 §4.1.9).
+fn is_another_kind_of_jwt(typ: Option<&str>) -> bool {
+    let Some(typ) = typ else { return false };
+    let typ = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    ["dpop+jwt", "secevent+jwt", "logout+jwt"]
+        .iter()
+        .any(|other| typ.eq_ignore_ascii_case(other))
+}
+
 /// The claims read from an input JWT besides the whole claim set.
 #[derive(Deserialize)]
 struct Registered {
@@ -141,9 +157,12 @@ pub(crate) async fn check(
     // Each key narrows the algorithms further; HS256 only ever matches a
     // shared secret configured explicitly. Narrowed to the token's own
     // algorithm here, the validation needs no copy per key.
-    let algorithm = jsonwebtoken::decode_header(token)
-        .map_err(|_| Rejection::InvalidAssertion(JwtError::Malformed))?
-        .alg;
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|_| Rejection::InvalidAssertion(JwtError::Malformed))?;
+    if is_another_kind_of_jwt(header.typ.as_deref()) {
+        return Err(Rejection::InvalidAssertion(JwtError::InvalidClaims).into());
+    }
+    let algorithm = header.alg;
     if !ASYMMETRIC_ALGORITHMS.contains(&algorithm) && algorithm != Algorithm::HS256 {
         return Err(Rejection::InvalidAssertion(JwtError::NoMatchingKey).into());
     }

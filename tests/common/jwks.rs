@@ -132,6 +132,14 @@ impl External {
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
     }
 
+    /// A JWT with `claims` and this `typ` header, its `kid` in the header.
+    pub fn mint_typed(&self, typ: &str, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(self.algorithm());
+        header.kid = Some(self.key.kid().to_owned());
+        header.typ = Some(typ.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+
     /// A JWT without `kid`.
     pub fn mint_without_kid(&self, claims: &serde_json::Value) -> String {
         jsonwebtoken::encode(&Header::new(self.algorithm()), claims, &self.encoding).unwrap()
