@@ -1,7 +1,9 @@
--- wrk script of scripts/load/stores.py: token requests whose form bodies are
--- the lines of the file LOAD_BODIES, each sent once in turn (a new input JWT
--- per request; the file wraps around when wrk outruns it, which the driver
--- sees as refused replays). `done` prints one JSON line of figures.
+-- wrk script of scripts/load/stores.py and served.py: token requests whose
+-- form bodies are the lines of the file LOAD_BODIES, each sent once in turn
+-- (a new input JWT per request; the file wraps around when wrk outruns it,
+-- which the driver sees as refused replays). With LOAD_BEARER set, each line
+-- is an access token instead, sent as `GET` with `Authorization: Bearer`.
+-- `done` prints one JSON line of figures.
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -27,11 +29,16 @@ init = function()
     next_body = (offset or 0) + 1
 end
 
+local bearer = os.getenv("LOAD_BEARER") ~= nil
+
 request = function()
-    local body = bodies[next_body]
+    local line = bodies[next_body]
     next_body = next_body + stride
     if next_body > #bodies then next_body = next_body - #bodies end
-    return wrk.format(nil, nil, nil, body)
+    if bearer then
+        return wrk.format("GET", nil, {["Authorization"] = "Bearer " .. line}, nil)
+    end
+    return wrk.format(nil, nil, nil, line)
 end
 
 -- The first refusal's status and body, for the driver to show.

@@ -191,12 +191,16 @@ def pin_postgres(cores):
             pass
 
 
-def wrk(bodies_file, args, seconds):
+def wrk(bodies_file, args, seconds, url=TOKEN_URL, bearer=False):
+    """wrk on `url` with the lines of `bodies_file` (form bodies, or with
+    `bearer` access tokens for `GET`s); its figures."""
+    env = {**os.environ, "LOAD_BODIES": bodies_file, "LOAD_THREADS": str(args.threads)}
+    if bearer:
+        env["LOAD_BEARER"] = "1"
     output = subprocess.run(
         ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency",
-         "-s", os.path.join(HERE, "stores.lua"), f"http://{HOST}:{PORT}/application/o/token/"],
-        capture_output=True, text=True, timeout=seconds + 60,
-        env={**os.environ, "LOAD_BODIES": bodies_file, "LOAD_THREADS": str(args.threads)},
+         "-s", os.path.join(HERE, "stores.lua"), url],
+        capture_output=True, text=True, timeout=seconds + 60, env=env,
         preexec_fn=pinned(args.load_cores),
     ).stdout
     refusal = re.search(r"REFUSED (.*)", output)
