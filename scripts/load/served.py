@@ -304,17 +304,6 @@ def base_server(rev, directory):
     return binary
 
 
-def assertion_bodies(signer, count):
-    import uuid
-
-    now = int(time.time())
-    return [f"grant_type=client_credentials&client_id=ci-once"
-            f"&client_assertion_type={stores.BEARER}&client_assertion="
-            + signer.mint({"iss": ISSUER, "sub": f"job-{i % 20}", "aud": TOKEN_URL,
-                           "jti": str(uuid.uuid4()), "iat": now, "exp": now + 3300})
-            for i in range(count)]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -349,7 +338,8 @@ def main():
         # starts with an empty replay cache, so every run may reuse them.
         count = 15_000 * args.seconds
         print(f"signing {count} input JWTs...", flush=True)
-        write_lines(files["private_key_jwt"], assertion_bodies(signer, count))
+        write_lines(files["private_key_jwt"],
+                    stores.assertion_bodies(signer, "ci-once", count, ISSUER, TOKEN_URL))
 
         print(f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s on loopback, release "
               "builds; CPU = the server process's user+system per request")

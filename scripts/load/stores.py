@@ -149,11 +149,11 @@ def fresh_postgres_database(url):
     return urllib.parse.urlsplit(url)._replace(path="/m2m_load").geturl()
 
 
-def assertion_bodies(signer, client_id, count):
+def assertion_bodies(signer, client_id, count, issuer=ISSUER, audience=TOKEN_URL):
     now = int(time.time())
     return [f"grant_type=client_credentials&client_id={client_id}&client_assertion_type={BEARER}"
-            f"&client_assertion=" + signer.mint({"iss": ISSUER, "sub": f"job-{i % 20}",
-                                                 "aud": TOKEN_URL,
+            f"&client_assertion=" + signer.mint({"iss": issuer, "sub": f"job-{i % 20}",
+                                                 "aud": audience,
                                                  "jti": str(uuid.uuid4()),
                                                  "iat": now, "exp": now + 3300})
             for i in range(count)]
